@@ -1,0 +1,31 @@
+"""cascadekit: adaptive inference with model cascades.
+
+A cheap *student* answers the inputs it is confident about; the rest go on to a larger
+*teacher* (or through N stages). Routing scores follow one direction: higher = more confident =
+keep the input on this stage; an input stays at stage k when ``score >= threshold_k``.
+
+Examples
+--------
+>>> import numpy as np, cascadekit as ck
+>>> c = ck.Cascade.from_outputs([np.eye(2) * 5, np.eye(2)], costs=[1, 4], thresholds=[0.0])
+>>> c.route().predictions
+array([0, 1])
+"""
+
+from __future__ import annotations
+
+from . import scores
+from .cascade import Cascade, RouteResult, Stage, assign_stages
+from .errors import CascadeError
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Cascade",
+    "CascadeError",
+    "RouteResult",
+    "Stage",
+    "__version__",
+    "assign_stages",
+    "scores",
+]

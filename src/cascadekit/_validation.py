@@ -1,0 +1,221 @@
+"""Input checks shared by every module. Each raises a :class:`~cascadekit.errors.CascadeError`
+whose message says what was expected, what was got and what to do."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .errors import (
+    ClassCountError,
+    EmptyInputError,
+    InputShapeError,
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    SampleCountError,
+)
+
+FloatArray = NDArray[np.floating[Any]]
+IntArray = NDArray[np.integer[Any]]
+
+
+def float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
+    """Return the dtype scores are computed in: float64 stays, everything else becomes float32.
+
+    Half precision (and integer) inputs are upcast so that ``exp`` cannot overflow.
+    """
+    return np.dtype(np.float64) if dtype == np.float64 else np.dtype(np.float32)
+
+
+def _first_bad(mask: NDArray[np.bool_]) -> int:
+    flat = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)) if mask.ndim > 1 else (
+        np.flatnonzero(mask)
+    )
+    return int(flat[0])
+
+
+def check_finite(x: np.ndarray, name: str) -> None:
+    """Raise :class:`NonFiniteError` if ``x`` holds NaN or inf, naming the count and first row."""
+    bad = ~np.isfinite(x)
+    if bad.any():
+        raise NonFiniteError(
+            f"{name[0].upper()}{name[1:]} contain {int(bad.sum())} non-finite values "
+            f"(NaN or inf), first at row {_first_bad(bad)}. Clean them (or fix the model) "
+            "before routing."
+        )
+
+
+def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> FloatArray:
+    """Validate logits of shape ``(n_samples, n_classes)`` and return them as a float array.
+
+    float64 input stays float64; any other numeric dtype is converted to float32.
+    """
+    arr = np.asarray(x)
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise InputShapeError(
+            f"Expected {name} to be a numeric array of shape (n_samples, n_classes); got dtype "
+            f"{arr.dtype}. Pass the model's raw logits as a float array."
+        )
+    if arr.ndim != 2:
+        hint = (
+            " A 1-D array looks like labels or scores: only the last stage may give labels only."
+            if arr.ndim == 1
+            else ""
+        )
+        raise InputShapeError(
+            f"Expected {name} of shape (n_samples, n_classes); got shape {arr.shape}.{hint}"
+        )
+    if arr.shape[0] == 0:
+        raise EmptyInputError(
+            f"Expected {name} with at least one sample; got shape {arr.shape}. "
+            "Pass a non-empty array."
+        )
+    if arr.shape[1] < min_classes:
+        raise InputShapeError(
+            f"Expected {name} with at least {min_classes} classes (columns); got shape "
+            f"{arr.shape}. Pass one column per class."
+        )
+    out = arr.astype(float_dtype(arr.dtype), copy=False)
+    check_finite(out, name)
+    return out
+
+
+def as_scores(x: ArrayLike, name: str = "scores") -> FloatArray:
+    """Validate a 1-D array of finite routing scores (higher = more confident)."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InputShapeError(
+            f"Expected {name} of shape (n_samples,); got shape {arr.shape}. "
+            "Compute one score per sample, e.g. with cascadekit.scores.energy(logits)."
+        )
+    if arr.shape[0] == 0:
+        raise EmptyInputError(f"Expected {name} with at least one sample; got an empty array.")
+    if not (np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)):
+        raise InputShapeError(f"Expected {name} to be numeric; got dtype {arr.dtype}.")
+    out = arr.astype(np.float64, copy=False)
+    check_finite(out, name)
+    return out
+
+
+def as_labels(
+    y: ArrayLike, n_samples: int | None = None, n_classes: int | None = None, name: str = "labels"
+) -> IntArray:
+    """Validate integer class labels of shape ``(n_samples,)`` in ``[0, n_classes)``."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise InputShapeError(
+            f"Expected {name} of shape (n_samples,); got shape {arr.shape}. "
+            "Pass one integer class index per sample."
+        )
+    if arr.shape[0] == 0:
+        raise EmptyInputError(f"Expected {name} with at least one sample; got an empty array.")
+    if np.issubdtype(arr.dtype, np.floating):
+        if not np.all(np.isfinite(arr)) or not np.all(arr == np.round(arr)):
+            raise LabelError(
+                f"Expected integer {name}; got non-integer floats (dtype {arr.dtype}). "
+                "Pass class indices 0..n_classes-1."
+            )
+        arr = arr.astype(np.int64)
+    elif np.issubdtype(arr.dtype, np.bool_) or not np.issubdtype(arr.dtype, np.integer):
+        raise LabelError(
+            f"Expected integer {name}; got dtype {arr.dtype}. Pass class indices 0..n_classes-1."
+        )
+    arr = arr.astype(np.int64, copy=False)
+    if n_samples is not None and arr.shape[0] != n_samples:
+        raise SampleCountError(
+            f"Expected {n_samples} {name} (one per sample); got {arr.shape[0]}. "
+            "Check that labels and logits come from the same data in the same order."
+        )
+    lo, hi = int(arr.min()), int(arr.max())
+    if lo < 0 or (n_classes is not None and hi >= n_classes):
+        upper = f"{n_classes - 1}" if n_classes is not None else "n_classes-1"
+        raise LabelError(
+            f"Expected {name} in [0, {upper}]; got values from {lo} to {hi}. "
+            "Check the label encoding matches the models' class order."
+        )
+    return arr
+
+
+def check_same_samples(named: Sequence[tuple[str, int]]) -> None:
+    """Raise :class:`SampleCountError` unless every ``(name, n_samples)`` pair agrees."""
+    if not named:
+        return
+    first_name, first_n = named[0]
+    for nm, n in named[1:]:
+        if n != first_n:
+            raise SampleCountError(
+                f"Expected every stage and the labels to cover the same samples; {first_name} "
+                f"has {first_n} but {nm} has {n}. Make sure all arrays come from the same inputs "
+                "in the same order."
+            )
+
+
+def check_same_classes(named: Sequence[tuple[str, int]], hint: str = "") -> None:
+    """Raise :class:`ClassCountError` unless every ``(name, n_classes)`` pair agrees."""
+    if not named:
+        return
+    first_name, first_c = named[0]
+    for nm, c in named[1:]:
+        if c != first_c:
+            raise ClassCountError(
+                f"{first_name} and {nm} disagree on the number of classes: {first_c} vs {c}. "
+                + (hint or "Map the student's classes with class_map=... or check the models.")
+            )
+
+
+def check_costs(costs: ArrayLike | None, n_stages: int) -> FloatArray:
+    """Validate per-stage costs: ``n_stages`` finite non-negative numbers; defaults to 1 each."""
+    if costs is None:
+        return np.ones(n_stages, dtype=np.float64)
+    arr = np.asarray(costs, dtype=np.float64).reshape(-1)
+    if arr.shape[0] != n_stages:
+        raise ParameterError(
+            f"Expected one cost per stage ({n_stages}); got {arr.shape[0]} ({arr.tolist()}). "
+            "Pass e.g. costs=[1, 7] for a student seven times cheaper than its teacher."
+        )
+    if not np.all(np.isfinite(arr)) or np.any(arr < 0):
+        raise ParameterError(
+            f"Expected finite, non-negative costs; got {arr.tolist()}. Costs are FLOPs, "
+            "seconds or any unit per input, never negative."
+        )
+    if arr[-1] <= 0:
+        raise ParameterError(
+            f"Expected the last stage to have a positive cost (costs are reported relative to "
+            f"it); got {arr.tolist()}."
+        )
+    return arr
+
+
+def check_open_unit(name: str, value: float) -> float:
+    """Require ``0 < value < 1`` (epsilon, delta, shares)."""
+    v = float(value)
+    if not (0.0 < v < 1.0) or not np.isfinite(v):
+        raise ParameterError(
+            f"Expected {name} strictly between 0 and 1; got {value!r}. "
+            f"For example {name}=0.1."
+        )
+    return v
+
+
+def check_unit(name: str, value: float) -> float:
+    """Require ``0 <= value <= 1``."""
+    v = float(value)
+    if not (0.0 <= v <= 1.0) or not np.isfinite(v):
+        raise ParameterError(f"Expected {name} in [0, 1]; got {value!r}.")
+    return v
+
+
+def check_temperature(value: float) -> float:
+    """Require a finite, positive temperature."""
+    v = float(value)
+    if not np.isfinite(v) or v <= 0:
+        raise ParameterError(
+            f"Expected a positive, finite temperature; got {value!r}. T=1 is the plain score."
+        )
+    return v
