@@ -32,8 +32,10 @@ def float_dtype(dtype: np.dtype[Any]) -> np.dtype[Any]:
 
 
 def _first_bad(mask: NDArray[np.bool_]) -> int:
-    flat = np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1)) if mask.ndim > 1 else (
-        np.flatnonzero(mask)
+    flat = (
+        np.flatnonzero(mask.reshape(mask.shape[0], -1).any(axis=1))
+        if mask.ndim > 1
+        else (np.flatnonzero(mask))
     )
     return int(flat[0])
 
@@ -197,8 +199,7 @@ def check_open_unit(name: str, value: float) -> float:
     v = float(value)
     if not (0.0 < v < 1.0) or not np.isfinite(v):
         raise ParameterError(
-            f"Expected {name} strictly between 0 and 1; got {value!r}. "
-            f"For example {name}=0.1."
+            f"Expected {name} strictly between 0 and 1; got {value!r}. For example {name}=0.1."
         )
     return v
 

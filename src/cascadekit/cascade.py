@@ -323,7 +323,7 @@ class Cascade:
             check_temperature(st.temperature)
         self._thresholds: tuple[float, ...] | None = None
         if thresholds is not None:
-            self.thresholds = thresholds  # type: ignore[assignment]
+            self.thresholds = thresholds
 
     @classmethod
     def from_outputs(
@@ -388,21 +388,31 @@ class Cascade:
             )
         return self._thresholds
 
-    def stage_outputs(self) -> list[np.ndarray]:
-        """Validated saved outputs of every stage (logits, or labels for a labels-only last)."""
+    def stage_outputs(self, outputs: Sequence[ArrayLike] | None = None) -> list[np.ndarray]:
+        """Validated outputs of every stage (logits, or labels for a labels-only last stage).
+
+        ``outputs`` defaults to the stages' saved outputs.
+        """
+        if outputs is not None and len(outputs) != self.n_stages:
+            raise ParameterError(
+                f"Expected outputs for {self.n_stages} stages; got {len(outputs)}."
+            )
+        given = [s.outputs for s in self.stages] if outputs is None else list(outputs)
         outs: list[np.ndarray] = []
-        for i, st in enumerate(self.stages):
-            if st.outputs is None:
+        for i, (st, raw) in enumerate(zip(self.stages, given, strict=True)):
+            if raw is None:
                 raise ParameterError(
                     f"Stage {st.name!r} has no saved outputs. Pass Stage(outputs=...) to route "
                     "saved logits, or use Cascade.predict(X) with live models."
                 )
-            arr = np.asarray(st.outputs)
+            arr = np.asarray(raw)
             if i == self.n_stages - 1 and arr.ndim == 1:
                 outs.append(as_labels(arr, name=f"labels of the last stage {st.name!r}"))
             else:
                 outs.append(as_logits(arr, f"logits of stage {st.name!r}"))
-        check_same_samples([(repr(s.name), o.shape[0]) for s, o in zip(self.stages, outs, strict=True)])
+        check_same_samples(
+            [(repr(s.name), o.shape[0]) for s, o in zip(self.stages, outs, strict=True)]
+        )
         self._check_class_spaces(outs)
         return outs
 
@@ -448,21 +458,7 @@ class Cascade:
         RouteResult
         """
         ths = self._resolve_thresholds(thresholds)
-        if outputs is not None:
-            if len(outputs) != self.n_stages:
-                raise ParameterError(
-                    f"Expected outputs for {self.n_stages} stages; got {len(outputs)}."
-                )
-            saved = [s.outputs for s in self.stages]
-            try:
-                for st, o in zip(self.stages, outputs, strict=True):
-                    st.outputs = o
-                outs = self.stage_outputs()
-            finally:
-                for st, o in zip(self.stages, saved, strict=True):
-                    st.outputs = o
-        else:
-            outs = self.stage_outputs()
+        outs = self.stage_outputs(outputs)
         n = outs[0].shape[0]
         predictions = np.full(n, -1, dtype=np.int64)
         stage = np.full(n, self.n_stages - 1, dtype=np.int32)

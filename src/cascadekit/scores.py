@@ -251,7 +251,7 @@ def get_score(name: str | Callable[..., Any]) -> ScoreFn:
     cascadekit.errors.UnknownNameError: Unknown score 'energi'; expected one of energy, ...
     """
     if callable(name):
-        return name  # type: ignore[return-value]
+        return name
     try:
         return SCORES[name]
     except KeyError:

@@ -1,0 +1,167 @@
+"""Cascade routing over saved outputs: reference behaviour, N stages, class maps, bad input."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from cascadekit import Cascade, Stage, assign_stages, scores
+from cascadekit.errors import (
+    ClassCountError,
+    EmptyInputError,
+    InputShapeError,
+    LabelError,
+    NonFiniteError,
+    NotCalibratedError,
+    ParameterError,
+    SampleCountError,
+    UnknownNameError,
+)
+
+RNG = np.random.default_rng(1)
+
+
+def _brute_route(outs: list[np.ndarray], ths: list[float], score: str) -> tuple[list, list]:
+    preds, stage = [], []
+    for i in range(outs[0].shape[0]):
+        for k in range(len(outs)):
+            if k == len(outs) - 1:
+                preds.append(int(np.argmax(outs[k][i])))
+                stage.append(k)
+                break
+            s = scores.compute_score(score, outs[k][i : i + 1])[0]
+            if s >= ths[k]:
+                preds.append(int(np.argmax(outs[k][i])))
+                stage.append(k)
+                break
+    return preds, stage
+
+
+@pytest.mark.parametrize("n_stages", [2, 3, 4])
+@pytest.mark.parametrize("score", ["energy", "max_softmax", "margin"])
+def test_route_matches_per_sample_reference(n_stages: int, score: str) -> None:
+    outs = [RNG.normal(size=(60, 5)) * (k + 1) for k in range(n_stages)]
+    ths = [float(np.median(scores.compute_score(score, o))) for o in outs[:-1]]
+    c = Cascade.from_outputs(outs, costs=range(1, n_stages + 1), score=score, thresholds=ths)
+    r = c.route()
+    preds, stage = _brute_route(outs, ths, score)
+    np.testing.assert_array_equal(r.predictions, preds)
+    np.testing.assert_array_equal(r.stage, stage)
+    # scores are NaN exactly where a stage did not run
+    for k in range(n_stages - 1):
+        np.testing.assert_array_equal(np.isnan(r.scores[:, k]), r.stage < k)
+    expected_cost = np.cumsum(range(1, n_stages + 1))[np.array(stage)].mean() / n_stages
+    assert r.relative_cost == pytest.approx(expected_cost)
+    assert r.stage_shares.sum() == pytest.approx(1.0)
+
+
+def test_assign_stages_agrees_with_route() -> None:
+    outs = [RNG.normal(size=(40, 4)) for _ in range(3)]
+    c = Cascade.from_outputs(outs, thresholds=[1.5, 1.2])
+    s = [scores.energy(o) for o in outs[:2]]
+    np.testing.assert_array_equal(assign_stages(s, [1.5, 1.2]), c.route().stage)
+
+
+def test_threshold_ends_and_live_knob() -> None:
+    s, t = RNG.normal(size=(30, 3)), RNG.normal(size=(30, 3))
+    c = Cascade.from_outputs([s, t], costs=[1, 9], thresholds=-np.inf)
+    assert c.route().teacher_share == 0.0
+    np.testing.assert_array_equal(c.route().predictions, s.argmax(1))
+    c.thresholds = np.inf
+    assert c.route().teacher_share == 1.0
+    assert c.route().relative_cost == pytest.approx(10 / 9)
+    np.testing.assert_array_equal(c.route().predictions, t.argmax(1))
+    # per-call override leaves the default alone
+    assert c.route(thresholds=[-np.inf]).teacher_share == 0.0
+    assert c.thresholds == (np.inf,)
+
+
+def test_labels_only_last_stage_and_accuracy() -> None:
+    s = RNG.normal(size=(20, 3))
+    t_labels = RNG.integers(0, 3, size=20)
+    c = Cascade.from_outputs([s, t_labels], thresholds=[np.inf])
+    r = c.route()
+    np.testing.assert_array_equal(r.predictions, t_labels)
+    assert r.accuracy(t_labels) == 1.0
+
+
+def test_specialized_student_gate_and_class_map() -> None:
+    # student knows teacher classes 3 and 7 plus "other" (last column)
+    student = np.array([[9.0, 0.0, 0.0], [0.0, 9.0, 0.0], [0.0, 0.0, 9.0], [0.2, 0.1, 0.0]])
+    teacher = np.eye(10)[[3, 7, 5, 7]] * 5
+    st = Stage(student, cost=1, class_map=[3, 7, -1], other_class=-1, score="energy")
+    c = Cascade([st, Stage(teacher, cost=10)], thresholds=[1.0])
+    r = c.route()
+    # row 2: argmax is "other" -> teacher even though its energy is high; row 3: low energy
+    np.testing.assert_array_equal(r.stage, [0, 0, 1, 1])
+    np.testing.assert_array_equal(r.predictions, [3, 7, 5, 7])
+    # the energy is computed over the real classes only
+    assert r.scores[2, 0] == pytest.approx(np.log(2.0))
+    c.thresholds = [-np.inf]
+    assert c.route().stage[2] == 1  # the gate holds whatever the threshold
+
+
+def test_route_with_new_outputs() -> None:
+    s, t = RNG.normal(size=(10, 3)), RNG.normal(size=(10, 3))
+    c = Cascade.from_outputs([s, t], thresholds=[0.0])
+    s2, t2 = RNG.normal(size=(7, 3)), RNG.normal(size=(7, 3))
+    r = c.route([s2, t2])
+    assert r.predictions.shape == (7,)
+    assert c.route().predictions.shape == (10,)  # saved outputs untouched
+
+
+@pytest.mark.parametrize(
+    ("outs", "err", "match"),
+    [
+        ([np.zeros((5, 3)), np.zeros((4, 3))], SampleCountError, "has 5 but 'stage1' has 4"),
+        (
+            [np.zeros((5, 3)), np.zeros((5, 4))],
+            ClassCountError,
+            "number of classes: 3 vs 4",
+        ),
+        ([np.zeros(5), np.zeros((5, 3))], InputShapeError, "only the last stage may give labels"),
+        ([np.zeros((0, 3)), np.zeros((0, 3))], EmptyInputError, "at least one sample"),
+        ([np.full((2, 3), np.nan), np.zeros((2, 3))], NonFiniteError, "6 non-finite"),
+        ([np.zeros((2, 3)), np.array([0.5, 1.0])], LabelError, "integer labels of the last stage"),
+        ([np.zeros((2, 3)), np.array([0, -1])], LabelError, r"in \[0, n_classes-1\]"),
+    ],
+)
+def test_bad_outputs(outs: list, err: type, match: str) -> None:
+    c = Cascade.from_outputs(outs, thresholds=[0.0])
+    with pytest.raises(err, match=match):
+        c.route()
+
+
+def test_bad_construction() -> None:
+    with pytest.raises(ParameterError, match="at least 2 stages; got 1"):
+        Cascade([Stage(np.zeros((2, 2)))])
+    with pytest.raises(ParameterError, match="Expected Stage objects; stage 0 is ndarray"):
+        Cascade([np.zeros((2, 2)), np.zeros((2, 2))])  # type: ignore[list-item]
+    with pytest.raises(ParameterError, match="non-negative costs"):
+        Cascade.from_outputs([np.zeros((2, 2))] * 2, costs=[-1, 2])
+    with pytest.raises(ParameterError, match="one cost per stage"):
+        Cascade.from_outputs([np.zeros((2, 2))] * 2, costs=[1, 2, 3])
+    with pytest.raises(UnknownNameError, match="Unknown score 'nope'"):
+        Cascade.from_outputs([np.zeros((2, 2))] * 2, score="nope")
+    with pytest.raises(ParameterError, match="positive, finite temperature"):
+        Cascade.from_outputs([np.zeros((2, 2))] * 2, temperature=0)
+
+
+def test_bad_thresholds_and_not_calibrated() -> None:
+    c = Cascade.from_outputs([np.zeros((2, 2))] * 3)
+    with pytest.raises(NotCalibratedError, match="no threshold yet"):
+        c.route()
+    with pytest.raises(ParameterError, match=r"Expected 2 threshold\(s\) for a 3-stage"):
+        c.thresholds = [1.0]
+    with pytest.raises(ParameterError, match="got NaN"):
+        c.thresholds = [1.0, float("nan")]
+
+
+def test_bad_class_map() -> None:
+    st = Stage(np.zeros((2, 3)), class_map=[0, 1])
+    c = Cascade([st, Stage(np.zeros((2, 4)))], thresholds=[0.0])
+    with pytest.raises(ClassCountError, match="one entry per class"):
+        c.route()
+    st.class_map = [0, 1, 9]
+    with pytest.raises(ClassCountError, match="maps to label 9, but the last stage has 4"):
+        c.route()
