@@ -1,0 +1,200 @@
+"""Router files: everything needed to route, saved as a small JSON document.
+
+A router file records the score, temperature, thresholds, per-stage costs and names, and the
+class maps of a cascade, plus how the thresholds were chosen. ``cascadekit calibrate
+--save-router`` writes one; :meth:`Router.load` and ``cascadekit route`` apply it to new saved
+logits; the server configuration refers to it. Its JSON Schema is ``schemas/router.schema.json``.
+
+Thresholds are numbers, ``null`` for +inf (every input moves on) or the string ``"-inf"`` (every
+input stays).
+
+Examples
+--------
+>>> import numpy as np, tempfile, os
+>>> from cascadekit.router import Router
+>>> r = Router(score="margin", thresholds=[1.5], costs=[1.0, 7.0])
+>>> path = os.path.join(tempfile.mkdtemp(), "router.json")
+>>> r.save(path)
+>>> loaded = Router.load(path)
+>>> loaded.thresholds, loaded.score
+([1.5], 'margin')
+>>> cascade = loaded.to_cascade([np.array([[3.0, 0.0]]), np.array([[0.0, 1.0]])])
+>>> cascade.route().predictions
+array([0])
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from numpy.typing import ArrayLike
+
+from .cascade import Cascade, Stage
+from .errors import DataNotFoundError, RouterFileError
+from .scores import get_score
+
+__all__ = ["FORMAT", "FORMAT_VERSION", "Router", "decode_threshold", "encode_threshold"]
+
+FORMAT = "cascadekit.router"
+FORMAT_VERSION = 1
+
+
+def encode_threshold(t: float) -> float | str | None:
+    """JSON form of a threshold: +inf -> None, -inf -> "-inf", else the float."""
+    if math.isinf(t):
+        return None if t > 0 else "-inf"
+    return float(t)
+
+
+def decode_threshold(v: Any) -> float:
+    """Inverse of :func:`encode_threshold`."""
+    if v is None or v == "inf":
+        return math.inf
+    if v == "-inf":
+        return -math.inf
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise RouterFileError(
+            f'Expected a threshold to be a number, null (+inf) or "-inf"; got {v!r}.'
+        )
+    return float(v)
+
+
+@dataclass
+class Router:
+    """A saved routing rule for an N-stage cascade.
+
+    Parameters
+    ----------
+    score : str
+        Registered score name (higher = keep on the stage).
+    thresholds : list of float
+        One per non-final stage.
+    temperature : float, default=1.0
+    costs : list of float, optional
+        Cost of each stage; defaults to 1 per stage.
+    stage_names : list of str, optional
+    class_maps : list, optional
+        Per stage, a class map (list of int) or None.
+    other_class : list, optional
+        Per stage, the "other" column of a specialized student, or None.
+    calibration : dict, optional
+        How the thresholds were chosen (method, target, epsilon, delta, ...), for the record.
+    """
+
+    score: str
+    thresholds: list[float]
+    temperature: float = 1.0
+    costs: list[float] | None = None
+    stage_names: list[str] | None = None
+    class_maps: list[list[int] | None] | None = None
+    other_class: list[int | None] | None = None
+    calibration: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_stages(self) -> int:
+        """Number of stages the router expects."""
+        return len(self.thresholds) + 1
+
+    def to_cascade(self, outputs: Sequence[ArrayLike] | None = None) -> Cascade:
+        """Build a :class:`~cascadekit.Cascade` with this rule, optionally over saved outputs."""
+        n = self.n_stages
+        if outputs is not None and len(outputs) != n:
+            raise RouterFileError(
+                f"This router routes {n} stages; got outputs for {len(outputs)}. Pass one file "
+                "per stage in the order the router was calibrated."
+            )
+        stages = []
+        for k in range(n):
+            stages.append(
+                Stage(
+                    outputs=None if outputs is None else outputs[k],
+                    cost=1.0 if self.costs is None else float(self.costs[k]),
+                    name=None if self.stage_names is None else self.stage_names[k],
+                    score=self.score,
+                    temperature=self.temperature,
+                    class_map=None if self.class_maps is None else self.class_maps[k],
+                    other_class=None if self.other_class is None else self.other_class[k],
+                )
+            )
+        return Cascade(stages, thresholds=self.thresholds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON document (see ``schemas/router.schema.json``)."""
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "score": self.score,
+            "temperature": self.temperature,
+            "thresholds": [encode_threshold(t) for t in self.thresholds],
+            "costs": self.costs,
+            "stage_names": self.stage_names,
+            "class_maps": self.class_maps,
+            "other_class": self.other_class,
+            "calibration": self.calibration,
+        }
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the router as JSON to ``path``."""
+        Path(path).write_text(json.dumps(self.to_dict(), indent=2) + "\n", encoding="utf-8")
+
+    @classmethod
+    def from_dict(cls, doc: Any) -> Router:
+        """Validate and read a router document."""
+        if not isinstance(doc, dict) or doc.get("format") != FORMAT:
+            raise RouterFileError(
+                f'Expected a cascadekit router document with "format": "{FORMAT}"; got '
+                f"{type(doc).__name__} {str(doc)[:80]!r}. Write one with "
+                "`cascadekit calibrate ... --save-router router.json`."
+            )
+        version = doc.get("format_version")
+        if version != FORMAT_VERSION:
+            raise RouterFileError(
+                f"Expected router format_version {FORMAT_VERSION}; got {version!r}. Re-create "
+                "the file with this version of cascadekit."
+            )
+        for key in ("score", "thresholds"):
+            if key not in doc:
+                raise RouterFileError(f"The router document lacks the required field {key!r}.")
+        ths = doc["thresholds"]
+        if not isinstance(ths, list) or not ths:
+            raise RouterFileError(f'Expected "thresholds" to be a non-empty list; got {ths!r}.')
+        get_score(doc["score"])  # unknown names fail here, not at routing time
+        router = cls(
+            score=doc["score"],
+            thresholds=[decode_threshold(v) for v in ths],
+            temperature=float(doc.get("temperature", 1.0)),
+            costs=doc.get("costs"),
+            stage_names=doc.get("stage_names"),
+            class_maps=doc.get("class_maps"),
+            other_class=doc.get("other_class"),
+            calibration=doc.get("calibration") or {},
+        )
+        for name in ("costs", "stage_names", "class_maps", "other_class"):
+            val = getattr(router, name)
+            if val is not None and len(val) != router.n_stages:
+                raise RouterFileError(
+                    f"Expected {name!r} to have one entry per stage ({router.n_stages}); got "
+                    f"{len(val)}."
+                )
+        return router
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Router:
+        """Read a router file written by :meth:`save`."""
+        p = Path(path)
+        if not p.exists():
+            raise DataNotFoundError(f"Expected a router file at {str(p)!r}; nothing is there.")
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise RouterFileError(
+                f"{str(p)!r} is not valid JSON ({exc}). Re-create it with "
+                "`cascadekit calibrate ... --save-router`."
+            ) from exc
+        return cls.from_dict(doc)

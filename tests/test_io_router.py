@@ -1,0 +1,147 @@
+"""Loading saved outputs from files, and router files: round trips, schema, bad input."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import jsonschema
+import numpy as np
+import pytest
+
+from cascadekit.errors import CascadeError, DataNotFoundError, RouterFileError, UnknownNameError
+from cascadekit.io import load_array
+from cascadekit.router import Router
+from cascadekit.schemas import load_schema
+
+RNG = np.random.default_rng(2)
+LOGITS = RNG.normal(size=(6, 3))
+LABELS = np.array([0, 2, 1, 1, 0, 2])
+
+
+def test_npy_npz_csv_parquet_round_trip(tmp_path: Path) -> None:
+    np.save(tmp_path / "a.npy", LOGITS)
+    np.savez(tmp_path / "a.npz", logits=LOGITS, labels=LABELS)
+    np.savetxt(tmp_path / "a.csv", LOGITS, delimiter=",", header="c0,c1,c2", comments="")
+    np.savetxt(tmp_path / "y.csv", LABELS, delimiter=",", fmt="%d")
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({f"c{i}": LOGITS[:, i] for i in range(3)}), tmp_path / "a.parquet")
+    pq.write_table(pa.table({"y": LABELS}), tmp_path / "y.parquet")
+    for name in ("a.npy", "a.npz", "a.csv", "a.parquet"):
+        np.testing.assert_allclose(load_array(tmp_path / name), LOGITS)
+    np.testing.assert_array_equal(load_array(tmp_path / "a.npz", key="labels"), LABELS)
+    for name in ("y.csv", "y.parquet"):
+        y = load_array(tmp_path / name)
+        assert y.ndim == 1 and np.issubdtype(y.dtype, np.integer)
+        np.testing.assert_array_equal(y, LABELS)
+
+
+def test_load_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match="Expected a file at .*nothing is there"):
+        load_array(tmp_path / "missing.npy")
+    (tmp_path / "x.txt").write_text("1,2")
+    with pytest.raises(UnknownNameError, match=r"ending in one of \.npy"):
+        load_array(tmp_path / "x.txt")
+    np.savez(tmp_path / "a.npz", logits=LOGITS)
+    with pytest.raises(UnknownNameError, match="No array named 'nope' .* holds logits"):
+        load_array(tmp_path / "a.npz", key="nope")
+    (tmp_path / "bad.npy").write_bytes(b"not numpy")
+    with pytest.raises(CascadeError, match="Could not read .* as a .npy array"):
+        load_array(tmp_path / "bad.npy")
+    np.save(tmp_path / "a.npy", LOGITS)
+    with pytest.raises(UnknownNameError, match="only applies to .npz"):
+        load_array(tmp_path / "a.npy", key="logits")
+
+
+def test_router_round_trip_and_schema(tmp_path: Path) -> None:
+    r = Router(
+        score="energy",
+        thresholds=[1.5, math.inf, -math.inf][:2],
+        temperature=2.0,
+        costs=[1.0, 3.0, 9.0],
+        stage_names=["s", "m", "t"],
+        class_maps=[[0, 1, -1], None, None],
+        other_class=[2, None, None],
+        calibration={"method": "target_accuracy"},
+    )
+    path = tmp_path / "r.json"
+    r.save(path)
+    doc = json.loads(path.read_text())
+    jsonschema.validate(doc, load_schema("router"))
+    assert doc["thresholds"] == [1.5, None]
+    back = Router.load(path)
+    assert back == r
+    r2 = Router(score="margin", thresholds=[-math.inf])
+    jsonschema.validate(r2.to_dict(), load_schema("router"))
+    assert Router.from_dict(r2.to_dict()).thresholds == [-math.inf]
+
+
+def test_router_applies_to_outputs() -> None:
+    s = np.array([[4.0, 0.0], [0.1, 0.0]])
+    t = np.array([[0.0, 1.0], [0.0, 1.0]])
+    c = Router(score="margin", thresholds=[1.0], costs=[1.0, 4.0]).to_cascade([s, t])
+    res = c.route()
+    np.testing.assert_array_equal(res.stage, [0, 1])
+    assert res.relative_cost == pytest.approx((1 + 5) / 2 / 4)
+
+
+@pytest.mark.parametrize(
+    ("doc", "match"),
+    [
+        ([], "Expected a cascadekit router document"),
+        ({"format": "other"}, "Expected a cascadekit router document"),
+        ({"format": "cascadekit.router", "format_version": 9}, "format_version 1; got 9"),
+        (
+            {"format": "cascadekit.router", "format_version": 1, "score": "energy"},
+            "lacks the required field 'thresholds'",
+        ),
+        (
+            {
+                "format": "cascadekit.router",
+                "format_version": 1,
+                "score": "energy",
+                "thresholds": [],
+            },
+            "non-empty list",
+        ),
+        (
+            {
+                "format": "cascadekit.router",
+                "format_version": 1,
+                "score": "energy",
+                "thresholds": ["high"],
+            },
+            "number, null",
+        ),
+        (
+            {
+                "format": "cascadekit.router",
+                "format_version": 1,
+                "score": "energy",
+                "thresholds": [1.0],
+                "costs": [1, 2, 3],
+            },
+            "one entry per stage",
+        ),
+    ],
+)
+def test_router_bad_documents(doc: object, match: str) -> None:
+    with pytest.raises(RouterFileError, match=match):
+        Router.from_dict(doc)
+
+
+def test_router_file_errors(tmp_path: Path) -> None:
+    with pytest.raises(DataNotFoundError, match="router file"):
+        Router.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text("{not json")
+    with pytest.raises(RouterFileError, match="not valid JSON"):
+        Router.load(tmp_path / "bad.json")
+    r = Router(score="energy", thresholds=[1.0])
+    with pytest.raises(RouterFileError, match="routes 2 stages; got outputs for 3"):
+        r.to_cascade([LOGITS, LOGITS, LOGITS])
+    bad = r.to_dict() | {"score": "nope"}
+    with pytest.raises(UnknownNameError, match="Unknown score 'nope'"):
+        Router.from_dict(bad)
