@@ -1,0 +1,1304 @@
+"""Choosing thresholds on calibration data: for a teacher share, an accuracy, a cost, or with a
+statistical guarantee (Learn-then-Test).
+
+**Direction.** An input stays on the student when ``score >= threshold`` (higher = more
+confident = keep); a larger threshold sends more inputs to the teacher and is safer. ``+inf``
+sends everything to the teacher. ``teacher_share`` is the share answered by the last stage;
+``relative_cost`` is the mean cost per input (the sum of the costs of the stages an input ran)
+divided by the cost of the last stage.
+
+Everything here is a pure function over arrays (scores and 0/1 correctness of each stage) and
+returns a :class:`CalibrationResult`, except :func:`threshold_for_teacher_share` and
+:func:`crossing_threshold`, which return a float. Two-stage operating points are exact: the
+scores are sorted once and cumulative sums give every threshold (tied scores move together).
+
+Guarantees (:func:`guaranteed_threshold`) control the *population* accuracy drop against the
+teacher, ``drop(t) = acc_teacher - acc_cascade(t) = E[1{s >= t} (cT - cS)]``: with probability
+at least ``1 - delta`` over the draw of the calibration data, ``drop(t_hat) <= epsilon``.
+The calibration rows must be i.i.d. (exchangeable) with the data the cascade will see, and
+nothing else (the score, its temperature) may have been chosen on them.
+
+Examples
+--------
+>>> import numpy as np
+>>> from cascadekit import calibration
+>>> scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
+>>> calibration.threshold_for_teacher_share(scores, 0.4)
+0.7
+>>> r = calibration.threshold_for_accuracy(
+...     scores, [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], target_accuracy=0.8, costs=[1, 4])
+>>> r.threshold, r.teacher_share, r.accuracy, round(r.relative_cost, 4)
+(0.7, 0.4, 0.8, 0.65)
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+from scipy.special import logsumexp, xlogy
+from scipy.stats import binom
+
+from ._validation import (
+    as_labels,
+    as_logits,
+    as_scores,
+    check_costs,
+    check_finite,
+    check_open_unit,
+    check_same_samples,
+    check_unit,
+)
+from .cascade import assign_stages
+from .errors import (
+    EmptyInputError,
+    InfeasibleTargetError,
+    InputShapeError,
+    InsufficientDataError,
+    LabelError,
+    ParameterError,
+    UnknownNameError,
+)
+
+__all__ = [
+    "GUARANTEE_METHODS",
+    "CalibrationResult",
+    "calibrate_cascade",
+    "calibrate_outputs",
+    "crossing_threshold",
+    "guaranteed_threshold",
+    "guaranteed_threshold_label_free",
+    "min_calibration_size",
+    "quantile_grid",
+    "threshold_for_accuracy",
+    "threshold_for_cost",
+    "threshold_for_teacher_share",
+]
+
+FloatArray = NDArray[np.floating[Any]]
+BoolArray = NDArray[np.bool_]
+
+#: p-values available to :func:`guaranteed_threshold`.
+GUARANTEE_METHODS = ("betting", "binomial", "hb")
+
+# Betting: a uniform mixture over constant bets lambda = c / m, c on the midpoints of (0, 1).
+_N_BETS = 100
+_BET_FRACTIONS = (np.arange(_N_BETS, dtype=np.float64) + 0.5) / _N_BETS
+_DEFAULT_N_GRID = 100
+_KDE_MAX = 5000
+
+
+# --------------------------------------------------------------------------------------------
+# result
+
+
+@dataclass
+class CalibrationResult:
+    """A chosen threshold and the cascade it gives on the calibration data.
+
+    Attributes
+    ----------
+    threshold : float or tuple of float
+        Threshold of the student (2 stages) or of every non-final stage (N stages). An input
+        stays at a stage when its score is ``>= threshold``; ``inf`` sends everything on.
+    teacher_share : float
+        Share of calibration inputs answered by the last stage.
+    relative_cost : float
+        Mean cost per calibration input divided by the cost of the last stage.
+    accuracy : float
+        Cascade accuracy on the calibration data (agreement with the last stage when
+        ``label_free``).
+    method : str
+        How the threshold was chosen (``"teacher_share"``, ``"accuracy"``, ``"cost"``,
+        ``"betting"``, ``"binomial"``, ``"hb"``).
+    epsilon, delta : float, optional
+        Guarantee: the population accuracy drop against the last stage is ``<= epsilon`` with
+        probability ``>= 1 - delta``.
+    n_calibration : int, optional
+        Number of calibration samples.
+    grid : tuple of float, optional
+        Guarantee: the thresholds tested, in testing order (safest first, ``inf`` excluded). For
+        N stages, the score-quantile levels of the path.
+    p_values : tuple of float, optional
+        Guarantee: the p-value of every grid point, in testing order.
+    n_tested : int, optional
+        Guarantee: how many grid points fixed-sequence testing looked at (it stops at the first
+        p-value above ``delta``).
+    n_certified : int, optional
+        Guarantee: how many grid points were certified (0 means ``threshold = inf``).
+    label_free : bool
+        True when correctness is agreement with the last stage rather than with labels.
+    teacher_accuracy : float, optional
+        Accuracy of the last stage alone on the calibration data (1.0 when label-free).
+    """
+
+    threshold: float | tuple[float, ...]
+    teacher_share: float
+    relative_cost: float
+    accuracy: float
+    method: str
+    epsilon: float | None = None
+    delta: float | None = None
+    n_calibration: int | None = None
+    grid: tuple[float, ...] | None = None
+    p_values: tuple[float, ...] | None = None
+    n_tested: int | None = None
+    n_certified: int | None = None
+    label_free: bool = False
+    teacher_accuracy: float | None = None
+
+    @property
+    def accuracy_drop(self) -> float | None:
+        """Calibration accuracy of the last stage minus that of the cascade (None if unknown)."""
+        if self.teacher_accuracy is None:
+            return None
+        return self.teacher_accuracy - self.accuracy
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-friendly dict: infinite thresholds become ``None``, tuples become lists.
+
+        Examples
+        --------
+        >>> r = CalibrationResult(float("inf"), 1.0, 1.25, 0.9, "binomial")
+        >>> r.to_dict()["threshold"] is None
+        True
+        """
+        out: dict[str, Any] = {}
+        for f in fields(self):
+            out[f.name] = _jsonable(getattr(self, f.name))
+        out["accuracy_drop"] = _jsonable(self.accuracy_drop)
+        return out
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, tuple | list):
+        return [_jsonable(x) for x in v]
+    if isinstance(v, bool | str) or v is None:
+        return v
+    if isinstance(v, int | np.integer):
+        return int(v)
+    f = float(v)
+    return None if math.isinf(f) or math.isnan(f) else f
+
+
+# --------------------------------------------------------------------------------------------
+# validation
+
+
+def _as_correct(x: ArrayLike, name: str) -> BoolArray:
+    """Validate a 1-D array of correctness indicators (booleans or 0/1)."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InputShapeError(
+            f"Expected {name} of shape (n_samples,) with 1 where the stage is right; got shape "
+            f"{arr.shape}. Compute it as predictions == labels."
+        )
+    if arr.shape[0] == 0:
+        raise EmptyInputError(f"Expected {name} with at least one sample; got an empty array.")
+    if arr.dtype == np.bool_:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise LabelError(
+            f"Expected {name} to be booleans or 0/1; got dtype {arr.dtype}. Compute it as "
+            "predictions == labels."
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        check_finite(arr, name)
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        raise LabelError(
+            f"Expected {name} to be booleans or 0/1 (1 = right); got {int(bad.sum())} other "
+            f"values, first {arr[bad][0].item()!r} at row {int(np.flatnonzero(bad)[0])}. "
+            "Compute it as predictions == labels."
+        )
+    out: BoolArray = arr == 1
+    return out
+
+
+def _two_stage(
+    scores: ArrayLike, correct_student: ArrayLike, correct_teacher: ArrayLike
+) -> tuple[FloatArray, BoolArray, BoolArray]:
+    s = as_scores(scores)
+    cs = _as_correct(correct_student, "correct_student")
+    ct = _as_correct(correct_teacher, "correct_teacher")
+    check_same_samples([("scores", s.shape[0]), ("correct_student", cs.shape[0])])
+    check_same_samples([("scores", s.shape[0]), ("correct_teacher", ct.shape[0])])
+    return s, cs, ct
+
+
+def _rel_cost_2(share: FloatArray | float, costs: FloatArray) -> Any:
+    return (costs[0] + np.asarray(share) * costs[1]) / costs[1]
+
+
+# --------------------------------------------------------------------------------------------
+# exact two-stage operating points (sort once, cumulative sums)
+
+
+@dataclass
+class _Points:
+    """Every distinct 2-stage operating point, from t = +inf (all to the teacher) downwards."""
+
+    threshold: FloatArray  # (m + 1,), descending, first is +inf
+    teacher_share: FloatArray
+    accuracy: FloatArray
+    n: int
+
+
+def _points(s: FloatArray, cs: BoolArray | None = None, ct: BoolArray | None = None) -> _Points:
+    n = s.shape[0]
+    order = np.argsort(-s)  # the order inside a tie block does not matter: blocks move together
+    ss = s[order]
+    ends = np.flatnonzero(np.r_[ss[1:] != ss[:-1], True])  # last index of each tie block
+    thr = np.r_[np.inf, ss[ends]]
+    kept = np.r_[0, ends + 1].astype(np.float64)
+    share = 1.0 - kept / n
+    if cs is None or ct is None:
+        acc = np.full(thr.shape[0], np.nan)
+    else:
+        ccs = np.r_[0, np.cumsum(cs[order])[ends]]
+        cct = np.r_[0, np.cumsum(ct[order])[ends]]
+        acc = (ccs + (ct.sum() - cct)) / n
+    return _Points(threshold=thr, teacher_share=share, accuracy=acc, n=n)
+
+
+def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> float:
+    """The threshold whose realised teacher share is closest to ``teacher_share``.
+
+    Inputs with ``score >= threshold`` stay on the student. Tied scores always move together,
+    so the realised share can only change by whole tie blocks; among equally close shares the
+    lower one (cheaper) is chosen. ``teacher_share=0`` gives the smallest score (everything
+    stays on the student) and ``teacher_share=1`` gives ``inf`` (everything to the teacher).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Routing scores of the calibration inputs (higher = keep on the student).
+    teacher_share : float in [0, 1]
+        Target share of inputs sent to the teacher.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> threshold_for_teacher_share([3.0, 1.0, 2.0, 2.0], 0.5)  # 0.25 and 0.75 tie: lower wins
+    2.0
+    >>> threshold_for_teacher_share([3.0, 1.0, 2.0, 2.0], 0.4)  # 0.25 is closer than 0.5
+    2.0
+    >>> threshold_for_teacher_share([3.0, 1.0], 1.0)
+    inf
+    """
+    s = as_scores(scores)
+    k = check_unit("teacher_share", teacher_share)
+    p = _points(s)
+    dist = np.abs(p.teacher_share - k)
+    best = dist.min()
+    cand = np.flatnonzero(dist <= best + 1e-12)
+    i = cand[np.argmin(p.teacher_share[cand])]
+    return float(p.threshold[i])
+
+
+def _result_at(
+    p: _Points,
+    i: int,
+    costs: FloatArray,
+    method: str,
+    ct: BoolArray,
+    **extra: Any,
+) -> CalibrationResult:
+    return CalibrationResult(
+        threshold=float(p.threshold[i]),
+        teacher_share=float(p.teacher_share[i]),
+        relative_cost=float(_rel_cost_2(p.teacher_share[i], costs)),
+        accuracy=float(p.accuracy[i]),
+        method=method,
+        n_calibration=p.n,
+        teacher_accuracy=float(np.mean(ct)),
+        **extra,
+    )
+
+
+def threshold_for_accuracy(
+    scores: ArrayLike,
+    correct_student: ArrayLike,
+    correct_teacher: ArrayLike,
+    target_accuracy: float,
+    costs: ArrayLike | None = None,
+) -> CalibrationResult:
+    """The cheapest threshold (smallest teacher share) whose calibration accuracy is reached.
+
+    No guarantee: the accuracy is measured on the calibration data. See
+    :func:`guaranteed_threshold` for a threshold with a high-probability guarantee.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Student routing scores (higher = keep on the student).
+    correct_student, correct_teacher : array-like of shape (n_samples,)
+        1 (or True) where the stage's answer is right.
+    target_accuracy : float in [0, 1]
+        Required cascade accuracy on the calibration data.
+    costs : (float, float), optional
+        Cost per input of the student and the teacher; defaults to ``(1, 1)``.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    InfeasibleTargetError
+        When no threshold reaches the target; ``best`` is the best accuracy there is.
+
+    Examples
+    --------
+    >>> r = threshold_for_accuracy([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], 0.6)
+    >>> r.threshold, round(r.accuracy, 3), round(r.teacher_share, 3)
+    (0.9, 0.667, 0.667)
+    """
+    s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
+    target = check_unit("target_accuracy", target_accuracy)
+    c = check_costs(costs, 2)
+    p = _points(s, cs, ct)
+    ok = p.accuracy >= target - 1e-12
+    if not ok.any():
+        top = np.flatnonzero(p.accuracy >= p.accuracy.max() - 1e-12)
+        b = int(top[np.argmin(p.teacher_share[top])])
+        raise InfeasibleTargetError(
+            f"No threshold reaches target_accuracy={target:g} on {p.n:,} calibration samples; "
+            f"the best is {p.accuracy[b]:.3f} ({p.teacher_share[b]:.0%} sent to the teacher). "
+            "Lower the target or use a stronger teacher.",
+            best=float(p.accuracy[b]),
+        )
+    cand = np.flatnonzero(ok)
+    i = int(cand[np.argmin(p.teacher_share[cand])])
+    return _result_at(p, i, c, "accuracy", ct)
+
+
+def threshold_for_cost(
+    scores: ArrayLike,
+    correct_student: ArrayLike,
+    correct_teacher: ArrayLike,
+    max_relative_cost: float,
+    costs: ArrayLike,
+) -> CalibrationResult:
+    """The most accurate threshold whose relative cost is at most ``max_relative_cost``.
+
+    Relative cost = (student cost + teacher share * teacher cost) / teacher cost: every input
+    runs the student, the deferred ones also run the teacher. Among equally accurate thresholds
+    the cheapest is chosen.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Student routing scores (higher = keep on the student).
+    correct_student, correct_teacher : array-like of shape (n_samples,)
+        1 (or True) where the stage's answer is right.
+    max_relative_cost : float
+        Budget per input, as a multiple of the teacher's cost.
+    costs : (float, float)
+        Cost per input of the student and of the teacher.
+
+    Returns
+    -------
+    CalibrationResult
+
+    Raises
+    ------
+    InfeasibleTargetError
+        When the budget is below the student-only cost; ``best`` is that minimum.
+
+    Examples
+    --------
+    >>> r = threshold_for_cost([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 1], 0.6, costs=[1, 4])
+    >>> r.threshold, round(r.teacher_share, 4), round(r.relative_cost, 4)
+    (0.5, 0.3333, 0.5833)
+    """
+    s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
+    c = check_costs(costs, 2)
+    budget = float(max_relative_cost)
+    if not math.isfinite(budget) or budget <= 0:
+        raise ParameterError(
+            f"Expected max_relative_cost to be a positive number; got {max_relative_cost!r}. "
+            "For example 0.5 for half the teacher's cost."
+        )
+    p = _points(s, cs, ct)
+    rel = _rel_cost_2(p.teacher_share, c)
+    ok = rel <= budget + 1e-12
+    if not ok.any():
+        lo = float(rel.min())
+        raise InfeasibleTargetError(
+            f"No threshold keeps relative_cost <= {budget:g}; the cheapest cascade (everything "
+            f"on the student) costs {lo:.4g} of the teacher alone. Raise max_relative_cost or "
+            "use a cheaper student.",
+            best=lo,
+        )
+    cand = np.flatnonzero(ok)
+    best_acc = p.accuracy[cand].max()
+    cand = cand[p.accuracy[cand] >= best_acc - 1e-12]
+    i = int(cand[np.argmin(p.teacher_share[cand])])
+    return _result_at(p, i, c, "cost", ct)
+
+
+# --------------------------------------------------------------------------------------------
+# EBJR Fig. 4: crossing of the score densities of right and wrong answers
+
+
+def crossing_threshold(
+    scores: ArrayLike,
+    correct_student: ArrayLike,
+    *,
+    bins: int | None = None,
+    n_points: int = 512,
+) -> float:
+    """Where the score densities of right and wrong student answers cross (EBJR Fig. 4).
+
+    Both densities are normalised (each integrates to 1) and estimated on a common grid: a
+    Gaussian KDE (``scipy.stats.gaussian_kde``, Scott's bandwidth; a group larger than 5,000 is
+    thinned to 5,000 evenly spaced quantiles, keeping its bandwidth) by default, or histograms
+    with ``bins`` common bins. The threshold is a point where ``density_right -
+    density_wrong`` changes sign from negative to positive going up in score. If there are
+    several such crossings, the one that maximises ``F_wrong(t) - F_right(t)`` (the share of
+    wrong answers below t minus the share of right answers below t, Youden's J) is chosen:
+    that quantity's maximisers are exactly such crossings, so this picks the crossing that
+    best separates the two groups, which is the one between the two modes.
+
+    No accuracy target is involved: this is EBJR's heuristic operating point.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Student routing scores (higher = keep on the student).
+    correct_student : array-like of shape (n_samples,)
+        1 (or True) where the student is right.
+    bins : int, optional
+        Use histograms with this many common bins instead of a KDE.
+    n_points : int, default=512
+        KDE evaluation points between the smallest and the largest score.
+
+    Returns
+    -------
+    float
+
+    Raises
+    ------
+    InsufficientDataError
+        When fewer than two distinct scores are right or wrong (no density to estimate).
+    InfeasibleTargetError
+        When the densities never cross from "wrong is denser" to "right is denser" (the score
+        does not rank right answers higher).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = np.r_[rng.normal(0, 1, 500), rng.normal(4, 1, 500)]
+    >>> right = np.r_[np.zeros(500), np.ones(500)]
+    >>> round(crossing_threshold(s, right), 1)
+    2.0
+    """
+    s = as_scores(scores)
+    c = _as_correct(correct_student, "correct_student")
+    check_same_samples([("scores", s.shape[0]), ("correct_student", c.shape[0])])
+    sr, sw = s[c], s[~c]
+    for name, grp in (("right", sr), ("wrong", sw)):
+        if np.unique(grp).shape[0] < 2:
+            raise InsufficientDataError(
+                f"Expected at least 2 distinct scores of inputs the student gets {name} to "
+                f"estimate their density; got {np.unique(grp).shape[0]} (of {s.shape[0]} "
+                "inputs). Use more calibration data, or threshold_for_accuracy / "
+                "threshold_for_teacher_share.",
+                needed=2,
+            )
+    lo, hi = float(s.min()), float(s.max())
+    if bins is not None:
+        nb = int(bins)
+        if nb < 2:
+            raise ParameterError(f"Expected bins >= 2; got {bins!r}.")
+        edges = np.linspace(lo, hi, nb + 1)
+        dr, _ = np.histogram(sr, bins=edges, density=True)
+        dw, _ = np.histogram(sw, bins=edges, density=True)
+        x = 0.5 * (edges[1:] + edges[:-1])
+    else:
+        if int(n_points) < 3:
+            raise ParameterError(f"Expected n_points >= 3; got {n_points!r}.")
+        from scipy.stats import gaussian_kde
+
+        def density(v: FloatArray) -> FloatArray:
+            # Scott's factor of the full group; large groups are thinned to 5,000 evenly spaced
+            # quantiles (deterministic) so that evaluation stays fast
+            factor = v.shape[0] ** (-0.2)
+            if v.shape[0] > _KDE_MAX:
+                v = np.quantile(v, np.linspace(0.0, 1.0, _KDE_MAX))
+            out: FloatArray = gaussian_kde(v, bw_method=factor)(x)
+            return out
+
+        x = np.linspace(lo, hi, int(n_points))
+        dr, dw = density(sr), density(sw)
+    diff = dr - dw
+    idx = np.flatnonzero((diff[:-1] < 0) & (diff[1:] >= 0))
+    if idx.shape[0] == 0:
+        raise InfeasibleTargetError(
+            "The score densities of right and wrong student answers never cross from 'wrong "
+            "is denser' to 'right is denser' going up in score: this score does not rank right "
+            "answers higher. Check the score's direction (higher = more confident) or pick "
+            "another score."
+        )
+    # linear interpolation of the zero between x[i] and x[i+1]
+    x0, x1, d0, d1 = x[idx], x[idx + 1], diff[idx], diff[idx + 1]
+    cross = x0 + (x1 - x0) * (-d0) / (d1 - d0)
+    youden = [np.mean(sw < t) - np.mean(sr < t) for t in cross]
+    return float(cross[int(np.argmax(youden))])
+
+
+# --------------------------------------------------------------------------------------------
+# guarantees: p-values and fixed-sequence testing
+
+
+def _p_values(
+    n_harm: FloatArray, n_gain: FloatArray, n: int, epsilon: float, method: str
+) -> FloatArray:
+    """p-values of H0: drop > epsilon, from the counts of harmful and helpful kept rows.
+
+    ``n_harm``: kept rows where the student is wrong and the teacher right (drop +1);
+    ``n_gain``: kept rows where the student is right and the teacher wrong (drop -1).
+    """
+    n_harm = np.asarray(n_harm, dtype=np.float64)
+    if method == "binomial":
+        out: FloatArray = binom.cdf(n_harm, n, epsilon)
+        return np.minimum(out, 1.0)
+    if method == "hb":
+        r = n_harm / n
+        a = np.minimum(r, epsilon)
+        h1 = xlogy(a, a / epsilon) + xlogy(1 - a, (1 - a) / (1 - epsilon))
+        hoeffding = np.exp(-n * h1)
+        bentkus = math.e * binom.cdf(n_harm, n, epsilon)  # n * R_hat, exact for a 0/1 loss
+        res: FloatArray = np.minimum(np.minimum(hoeffding, bentkus), 1.0)
+        return res
+    # betting: x = (1 - d) / 2 in {0, 1/2, 1}, H0: E[x] <= m = (1 - epsilon) / 2.
+    n_gain = np.asarray(n_gain, dtype=np.float64)
+    n_zero = n - n_harm - n_gain
+    c = _BET_FRACTIONS  # lambda * m
+    log_harm = np.log1p(-c)  # x = 0
+    log_zero = np.log1p(c * epsilon / (1 - epsilon))  # x = 1/2
+    log_gain = np.log1p(c * (1 + epsilon) / (1 - epsilon))  # x = 1
+    log_k = (
+        n_harm[:, None] * log_harm[None, :]
+        + n_zero[:, None] * log_zero[None, :]
+        + n_gain[:, None] * log_gain[None, :]
+    )
+    log_wealth = logsumexp(log_k, axis=1) - math.log(_N_BETS)
+    pv: FloatArray = np.exp(-np.maximum(log_wealth, 0.0))
+    return pv
+
+
+def _fixed_sequence(p_values: FloatArray, delta: float) -> int:
+    """Number of leading p-values <= delta (fixed-sequence testing stops at the first miss)."""
+    miss = np.flatnonzero(p_values > delta)
+    return int(miss[0]) if miss.shape[0] else int(p_values.shape[0])
+
+
+def _check_method(method: str, label_free: bool | None = None) -> str:
+    """Validate a guarantee method; with ``label_free`` given, also accept ``"auto"``."""
+    if method == "auto" and label_free is not None:
+        return "binomial" if label_free else "betting"
+    if method not in GUARANTEE_METHODS:
+        allowed = [*GUARANTEE_METHODS, "auto"] if label_free is not None else GUARANTEE_METHODS
+        raise UnknownNameError(
+            f"Unknown guarantee method {method!r}; expected one of {list(allowed)}. "
+            "'betting' tests the exact accuracy drop, 'binomial' the conservative binary loss."
+        )
+    return method
+
+
+def min_calibration_size(epsilon: float, delta: float, method: str = "betting") -> int:
+    """Fewest calibration samples that can certify any threshold at all.
+
+    This is the best case the test can see without the student beating the teacher: on every
+    calibration input the student is right exactly when the teacher is (no loss, no gain). For
+    ``"binomial"`` and ``"hb"`` it is ``ceil(ln(delta) / ln(1 - epsilon))``, the sample size
+    at which zero observed errors give a p-value of at most ``delta``; for ``"betting"`` the
+    analogous count for the betting p-value, computed exactly. Realistic calibration sets need
+    several times more.
+
+    Examples
+    --------
+    >>> min_calibration_size(0.01, 0.1, "binomial")
+    230
+    >>> min_calibration_size(0.01, 0.1, "betting") > 230
+    True
+    """
+    eps = check_open_unit("epsilon", epsilon)
+    dlt = check_open_unit("delta", delta)
+    _check_method(method)
+
+    def ok(n: int) -> bool:
+        return bool(_p_values(np.zeros(1), np.zeros(1), n, eps, method)[0] <= dlt)
+
+    # the zero-loss p-value decreases in n: double, then bisect on (lo, hi]
+    hi = 1
+    while not ok(hi):
+        hi *= 2
+    lo = hi // 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if ok(mid):
+            hi = mid
+        else:
+            lo = mid
+    return hi
+
+
+def quantile_grid(scores: ArrayLike, n_grid: int = _DEFAULT_N_GRID) -> FloatArray:
+    """The default threshold grid of :func:`guaranteed_threshold`: score quantiles, safest first.
+
+    The ``k/n_grid`` quantiles of ``scores`` for ``k = n_grid - 1, ..., 1, 0`` (distinct values,
+    descending), so the last one is the smallest score (keep everything on the student). It
+    uses scores only, never labels. Computing it on a split other than the calibration one (and
+    passing it as ``grid=``) makes the grid fixed in advance, as Learn-then-Test assumes.
+
+    Examples
+    --------
+    >>> quantile_grid(np.arange(10.0), 5)
+    array([8., 6., 4., 2., 0.])
+    """
+    s = as_scores(scores)
+    ng = int(n_grid)
+    if ng < 1:
+        raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
+    srt = np.sort(s)
+    n = srt.shape[0]
+    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # teacher-share levels, desc
+    idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
+    grid: FloatArray = np.unique(srt[idx])[::-1]
+    return grid
+
+
+def _user_grid(grid: ArrayLike) -> FloatArray:
+    g = np.asarray(grid, dtype=np.float64).reshape(-1)
+    if g.shape[0] == 0:
+        raise ParameterError("Expected a non-empty grid of thresholds; got an empty one.")
+    if np.isnan(g).any() or np.isneginf(g).any():
+        raise ParameterError(
+            "Expected grid thresholds to be numbers or +inf; got NaN or -inf. To keep every "
+            "input on the student use a value below the smallest score."
+        )
+    out: FloatArray = np.unique(g[np.isfinite(g)])[::-1]
+    if out.shape[0] == 0:
+        raise ParameterError("Expected at least one finite threshold in grid; got only +inf.")
+    return out
+
+
+def _check_n_or_raise(n: int, epsilon: float, delta: float, method: str, n_certified: int) -> None:
+    needed = min_calibration_size(epsilon, delta, method)
+    if n < needed and n_certified == 0:
+        raise InsufficientDataError(
+            f"Certifying an accuracy drop of at most epsilon={epsilon:g} with probability "
+            f"1 - delta = {1 - delta:g} needs at least {needed:,} calibration samples with the "
+            f"{method!r} test (that many would suffice only if student and teacher were right "
+            f"on exactly the same inputs); got {n:,}. Collect more calibration data, or raise "
+            "epsilon or delta.",
+            needed=needed,
+        )
+
+
+def _count_at_least(values: FloatArray, thresholds: FloatArray) -> FloatArray:
+    """For every threshold, how many ``values`` are ``>= threshold`` (one sort, searchsorted)."""
+    srt = np.sort(values)
+    out: FloatArray = (srt.shape[0] - np.searchsorted(srt, thresholds, side="left")).astype(
+        np.float64
+    )
+    return out
+
+
+def _guarantee_2(
+    s: FloatArray,
+    cs: BoolArray,
+    ct: BoolArray,
+    epsilon: float,
+    delta: float,
+    method: str,
+    grid: ArrayLike | None,
+    n_grid: int,
+    costs: ArrayLike | None,
+    label_free: bool,
+) -> CalibrationResult:
+    eps = check_open_unit("epsilon", epsilon)
+    dlt = check_open_unit("delta", delta)
+    _check_method(method)
+    c = check_costs(costs, 2)
+    g = quantile_grid(s, n_grid) if grid is None else _user_grid(grid)
+    n = s.shape[0]
+    # kept counts at every grid threshold: sort the scores of the harmful (student wrong,
+    # teacher right) and helpful rows once; rows with s < t go to the teacher
+    n_harm = _count_at_least(s[~cs & ct], g)
+    n_gain = _count_at_least(s[cs & ~ct], g)
+    pv = _p_values(n_harm, n_gain, n, eps, method)
+    k = _fixed_sequence(pv, dlt)
+    _check_n_or_raise(n, eps, dlt, method, k)
+    t = math.inf if k == 0 else float(g[k - 1])
+    keep = s >= t
+    share = float(np.mean(~keep))
+    acc = float(np.mean(np.where(keep, cs, ct)))
+    return CalibrationResult(
+        threshold=t,
+        teacher_share=share,
+        relative_cost=float(_rel_cost_2(share, c)),
+        accuracy=acc,
+        method=method,
+        epsilon=eps,
+        delta=dlt,
+        n_calibration=n,
+        grid=tuple(float(v) for v in g),
+        p_values=tuple(float(v) for v in pv),
+        n_tested=min(k + 1, g.shape[0]),
+        n_certified=k,
+        label_free=label_free,
+        teacher_accuracy=float(np.mean(ct)),
+    )
+
+
+def guaranteed_threshold(
+    scores: ArrayLike,
+    correct_student: ArrayLike,
+    correct_teacher: ArrayLike,
+    epsilon: float,
+    delta: float,
+    *,
+    method: str = "betting",
+    grid: ArrayLike | None = None,
+    n_grid: int = _DEFAULT_N_GRID,
+    costs: ArrayLike | None = None,
+) -> CalibrationResult:
+    """The smallest threshold certified to lose at most ``epsilon`` accuracy against the teacher.
+
+    Learn-then-Test (Angelopoulos et al. 2021) with fixed-sequence testing: the grid of
+    thresholds is ordered from the safest (largest) to the least safe; ``+inf`` (all to the
+    teacher, drop 0) comes first and needs no test. For each grid threshold ``t`` in turn the
+    null hypothesis ``drop(t) > epsilon`` is tested; while it is rejected (``p <= delta``)
+    the threshold is certified and testing goes on, at the first p-value above ``delta`` it
+    stops. The result is the last certified threshold. Fixed-sequence testing is valid for
+    any order fixed in advance, so no multiplicity correction is needed.
+
+    **Guarantee.** With probability at least ``1 - delta`` over the i.i.d. draw of the
+    calibration data, the population accuracy drop of the cascade against the teacher,
+    ``acc_teacher - acc_cascade(t_hat)``, is at most ``epsilon``. It is about the population
+    (the expected drop), not the drop measured on any finite test set, which adds its own
+    sampling noise. If no grid threshold is certified the result is ``threshold = inf``
+    (everything to the teacher): valid, just not useful.
+
+    Methods (p-values of ``H0: drop(t) > epsilon``):
+
+    * ``"betting"`` (default): tests the exact drop ``d_i = 1{s_i >= t}(cT_i - cS_i)`` in
+      {-1, 0, 1}, so inputs the student gets right and the teacher wrong count in the
+      student's favour. With ``x = (1 - d) / 2`` in [0, 1] and ``m = (1 - epsilon) / 2``, the
+      null says ``E[x] < m``; for every constant bet ``lambda`` in ``[0, 1/m)`` the wealth
+      ``prod_i (1 + lambda (x_i - m))`` has expectation at most 1 under the null, and so has
+      their average over a fixed uniform grid of 100 bets (a mixture martingale, Waudby-Smith
+      & Ramdas 2023). Markov's inequality makes ``p = min(1, 1 / wealth)`` a valid p-value.
+      Constant bets make the wealth depend only on the counts, so no row order or seed is
+      involved, and it stays valid when the calibration rows are drawn without replacement
+      from a finite pool (Hoeffding's convex-order argument).
+    * ``"binomial"``: the conservative binary loss ``1{s_i >= t, student wrong, teacher
+      right}`` (it bounds the drop from above) with the exact binomial p-value
+      ``BinomCDF(n R_hat; n, epsilon)``. Tighter than betting when the student is almost never
+      right where the teacher is wrong (and for label-free calibration).
+    * ``"hb"``: Hoeffding-Bentkus on the same binary loss (as in the LTT paper; looser than
+      ``"binomial"`` for a binary loss, kept for comparison).
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+        Student routing scores of the calibration inputs (higher = keep on the student).
+    correct_student, correct_teacher : array-like of shape (n_samples,)
+        1 (or True) where the stage's answer is right.
+    epsilon : float in (0, 1)
+        Largest tolerated accuracy drop against the teacher (0.01 = one accuracy point).
+    delta : float in (0, 1)
+        Allowed probability that the guarantee fails.
+    method : {"betting", "binomial", "hb"}, default="betting"
+    grid : array-like, optional
+        Thresholds to test, fixed before looking at the calibration labels (they are sorted
+        from largest to smallest; ``+inf`` is always first). Defaults to ``n_grid`` quantiles
+        of the calibration scores, from the ``(n_grid - 1)/n_grid`` quantile down to the
+        smallest score. Quantiles use the scores but not the labels; for exact finite-sample
+        validity fix the grid on other data (e.g. quantiles of scores of a separate split).
+    n_grid : int, default=100
+        Size of the default grid.
+    costs : (float, float), optional
+        Cost per input of the student and the teacher, for ``relative_cost``.
+
+    Returns
+    -------
+    CalibrationResult
+        With ``epsilon``, ``delta``, ``grid``, ``p_values``, ``n_tested`` and ``n_certified``.
+
+    Raises
+    ------
+    ParameterError
+        If ``epsilon`` or ``delta`` is not strictly between 0 and 1.
+    InsufficientDataError
+        If nothing was certified and the calibration set is smaller than
+        :func:`min_calibration_size` (``needed`` holds that size).
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = rng.uniform(size=2000)
+    >>> cs = rng.uniform(size=2000) < s          # the student is right more when confident
+    >>> ct = np.ones(2000, dtype=bool)
+    >>> r = guaranteed_threshold(s, cs, ct, epsilon=0.05, delta=0.1)
+    >>> 0 < r.teacher_share < 1 and r.accuracy_drop <= 0.05
+    True
+    """
+    s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
+    return _guarantee_2(s, cs, ct, epsilon, delta, method, grid, n_grid, costs, False)
+
+
+def guaranteed_threshold_label_free(
+    scores: ArrayLike,
+    student_predictions: ArrayLike,
+    teacher_predictions: ArrayLike,
+    epsilon: float,
+    delta: float,
+    *,
+    method: str = "binomial",
+    grid: ArrayLike | None = None,
+    n_grid: int = _DEFAULT_N_GRID,
+    costs: ArrayLike | None = None,
+) -> CalibrationResult:
+    """Like :func:`guaranteed_threshold`, with agreement with the teacher instead of labels.
+
+    The teacher's answers play the role of the truth: ``correct_student = (student_prediction
+    == teacher_prediction)`` and the teacher is always "right". The guarantee is then: with
+    probability at least ``1 - delta``, the population share of inputs that stay on the student
+    *and* on which it disagrees with the teacher is at most ``epsilon``, i.e. the cascade
+    changes at most ``epsilon`` of the teacher's answers. Since disagreement includes every
+    input where the student is wrong and the teacher right, the labelled accuracy drop is at
+    most ``epsilon`` too. Needs no labels, so unlabelled traffic can calibrate.
+
+    The drop is binary here (the student never "beats" the teacher), so the exact binomial
+    test is the default: it is tighter than betting on binary data.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(1)
+    >>> s = rng.uniform(size=3000)
+    >>> teacher = rng.integers(0, 10, size=3000)
+    >>> student = np.where(rng.uniform(size=3000) < 0.5 + s / 2, teacher, (teacher + 1) % 10)
+    >>> r = guaranteed_threshold_label_free(s, student, teacher, epsilon=0.05, delta=0.1)
+    >>> r.label_free, 0 < r.teacher_share < 1
+    (True, True)
+    """
+    s = as_scores(scores)
+    ps = as_labels(student_predictions, name="student_predictions")
+    pt = as_labels(teacher_predictions, name="teacher_predictions")
+    check_same_samples([("scores", s.shape[0]), ("student_predictions", ps.shape[0])])
+    check_same_samples([("scores", s.shape[0]), ("teacher_predictions", pt.shape[0])])
+    agree = ps == pt
+    ones = np.ones(s.shape[0], dtype=bool)
+    return _guarantee_2(s, agree, ones, epsilon, delta, method, grid, n_grid, costs, True)
+
+
+# --------------------------------------------------------------------------------------------
+# N stages
+
+
+def _n_stage_inputs(
+    stage_scores: Sequence[ArrayLike], stage_correct: Sequence[ArrayLike], costs: ArrayLike | None
+) -> tuple[list[FloatArray], NDArray[np.bool_], FloatArray]:
+    if len(stage_scores) < 1:
+        raise ParameterError(
+            "Expected scores of at least one non-final stage; got none. A cascade has at least "
+            "2 stages."
+        )
+    if len(stage_correct) != len(stage_scores) + 1:
+        raise ParameterError(
+            f"Expected one correctness array per stage ({len(stage_scores) + 1}, including the "
+            f"last) and one score array per non-final stage ({len(stage_scores)}); got "
+            f"{len(stage_correct)} correctness arrays."
+        )
+    ss = [as_scores(x, f"scores of stage {k}") for k, x in enumerate(stage_scores)]
+    cc = [_as_correct(x, f"correctness of stage {k}") for k, x in enumerate(stage_correct)]
+    check_same_samples(
+        [(f"scores of stage {k}", x.shape[0]) for k, x in enumerate(ss)]
+        + [(f"correctness of stage {k}", x.shape[0]) for k, x in enumerate(cc)]
+    )
+    c = check_costs(costs, len(cc))
+    return ss, np.vstack(cc), c
+
+
+def _levels_thresholds(sorted_ss: Sequence[FloatArray], level: float) -> tuple[float, ...]:
+    """All stages' thresholds at the same score-quantile level (share below the threshold)."""
+    if level >= 1.0:
+        return tuple(math.inf for _ in sorted_ss)
+    out = []
+    for srt in sorted_ss:
+        i = min(math.floor(level * srt.shape[0]), srt.shape[0] - 1)
+        out.append(float(srt[i]))
+    return tuple(out)
+
+
+def _evaluate(
+    ss: Sequence[FloatArray], correct: NDArray[np.bool_], costs: FloatArray, ths: Sequence[float]
+) -> tuple[float, float, float, NDArray[np.int32]]:
+    stage = assign_stages(ss, list(ths))
+    n = stage.shape[0]
+    acc = float(np.mean(correct[stage, np.arange(n)]))
+    share = float(np.mean(stage == correct.shape[0] - 1))
+    rel = float(np.mean(np.cumsum(costs)[stage]) / costs[-1])
+    return acc, share, rel, stage
+
+
+def calibrate_cascade(
+    stage_scores: Sequence[ArrayLike],
+    stage_correct: Sequence[ArrayLike],
+    costs: ArrayLike | None = None,
+    *,
+    teacher_share: float | None = None,
+    target_accuracy: float | None = None,
+    max_relative_cost: float | None = None,
+    epsilon: float | None = None,
+    delta: float = 0.1,
+    method: str = "auto",
+    n_grid: int | None = None,
+    label_free: bool = False,
+) -> CalibrationResult:
+    """Thresholds of an N-stage cascade for one target (give exactly one).
+
+    An input stays at stage k when ``stage_scores[k] >= threshold_k``. For two stages this
+    calls the exact functions above. For more, every combination of per-stage thresholds on a
+    grid is evaluated with :func:`cascadekit.cascade.assign_stages`; each stage's grid is
+    ``n_grid`` quantiles of its scores (from "keep all" to "keep none" = ``inf``):
+
+    * ``teacher_share``: the combination whose last-stage share is closest to the target
+      (ties: not above it, then the most accurate, then the cheapest);
+    * ``target_accuracy``: the cheapest combination reaching it (ties: the most accurate);
+    * ``max_relative_cost``: the most accurate within the budget (ties: the cheapest);
+    * ``epsilon`` (with ``delta``, ``method``): the guarantee of :func:`guaranteed_threshold`
+      along a one-dimensional path: all stages' thresholds at the same score-quantile level
+      ``lambda`` of their own scores, tested from ``lambda = 1`` (everything to the last stage)
+      downwards with fixed-sequence testing, which is valid for any order fixed in advance.
+      The drop of an input is ``correct_last - correct_answering_stage``. ``method="auto"``
+      uses ``"betting"``, or ``"binomial"`` when ``label_free`` (the loss is then binary and
+      the exact binomial test is tighter).
+
+    Parameters
+    ----------
+    stage_scores : sequence of N-1 arrays of shape (n_samples,)
+        Routing score of every non-final stage on every calibration input (higher = keep).
+    stage_correct : sequence of N arrays of shape (n_samples,)
+        1 where the stage's answer is right. For label-free calibration pass agreement with the
+        last stage's answer and ones for the last stage, and set ``label_free=True``.
+    costs : sequence of N floats, optional
+        Cost per input of every stage; defaults to 1 each.
+    n_grid : int, optional
+        Grid size per stage (search) or of the path (guarantee). Defaults to 100 for the
+        guarantee and to ``min(64, floor(4096 ** (1 / (N - 1))))`` per stage for the search.
+
+    Returns
+    -------
+    CalibrationResult
+        ``threshold`` is a float for 2 stages and a tuple for more.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> s = [rng.uniform(size=500), rng.uniform(size=500)]
+    >>> correct = [rng.uniform(size=500) < s[0], rng.uniform(size=500) < 0.5 + s[1] / 2,
+    ...            np.ones(500, dtype=bool)]
+    >>> r = calibrate_cascade(s, correct, costs=[1, 3, 10], target_accuracy=0.9)
+    >>> len(r.threshold), r.accuracy >= 0.9
+    (2, True)
+    """
+    chosen = [
+        name
+        for name, v in (
+            ("teacher_share", teacher_share),
+            ("target_accuracy", target_accuracy),
+            ("max_relative_cost", max_relative_cost),
+            ("epsilon", epsilon),
+        )
+        if v is not None
+    ]
+    if len(chosen) != 1:
+        raise ParameterError(
+            "Expected exactly one target: teacher_share, target_accuracy, max_relative_cost or "
+            f"epsilon; got {len(chosen)} ({', '.join(chosen) or 'none'})."
+        )
+    ss, correct, c = _n_stage_inputs(stage_scores, stage_correct, costs)
+    n_stages = correct.shape[0]
+    method = _check_method(method, label_free)
+    if n_stages == 2 and epsilon is None:
+        if teacher_share is not None:
+            t = threshold_for_teacher_share(ss[0], teacher_share)
+            acc, share, rel, _ = _evaluate(ss, correct, c, [t])
+            return CalibrationResult(
+                t,
+                share,
+                rel,
+                acc,
+                "teacher_share",
+                n_calibration=ss[0].shape[0],
+                label_free=label_free,
+                teacher_accuracy=float(np.mean(correct[-1])),
+            )
+        if target_accuracy is not None:
+            r = threshold_for_accuracy(ss[0], correct[0], correct[1], target_accuracy, c)
+        else:
+            assert max_relative_cost is not None
+            r = threshold_for_cost(ss[0], correct[0], correct[1], max_relative_cost, c)
+        r.label_free = label_free
+        return r
+    if epsilon is not None and n_stages == 2:
+        return _guarantee_2(
+            ss[0],
+            correct[0],
+            correct[1],
+            epsilon,
+            delta,
+            method,
+            None,
+            n_grid or _DEFAULT_N_GRID,
+            c,
+            label_free,
+        )
+    if epsilon is not None:
+        return _guarantee_path(
+            ss, correct, c, epsilon, delta, method, n_grid or _DEFAULT_N_GRID, label_free
+        )
+    return _search(
+        ss, correct, c, teacher_share, target_accuracy, max_relative_cost, n_grid, label_free
+    )
+
+
+def _stage_grid(s: FloatArray, ng: int) -> list[float]:
+    srt = np.sort(s)
+    n = srt.shape[0]
+    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng
+    idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
+    vals = np.unique(srt[idx])[::-1]
+    return [math.inf, *(float(v) for v in vals)]
+
+
+def _search(
+    ss: list[FloatArray],
+    correct: NDArray[np.bool_],
+    c: FloatArray,
+    teacher_share: float | None,
+    target_accuracy: float | None,
+    max_relative_cost: float | None,
+    n_grid: int | None,
+    label_free: bool,
+) -> CalibrationResult:
+    n_stages = correct.shape[0]
+    if teacher_share is not None:
+        check_unit("teacher_share", teacher_share)
+    if target_accuracy is not None:
+        check_unit("target_accuracy", target_accuracy)
+    if max_relative_cost is not None and (
+        not math.isfinite(float(max_relative_cost)) or float(max_relative_cost) <= 0
+    ):
+        raise ParameterError(
+            f"Expected max_relative_cost to be a positive number; got {max_relative_cost!r}."
+        )
+    ng = n_grid if n_grid is not None else min(64, int(4096 ** (1.0 / (n_stages - 1))))
+    if ng < 1:
+        raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
+    grids = [_stage_grid(s, ng) for s in ss]
+    combos = list(itertools.product(*grids))
+    res = np.array([_evaluate(ss, correct, c, th)[:3] for th in combos])  # acc, share, rel
+    acc, share, rel = res[:, 0], res[:, 1], res[:, 2]
+    n = ss[0].shape[0]
+    if teacher_share is not None:
+        dist = np.abs(share - teacher_share)
+        cand = np.flatnonzero(dist <= dist.min() + 1e-12)
+        cand = cand[share[cand] <= share[cand].min() + 1e-12]
+        method = "teacher_share"
+    elif target_accuracy is not None:
+        cand = np.flatnonzero(acc >= target_accuracy - 1e-12)
+        if cand.shape[0] == 0:
+            b = int(np.argmax(acc))
+            raise InfeasibleTargetError(
+                f"No thresholds reach target_accuracy={target_accuracy:g} on {n:,} calibration "
+                f"samples; the best is {acc[b]:.3f} ({share[b]:.0%} sent to the last stage). "
+                "Lower the target or use a stronger last stage.",
+                best=float(acc[b]),
+            )
+        cand = cand[rel[cand] <= rel[cand].min() + 1e-12]
+        method = "accuracy"
+    else:
+        assert max_relative_cost is not None
+        cand = np.flatnonzero(rel <= float(max_relative_cost) + 1e-12)
+        if cand.shape[0] == 0:
+            lo = float(rel.min())
+            raise InfeasibleTargetError(
+                f"No thresholds keep relative_cost <= {max_relative_cost:g}; the cheapest cascade "
+                f"(everything on the first stage) costs {lo:.4g} of the last stage alone. Raise "
+                "max_relative_cost or use a cheaper first stage.",
+                best=lo,
+            )
+        cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
+        method = "cost"
+    # remaining ties: most accurate, then cheapest, then the first in grid order (safest)
+    cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
+    i = int(cand[np.argmin(rel[cand])])
+    return CalibrationResult(
+        threshold=tuple(combos[i]),
+        teacher_share=float(share[i]),
+        relative_cost=float(rel[i]),
+        accuracy=float(acc[i]),
+        method=method,
+        n_calibration=n,
+        label_free=label_free,
+        teacher_accuracy=float(np.mean(correct[-1])),
+    )
+
+
+def _guarantee_path(
+    ss: list[FloatArray],
+    correct: NDArray[np.bool_],
+    c: FloatArray,
+    epsilon: float,
+    delta: float,
+    method: str,
+    n_grid: int,
+    label_free: bool,
+) -> CalibrationResult:
+    eps = check_open_unit("epsilon", epsilon)
+    dlt = check_open_unit("delta", delta)
+    _check_method(method)
+    ng = int(n_grid)
+    if ng < 1:
+        raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
+    n = ss[0].shape[0]
+    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # safest (1 excluded) first
+    last = correct[-1]
+    sorted_ss = [np.sort(x) for x in ss]
+    n_harm = np.empty(ng)
+    n_gain = np.empty(ng)
+    paths = []
+    for j, lv in enumerate(levels):
+        ths = _levels_thresholds(sorted_ss, float(lv))
+        paths.append(ths)
+        stage = assign_stages(ss, list(ths))
+        ans = correct[stage, np.arange(n)]
+        n_harm[j] = np.sum(last & ~ans)
+        n_gain[j] = np.sum(~last & ans)
+    pv = _p_values(n_harm, n_gain, n, eps, method)
+    k = _fixed_sequence(pv, dlt)
+    _check_n_or_raise(n, eps, dlt, method, k)
+    ths = tuple(math.inf for _ in ss) if k == 0 else paths[k - 1]
+    acc, share, rel, _ = _evaluate(ss, correct, c, ths)
+    return CalibrationResult(
+        threshold=ths,
+        teacher_share=share,
+        relative_cost=rel,
+        accuracy=acc,
+        method=method,
+        epsilon=eps,
+        delta=dlt,
+        n_calibration=n,
+        grid=tuple(float(v) for v in levels),
+        p_values=tuple(float(v) for v in pv),
+        n_tested=min(k + 1, ng),
+        n_certified=k,
+        label_free=label_free,
+        teacher_accuracy=float(np.mean(last)),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# from saved outputs (used by the CLI)
+
+
+def calibrate_outputs(
+    outputs: Sequence[ArrayLike],
+    labels: ArrayLike | None = None,
+    *,
+    costs: ArrayLike | None = None,
+    score: str = "energy",
+    temperature: float = 1.0,
+    teacher_share: float | None = None,
+    target_accuracy: float | None = None,
+    max_relative_cost: float | None = None,
+    epsilon: float | None = None,
+    delta: float | None = None,
+    crossing: bool = False,
+    method: str = "auto",
+) -> CalibrationResult:
+    """Calibrate a cascade from saved outputs: logits per stage (the last may be labels only).
+
+    Scores every non-final stage with ``score`` at ``temperature`` and measures correctness
+    against ``labels``; with ``labels=None`` calibration is label-free (agreement with the
+    last stage's answers; ``method="auto"`` then uses the binomial test, as the loss is
+    binary, and ``"betting"`` otherwise). Then calls :func:`calibrate_cascade`, or
+    :func:`crossing_threshold` when ``crossing=True`` (2 stages only).
+
+    Examples
+    --------
+    >>> student = np.array([[3.0, 0.0], [0.2, 0.0], [0.0, 2.5], [0.1, 0.0]])
+    >>> teacher = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 1.0]])
+    >>> r = calibrate_outputs([student, teacher], [0, 1, 1, 1], score="margin",
+    ...                       teacher_share=0.5)
+    >>> r.threshold, r.accuracy
+    (2.5, 1.0)
+    """
+    from .scores import compute_score
+
+    if len(outputs) < 2:
+        raise ParameterError(
+            f"Expected outputs of at least 2 stages; got {len(outputs)}. Pass the student's and "
+            "the teacher's logits."
+        )
+    arrs: list[np.ndarray] = []
+    for k, o in enumerate(outputs):
+        a = np.asarray(o)
+        if k == len(outputs) - 1 and a.ndim == 1:
+            arrs.append(as_labels(a, name="labels of the last stage"))
+        else:
+            arrs.append(as_logits(a, f"logits of stage {k}"))
+    check_same_samples([(f"stage {k}", a.shape[0]) for k, a in enumerate(arrs)])
+    preds = [a if a.ndim == 1 else np.argmax(a, axis=1) for a in arrs]
+    scs = [np.asarray(compute_score(score, a, temperature), np.float64) for a in arrs[:-1]]
+    label_free = labels is None
+    if labels is None:
+        correct = [p == preds[-1] for p in preds]
+    else:
+        y = as_labels(labels, n_samples=arrs[0].shape[0])
+        correct = [p == y for p in preds]
+    if crossing:
+        if len(outputs) != 2:
+            raise ParameterError(
+                f"Expected 2 stages for the crossing threshold; got {len(outputs)}. Use another "
+                "target for longer cascades."
+            )
+        t = crossing_threshold(scs[0], correct[0])
+        acc, share, rel, _ = _evaluate(scs, np.vstack(correct), check_costs(costs, 2), [t])
+        return CalibrationResult(
+            t,
+            share,
+            rel,
+            acc,
+            "crossing",
+            n_calibration=scs[0].shape[0],
+            label_free=label_free,
+            teacher_accuracy=float(np.mean(correct[-1])),
+        )
+    return calibrate_cascade(
+        scs,
+        correct,
+        costs,
+        teacher_share=teacher_share,
+        target_accuracy=target_accuracy,
+        max_relative_cost=max_relative_cost,
+        epsilon=epsilon,
+        delta=0.1 if delta is None else delta,
+        method=method,
+        label_free=label_free,
+    )

@@ -1,0 +1,651 @@
+"""Threshold calibration: brute-force references, properties, guarantees' mechanics, errors."""
+
+from __future__ import annotations
+
+import json
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from scipy.stats import binom
+
+from cascadekit import calibration as cal
+from cascadekit import scores as sc
+from cascadekit.errors import (
+    EmptyInputError,
+    InfeasibleTargetError,
+    InputShapeError,
+    InsufficientDataError,
+    LabelError,
+    NonFiniteError,
+    ParameterError,
+    SampleCountError,
+    UnknownNameError,
+)
+
+RNG = np.random.default_rng(7)
+
+
+# ------------------------------------------------------------------------------------------
+# references
+
+
+def _brute_points(s, cs=None, ct=None):
+    """Every candidate threshold (+inf, then each distinct score) with a per-row loop."""
+    out = []
+    for t in [math.inf, *sorted(set(s.tolist()), reverse=True)]:
+        kept = [x >= t for x in s]
+        share = 1 - sum(kept) / len(s)
+        acc = None
+        if cs is not None:
+            acc = sum(bool(cs[i]) if kept[i] else bool(ct[i]) for i in range(len(s))) / len(s)
+        out.append((t, share, acc))
+    return out
+
+
+def _random_case(n, n_levels, seed):
+    rng = np.random.default_rng(seed)
+    s = rng.integers(0, n_levels, size=n).astype(float)  # many ties
+    cs = rng.uniform(size=n) < 0.3 + 0.6 * s / n_levels
+    ct = rng.uniform(size=n) < 0.85
+    return s, cs, ct
+
+
+@cache
+def _digits():
+    from cascadekit.data.digits import load_digits_pair
+
+    pair = load_digits_pair()
+    out = {}
+    for split in ("calibrate", "test"):
+        s_log = pair.logits[split]["student"]
+        t_log = pair.logits[split]["teacher"]
+        y = pair.labels[split]
+        out[split] = (s_log, t_log, y)
+    return out
+
+
+def _digits_arrays(split="calibrate", score="margin"):
+    s_log, t_log, y = _digits()[split]
+    return (
+        sc.compute_score(score, s_log),
+        s_log.argmax(1) == y,
+        t_log.argmax(1) == y,
+    )
+
+
+# ------------------------------------------------------------------------------------------
+# threshold_for_teacher_share
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), min_size=1, max_size=40),
+    st.floats(0, 1, allow_nan=False),
+)
+def test_teacher_share_is_closest_realisable_and_not_above_on_ties(vals, target):
+    s = np.array(vals, dtype=float)
+    t = cal.threshold_for_teacher_share(s, target)
+    realised = float(np.mean(s < t))
+    shares = [p[1] for p in _brute_points(s)]
+    best = min(abs(x - target) for x in shares)
+    assert abs(realised - target) == pytest.approx(best, abs=1e-12)
+    tied = [x for x in shares if abs(abs(x - target) - best) < 1e-12]
+    assert realised == pytest.approx(min(tied))
+    assert t in {p[0] for p in _brute_points(s)}
+
+
+def test_teacher_share_extremes():
+    s = np.array([0.3, -1.0, 2.0, 2.0])
+    assert cal.threshold_for_teacher_share(s, 0.0) == -1.0  # keep everything
+    assert cal.threshold_for_teacher_share(s, 1.0) == math.inf
+    # ties move together: 2.0 appears twice, share 0.5 is realisable, 0.25 is not
+    assert np.mean(s < cal.threshold_for_teacher_share(s, 0.5)) == 0.5
+
+
+def test_teacher_share_on_real_scores_matches_quantile():
+    s, _, _ = _digits_arrays()
+    for k in (0.1, 0.3, 0.7):
+        t = cal.threshold_for_teacher_share(s, k)
+        assert abs(np.mean(s < t) - k) <= 1.0 / s.shape[0]
+
+
+# ------------------------------------------------------------------------------------------
+# threshold_for_accuracy / threshold_for_cost
+
+
+@pytest.mark.parametrize("seed", range(25))
+def test_accuracy_and_cost_match_brute_force(seed):
+    s, cs, ct = _random_case(30, 8, seed)
+    pts = _brute_points(s, cs, ct)
+    costs = np.array([1.0, 3.0])
+    accs = [p[2] for p in pts]
+    target = float(np.quantile(accs, 0.6))
+    ok = [p for p in pts if p[2] >= target - 1e-12]
+    want = min(ok, key=lambda p: p[1])
+    r = cal.threshold_for_accuracy(s, cs, ct, target, costs=costs)
+    assert (r.threshold, r.teacher_share, r.accuracy) == pytest.approx(want)
+    assert r.relative_cost == pytest.approx((1 + 3 * want[1]) / 3)
+    assert r.method == "accuracy" and r.n_calibration == 30
+
+    budget = 1 / 3 + RNG.uniform(0, 1)
+    ok = [p for p in pts if (1 + 3 * p[1]) / 3 <= budget + 1e-12]
+    best_acc = max(p[2] for p in ok)
+    want = min((p for p in ok if p[2] >= best_acc - 1e-12), key=lambda p: p[1])
+    r = cal.threshold_for_cost(s, cs, ct, budget, costs=costs)
+    assert (r.threshold, r.teacher_share, r.accuracy) == pytest.approx(want)
+    assert r.relative_cost <= budget + 1e-12
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.5, 1.0))
+def test_accuracy_threshold_is_permutation_invariant(seed, target):
+    s, cs, ct = _random_case(25, 5, seed)
+    perm = np.random.default_rng(seed).permutation(25)
+    try:
+        a = cal.threshold_for_accuracy(s, cs, ct, target)
+    except InfeasibleTargetError:
+        with pytest.raises(InfeasibleTargetError):
+            cal.threshold_for_accuracy(s[perm], cs[perm], ct[perm], target)
+        return
+    b = cal.threshold_for_accuracy(s[perm], cs[perm], ct[perm], target)
+    assert a == b
+
+
+def test_accuracy_target_teacher_level_on_real_data():
+    s, cs, ct = _digits_arrays()
+    r = cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)), costs=[384, 9472])
+    assert r.accuracy >= np.mean(ct)
+    assert r.teacher_share < 0.7  # a useful cascade, not "all to the teacher"
+    assert r.accuracy_drop <= 1e-12
+
+
+def test_infeasible_accuracy_names_best():
+    s = np.arange(2000.0)
+    cs = np.zeros(2000, dtype=bool)
+    ct = np.r_[np.ones(1906, dtype=bool), np.zeros(94, dtype=bool)]
+    with pytest.raises(
+        InfeasibleTargetError,
+        match=r"No threshold reaches target_accuracy=0\.97 on 2,000 calibration samples; the "
+        r"best is 0\.953 \(95% sent to the teacher\)\. Lower the target",
+    ) as exc:
+        cal.threshold_for_accuracy(s, cs, ct, 0.97)
+    assert exc.value.best == pytest.approx(0.953)
+
+
+def test_infeasible_cost_names_minimum():
+    s, cs, ct = _random_case(50, 5, 0)
+    with pytest.raises(InfeasibleTargetError, match=r"costs 0\.25 of the teacher alone") as exc:
+        cal.threshold_for_cost(s, cs, ct, 0.2, costs=[1, 4])
+    assert exc.value.best == pytest.approx(0.25)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "err", "match"),
+    [
+        ({"target_accuracy": 1.5}, ParameterError, "target_accuracy in \\[0, 1\\]"),
+        ({"target_accuracy": float("nan")}, ParameterError, "target_accuracy in \\[0, 1\\]"),
+        ({"costs": [1, 2, 3]}, ParameterError, "one cost per stage"),
+        ({"costs": [-1, 2]}, ParameterError, "non-negative"),
+    ],
+)
+def test_accuracy_bad_parameters(kwargs, err, match):
+    s, cs, ct = _random_case(20, 4, 1)
+    args = {"target_accuracy": 0.5, **kwargs}
+    with pytest.raises(err, match=match):
+        cal.threshold_for_accuracy(s, cs, ct, **args)
+
+
+@pytest.mark.parametrize("budget", [0.0, -1.0, float("inf"), float("nan")])
+def test_cost_bad_budget(budget):
+    s, cs, ct = _random_case(20, 4, 1)
+    with pytest.raises(ParameterError, match="max_relative_cost to be a positive number"):
+        cal.threshold_for_cost(s, cs, ct, budget, costs=[1, 4])
+
+
+@pytest.mark.parametrize("share", [-0.1, 1.1, float("nan")])
+def test_teacher_share_out_of_range(share):
+    with pytest.raises(ParameterError, match="teacher_share in \\[0, 1\\]"):
+        cal.threshold_for_teacher_share([1.0, 2.0], share)
+
+
+def test_input_errors():
+    s, cs, ct = _random_case(20, 4, 2)
+    with pytest.raises(SampleCountError, match="correct_student has 19"):
+        cal.threshold_for_accuracy(s, cs[:-1], ct, 0.5)
+    with pytest.raises(SampleCountError, match="correct_teacher has 21"):
+        cal.guaranteed_threshold(s, cs, np.r_[ct, True], 0.1, 0.1)
+    bad = s.copy()
+    bad[3] = np.nan
+    with pytest.raises(NonFiniteError, match="first at row 3"):
+        cal.threshold_for_accuracy(bad, cs, ct, 0.5)
+    badc = cs.astype(float)
+    badc[5] = np.nan
+    with pytest.raises(NonFiniteError, match="Correct_student contain 1 non-finite"):
+        cal.threshold_for_accuracy(s, badc, ct, 0.5)
+    with pytest.raises(LabelError, match="booleans or 0/1 .* first 2 at row 0"):
+        cal.threshold_for_accuracy(s, np.r_[2, cs[1:]], ct, 0.5)
+    with pytest.raises(LabelError, match="got dtype <U1"):
+        cal.threshold_for_accuracy(s, np.array(["a"] * 20), ct, 0.5)
+    with pytest.raises(InputShapeError, match="correct_teacher of shape \\(n_samples,\\)"):
+        cal.threshold_for_accuracy(s, cs, np.ones((20, 2)), 0.5)
+    with pytest.raises(EmptyInputError, match="at least one sample"):
+        cal.threshold_for_accuracy([], [], [], 0.5)
+
+
+# ------------------------------------------------------------------------------------------
+# crossing_threshold
+
+
+def test_crossing_of_two_gaussians_is_midpoint():
+    rng = np.random.default_rng(3)
+    s = np.r_[rng.normal(0, 1, 4000), rng.normal(4, 1, 1000)]  # unequal group sizes
+    right = np.r_[np.zeros(4000), np.ones(1000)]
+    assert cal.crossing_threshold(s, right) == pytest.approx(2.0, abs=0.2)
+    assert cal.crossing_threshold(s, right, bins=40) == pytest.approx(2.0, abs=0.3)
+
+
+def test_crossing_on_real_scores_separates_right_from_wrong():
+    s, cs, _ = _digits_arrays(score="energy")
+    t = cal.crossing_threshold(s, cs)
+    assert np.median(s[~cs]) < t < np.median(s[cs])
+    # it beats the median of all scores at separating right from wrong (Youden's J)
+    j = np.mean(s[~cs] < t) - np.mean(s[cs] < t)
+    m = np.median(s)
+    assert j >= np.mean(s[~cs] < m) - np.mean(s[cs] < m)
+
+
+def test_crossing_errors():
+    s = np.linspace(0, 1, 50)
+    with pytest.raises(InsufficientDataError, match="gets wrong .* got 0"):
+        cal.crossing_threshold(s, np.ones(50))
+    with pytest.raises(InsufficientDataError, match="gets right .* got 0"):
+        cal.crossing_threshold(s, np.zeros(50))
+    with pytest.raises(InfeasibleTargetError, match="does not rank right answers higher"):
+        cal.crossing_threshold(s, s < 0.5)  # right answers have the LOW scores
+    with pytest.raises(ParameterError, match="bins >= 2"):
+        cal.crossing_threshold(s, s > 0.5, bins=1)
+
+
+# ------------------------------------------------------------------------------------------
+# guaranteed_threshold: mechanics against a loop reference
+
+
+def _ref_p_value(s, cs, ct, t, eps, method):
+    n = len(s)
+    harm = sum(1 for i in range(n) if s[i] >= t and not cs[i] and ct[i])
+    if method == "binomial":
+        return float(binom.cdf(harm, n, eps))
+    if method == "hb":
+        r = harm / n
+        a = min(r, eps)
+        h1 = (a * math.log(a / eps) if a > 0 else 0.0) + (1 - a) * math.log((1 - a) / (1 - eps))
+        return min(1.0, math.exp(-n * h1), math.e * float(binom.cdf(harm, n, eps)))
+    # betting: average over 100 constant bets of prod_i (1 + lambda (x_i - m))
+    m = (1 - eps) / 2
+    wealth = []
+    for j in range(100):
+        lam = (j + 0.5) / 100 / m
+        log_k = 0.0
+        for i in range(n):
+            d = (int(ct[i]) - int(cs[i])) if s[i] >= t else 0
+            log_k += math.log(1 + lam * ((1 - d) / 2 - m))
+        wealth.append(log_k)
+    log_w = np.logaddexp.reduce(wealth) - math.log(100)
+    return min(1.0, math.exp(-log_w))
+
+
+def _ref_ltt(s, cs, ct, grid, eps, delta, method):
+    grid = sorted(set(grid), reverse=True)
+    pvals, chosen = [], math.inf
+    stopped = False
+    for t in grid:
+        p = _ref_p_value(s, cs, ct, t, eps, method)
+        pvals.append(p)
+        if not stopped and p <= delta:
+            chosen = t
+        else:
+            stopped = True
+    return chosen, pvals
+
+
+@pytest.mark.parametrize("method", ["binomial", "betting", "hb"])
+@pytest.mark.parametrize("seed", range(4))
+def test_guarantee_matches_loop_reference(method, seed):
+    rng = np.random.default_rng(seed)
+    n = 300
+    s = np.round(rng.uniform(size=n), 2)
+    cs = rng.uniform(size=n) < 0.4 + 0.6 * s
+    ct = rng.uniform(size=n) < 0.92
+    grid = np.round(np.linspace(1.0, 0.0, 11), 2)
+    want_t, want_p = _ref_ltt(s, cs, ct, grid, 0.05, 0.1, method)
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method=method, grid=grid)
+    assert r.threshold == want_t
+    np.testing.assert_allclose(r.p_values, want_p, rtol=1e-9, atol=1e-300)
+    keep = s >= r.threshold
+    assert r.teacher_share == pytest.approx(np.mean(~keep))
+    assert r.accuracy == pytest.approx(np.mean(np.where(keep, cs, ct)))
+    assert r.epsilon == 0.05 and r.delta == 0.1 and r.n_calibration == n
+
+
+def test_default_grid_is_descending_score_quantiles():
+    s, cs, ct = _digits_arrays()
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, n_grid=50)
+    g = np.array(r.grid)
+    assert np.all(np.diff(g) < 0)
+    assert g[-1] == s.min() and len(g) <= 50
+    assert set(g) <= set(s)  # real score values only; no labels involved
+
+
+def test_fixed_sequence_stops_at_first_non_rejection():
+    # scores descending: 300 neutral rows, a band of 12 harmful rows, then 120 helpful rows
+    n_neutral, n_harm, n_gain = 300, 12, 120
+    s = np.r_[np.full(n_neutral, 3.0), np.full(n_harm, 2.0), np.full(n_gain, 1.0)]
+    cs = np.r_[np.ones(n_neutral), np.zeros(n_harm), np.ones(n_gain)].astype(bool)
+    ct = np.r_[np.ones(n_neutral), np.ones(n_harm), np.zeros(n_gain)].astype(bool)
+    r = cal.guaranteed_threshold(s, cs, ct, 0.02, 0.1, method="betting", grid=[3.0, 2.0, 1.0])
+    p = np.array(r.p_values)
+    assert p[0] <= 0.1 < p[1]  # the harmful band fails ...
+    assert p[2] <= 0.1  # ... although keeping everything would pass on its own
+    assert r.threshold == 3.0 and r.n_certified == 1 and r.n_tested == 2
+
+
+def test_nothing_certified_gives_all_to_teacher_not_an_error():
+    n = 1000
+    s = np.linspace(0, 1, n)
+    r = cal.guaranteed_threshold(s, np.zeros(n), np.ones(n), 0.01, 0.1, method="binomial")
+    assert r.threshold == math.inf and r.teacher_share == 1.0 and r.n_certified == 0
+    assert r.accuracy == 1.0 and r.n_tested == 1
+    assert json.loads(json.dumps(r.to_dict()))["threshold"] is None
+
+
+@pytest.mark.parametrize(
+    ("eps", "delta", "n"), [(0.01, 0.10, 230), (0.01, 0.05, 299), (0.02, 0.05, 149)]
+)
+def test_min_calibration_size_binomial_table(eps, delta, n):
+    assert cal.min_calibration_size(eps, delta, "binomial") == n
+    assert cal.min_calibration_size(eps, delta, "hb") == n
+    assert (1 - eps) ** n <= delta < (1 - eps) ** (n - 1)
+
+
+@pytest.mark.parametrize("method", ["binomial", "betting", "hb"])
+def test_min_calibration_size_is_exact(method):
+    need = cal.min_calibration_size(0.02, 0.1, method)
+    ones = np.ones(need, dtype=bool)
+    s = np.arange(need, dtype=float)
+    r = cal.guaranteed_threshold(s, ones, ones, 0.02, 0.1, method=method)
+    assert r.n_certified > 0
+    with pytest.raises(InsufficientDataError, match=f"needs at least {need:,} calibration") as e:
+        cal.guaranteed_threshold(s[1:], ones[1:], ones[1:], 0.02, 0.1, method=method)
+    assert e.value.needed == need
+
+
+def test_too_few_samples_message():
+    s, cs, ct = _random_case(100, 10, 0)
+    with pytest.raises(
+        InsufficientDataError,
+        match=r"epsilon=0\.01 with probability 1 - delta = 0\.9 needs at least 230 calibration "
+        r"samples with the 'binomial' test .*got 100\. Collect more",
+    ) as exc:
+        cal.guaranteed_threshold(s, cs, ct, 0.01, 0.1, method="binomial")
+    assert exc.value.needed == 230
+
+
+def test_betting_can_certify_below_its_no_gain_size_when_student_beats_teacher():
+    need = cal.min_calibration_size(0.05, 0.1, "betting")
+    n = need - 10
+    s = np.arange(n, dtype=float)
+    r = cal.guaranteed_threshold(s, np.ones(n), np.zeros(n), 0.05, 0.1, method="betting")
+    assert r.n_certified > 0  # no error: the data themselves certified something
+
+
+@pytest.mark.parametrize("name", ["epsilon", "delta"])
+@pytest.mark.parametrize("value", [0.0, 1.0, -0.2, 1.5, float("nan")])
+def test_epsilon_delta_must_be_in_open_unit_interval(name, value):
+    s, cs, ct = _random_case(50, 5, 0)
+    kwargs = {"epsilon": 0.1, "delta": 0.1, name: value}
+    with pytest.raises(ParameterError, match=f"{name} strictly between 0 and 1"):
+        cal.guaranteed_threshold(s, cs, ct, **kwargs)
+    with pytest.raises(ParameterError, match=f"{name} strictly between 0 and 1"):
+        cal.min_calibration_size(**kwargs)
+
+
+def test_guarantee_bad_method_and_grid():
+    s, cs, ct = _random_case(50, 5, 0)
+    with pytest.raises(UnknownNameError, match="Unknown guarantee method 'wsr'"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, method="wsr")
+    with pytest.raises(ParameterError, match="NaN or -inf"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[1.0, np.nan])
+    with pytest.raises(ParameterError, match="NaN or -inf"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[-np.inf])
+    with pytest.raises(ParameterError, match="non-empty grid"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[])
+    with pytest.raises(ParameterError, match="only \\+inf"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[np.inf])
+    with pytest.raises(ParameterError, match="n_grid >= 1"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, n_grid=0)
+
+
+def test_label_free_equals_agreement_with_teacher():
+    s_log, t_log, _ = _digits()["calibrate"]
+    s = sc.margin(s_log)
+    ps, pt = s_log.argmax(1), t_log.argmax(1)
+    for method in ("binomial", "betting"):
+        r = cal.guaranteed_threshold_label_free(s, ps, pt, 0.05, 0.1, method=method)
+        ref = cal.guaranteed_threshold(
+            s, ps == pt, np.ones_like(ps, bool), 0.05, 0.1, method=method
+        )
+        assert r.label_free and not ref.label_free
+        assert (r.threshold, r.p_values, r.accuracy) == (ref.threshold, ref.p_values, ref.accuracy)
+        assert r.teacher_accuracy == 1.0
+    with pytest.raises(SampleCountError, match="teacher_predictions has 449"):
+        cal.guaranteed_threshold_label_free(s, ps, pt[1:], 0.05, 0.1)
+
+
+def test_binomial_guarantee_on_real_data_is_monotone_in_epsilon():
+    s, cs, ct = _digits_arrays()
+    shares = [
+        cal.guaranteed_threshold(s, cs, ct, e, 0.1, method="binomial").teacher_share
+        for e in (0.02, 0.04, 0.08)
+    ]
+    assert shares[0] >= shares[1] >= shares[2]
+    assert shares[-1] < 1.0
+
+
+def test_result_to_dict_is_json_friendly():
+    s, cs, ct = _digits_arrays()
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, costs=[1, 10])
+    d = json.loads(json.dumps(r.to_dict()))
+    assert d["method"] == "betting" and d["epsilon"] == 0.05
+    assert len(d["p_values"]) == len(d["grid"])
+    assert d["accuracy_drop"] == pytest.approx(r.teacher_accuracy - r.accuracy)
+    assert d["relative_cost"] == pytest.approx(0.1 + r.teacher_share)
+
+
+# ------------------------------------------------------------------------------------------
+# N stages
+
+
+def _three_stage_case(n, seed, levels=6):
+    rng = np.random.default_rng(seed)
+    s = [rng.integers(0, levels, n).astype(float), rng.integers(0, levels, n).astype(float)]
+    correct = [
+        rng.uniform(size=n) < 0.3 + 0.6 * s[0] / levels,
+        rng.uniform(size=n) < 0.5 + 0.4 * s[1] / levels,
+        rng.uniform(size=n) < 0.9,
+    ]
+    return s, correct
+
+
+def _brute_stage(s, ths, i):
+    for k in range(len(ths)):
+        if s[k][i] >= ths[k]:
+            return k
+    return len(ths)
+
+
+def _brute_combos(s, correct, costs):
+    n = len(s[0])
+    grids = [[math.inf, *sorted(set(x.tolist()), reverse=True)] for x in s]
+    out = []
+    for t0 in grids[0]:
+        for t1 in grids[1]:
+            stages = [_brute_stage(s, (t0, t1), i) for i in range(n)]
+            acc = sum(correct[stages[i]][i] for i in range(n)) / n
+            share = stages.count(2) / n
+            rel = sum(sum(costs[: k + 1]) for k in stages) / n / costs[-1]
+            out.append(((t0, t1), acc, share, rel))
+    return out
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_three_stages_match_exhaustive_search(seed):
+    n = 40
+    s, correct = _three_stage_case(n, seed)
+    costs = [1.0, 3.0, 10.0]
+    combos = _brute_combos(s, correct, costs)
+    accs = sorted(c[1] for c in combos)
+    target = accs[len(accs) * 3 // 4]
+    r = cal.calibrate_cascade(s, correct, costs, target_accuracy=target, n_grid=n)
+    ok = [c for c in combos if c[1] >= target - 1e-12]
+    assert r.relative_cost == pytest.approx(min(c[3] for c in ok))
+    assert r.accuracy >= target
+    assert isinstance(r.threshold, tuple) and len(r.threshold) == 2
+
+    budget = float(np.median([c[3] for c in combos]))
+    r = cal.calibrate_cascade(s, correct, costs, max_relative_cost=budget, n_grid=n)
+    ok = [c for c in combos if c[3] <= budget + 1e-12]
+    assert r.accuracy == pytest.approx(max(c[1] for c in ok))
+    assert r.relative_cost <= budget + 1e-12
+
+    r = cal.calibrate_cascade(s, correct, costs, teacher_share=0.3, n_grid=n)
+    best = min(abs(c[2] - 0.3) for c in combos)
+    assert abs(r.teacher_share - 0.3) == pytest.approx(best)
+    # and the reported figures are those of routing with the returned thresholds
+    stages = [_brute_stage(s, r.threshold, i) for i in range(n)]
+    assert r.teacher_share == pytest.approx(stages.count(2) / n)
+
+
+def test_two_stage_calibrate_cascade_delegates_to_exact_functions():
+    s, cs, ct = _digits_arrays()
+    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], target_accuracy=0.95)
+    assert r == cal.threshold_for_accuracy(s, cs, ct, 0.95, costs=[1, 5])
+    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], max_relative_cost=0.5)
+    assert r == cal.threshold_for_cost(s, cs, ct, 0.5, costs=[1, 5])
+    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], teacher_share=0.3)
+    assert r.threshold == cal.threshold_for_teacher_share(s, 0.3)
+    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], epsilon=0.05, delta=0.1)
+    assert r == cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, costs=[1, 5])
+
+
+@pytest.mark.parametrize("method", ["binomial", "betting"])
+def test_three_stage_guarantee_path_matches_loop_reference(method):
+    n = 600
+    s, correct = _three_stage_case(n, 11, levels=50)
+    eps, delta, ng = 0.06, 0.1, 20
+    r = cal.calibrate_cascade(s, correct, epsilon=eps, delta=delta, method=method, n_grid=ng)
+    chosen = (math.inf, math.inf)
+    pvals = []
+    stopped = False
+    for lv in [(ng - 1 - j) / ng for j in range(ng)]:
+        ths = tuple(float(np.sort(x)[min(int(lv * n), n - 1)]) for x in s)
+        stages = [_brute_stage(s, ths, i) for i in range(n)]
+        # reduce to a 2-stage problem: "kept" = answered before the last stage
+        kept_score = np.array([1.0 if k < 2 else 0.0 for k in stages])
+        ans = np.array([correct[k][i] for i, k in enumerate(stages)])
+        p = _ref_p_value(kept_score, ans, correct[2], 1.0, eps, method)
+        pvals.append(p)
+        if not stopped and p <= delta:
+            chosen = ths
+        else:
+            stopped = True
+    np.testing.assert_allclose(r.p_values, pvals, rtol=1e-9)
+    assert r.threshold == chosen
+    assert r.n_certified == next((j for j, p in enumerate(pvals) if p > delta), ng)
+
+
+def test_calibrate_cascade_errors():
+    s, correct = _three_stage_case(30, 0)
+    with pytest.raises(ParameterError, match="exactly one target.*got 0"):
+        cal.calibrate_cascade(s, correct)
+    with pytest.raises(ParameterError, match="exactly one target.*got 2"):
+        cal.calibrate_cascade(s, correct, teacher_share=0.2, epsilon=0.1)
+    with pytest.raises(ParameterError, match="one correctness array per stage \\(3"):
+        cal.calibrate_cascade(s, correct[:2], teacher_share=0.2)
+    with pytest.raises(ParameterError, match="at least one non-final stage"):
+        cal.calibrate_cascade([], [correct[0]], teacher_share=0.2)
+    with pytest.raises(SampleCountError, match="has 29"):
+        cal.calibrate_cascade([s[0], s[1][:-1]], correct, teacher_share=0.2)
+    with pytest.raises(InfeasibleTargetError, match="No thresholds reach target_accuracy=1") as e:
+        cal.calibrate_cascade(s, correct, target_accuracy=1.0)
+    assert e.value.best < 1.0
+    with pytest.raises(InfeasibleTargetError, match="costs 0\\.1 of the last stage") as e:
+        cal.calibrate_cascade(s, correct, [1, 3, 10], max_relative_cost=0.05)
+    assert e.value.best == pytest.approx(0.1)
+    with pytest.raises(ParameterError, match="teacher_share in"):
+        cal.calibrate_cascade(s, correct, teacher_share=2.0)
+    with pytest.raises(ParameterError, match="max_relative_cost to be a positive"):
+        cal.calibrate_cascade(s, correct, max_relative_cost=-1.0)
+    with pytest.raises(ParameterError, match="epsilon strictly between"):
+        cal.calibrate_cascade(s, correct, epsilon=1.0)
+    with pytest.raises(InsufficientDataError, match="needs at least"):
+        cal.calibrate_cascade(s, correct, epsilon=0.01)
+
+
+# ------------------------------------------------------------------------------------------
+# calibrate_outputs (the CLI's entry point)
+
+
+def test_calibrate_outputs_agrees_with_array_functions():
+    s_log, t_log, y = _digits()["calibrate"]
+    s, cs, ct = _digits_arrays()
+    r = cal.calibrate_outputs([s_log, t_log], y, score="margin", target_accuracy=0.95)
+    assert r == cal.threshold_for_accuracy(s, cs, ct, 0.95)
+    r = cal.calibrate_outputs([s_log, t_log.argmax(1)], y, score="margin", epsilon=0.05)
+    assert r == cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1)
+    r = cal.calibrate_outputs(
+        [s_log, t_log], None, score="margin", epsilon=0.05, delta=0.2, method="binomial"
+    )
+    ref = cal.guaranteed_threshold_label_free(s, s_log.argmax(1), t_log.argmax(1), 0.05, 0.2)
+    assert r.label_free and r.threshold == ref.threshold
+    r = cal.calibrate_outputs([s_log, t_log], y, score="margin", crossing=True, costs=[1, 4])
+    assert r.method == "crossing" and r.threshold == cal.crossing_threshold(s, cs)
+    with pytest.raises(ParameterError, match="at least 2 stages"):
+        cal.calibrate_outputs([s_log], y, teacher_share=0.3)
+    with pytest.raises(ParameterError, match="2 stages for the crossing"):
+        cal.calibrate_outputs([s_log, s_log, t_log], y, crossing=True)
+
+
+def test_auto_method_and_unknown_method():
+    s_log, t_log, y = _digits()["calibrate"]
+    s = sc.margin(s_log)
+    r = cal.calibrate_outputs([s_log, t_log], None, score="margin", epsilon=0.05)
+    assert r.method == "binomial" and r.label_free
+    r = cal.calibrate_outputs([s_log, t_log], y, score="margin", epsilon=0.05)
+    assert r.method == "betting" and not r.label_free
+    cs, ct = s_log.argmax(1) == y, t_log.argmax(1) == y
+    with pytest.raises(UnknownNameError, match=r"expected one of \[.*'auto'\]"):
+        cal.calibrate_cascade([s], [cs, ct], epsilon=0.05, method="exact")
+    with pytest.raises(UnknownNameError, match=r"expected one of \['betting', 'binomial', 'hb'\]"):
+        cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="auto")
+
+
+def test_quantile_grid_from_another_split_is_accepted():
+    s_log = _digits()["test"][0]
+    other = cal.quantile_grid(sc.margin(s_log), 50)  # fixed before seeing the calibration rows
+    assert np.all(np.diff(other) < 0) and other.shape[0] <= 50
+    s, cs, ct = _digits_arrays("calibrate")
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=other)
+    assert r.grid == tuple(other) and r.threshold in {math.inf, *other}
+    with pytest.raises(ParameterError, match="n_grid >= 1"):
+        cal.quantile_grid(s, 0)
+
+
+def test_crossing_large_groups_are_thinned_but_stable():
+    rng = np.random.default_rng(5)
+    s = np.r_[rng.normal(0, 1, 40_000), rng.normal(4, 1, 60_000)]
+    right = np.r_[np.zeros(40_000), np.ones(60_000)]
+    assert cal.crossing_threshold(s, right) == pytest.approx(2.0, abs=0.15)
