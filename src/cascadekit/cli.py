@@ -1,0 +1,389 @@
+"""The ``cascadekit`` command line: a thin layer that parses arguments and calls the library.
+
+Stage outputs are positional, one file per stage, in cascade order. Every user mistake ends with
+a one-line message on stderr and exit code 1, never a traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import numpy as np
+
+from .errors import CascadeError, MissingDependencyError, ParameterError
+
+try:
+    import typer
+    from rich.console import Console
+    from rich.table import Table
+except ImportError as exc:  # pragma: no cover - only without the cli extra
+    raise MissingDependencyError(
+        'The cascadekit command needs typer and rich: pip install "cascadekit[cli]".'
+    ) from exc
+
+app = typer.Typer(
+    name="cascadekit",
+    help="Adaptive inference with model cascades: evaluate, calibrate and apply routers.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly(fn: F) -> F:
+    """Turn a CascadeError into a one-line message and exit code 1."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CascadeError as exc:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
+            raise typer.Exit(1) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _floats(text: str | None, what: str) -> list[float] | None:
+    if text is None:
+        return None
+    vals = []
+    for part in text.split(","):
+        p = part.strip().lower()
+        try:
+            vals.append(math.inf if p in ("inf", "+inf") else float(p))
+        except ValueError:
+            raise ParameterError(
+                f"Expected {what} as comma-separated numbers (e.g. 1,7); got {text!r}."
+            ) from None
+    return vals
+
+
+def _load_stages(paths: list[Path], key: str | None) -> list[np.ndarray]:
+    from .io import load_array
+
+    if len(paths) < 2:
+        raise ParameterError(
+            f"Expected at least 2 stage files (student first, teacher last); got {len(paths)}."
+        )
+    return [load_array(p, key=key) for p in paths]
+
+
+def _write_json(doc: dict[str, Any], path: Path | None) -> None:
+    if path is not None:
+        path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
+        err.print(f"wrote {path}", highlight=False)
+
+
+def _fmt(v: Any, digits: int = 4) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+StagesArg = Annotated[
+    list[Path],
+    typer.Argument(
+        help="Saved outputs, one file per stage in cascade order (.npy/.npz/.csv/.parquet)."
+    ),
+]
+CostsOpt = Annotated[
+    str | None, typer.Option(help="Per-stage costs, comma-separated (default 1 each).")
+]
+KeyOpt = Annotated[str | None, typer.Option(help="Array name inside .npz files.")]
+ScoreOpt = Annotated[
+    str, typer.Option(help="Routing score: energy, max_softmax, margin, entropy, max_logit.")
+]
+TempOpt = Annotated[float, typer.Option(help="Temperature of the score.")]
+JsonOpt = Annotated[Path | None, typer.Option("--json", help="Write the report as JSON here.")]
+
+
+@app.command()
+@_friendly
+def evaluate(
+    stages: StagesArg,
+    labels: Annotated[Path, typer.Option(help="True labels (1-D integers).")],
+    costs: CostsOpt = None,
+    score: Annotated[
+        str, typer.Option(help="Routing score, or 'all' to compare every score side by side.")
+    ] = "energy",
+    temperature: TempOpt = 1.0,
+    threshold: Annotated[
+        str | None, typer.Option(help="Report the operating point here (t, or t1,t2 for N>2).")
+    ] = None,
+    json_out: JsonOpt = None,
+    plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve.")] = None,
+    max_points: Annotated[int, typer.Option(help="Downsample the curve to N points.")] = 200,
+    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals.")] = 0,
+    top_k: Annotated[int, typer.Option(help="Count a prediction right if in the top k.")] = 1,
+    key: KeyOpt = None,
+) -> None:
+    """Trade-off curves of a cascade on saved logits: accuracy vs teacher share and cost."""
+    from .io import load_array
+    from .report import evaluate_all_scores, evaluate_report, plot_evaluation, stage_correctness
+    from .scores import compute_score
+
+    outs = _load_stages(stages, key)
+    y = load_array(labels)
+    cost_list = _floats(costs, "--costs")
+    names = [p.stem for p in stages]
+    if score == "all":
+        if threshold is not None:
+            raise ParameterError("--threshold applies to one score; drop it with --score all.")
+        rep = evaluate_all_scores(
+            outs,
+            y,
+            costs=cost_list,
+            temperature=temperature,
+            max_points=max_points,
+            bootstrap=bootstrap,
+            names=names,
+            top_k=top_k,
+        )
+        blocks = rep["scores"]
+    else:
+        rep = evaluate_report(
+            outs,
+            y,
+            costs=cost_list,
+            score=score,
+            temperature=temperature,
+            threshold=_floats(threshold, "--threshold"),
+            max_points=max_points,
+            bootstrap=bootstrap,
+            names=names,
+            top_k=top_k,
+        )
+        blocks = {score: rep}
+    _print_stages(rep)
+    table = Table(title=f"Routers on {rep['n_samples']} samples (higher is better)")
+    for col in (
+        "score",
+        "auc",
+        "gap captured",
+        "apgr",
+        "teacher share @ T acc",
+        "speed-up @ T acc",
+    ):
+        table.add_column(col, justify="right")
+    for name, b in blocks.items():
+        table.add_row(
+            name,
+            _fmt(b["auc"]),
+            _fmt(b["gap_captured"], 3),
+            _fmt(b["apgr"], 3),
+            _fmt(b["teacher_share_at_teacher_accuracy"], 3),
+            _fmt(b["speedup_at_teacher_accuracy"], 2) + "x",
+        )
+    first = next(iter(blocks.values()))
+    table.caption = (
+        f"random auc {first['random_auc']:.4f}, oracle auc {first['oracle_auc']:.4f}; "
+        "gap captured = share of the random-to-oracle gap"
+    )
+    out.print(table)
+    if "operating_point" in rep:
+        op = rep["operating_point"]
+        out.print(
+            f"operating point: threshold {op['threshold']}, teacher share "
+            f"{op['teacher_share']:.3f}, accuracy {op['accuracy']:.4f}, relative cost "
+            f"{op['relative_cost']:.3f}"
+        )
+    _write_json(rep, json_out)
+    if plot is not None:
+        ref = score if score != "all" else "energy"
+        student_scores = compute_score(ref, outs[0], temperature)
+        correct = stage_correctness([np.asarray(o) for o in outs[:1]], y, top_k=top_k)[0]
+        plot_evaluation(rep, plot, student_scores=student_scores, student_correct=correct)
+        err.print(f"wrote {plot}", highlight=False)
+
+
+def _print_stages(rep: dict[str, Any]) -> None:
+    table = Table(title="Stages")
+    for col in ("stage", "accuracy", "cost"):
+        table.add_column(col, justify="right")
+    for st in rep["stages"]:
+        table.add_row(st["name"], _fmt(st["accuracy"]), _fmt(st["cost"], 3))
+    out.print(table)
+
+
+@app.command()
+@_friendly
+def calibrate(
+    stages: StagesArg,
+    labels: Annotated[
+        Path | None, typer.Option(help="True labels; not needed with --label-free.")
+    ] = None,
+    costs: CostsOpt = None,
+    score: ScoreOpt = "energy",
+    temperature: TempOpt = 1.0,
+    teacher_share: Annotated[
+        float | None, typer.Option(help="Send this share of inputs to the last stage.")
+    ] = None,
+    target_accuracy: Annotated[
+        float | None, typer.Option(help="Cheapest threshold reaching this accuracy.")
+    ] = None,
+    max_cost: Annotated[
+        float | None, typer.Option(help="Most accurate threshold within this relative cost.")
+    ] = None,
+    max_accuracy_drop: Annotated[
+        float | None,
+        typer.Option(help="Guarantee: accuracy drop vs the last stage at most epsilon."),
+    ] = None,
+    confidence: Annotated[
+        float, typer.Option(help="With --max-accuracy-drop: hold with this probability.")
+    ] = 0.9,
+    crossing: Annotated[
+        bool, typer.Option(help="EBJR Fig. 4: where right/wrong score densities cross.")
+    ] = False,
+    label_free: Annotated[
+        bool, typer.Option(help="Use agreement with the last stage instead of labels.")
+    ] = False,
+    method: Annotated[
+        str,
+        typer.Option(
+            help="Guarantee test: auto (betting with labels, binomial label-free), betting, "
+            "binomial or hb."
+        ),
+    ] = "auto",
+    json_out: JsonOpt = None,
+    save_router: Annotated[
+        Path | None, typer.Option(help="Save the router (JSON) for `cascadekit route`.")
+    ] = None,
+    key: KeyOpt = None,
+) -> None:
+    """Choose thresholds on calibration data for a target share, accuracy, cost or guarantee."""
+    from .calibration import calibrate_outputs
+    from .io import load_array
+    from .router import Router
+
+    outs = _load_stages(stages, key)
+    chosen = [
+        name
+        for name, val in (
+            ("--teacher-share", teacher_share),
+            ("--target-accuracy", target_accuracy),
+            ("--max-cost", max_cost),
+            ("--max-accuracy-drop", max_accuracy_drop),
+            ("--crossing", crossing or None),
+        )
+        if val is not None
+    ]
+    if len(chosen) != 1:
+        raise ParameterError(
+            "Expected exactly one target: --teacher-share, --target-accuracy, --max-cost, "
+            f"--max-accuracy-drop or --crossing; got {len(chosen)} ({', '.join(chosen) or 'none'})."
+        )
+    if labels is None and not label_free:
+        raise ParameterError(
+            "Expected --labels with the true labels of the calibration data; got none. Pass "
+            "--labels y.npy, or --label-free to calibrate on agreement with the last stage."
+        )
+    if label_free and labels is not None:
+        raise ParameterError("Pass either --labels or --label-free, not both.")
+    y = None if labels is None else load_array(labels)
+    cost_list = _floats(costs, "--costs")
+    result = calibrate_outputs(
+        outs,
+        y,
+        costs=cost_list,
+        score=score,
+        temperature=temperature,
+        teacher_share=teacher_share,
+        target_accuracy=target_accuracy,
+        max_relative_cost=max_cost,
+        epsilon=max_accuracy_drop,
+        delta=None if max_accuracy_drop is None else 1.0 - confidence,
+        crossing=crossing,
+        method=method,
+    )
+    doc = {"score": score, "temperature": temperature, **result.to_dict()}
+    table = Table(title=f"Calibrated on {len(outs[0])} samples")
+    table.add_column("field")
+    table.add_column("value", justify="right")
+    for k, v in doc.items():
+        if k in ("grid", "p_values"):
+            continue  # long lists: in the JSON only
+        table.add_row(k, _fmt(v) if not isinstance(v, list) else ", ".join(map(_fmt, v)))
+    out.print(table)
+    _write_json(doc, json_out)
+    if save_router is not None:
+        th = result.threshold
+        ths = [float(t) for t in th] if isinstance(th, (list, tuple)) else [float(th)]
+        router = Router(
+            score=score,
+            temperature=temperature,
+            thresholds=ths,
+            costs=cost_list,
+            stage_names=[p.stem for p in stages],
+            calibration={k: v for k, v in doc.items() if k not in ("score", "temperature")},
+        )
+        router.save(save_router)
+        err.print(f"wrote {save_router}", highlight=False)
+
+
+@app.command()
+@_friendly
+def route(
+    router: Annotated[Path, typer.Argument(help="Router file from `calibrate --save-router`.")],
+    stages: StagesArg,
+    labels: Annotated[Path | None, typer.Option(help="True labels, to report accuracy.")] = None,
+    json_out: JsonOpt = None,
+    key: KeyOpt = None,
+) -> None:
+    """Apply a saved router to new saved logits: per-input stage and prediction."""
+    from .io import load_array
+    from .router import Router
+
+    rt = Router.load(router)
+    outs = [load_array(p, key=key) for p in stages]
+    result = rt.to_cascade(outs).route()
+    doc: dict[str, Any] = {
+        "n_samples": int(result.stage.shape[0]),
+        "thresholds": [None if math.isinf(t) and t > 0 else t for t in rt.thresholds],
+        "teacher_share": result.teacher_share,
+        "relative_cost": result.relative_cost,
+        "stage_shares": [float(v) for v in result.stage_shares],
+        "stage": result.stage.tolist(),
+        "prediction": result.predictions.tolist(),
+    }
+    if labels is not None:
+        doc["accuracy"] = result.accuracy(load_array(labels))
+    msg = f"routed {doc['n_samples']} inputs: teacher share {doc['teacher_share']:.3f}"
+    if "accuracy" in doc:
+        msg += f", accuracy {doc['accuracy']:.4f}"
+    out.print(msg)
+    _write_json(doc, json_out)
+
+
+@app.command()
+@_friendly
+def demo(
+    benchmark: Annotated[str, typer.Argument(help="Which benchmark: digits (seconds).")] = "digits",
+    out_dir: Annotated[Path, typer.Option("--out", help="Directory for the report files.")] = Path(
+        "cascadekit-report"
+    ),
+) -> None:
+    """Run the embedded real benchmark end to end and write a report."""
+    from .demo import run_demo
+
+    run_demo(benchmark, out_dir, console=out)
+
+
+def main() -> None:
+    """Entry point of the ``cascadekit`` command."""
+    app()
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
