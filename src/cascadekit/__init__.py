@@ -14,7 +14,7 @@ array([0, 1])
 
 from __future__ import annotations
 
-from . import scores
+from . import calibration, curves, scores, stats
 from .cascade import Cascade, RouteResult, Stage, assign_stages
 from .errors import CascadeError
 
@@ -27,5 +27,8 @@ __all__ = [
     "Stage",
     "__version__",
     "assign_stages",
+    "calibration",
+    "curves",
     "scores",
+    "stats",
 ]

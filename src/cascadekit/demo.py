@@ -1,0 +1,513 @@
+"""The embedded benchmark behind ``cascadekit demo``: real models, real data, honest splits.
+
+Protocol (DESIGN.md, "keep choices and guarantees on separate data"):
+
+1. **select** split: tune each score's temperature and pick the score to deploy (by the share of
+   the random-to-oracle gap it captures);
+2. **calibrate** split: choose thresholds (reach the teacher's accuracy; and a guaranteed
+   threshold with the accuracy-drop guarantee), using data no choice has seen;
+3. **test** split: every reported figure.
+
+The benchmark is a :class:`Pool` of saved logits per split and model, with measured costs. The
+digits pool (scikit-learn's bundled data set, seconds) needs nothing beyond scikit-learn; the
+Fashion-MNIST pool trains three torch models once and caches them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from . import calibration, curves, stats
+from .errors import CascadeError, InfeasibleTargetError, UnknownNameError
+from .scores import compute_score
+
+__all__ = ["BENCHMARKS", "Pool", "evaluate_pool", "load_pool", "run_demo"]
+
+BENCHMARKS = ("fashion-mnist", "digits", "fashion-mnist-reduced", "text")
+TEMPERATURES = tuple(float(t) for t in np.geomspace(0.25, 8.0, 11))
+TEMPERATURE_SCORES = ("energy", "max_softmax", "entropy")
+
+
+@dataclass
+class Pool:
+    """Saved logits of several models on the benchmark's splits, with their costs.
+
+    Attributes
+    ----------
+    names : list of str
+        Models in cascade order (cheapest first); the first is the student, the last the teacher.
+    logits : dict
+        ``logits[split][name]`` of shape (n, C) for splits select, calibrate and test.
+    labels : dict
+        ``labels[split]``.
+    flops : dict
+        FLOPs (or any cost unit) per input of each model.
+    latency : dict
+        Optional: ``latency[name][batch_size]`` in seconds per input.
+    """
+
+    title: str
+    names: list[str]
+    logits: dict[str, dict[str, NDArray[Any]]]
+    labels: dict[str, NDArray[np.int64]]
+    flops: dict[str, float]
+    latency: dict[str, dict[int, float]] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def correct(self, split: str, name: str) -> NDArray[np.bool_]:
+        """Top-1 correctness of model ``name`` on ``split``."""
+        return curves.correctness(self.logits[split][name], self.labels[split])
+
+    def accuracy(self, split: str, name: str) -> float:
+        """Top-1 accuracy of model ``name`` on ``split``."""
+        return float(np.mean(self.correct(split, name)))
+
+
+Progress = Callable[[str, float], None]
+
+
+def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
+    """Load (training and caching if needed) the pool of ``benchmark``."""
+    if benchmark == "digits":
+        from .data.digits import load_digits_pair
+
+        pair = load_digits_pair()
+        return Pool(
+            title="Handwritten digits (scikit-learn): logistic regression -> MLP",
+            names=["student", "teacher"],
+            logits={s: dict(v) for s, v in pair.logits.items()},
+            labels=dict(pair.labels),
+            flops=dict(pair.flops),
+        )
+    if benchmark in ("fashion-mnist", "fashion-mnist-reduced"):
+        from .data.zoo import load_fashion_mnist_zoo
+
+        zoo = load_fashion_mnist_zoo(reduced=benchmark.endswith("reduced"), progress=progress)
+        return Pool(
+            title="Fashion-MNIST: MLP student -> CNN -> CNN teacher (trained here, cached)",
+            names=list(zoo.names),
+            logits={s: {m: zoo.logits[s][m] for m in zoo.names} for s in zoo.logits},
+            labels=dict(zoo.labels),
+            flops={m: float(zoo.flops[m]) for m in zoo.names},
+            latency={m: dict(zoo.latency[m]) for m in zoo.names},
+            extra={"trained": bool(zoo.trained), "zoo": zoo},
+        )
+    if benchmark == "text":
+        from .data.text import load_text_pool
+
+        tp = load_text_pool(
+            progress=None if progress is None else (lambda d, i, n: progress(d, i / max(n, 1)))
+        )
+        return Pool(
+            title="Tweet sentiment: MiniLM-L3 (ONNX) -> MiniLM-L6 -> MPNet-base, linear heads",
+            names=list(tp.names),
+            logits={s: {m: tp.logits[s][m] for m in tp.names} for s in tp.logits},
+            labels=dict(tp.labels),
+            flops={m: float(tp.flops[m]) for m in tp.names},
+            latency={m: dict(tp.latency[m]) for m in tp.names},
+        )
+    raise UnknownNameError(
+        f"Unknown benchmark {benchmark!r}; expected one of {', '.join(BENCHMARKS)}."
+    )
+
+
+def _curve_metrics(
+    pool: Pool, split: str, score: str, temperature: float, costs: NDArray[Any]
+) -> tuple[dict[str, Any], curves.Curve]:
+    s_name, t_name = pool.names[0], pool.names[-1]
+    scores = compute_score(score, pool.logits[split][s_name], temperature).astype(np.float64)
+    cs, ct = pool.correct(split, s_name), pool.correct(split, t_name)
+    curve = curves.cascade_curve(scores, cs, ct, costs=costs)
+    return curves.summarize(curve, cs, ct, costs=costs), curve
+
+
+def _router_rows(pool: Pool, costs: NDArray[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Tune temperatures on select, report every router on test."""
+    candidates: list[tuple[str, str, float]] = [("energy (T=1)", "energy", 1.0)]
+    for name in ("energy", "max_softmax", "margin", "entropy", "max_logit"):
+        if name in TEMPERATURE_SCORES:
+            best_t, best_gap = 1.0, -math.inf
+            for t in TEMPERATURES:
+                m, _ = _curve_metrics(pool, "select", name, t, costs)
+                gap = m["gap_captured"]
+                if np.isfinite(gap) and gap > best_gap:
+                    best_t, best_gap = t, gap
+            label = f"{name} (T={best_t:.2f}, tuned)" if name == "energy" else name
+            candidates.append((label, name, best_t))
+        else:
+            candidates.append((name, name, 1.0))
+    rows = []
+    for label, name, t in candidates:
+        sel, _ = _curve_metrics(pool, "select", name, t, costs)
+        test, _ = _curve_metrics(pool, "test", name, t, costs)
+        rows.append(
+            {
+                "router": label,
+                "score": name,
+                "temperature": t,
+                "select_gap_captured": sel["gap_captured"],
+                **{k: test[k] for k in _METRICS},
+            }
+        )
+    best = max(rows, key=lambda r: r["select_gap_captured"])
+    acc_s, acc_t = pool.accuracy("test", pool.names[0]), pool.accuracy("test", pool.names[-1])
+    ref = rows[0]
+    rows.append(
+        {
+            "router": "random",
+            "score": "random",
+            "temperature": None,
+            "select_gap_captured": 0.0,
+            "auc": ref["random_auc"],
+            "random_auc": ref["random_auc"],
+            "oracle_auc": ref["oracle_auc"],
+            "gap_captured": 0.0,
+            "apgr": 0.5,
+            "teacher_share_at_teacher_accuracy": 1.0 if acc_t > acc_s else 0.0,
+            "speedup_at_teacher_accuracy": float(costs[-1] / costs.sum())
+            if acc_t > acc_s
+            else float(costs[-1] / costs[0]),
+        }
+    )
+    cs, ct = pool.correct("test", pool.names[0]), pool.correct("test", pool.names[-1])
+    q = float(np.mean(~cs & ct))
+    rows.append(
+        {
+            "router": "oracle",
+            "score": "oracle",
+            "temperature": None,
+            "select_gap_captured": 1.0,
+            "auc": ref["oracle_auc"],
+            "random_auc": ref["random_auc"],
+            "oracle_auc": ref["oracle_auc"],
+            "gap_captured": 1.0,
+            "apgr": (ref["oracle_auc"] - acc_s) / (acc_t - acc_s) if acc_t != acc_s else None,
+            "teacher_share_at_teacher_accuracy": max(0.0, acc_t - acc_s),
+            "speedup_at_teacher_accuracy": float(
+                costs[-1] / (costs[0] + max(0.0, min(q, acc_t - acc_s)) * costs[-1])
+            ),
+        }
+    )
+    return rows, best
+
+
+_METRICS = (
+    "auc",
+    "random_auc",
+    "oracle_auc",
+    "gap_captured",
+    "apgr",
+    "teacher_share_at_teacher_accuracy",
+    "speedup_at_teacher_accuracy",
+)
+
+
+def evaluate_pool(
+    pool: Pool, *, epsilon: float = 0.005, delta: float = 0.1, progress: Progress | None = None
+) -> dict[str, Any]:
+    """Run the select / calibrate / test protocol on ``pool`` and return the report dict."""
+    s_name, t_name = pool.names[0], pool.names[-1]
+    costs = np.array([pool.flops[s_name], pool.flops[t_name]], dtype=np.float64)
+    rows, best = _router_rows(pool, costs)
+    score, temperature = best["score"], best["temperature"]
+    if progress:
+        progress("routers compared", 0.7)
+
+    def split_scores(split: str) -> NDArray[np.float64]:
+        return compute_score(score, pool.logits[split][s_name], temperature).astype(np.float64)
+
+    cal_s = split_scores("calibrate")
+    cal_cs, cal_ct = pool.correct("calibrate", s_name), pool.correct("calibrate", t_name)
+    test_s = split_scores("test")
+    test_cs, test_ct = pool.correct("test", s_name), pool.correct("test", t_name)
+
+    def on_test(threshold: float) -> dict[str, Any]:
+        keep = test_s >= threshold
+        correct = np.where(keep, test_cs, test_ct)
+        share = float(np.mean(~keep))
+        return {
+            "threshold": None if math.isinf(threshold) else float(threshold),
+            "teacher_share": share,
+            "accuracy": float(np.mean(correct)),
+            "flops": float(costs[0] + share * costs[1]),
+            "relative_cost": float((costs[0] + share * costs[1]) / costs[1]),
+            "_correct": correct,
+        }
+
+    target = float(np.mean(cal_ct))
+    try:
+        op_res = calibration.threshold_for_accuracy(cal_s, cal_cs, cal_ct, target, costs=costs)
+        operating = on_test(_scalar(op_res.threshold))
+    except InfeasibleTargetError:
+        operating = on_test(math.inf)
+    operating["rule"] = "cheapest threshold reaching the teacher's calibration accuracy"
+    guaranteed: dict[str, Any]
+    try:
+        g = calibration.guaranteed_threshold(
+            cal_s, cal_cs, cal_ct, epsilon=epsilon, delta=delta, costs=costs
+        )
+        guaranteed = on_test(_scalar(g.threshold))
+        guaranteed.update(
+            {
+                "epsilon": epsilon,
+                "delta": delta,
+                "calibration_teacher_share": float(g.teacher_share),
+                "test_accuracy_drop": float(np.mean(test_ct)) - guaranteed["accuracy"],
+            }
+        )
+    except CascadeError as exc:
+        guaranteed = {"epsilon": epsilon, "delta": delta, "error": str(exc)}
+
+    significance = {}
+    if "_correct" in operating:
+        for other, corr in (("student", test_cs), ("teacher", test_ct)):
+            significance[f"cascade_vs_{other}"] = stats.mcnemar(
+                operating["_correct"], corr
+            ).to_dict()
+    for d in (operating, guaranteed):
+        d.pop("_correct", None)
+
+    table1 = []
+    lat = pool.latency
+    for name in pool.names:
+        table1.append(
+            {
+                "model": name,
+                "accuracy": pool.accuracy("test", name),
+                "flops": pool.flops[name],
+                **{f"latency_ms_b{b}": 1e3 * v for b, v in lat.get(name, {}).items()},
+            }
+        )
+    casc_row: dict[str, Any] = {
+        "model": f"cascade {s_name}->{t_name} ({score})",
+        "accuracy": operating["accuracy"],
+        "flops": operating["flops"],
+    }
+    for b in lat.get(s_name, {}):
+        if b in lat.get(t_name, {}):
+            casc_row[f"latency_ms_b{b}"] = 1e3 * (
+                lat[s_name][b] + operating["teacher_share"] * lat[t_name][b]
+            )
+    table1.append(casc_row)
+
+    report: dict[str, Any] = {
+        "benchmark": pool.title,
+        "splits": {s: len(pool.labels[s]) for s in ("select", "calibrate", "test")},
+        "models": pool.names,
+        "chosen_router": {"score": score, "temperature": temperature, "chosen_on": "select"},
+        "table1": table1,
+        "routers_on_test": rows,
+        "operating_point": operating,
+        "guaranteed": guaranteed,
+        "significance": significance,
+    }
+    if len(pool.names) >= 3:
+        report["pool_frontier"] = _frontier(pool, score, temperature)
+    return report
+
+
+def _scalar(t: float | tuple[float, ...]) -> float:
+    """The threshold of a 2-stage calibration result."""
+    return float(t[0]) if isinstance(t, tuple) else float(t)
+
+
+def _frontier(pool: Pool, score: str, temperature: float) -> dict[str, Any]:
+    front = curves.pool_frontier(
+        [pool.logits["test"][m] for m in pool.names],
+        pool.labels["test"],
+        costs=[pool.flops[m] for m in pool.names],
+        names=pool.names,
+        score=score,
+        temperature=temperature,
+    )
+    return front.to_dict()
+
+
+def run_demo(benchmark: str, out_dir: Path, console: Any = None) -> dict[str, Any]:
+    """Run ``benchmark`` end to end and write report.json, report.png and report.html."""
+    from rich.progress import Progress as RichProgress
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with RichProgress(transient=True) as bar:
+        task = bar.add_task(f"{benchmark}: loading models", total=1.0)
+
+        def progress(desc: str, frac: float) -> None:
+            bar.update(task, description=f"{benchmark}: {desc}", completed=min(frac, 1.0))
+
+        pool = load_pool(benchmark, progress=progress)
+        progress("comparing routers", 0.6)
+        report = evaluate_pool(pool, progress=progress)
+        progress("writing report", 0.95)
+    report["seconds"] = time.perf_counter() - start
+    (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
+    _plots(pool, report, out_dir / "report.png")
+    _html(report, out_dir)
+    if console is not None:
+        _print(report, console)
+        console.print(f"report: {out_dir}/report.json, report.png, report.html")
+    return report
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, (np.floating, np.integer)):
+        return x.item()
+    if isinstance(x, np.ndarray):
+        return x.tolist()
+    return str(x)
+
+
+def _plots(pool: Pool, report: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    s_name, t_name = pool.names[0], pool.names[-1]
+    costs = np.array([pool.flops[s_name], pool.flops[t_name]])
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 4.8))
+    for row in report["routers_on_test"]:
+        if row["score"] in ("random", "oracle") or row["router"].startswith("energy (T=1)"):
+            continue
+        _, curve = _curve_metrics(pool, "test", row["score"], row["temperature"], costs)
+        ax.plot(curve.relative_cost * costs[1], curve.accuracy, lw=1.4, label=row["router"])
+    _, e1 = _curve_metrics(pool, "test", "energy", 1.0, costs)
+    ax.plot(e1.relative_cost * costs[1], e1.accuracy, lw=1.4, ls="-.", label="energy (T=1)")
+    acc = {m: pool.accuracy("test", m) for m in pool.names}
+    ax.plot([costs[0], costs.sum()], [acc[s_name], acc[t_name]], "k--", lw=1, label="random")
+    cs, ct = pool.correct("test", s_name), pool.correct("test", t_name)
+    q = float(np.mean(~cs & ct))
+    ks = np.array([0.0, q, 1.0])
+    ax.plot(
+        costs[0] + ks * costs[1], acc[s_name] + np.minimum(ks, q), ":", c="grey", label="oracle"
+    )
+    for m in pool.names:
+        ax.scatter([pool.flops[m]], [acc[m]], zorder=5, c="black")
+        ax.annotate(m, (pool.flops[m], acc[m]), textcoords="offset points", xytext=(4, -12))
+    ax.set_xlabel("FLOPs per input")
+    ax.set_ylabel("test accuracy")
+    ax.set_title("Accuracy vs FLOPs (test split)")
+    ax.legend(fontsize=7)
+    chosen = report["chosen_router"]
+    sc = compute_score(chosen["score"], pool.logits["test"][s_name], chosen["temperature"])
+    bins = np.histogram_bin_edges(sc, bins=60)
+    hx.hist(sc[cs], bins=bins, density=True, alpha=0.55, label="student right")
+    hx.hist(sc[~cs], bins=bins, density=True, alpha=0.55, label="student wrong")
+    th = report["operating_point"]["threshold"]
+    if th is not None:
+        hx.axvline(th, color="k", lw=1, label="chosen threshold")
+    hx.set_xlabel(f"student {chosen['score']} (T={chosen['temperature']:.2f}; higher = keep)")
+    hx.set_ylabel("density")
+    hx.set_title("Student score distributions (EBJR Fig. 4)")
+    hx.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def _html(report: dict[str, Any], out_dir: Path) -> None:
+    from .report import write_html
+
+    t1 = report["table1"]
+    lat_cols = sorted({k for r in t1 for k in r if k.startswith("latency")})
+    routers = report["routers_on_test"]
+    g = report["guaranteed"]
+    sections = [
+        (
+            "Table 1 (test split)",
+            ["model", "accuracy", "FLOPs", *lat_cols],
+            [[r["model"], r["accuracy"], r["flops"], *[r.get(c) for c in lat_cols]] for r in t1],
+        ),
+        (
+            "Routers side by side (test split; temperatures and choice on select)",
+            ["router", "AUC", "gap captured", "APGR", "teacher share @ T acc", "speed-up @ T acc"],
+            [
+                [
+                    r["router"],
+                    r["auc"],
+                    r["gap_captured"],
+                    r["apgr"],
+                    r["teacher_share_at_teacher_accuracy"],
+                    r["speedup_at_teacher_accuracy"],
+                ]
+                for r in routers
+            ],
+        ),
+        (
+            f"Guaranteed calibration (epsilon={g.get('epsilon')}, delta={g.get('delta')})",
+            ["field", "value"],
+            [[k, v] for k, v in g.items()],
+        ),
+        (
+            "McNemar (cascade at the operating point)",
+            ["comparison", "b", "c", "p exact", "p corrected", "odds ratio"],
+            [
+                [k, v["b"], v["c"], v["p_exact"], v["p_corrected"], v["odds_ratio"]]
+                for k, v in report["significance"].items()
+            ],
+        ),
+    ]
+    notes = [
+        report["benchmark"],
+        f"Chosen router (on the select split): {report['chosen_router']}. Splits: "
+        f"{report['splits']}. Run time {report.get('seconds', 0):.1f} s.",
+    ]
+    write_html(
+        out_dir / "report.html", "cascadekit demo", sections, [out_dir / "report.png"], notes
+    )
+
+
+def _print(report: dict[str, Any], console: Any) -> None:
+    from rich.table import Table
+
+    t = Table(title=f"Table 1: {report['benchmark']} (test split)")
+    for col in ("model", "accuracy", "FLOPs", "latency b1 (ms)", "latency b256 (ms)"):
+        t.add_column(col, justify="right")
+    for r in report["table1"]:
+        t.add_row(
+            r["model"],
+            f"{r['accuracy']:.4f}",
+            f"{r['flops']:.3g}",
+            _ms(r.get("latency_ms_b1")),
+            _ms(r.get("latency_ms_b256")),
+        )
+    console.print(t)
+    t2 = Table(title="Routers side by side (test split)")
+    for col in ("router", "AUC", "gap captured", "teacher share @ T acc", "speed-up @ T acc"):
+        t2.add_column(col, justify="right")
+    for r in report["routers_on_test"]:
+        t2.add_row(
+            r["router"],
+            f"{r['auc']:.4f}",
+            f"{r['gap_captured']:.3f}",
+            f"{r['teacher_share_at_teacher_accuracy']:.3f}",
+            f"{r['speedup_at_teacher_accuracy']:.2f}x",
+        )
+    console.print(t2)
+    g = report["guaranteed"]
+    if "error" in g:
+        console.print(f"guaranteed calibration: {g['error']}")
+    else:
+        console.print(
+            f"guaranteed (drop <= {g['epsilon']}, prob >= {1 - g['delta']:.2f}): teacher share "
+            f"{g['teacher_share']:.3f}, test accuracy {g['accuracy']:.4f}, test drop "
+            f"{g['test_accuracy_drop']:+.4f}"
+        )
+    for k, v in report["significance"].items():
+        console.print(
+            f"McNemar {k}: b={v['b']} c={v['c']} p_exact={v['p_exact']:.3g} "
+            f"odds ratio={v['odds_ratio']:.3g}"
+        )
+
+
+def _ms(v: float | None) -> str:
+    return "-" if v is None else f"{v:.3f}"

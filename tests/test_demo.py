@@ -1,0 +1,56 @@
+"""`cascadekit demo` end to end on real data: the report files and their real properties."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from cascadekit.cli import app
+
+runner = CliRunner()
+
+
+def _check_report(rep: dict, out: Path) -> None:
+    t1 = {r["model"]: r for r in rep["table1"]}
+    models = rep["models"]
+    assert t1[models[-1]]["accuracy"] > t1[models[0]]["accuracy"]  # teacher beats student
+    routers = {r["router"]: r for r in rep["routers_on_test"]}
+    assert routers["random"]["gap_captured"] == 0.0 and routers["oracle"]["gap_captured"] == 1.0
+    for r in rep["routers_on_test"]:
+        assert r["random_auc"] - 1e-12 <= r["oracle_auc"]
+        assert r["speedup_at_teacher_accuracy"] > 0
+    op = rep["operating_point"]
+    assert 0.0 <= op["teacher_share"] <= 1.0
+    assert rep["chosen_router"]["chosen_on"] == "select"
+    for name in ("report.json", "report.png", "report.html"):
+        assert (out / name).stat().st_size > 1000
+    html = (out / "report.html").read_text()
+    assert "data:image/png;base64," in html and "Table 1" in html
+
+
+def test_demo_digits(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["demo", "digits", "--out", str(tmp_path)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((tmp_path / "report.json").read_text())
+    _check_report(rep, tmp_path)
+    assert "McNemar" in res.output
+
+
+def test_demo_unknown_benchmark(tmp_path: Path) -> None:
+    res = runner.invoke(app, ["demo", "cifar", "--out", str(tmp_path)])
+    assert res.exit_code == 1
+    assert "Unknown benchmark 'cifar'" in res.output
+
+
+@pytest.mark.slow
+def test_demo_fashion_mnist_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CASCADEKIT_CACHE_DIR", str(tmp_path / "cache"))
+    out = tmp_path / "out"
+    res = runner.invoke(app, ["demo", "fashion-mnist-reduced", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    rep = json.loads((out / "report.json").read_text())
+    _check_report(rep, out)
+    assert len(rep["models"]) == 3 and "pool_frontier" in rep
