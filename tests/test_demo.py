@@ -37,6 +37,7 @@ def test_demo_digits(tmp_path: Path) -> None:
     rep = json.loads((tmp_path / "report.json").read_text())
     _check_report(rep, tmp_path)
     assert "McNemar" in res.output
+    assert (tmp_path / "logits" / "test_student.npy").exists()
 
 
 def test_demo_unknown_benchmark(tmp_path: Path) -> None:

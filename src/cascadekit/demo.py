@@ -349,13 +349,28 @@ def run_demo(benchmark: str, out_dir: Path, console: Any = None) -> dict[str, An
         report = evaluate_pool(pool, progress=progress)
         progress("writing report", 0.95)
     report["seconds"] = time.perf_counter() - start
+    _save_logits(pool, out_dir / "logits")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
     _plots(pool, report, out_dir / "report.png")
     _html(report, out_dir)
     if console is not None:
         _print(report, console)
-        console.print(f"report: {out_dir}/report.json, report.png, report.html")
+        console.print(
+            f"report: {out_dir}/report.json, report.png, report.html; saved logits and labels "
+            f"per split in {out_dir}/logits/"
+        )
     return report
+
+
+def _save_logits(pool: Pool, folder: Path) -> None:
+    """Save every split's logits and labels as .npy, for `cascadekit evaluate` and friends."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, per_model in pool.logits.items():
+        if split not in pool.labels:
+            continue
+        np.save(folder / f"{split}_labels.npy", pool.labels[split])
+        for name, logits in per_model.items():
+            np.save(folder / f"{split}_{name}.npy", np.asarray(logits))
 
 
 def _jsonable(x: Any) -> Any:
