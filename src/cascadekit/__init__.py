@@ -14,8 +14,8 @@ array([0, 1])
 
 from __future__ import annotations
 
-from . import calibration, curves, scores, stats
-from .cascade import Cascade, RouteResult, Stage, assign_stages
+from . import adapters, calibration, curves, scores, stats
+from .cascade import Cascade, PredictResult, RouteResult, Stage, assign_stages
 from .errors import CascadeError
 
 __version__ = "0.1.0"
@@ -23,9 +23,11 @@ __version__ = "0.1.0"
 __all__ = [
     "Cascade",
     "CascadeError",
+    "PredictResult",
     "RouteResult",
     "Stage",
     "__version__",
+    "adapters",
     "assign_stages",
     "calibration",
     "curves",

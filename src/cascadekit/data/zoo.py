@@ -1,0 +1,646 @@
+"""The Fashion-MNIST model zoo: a student, an intermediate and a teacher, trained once and cached.
+
+Three torch networks defined in this project (no torchvision), in cascade order:
+
+==============  ==========================================  ========================
+name            architecture                                role
+==============  ==========================================  ========================
+student         MLP 784-128-10                              cheapest, least accurate
+intermediate    CNN conv16-conv32 (each 3x3 + 2x2 max-pool)  in between
+teacher         CNN conv32-conv64 with batch norm, FC 128   most accurate
+==============  ==========================================  ========================
+
+Every model takes **raw pixels** 0..255 as a float32 (or uint8) tensor of shape
+``(n, 28, 28)``: normalisation is the first layer. Training is deterministic (fixed seeds,
+deterministic algorithms, ``torch.set_num_threads(2)``, or 1 for the reduced variant; Adam with
+a one-cycle schedule), and leaves the caller's torch threads and random state as they were. The
+first call trains the three models, computes their logits on the four splits
+(``train``, ``select``, ``calibrate``, ``test``) and measures their costs; everything is saved
+under the cache folder in a sub-folder named by the hash of the recipe, so later calls only
+load (``zoo.trained`` is then ``False``).
+
+Examples
+--------
+>>> from cascadekit.data import default_recipe, MODEL_NAMES
+>>> MODEL_NAMES
+('student', 'intermediate', 'teacher')
+>>> r = default_recipe(reduced=True)
+>>> r.sizes["train"], r.key == default_recipe(reduced=True).key
+(8000, True)
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import platform
+import time
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..costs import _import_torch, count_flops, count_params, measure_latency
+from ..errors import CascadeError, ParameterError, UnknownNameError
+from .cache import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    cache_root,
+    read_json,
+    recipe_hash,
+)
+from .fashion_mnist import (
+    SPLITS,
+    fashion_mnist_split_indices,
+    fashion_mnist_split_sizes,
+    load_fashion_mnist,
+)
+
+__all__ = [
+    "CODE_VERSION",
+    "MODEL_NAMES",
+    "FashionMnistZoo",
+    "ModelRecipe",
+    "ProgressFn",
+    "ZooRecipe",
+    "default_recipe",
+    "load_fashion_mnist_zoo",
+]
+
+#: Bump when the training code changes in a way that changes the trained models.
+CODE_VERSION = "fashion-mnist-zoo/1"
+MODEL_NAMES: tuple[str, ...] = ("student", "intermediate", "teacher")
+#: ``progress(description, fraction)``: fraction of the whole job done, in [0, 1].
+ProgressFn = Callable[[str, float], None]
+
+_CACHE_SUBDIR = "fashion_mnist_zoo"
+_META = "meta.json"
+_EVAL_BATCH = 2000
+
+
+@dataclass(frozen=True)
+class ModelRecipe:
+    """How one zoo model is built and trained (every field enters the cache key)."""
+
+    name: str
+    arch: str
+    params: Mapping[str, Any]
+    epochs: int
+    batch_size: int = 128
+    lr: float = 3e-3
+    weight_decay: float = 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value form of the recipe (used for the hash and ``recipe.json``)."""
+        d = asdict(self)
+        d["params"] = dict(self.params)
+        return d
+
+
+@dataclass(frozen=True)
+class ZooRecipe:
+    """Everything that determines the zoo's contents; :attr:`key` is its hash.
+
+    ``latency_batches`` and ``latency_repeats`` describe how costs are measured; ``threads``
+    is the number of torch CPU threads used for training and timing.
+    """
+
+    models: tuple[ModelRecipe, ...]
+    sizes: Mapping[str, int]
+    seed: int = 0
+    threads: int = 2
+    latency_batches: tuple[int, ...] = (1, 256)
+    latency_repeats: int = 30
+    code_version: str = CODE_VERSION
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-value form of the recipe."""
+        return {
+            "models": [m.to_dict() for m in self.models],
+            "sizes": {k: int(self.sizes[k]) for k in SPLITS},
+            "seed": int(self.seed),
+            "threads": int(self.threads),
+            "latency_batches": [int(b) for b in self.latency_batches],
+            "latency_repeats": int(self.latency_repeats),
+            "code_version": self.code_version,
+        }
+
+    @property
+    def key(self) -> str:
+        """Hash of the recipe: the name of its cache folder."""
+        return recipe_hash(self.to_dict())
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Model names in cascade order."""
+        return tuple(m.name for m in self.models)
+
+
+def default_recipe(reduced: bool = False, seed: int = 0) -> ZooRecipe:
+    """Return the benchmark recipe (``reduced=True``: small splits for CI, same networks).
+
+    Examples
+    --------
+    >>> [m.arch for m in default_recipe().models]
+    ['mlp', 'cnn', 'cnn']
+    >>> default_recipe().key != default_recipe(reduced=True).key
+    True
+    """
+    # (epochs, batch size): the reduced variant has 6x less training data, so it takes smaller
+    # batches (more steps per epoch) and fewer epochs
+    plan = (
+        {"student": (4, 64), "intermediate": (2, 64), "teacher": (2, 64)}
+        if reduced
+        else {
+            "student": (4, 128),
+            "intermediate": (3, 128),
+            "teacher": (6, 128),
+        }
+    )
+    teacher_params = {"channels": [32, 64], "fc_hidden": 128, "batch_norm": True, "dropout": 0.25}
+    models = (
+        ModelRecipe("student", "mlp", {"hidden": [128]}, *plan["student"]),
+        ModelRecipe("intermediate", "cnn", {"channels": [16, 32]}, *plan["intermediate"]),
+        ModelRecipe("teacher", "cnn", teacher_params, *plan["teacher"]),
+    )
+    return ZooRecipe(
+        models=models,
+        sizes=fashion_mnist_split_sizes(reduced),
+        seed=seed,
+        # CI runs tests in parallel (pytest-xdist): two intra-op threads per worker oversubscribe
+        # the cores and slow torch down by orders of magnitude, so the reduced recipe uses one.
+        threads=1 if reduced else 2,
+        latency_repeats=10 if reduced else 30,
+    )
+
+
+class _LazyImages(Mapping[str, NDArray[np.uint8]]):
+    """``{split: uint8 images}``, read from the IDX files on first access."""
+
+    def __init__(self, indices: Mapping[str, NDArray[np.int64]], root: Path | None) -> None:
+        self._indices = indices
+        self._root = root
+        self._cache: dict[str, NDArray[np.uint8]] = {}
+
+    def __getitem__(self, split: str) -> NDArray[np.uint8]:
+        if split not in self._indices:
+            raise UnknownNameError(f"Expected a split in {list(self._indices)}; got {split!r}.")
+        if split not in self._cache:
+            source: Literal["train", "test"] = "test" if split == "test" else "train"
+            images, _ = load_fashion_mnist(source, self._root)
+            self._cache[split] = np.ascontiguousarray(images[self._indices[split]])
+        return self._cache[split]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._indices)
+
+    def __len__(self) -> int:
+        return len(self._indices)
+
+
+@dataclass
+class FashionMnistZoo:
+    """Trained Fashion-MNIST models with their logits on every split and their costs.
+
+    Attributes
+    ----------
+    recipe : ZooRecipe
+        What was trained; ``recipe.key`` names the cache folder.
+    path : Path
+        The cache folder of this recipe.
+    models : dict of str to torch.nn.Module
+        ``student``, ``intermediate``, ``teacher`` (cascade order), on CPU, in eval mode. Each
+        takes raw pixels 0..255, float32 or uint8, shape ``(n, 28, 28)``.
+    logits : dict of str to dict of str to ndarray
+        ``logits[split][model]``: float32 ``(n_split, 10)``.
+    labels : dict of str to ndarray
+        ``labels[split]``: int64 ``(n_split,)`` in 0..9.
+    indices : dict of str to ndarray
+        Rows of each split in its source file (``test`` in t10k, the others in train).
+    flops : dict of str to int
+        FLOPs per input (2 x multiply-adds, :func:`cascadekit.costs.count_flops`).
+    latency : dict of str to dict of int to float
+        ``latency[model][batch_size]``: seconds per input, measured when the zoo was built.
+    params : dict of str to int
+        Parameter counts.
+    trained : bool
+        ``True`` if this call trained the models, ``False`` if they came from the cache.
+    build_seconds : float
+        Wall-clock time of the run that trained the zoo (training, logits and costs).
+    """
+
+    recipe: ZooRecipe
+    path: Path
+    models: dict[str, Any]
+    logits: dict[str, dict[str, NDArray[np.float32]]]
+    labels: dict[str, NDArray[np.int64]]
+    indices: dict[str, NDArray[np.int64]]
+    flops: dict[str, int]
+    latency: dict[str, dict[int, float]]
+    params: dict[str, int]
+    trained: bool
+    build_seconds: float
+    root: Path | None = None
+    _images: _LazyImages | None = field(default=None, repr=False)
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """Model names in cascade order (cheapest first)."""
+        return self.recipe.names
+
+    @property
+    def splits(self) -> tuple[str, ...]:
+        """Split names: ``train``, ``select``, ``calibrate``, ``test``."""
+        return SPLITS
+
+    @property
+    def images(self) -> Mapping[str, NDArray[np.uint8]]:
+        """``images[split]``: raw uint8 pixels ``(n_split, 28, 28)``, read on first access."""
+        if self._images is None:
+            self._images = _LazyImages(self.indices, self.root)
+        return self._images
+
+    def _check(self, split: str | None = None, model: str | None = None) -> None:
+        if split is not None and split not in self.labels:
+            raise UnknownNameError(f"Expected a split in {list(SPLITS)}; got {split!r}.")
+        if model is not None and model not in self.models:
+            raise UnknownNameError(f"Expected a model in {list(self.names)}; got {model!r}.")
+
+    def accuracy(self, split: str, model: str) -> float:
+        """Top-1 accuracy of ``model`` on ``split``, from the cached logits."""
+        self._check(split, model)
+        pred = self.logits[split][model].argmax(axis=1)
+        return float(np.mean(pred == self.labels[split]))
+
+    def costs(self, kind: str = "flops", batch_size: int = 1) -> list[float]:
+        """Per-model costs in cascade order: ``"flops"`` or ``"latency"`` (at ``batch_size``).
+
+        Ready to pass as ``costs=`` to a cascade.
+        """
+        if kind == "flops":
+            return [float(self.flops[n]) for n in self.names]
+        if kind == "latency":
+            if batch_size not in self.latency[self.names[0]]:
+                raise ParameterError(
+                    f"Expected batch_size in {sorted(self.latency[self.names[0]])} (the measured "
+                    f"ones); got {batch_size!r}."
+                )
+            return [float(self.latency[n][batch_size]) for n in self.names]
+        raise UnknownNameError(f"Expected kind 'flops' or 'latency'; got {kind!r}.")
+
+    def forward(self, model: str, images: Any) -> NDArray[np.float32]:
+        """Run ``model`` on raw pixels ``(n, 28, 28)`` and return float32 logits ``(n, 10)``."""
+        self._check(model=model)
+        return _logits_of(self.models[model], np.asarray(images))
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        """Per model: test accuracy, FLOPs, parameters and latency per input (s) at each batch."""
+        out: dict[str, dict[str, float]] = {}
+        for n in self.names:
+            row: dict[str, float] = {
+                "test_accuracy": self.accuracy("test", n),
+                "flops": float(self.flops[n]),
+                "params": float(self.params[n]),
+            }
+            for b, s in sorted(self.latency[n].items()):
+                row[f"latency_b{b}"] = s
+            out[n] = row
+        return out
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+@contextmanager
+def _torch_settings(torch: Any, threads: int) -> Iterator[None]:
+    """Fixed thread count and deterministic algorithms, restored on exit."""
+    old_threads = torch.get_num_threads()
+    old_det = torch.are_deterministic_algorithms_enabled()
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old_det)
+        torch.set_num_threads(old_threads)
+
+
+def _model_seed(seed: int, name: str) -> int:
+    return int(recipe_hash({"seed": int(seed), "model": name}, length=8), 16)
+
+
+def _logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
+    torch = _import_torch()
+    out = []
+    with torch.inference_mode():
+        for start in range(0, images.shape[0], _EVAL_BATCH):
+            batch = torch.from_numpy(np.ascontiguousarray(images[start : start + _EVAL_BATCH]))
+            out.append(model(batch.to(torch.float32)).numpy())
+    return np.concatenate(out).astype(np.float32, copy=False)
+
+
+def _train_one(
+    spec: ModelRecipe,
+    images: NDArray[np.uint8],
+    labels: NDArray[np.int64],
+    seed: int,
+    report: Callable[[str, float], None],
+) -> Any:
+    """Train one network deterministically; ``report(description, fraction_of_this_model)``."""
+    torch = _import_torch()
+    from ._nets import build_network
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_model_seed(seed, spec.name))
+        model = build_network(spec.arch, dict(spec.params))
+        x = torch.from_numpy(np.ascontiguousarray(images))
+        y = torch.from_numpy(np.ascontiguousarray(labels))
+        n = x.shape[0]
+        steps_per_epoch = (n + spec.batch_size - 1) // spec.batch_size
+        total = spec.epochs * steps_per_epoch
+        opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
+        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=total)
+        gen = torch.Generator().manual_seed(_model_seed(seed, spec.name + "/shuffle"))
+        every = max(1, steps_per_epoch // 20)
+        step = 0
+        for epoch in range(spec.epochs):
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            for start in range(0, n, spec.batch_size):
+                idx = order[start : start + spec.batch_size]
+                opt.zero_grad(set_to_none=True)
+                loss = torch.nn.functional.cross_entropy(model(x[idx].to(torch.float32)), y[idx])
+                loss.backward()
+                opt.step()
+                sched.step()
+                step += 1
+                if step % every == 0 or step == total:
+                    report(f"training {spec.name} (epoch {epoch + 1}/{spec.epochs})", step / total)
+    model.eval()
+    return model
+
+
+def _file_labels(indices: Mapping[str, NDArray[np.int64]], root: Path | None) -> dict[str, Any]:
+    """Labels of every split, read from the label files (images are not needed)."""
+    from .fashion_mnist import _FILES, _LABELS_MAGIC, _find, _read_idx, fashion_mnist_dir
+
+    folder = fashion_mnist_dir(root)
+    out = {}
+    for source in ("train", "test"):
+        lab = _read_idx(_find(folder, _FILES[source][1]), _LABELS_MAGIC, 1).astype(np.int64)
+        for split in SPLITS:
+            if (split == "test") == (source == "test"):
+                out[split] = lab[indices[split]]
+    return out
+
+
+def _state_bytes(torch: Any, model: Any) -> bytes:
+    buf = io.BytesIO()
+    torch.save(model.state_dict(), buf)
+    return buf.getvalue()
+
+
+def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnistZoo | None:
+    """Load a complete cache entry, or return None if it is absent, partial or stale."""
+    meta_path = folder / _META
+    if not meta_path.is_file():
+        return None
+    torch = _import_torch()
+    from ._nets import build_network
+
+    try:
+        meta = read_json(meta_path)
+        if meta.get("key") != recipe.key:
+            return None
+        with np.load(folder / "splits.npz") as z:
+            indices = {s: z[f"indices.{s}"].astype(np.int64) for s in SPLITS}
+            labels = {s: z[f"labels.{s}"].astype(np.int64) for s in SPLITS}
+        with np.load(folder / "logits.npz") as z:
+            logits = {
+                s: {n: z[f"{s}.{n}"].astype(np.float32) for n in recipe.names} for s in SPLITS
+            }
+        models = {}
+        for spec in recipe.models:
+            model = build_network(spec.arch, dict(spec.params))
+            state = torch.load(folder / f"{spec.name}.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+            models[spec.name] = model.eval()
+        costs = meta["costs"]
+        latency = {
+            n: {int(b): float(s) for b, s in costs["latency"][n].items()} for n in recipe.names
+        }
+    except Exception:  # any partial or corrupt entry (zip, pickle, JSON, shapes): rebuild it
+        return None
+    # the data files may have changed since the entry was written: then rebuild
+    current = _file_labels(indices, root)
+    if any(not np.array_equal(current[s], labels[s]) for s in SPLITS):
+        return None
+    return FashionMnistZoo(
+        recipe=recipe,
+        path=folder,
+        models=models,
+        logits=logits,
+        labels=labels,
+        indices=indices,
+        flops={n: int(costs["flops"][n]) for n in recipe.names},
+        latency=latency,
+        params={n: int(costs["params"][n]) for n in recipe.names},
+        trained=False,
+        build_seconds=float(meta.get("build_seconds", float("nan"))),
+        root=root,
+    )
+
+
+def _build(
+    recipe: ZooRecipe, folder: Path, root: Path | None, progress: ProgressFn | None
+) -> FashionMnistZoo:
+    torch = _import_torch()
+    from ._nets import build_network
+
+    t_start = time.perf_counter()
+    (folder / _META).unlink(missing_ok=True)  # invalidate an old entry before overwriting it
+    indices = fashion_mnist_split_indices(dict(recipe.sizes), recipe.seed)
+    train_x, train_y = load_fashion_mnist("train", root)
+    test_x, test_y = load_fashion_mnist("test", root)
+    images = {
+        s: np.ascontiguousarray((test_x if s == "test" else train_x)[indices[s]]) for s in SPLITS
+    }
+    labels = {s: (test_y if s == "test" else train_y)[indices[s]] for s in SPLITS}
+
+    # progress weights: FLOPs of the work each phase does (training ~ 3x a forward pass)
+    example = torch.zeros(1, 28, 28)
+    flops = {}
+    for spec in recipe.models:
+        with torch.random.fork_rng(devices=[]):
+            flops[spec.name] = count_flops(build_network(spec.arch, dict(spec.params)), example)
+    n_total = sum(int(v) for v in recipe.sizes.values())
+    train_work = {
+        s.name: 3.0 * s.epochs * recipe.sizes["train"] * flops[s.name] for s in recipe.models
+    }
+    eval_work = {n: float(n_total * flops[n]) for n in recipe.names}
+    timing_work = {n: 0.02 * eval_work[n] for n in recipe.names}
+    grand = sum(train_work.values()) + sum(eval_work.values()) + sum(timing_work.values())
+    done = 0.0
+
+    def report(desc: str, part: float, weight: float) -> None:
+        if progress is not None:
+            progress(desc, min(1.0, (done + part * weight) / grand))
+
+    models: dict[str, Any] = {}
+    logits: dict[str, dict[str, NDArray[np.float32]]] = {s: {} for s in SPLITS}
+    latency: dict[str, dict[int, float]] = {}
+    params: dict[str, int] = {}
+    timing_x = torch.from_numpy(images["test"][: max(recipe.latency_batches) * 4]).to(torch.float32)
+    with _torch_settings(torch, recipe.threads):
+        for spec in recipe.models:
+            w = train_work[spec.name]
+
+            def report_training(desc: str, frac: float, w: float = w) -> None:
+                report(desc, frac, w)
+
+            model = _train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
+            done += w
+            models[spec.name] = model
+            atomic_write_bytes(folder / f"{spec.name}.pt", _state_bytes(torch, model))
+            for i, s in enumerate(SPLITS):
+                report(f"computing {spec.name} logits ({s})", i / len(SPLITS), eval_work[spec.name])
+                logits[s][spec.name] = _logits_of(model, images[s])
+            done += eval_work[spec.name]
+            report(f"measuring {spec.name} latency", 0.0, 0.0)
+            params[spec.name] = count_params(model)
+
+            def run(batch: Any, model: Any = model) -> Any:
+                with torch.inference_mode():
+                    return model(batch)
+
+            latency[spec.name] = {
+                int(b): measure_latency(
+                    run, timing_x, int(b), repeats=recipe.latency_repeats, warmup=3
+                )
+                for b in recipe.latency_batches
+            }
+            done += timing_work[spec.name]
+            report(f"done {spec.name}", 0.0, 0.0)
+
+    build_seconds = time.perf_counter() - t_start
+    atomic_write_npz(
+        folder / "splits.npz",
+        {f"indices.{s}": indices[s] for s in SPLITS} | {f"labels.{s}": labels[s] for s in SPLITS},
+    )
+    atomic_write_npz(
+        folder / "logits.npz", {f"{s}.{n}": logits[s][n] for s in SPLITS for n in recipe.names}
+    )
+    atomic_write_json(folder / "recipe.json", recipe.to_dict())
+    zoo = FashionMnistZoo(
+        recipe=recipe,
+        path=folder,
+        models=models,
+        logits=logits,
+        labels=labels,
+        indices=indices,
+        flops=flops,
+        latency=latency,
+        params=params,
+        trained=True,
+        build_seconds=build_seconds,
+        root=root,
+    )
+    meta = {
+        "key": recipe.key,
+        "code_version": recipe.code_version,
+        "build_seconds": build_seconds,
+        "torch_version": str(torch.__version__),
+        "numpy_version": np.__version__,
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "costs": {
+            "flops": flops,
+            "params": params,
+            "latency": {n: {str(b): s for b, s in latency[n].items()} for n in recipe.names},
+        },
+        "accuracy": {s: {n: zoo.accuracy(s, n) for n in recipe.names} for s in SPLITS},
+    }
+    atomic_write_json(folder / _META, meta)  # written last: marks the entry complete
+    if progress is not None:
+        progress("done", 1.0)
+    return zoo
+
+
+def load_fashion_mnist_zoo(
+    reduced: bool = False,
+    cache_dir: str | os.PathLike[str] | None = None,
+    progress: ProgressFn | None = None,
+    *,
+    root: str | os.PathLike[str] | None = None,
+    recipe: ZooRecipe | None = None,
+    force: bool = False,
+) -> FashionMnistZoo:
+    """Load the Fashion-MNIST zoo from the cache, training it first if needed.
+
+    Parameters
+    ----------
+    reduced : bool
+        Small splits (8,000 train / 1,000 select / 2,000 calibrate / 2,000 test) that train in
+        seconds, for CI. The full recipe trains in a few minutes on 2 CPU cores, once.
+    cache_dir : path, optional
+        Cache folder; defaults to ``$CASCADEKIT_CACHE_DIR`` or ``~/.cache/cascadekit``.
+    progress : callable, optional
+        ``progress(description, fraction)`` with the fraction of the whole job done, for a
+        progress bar. Called often while training; once with 1.0 on a cache hit.
+    root : path, optional
+        Folder of the Fashion-MNIST IDX files (see :func:`load_fashion_mnist`).
+    recipe : ZooRecipe, optional
+        A custom recipe; overrides ``reduced``.
+    force : bool
+        Retrain even if the cache holds this recipe.
+
+    Returns
+    -------
+    FashionMnistZoo
+        Models, logits per split, labels, FLOPs, latency, parameters; ``trained`` says whether
+        this call trained.
+
+    Raises
+    ------
+    DataNotFoundError
+        The Fashion-MNIST files are missing (the message names the install command).
+    MissingDependencyError
+        PyTorch is not installed (``pip install "cascadekit[torch]"``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> zoo = load_fashion_mnist_zoo(reduced=True, cache_dir=tempfile.mkdtemp())  # doctest: +SKIP
+    >>> zoo.trained, zoo.logits["test"]["teacher"].shape  # doctest: +SKIP
+    (True, (2000, 10))
+    """
+    torch = _import_torch()  # fail early, with the install command, if torch is missing
+    del torch
+    recipe = default_recipe(reduced) if recipe is None else recipe
+    if not isinstance(recipe, ZooRecipe):
+        raise ParameterError(f"Expected recipe to be a ZooRecipe; got {type(recipe).__name__}.")
+    if len(set(recipe.names)) != len(recipe.names) or not recipe.names:
+        raise ParameterError(f"Expected distinct model names; got {list(recipe.names)}.")
+    data_root = Path(root) if root is not None else None
+    folder = cache_root(cache_dir) / _CACHE_SUBDIR / recipe.key
+    if not force:
+        zoo = _try_load(recipe, folder, data_root)
+        if zoo is not None:
+            if progress is not None:
+                progress("loaded from cache", 1.0)
+            return zoo
+    try:
+        return _build(recipe, folder, data_root, progress)
+    except PermissionError as exc:
+        raise CascadeError(
+            f"Could not write the zoo cache under {folder}: {exc}. Set CASCADEKIT_CACHE_DIR or "
+            "pass cache_dir= to a writable folder."
+        ) from exc

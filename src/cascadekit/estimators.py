@@ -1,0 +1,364 @@
+"""The scikit-learn face of a cascade: :class:`CascadeClassifier`.
+
+A two-stage cascade as a scikit-learn classifier: ``fit`` fits clones of the unfitted stages on
+one part of the data and calibrates the routing threshold on the other; ``predict`` runs the
+student on every input and the teacher only on those the student is not confident about
+(routing score below the threshold; higher = keep on the student).
+
+Needs scikit-learn (``pip install "cascadekit[sklearn]"``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ._validation import check_temperature
+from .adapters import ModelAdapter, SklearnModel, as_model, n_inputs, take
+from .calibration import calibrate_cascade
+from .cascade import Cascade, PredictResult, Stage
+from .errors import LabelError, MissingDependencyError, ParameterError
+
+try:
+    from sklearn.base import BaseEstimator, ClassifierMixin, clone
+    from sklearn.model_selection import train_test_split
+    from sklearn.utils.multiclass import check_classification_targets
+    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    raise MissingDependencyError(
+        'CascadeClassifier needs scikit-learn: pip install "cascadekit[sklearn]".'
+    ) from _exc
+
+__all__ = ["CascadeClassifier", "parse_target"]
+
+_TARGET_KINDS = ("teacher_share", "accuracy", "relative_cost")
+
+
+def parse_target(target: Any) -> tuple[str, float]:
+    """Normalise a calibration target to ``(kind, value)``.
+
+    ``target`` is a float in [0, 1] (the teacher share), ``{"teacher_share": s}``,
+    ``{"accuracy": a}``, ``{"relative_cost": r}``, or a ``(kind, value)`` pair.
+
+    Examples
+    --------
+    >>> parse_target(0.3), parse_target({"accuracy": 0.95})
+    (('teacher_share', 0.3), ('accuracy', 0.95))
+    >>> parse_target({"recall": 0.9})
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ParameterError: Expected target to be a teacher share in [0, 1], ...
+    """
+    kind: Any
+    value: Any
+    if isinstance(target, numbers.Real) and not isinstance(target, bool):
+        kind, value = "teacher_share", target
+    elif isinstance(target, Mapping) and len(target) == 1:
+        kind, value = next(iter(target.items()))
+    elif isinstance(target, (tuple, list)) and len(target) == 2:
+        kind, value = target
+    else:
+        kind, value = None, None
+    if kind not in _TARGET_KINDS or not isinstance(value, numbers.Real) or isinstance(value, bool):
+        raise ParameterError(
+            "Expected target to be a teacher share in [0, 1], {'teacher_share': s}, "
+            f"{{'accuracy': a}} or {{'relative_cost': r}}; got {target!r}. For example "
+            "target=0.3 or target={'accuracy': 0.95}."
+        )
+    v = float(value)
+    if kind == "relative_cost":
+        if not (v > 0.0 and math.isfinite(v)):
+            raise ParameterError(
+                f"Expected a positive relative_cost target (a multiple of the teacher's cost); "
+                f"got {value!r}."
+            )
+    elif not (0.0 <= v <= 1.0):
+        raise ParameterError(f"Expected the {kind} target in [0, 1]; got {value!r}.")
+    return str(kind), v
+
+
+def _is_sklearn(est: Any) -> bool:
+    return hasattr(est, "fit") and hasattr(est, "get_params")
+
+
+def _needs_2d_numeric(est: Any) -> bool:
+    try:
+        tags = est.__sklearn_tags__()
+    except (AttributeError, TypeError):  # pragma: no cover - very old third-party estimators
+        return True
+    return bool(tags.input_tags.two_d_array) and not bool(tags.input_tags.string)
+
+
+class CascadeClassifier(ClassifierMixin, BaseEstimator):
+    """A student/teacher cascade as a scikit-learn classifier.
+
+    The student answers the inputs whose routing score is ``>= threshold_`` (higher = more
+    confident = keep on the student); the teacher answers the rest.
+
+    Parameters
+    ----------
+    student, teacher : estimator or model
+        scikit-learn classifiers (fitted or not), or any model :func:`cascadekit.adapters.as_model`
+        accepts (torch module, ONNX file, function ``X -> logits``). Only unfitted
+        scikit-learn stages are fitted (on clones); everything else is only calibrated.
+    routing_score : str or callable, default="energy"
+        Routing score of the student (see :mod:`cascadekit.scores`). Named ``routing_score``
+        because ``score`` is the scikit-learn accuracy method.
+    temperature : float, default=1.0
+        Temperature of the routing score.
+    target : float, dict or (kind, value), default=0.3
+        What the threshold is calibrated for on the calibration part:
+
+        * a float ``s`` or ``{"teacher_share": s}``: send a share ``s`` of inputs to the
+          teacher (the lowest-scoring ones);
+        * ``{"accuracy": a}``: the cheapest threshold whose cascade accuracy on the
+          calibration part is at least ``a`` (raises
+          :class:`~cascadekit.errors.InfeasibleTargetError` if none is);
+        * ``{"relative_cost": r}``: the most accurate threshold whose mean cost per input is
+          at most ``r`` times the teacher's (set ``costs``).
+
+        Calibration accuracy is measured, not guaranteed; for a guarantee use
+        :func:`cascadekit.calibration.guaranteed_threshold` on held-out data.
+    calibration_size : float, default=0.5
+        Share of ``(X, y)`` held out to calibrate the threshold when stages are fitted; all
+        of it is used when nothing is fitted.
+    prefit : bool, default=False
+        Treat scikit-learn stages as already fitted (calibrate only, on all of ``(X, y)``).
+    costs : (float, float), optional
+        Costs of the student and the teacher per input (for ``cascade_`` reports).
+    random_state : int, RandomState or None, default=None
+        Seed of the fit/calibration split.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+    threshold_ : float
+        The calibrated threshold on the student's routing score.
+    cascade_ : cascadekit.Cascade
+        The fitted cascade (its ``thresholds`` can be changed live).
+    student_, teacher_ : model adapters
+        The fitted stages.
+    calibration_ : cascadekit.calibration.CalibrationResult
+        What calibration found on the calibration part: threshold, teacher share, relative
+        cost, cascade and teacher accuracy, number of samples.
+    n_fit_ : int
+        Number of samples the stages were fitted on (0 when nothing was fitted).
+    n_features_in_ : int
+        Only when both stages are scikit-learn estimators on 2-D numeric input.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_digits
+    >>> from sklearn.ensemble import RandomForestClassifier
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = load_digits(return_X_y=True)
+    >>> clf = CascadeClassifier(LogisticRegression(max_iter=2000),
+    ...                         RandomForestClassifier(n_estimators=50, random_state=0),
+    ...                         routing_score="max_softmax", target=0.3, random_state=0)
+    >>> clf.fit(X[:1200] / 16, y[:1200]).predict(X[1200:1205] / 16).shape
+    (5,)
+    >>> 0.85 < clf.score(X[1200:] / 16, y[1200:]) <= 1
+    True
+    """
+
+    def __init__(
+        self,
+        student: Any,
+        teacher: Any,
+        routing_score: str | Callable[..., Any] = "energy",
+        temperature: float = 1.0,
+        target: Any = 0.3,
+        calibration_size: float = 0.5,
+        prefit: bool = False,
+        costs: tuple[float, float] | None = None,
+        random_state: Any = None,
+    ) -> None:
+        self.student = student
+        self.teacher = teacher
+        self.routing_score = routing_score
+        self.temperature = temperature
+        self.target = target
+        self.calibration_size = calibration_size
+        self.prefit = prefit
+        self.costs = costs
+        self.random_state = random_state
+
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = False
+        return tags
+
+    # -- fitting ------------------------------------------------------------------------------
+
+    def _validates_arrays(self) -> bool:
+        return all(_is_sklearn(m) and _needs_2d_numeric(m) for m in (self.student, self.teacher))
+
+    def fit(self, X: Any, y: Any) -> CascadeClassifier:
+        """Fit the unfitted stages on part of ``(X, y)`` and calibrate the threshold on the rest.
+
+        Returns
+        -------
+        self
+        """
+        kind, value = parse_target(self.target)
+        check_temperature(self.temperature)
+        if self._validates_arrays():
+            X, y = validate_data(self, X, y)
+        else:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        n = n_inputs(X)
+        if n != y.shape[0]:
+            raise ParameterError(f"X has {n} inputs but y has {y.shape[0]} labels.")
+        stages = (self.student, self.teacher)
+        to_fit = [(not self.prefit) and _is_sklearn(m) for m in stages]
+        all_sklearn = all(_is_sklearn(m) for m in stages)
+        if all_sklearn:
+            self.classes_, y_enc = np.unique(y, return_inverse=True)
+        else:
+            self.classes_, y_enc = self._classes_for_models(y)
+        n_classes = len(self.classes_)
+        if n_classes < 2:
+            raise LabelError(
+                f"CascadeClassifier needs samples of at least 2 classes; got one class "
+                f"({self.classes_.tolist()}). Pass labelled data of every class."
+            )
+        if any(to_fit):
+            fit_idx, cal_idx = self._split(n, y_enc)
+            X_fit, y_fit = take(X, fit_idx), y_enc[fit_idx]
+        else:
+            fit_idx, cal_idx = np.zeros(0, dtype=np.int64), np.arange(n)
+        fitted: list[ModelAdapter] = []
+        for est, needs in zip(stages, to_fit, strict=True):
+            if needs:
+                est = clone(est).fit(X_fit, y_fit)
+            if all_sklearn:
+                fitted.append(SklearnModel(est, classes=np.arange(n_classes)))
+            else:
+                fitted.append(as_model(est))
+        self.student_, self.teacher_ = fitted
+        self.cascade_ = Cascade(
+            [
+                Stage(
+                    model=self.student_,
+                    cost=1.0 if self.costs is None else float(self.costs[0]),
+                    name="student",
+                    score=self.routing_score,
+                    temperature=self.temperature,
+                ),
+                Stage(
+                    model=self.teacher_,
+                    cost=1.0 if self.costs is None else float(self.costs[1]),
+                    name="teacher",
+                ),
+            ]
+        )
+        self._calibrate(take(X, cal_idx), y_enc[cal_idx], kind, value, n_fit=fit_idx.size)
+        return self
+
+    def _classes_for_models(self, y: Any) -> tuple[NDArray[Any], NDArray[np.int64]]:
+        """Non-scikit-learn stages give one logit per class index 0..C-1."""
+        arr = np.asarray(y)
+        if not np.issubdtype(arr.dtype, np.integer) or (arr.size and arr.min() < 0):
+            raise LabelError(
+                "With a non-scikit-learn stage, y must hold class indices 0..C-1 matching the "
+                f"models' logit columns; got dtype {arr.dtype}. Encode the labels first."
+            )
+        c = int(arr.max()) + 1 if arr.size else 0
+        for m in (self.student, self.teacher):
+            known = getattr(as_model(m), "n_classes", None) if not _is_sklearn(m) else None
+            if known:
+                c = max(c, int(known))
+        return np.arange(max(c, 1)), arr.astype(np.int64)
+
+    def _split(self, n: int, y_enc: NDArray[Any]) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
+        size = self.calibration_size
+        if not isinstance(size, numbers.Real) or not (0.0 < float(size) < 1.0):
+            raise ParameterError(
+                f"Expected calibration_size strictly between 0 and 1; got {size!r}. For "
+                "example calibration_size=0.5 holds out half of the data to calibrate."
+            )
+        if n < 2:
+            raise ParameterError(
+                f"CascadeClassifier needs at least 2 samples to fit the stages and calibrate "
+                f"the threshold; got {n} sample. n_samples = {n} is too few."
+            )
+        counts = np.bincount(y_enc)
+        n_cal = math.ceil(n * float(size))
+        n_classes = int((counts > 0).sum())
+        stratify = (
+            y_enc if counts[counts > 0].min() >= 2 and min(n_cal, n - n_cal) >= n_classes else None
+        )
+        fit_idx, cal_idx = train_test_split(
+            np.arange(n), test_size=float(size), random_state=self.random_state, stratify=stratify
+        )
+        return np.sort(fit_idx), np.sort(cal_idx)
+
+    def _calibrate(
+        self, X_cal: Any, y_cal: NDArray[np.int64], kind: str, value: float, n_fit: int
+    ) -> None:
+        if n_inputs(X_cal) == 0:
+            raise ParameterError(
+                "No samples are left to calibrate the threshold; pass more data or a larger "
+                "calibration_size."
+            )
+        student = self.cascade_.stages[0]
+        logits_s = self.student_(X_cal)
+        logits_t = self.teacher_(X_cal)
+        scores = np.asarray(student.score_fn()(logits_s, self.temperature), dtype=np.float64)
+        correct = [np.argmax(z, axis=1) == y_cal for z in (logits_s, logits_t)]
+        res = calibrate_cascade(
+            [scores],
+            correct,
+            self.cascade_.costs,
+            teacher_share=value if kind == "teacher_share" else None,
+            target_accuracy=value if kind == "accuracy" else None,
+            max_relative_cost=value if kind == "relative_cost" else None,
+        )
+        self.threshold_ = float(np.atleast_1d(res.threshold)[0])
+        self.cascade_.thresholds = [self.threshold_]
+        self.calibration_ = res
+        self.n_fit_ = int(n_fit)
+
+    # -- prediction ---------------------------------------------------------------------------
+
+    def _check_X(self, X: Any) -> Any:
+        check_is_fitted(self)
+        if self._validates_arrays():
+            X = validate_data(self, X, reset=False)
+        return X
+
+    def predict_cascade(self, X: Any) -> PredictResult:
+        """Run the cascade and return the full :class:`~cascadekit.cascade.PredictResult`.
+
+        Its ``stage`` says which stage answered each input; ``teacher_share`` how many went to
+        the teacher. Its predictions are class indices (``classes_[predictions]`` are labels).
+        """
+        X = self._check_X(X)
+        return self.cascade_.predict(X)
+
+    def predict(self, X: Any) -> NDArray[Any]:
+        """Predicted class labels."""
+        X = self._check_X(X)
+        res = self.cascade_.predict(X, probabilities=False)
+        out: NDArray[Any] = self.classes_[res.predictions]
+        return out
+
+    def predict_proba(self, X: Any) -> NDArray[np.floating[Any]]:
+        """Class probabilities (columns ``classes_``): softmax of the answering stage's logits."""
+        X = self._check_X(X)
+        res = self.cascade_.predict(X)
+        proba = res.probabilities
+        assert proba is not None
+        n_classes = len(self.classes_)
+        if proba.shape[1] != n_classes:
+            out = np.zeros((proba.shape[0], n_classes))
+            w = min(n_classes, proba.shape[1])
+            out[:, :w] = proba[:, :w]
+            proba = out
+        return proba
