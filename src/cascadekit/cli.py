@@ -370,7 +370,13 @@ def route(
 @app.command()
 @_friendly
 def demo(
-    benchmark: Annotated[str, typer.Argument(help="Which benchmark: digits (seconds).")] = "digits",
+    benchmark: Annotated[
+        str,
+        typer.Argument(
+            help="fashion-mnist (default; trains three torch models once, then cached), "
+            "fashion-mnist-reduced, digits (seconds) or text (three pretrained encoders)."
+        ),
+    ] = "fashion-mnist",
     out_dir: Annotated[Path, typer.Option("--out", help="Directory for the report files.")] = Path(
         "cascadekit-report"
     ),

@@ -519,9 +519,14 @@ def _print(report: dict[str, Any], console: Any) -> None:
         )
     for k, v in report["significance"].items():
         console.print(
-            f"McNemar {k}: b={v['b']} c={v['c']} p_exact={v['p_exact']:.3g} "
-            f"odds ratio={v['odds_ratio']:.3g}"
+            f"McNemar {k}: b={v['b']} c={v['c']} p_exact={_g(v['p_exact'])} "
+            f"odds ratio={_g(v['odds_ratio'])}"
         )
+
+
+def _g(v: float | None) -> str:
+    """Short number, '-' for None (an infinite odds ratio is written as null)."""
+    return "-" if v is None else f"{v:.3g}"
 
 
 def _ms(v: float | None) -> str:
