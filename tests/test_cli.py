@@ -332,3 +332,30 @@ def test_cli_errors_are_one_line_messages(
     import re
 
     assert re.search(match, " ".join(res.output.split())), res.output
+
+
+def test_profile_onnx_model(tmp_path: Path) -> None:
+    torch = pytest.importorskip("torch")
+    from cascadekit.adapters import export_onnx
+
+    module = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(64, 10)).eval()
+    export_onnx(module, torch.zeros(2, 8, 8), tmp_path / "s.onnx")
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((64, 8, 8), dtype=np.float32))
+    out = tmp_path / "p.json"
+    code, text = _run(
+        "profile",
+        f"student={tmp_path / 's.onnx'}",
+        "--inputs",
+        tmp_path / "x.npy",
+        "--batch-sizes",
+        "1,32",
+        "--repeats",
+        "2",
+        "--json",
+        out,
+    )
+    assert code == 0, text
+    doc = json.loads(out.read_text())
+    assert doc["models"]["student"]["flops_per_input"] == 2 * 64 * 10
+    code, text = _run("profile", "student", "--inputs", tmp_path / "x.npy")
+    assert code == 1 and "Expected NAME=PATH" in text
