@@ -220,3 +220,33 @@ def check_temperature(value: float) -> float:
             f"Expected a positive, finite temperature; got {value!r}. T=1 is the plain score."
         )
     return v
+
+
+def as_correct(x: ArrayLike, name: str) -> NDArray[np.bool_]:
+    """Validate a 1-D array of correctness indicators (booleans or 0/1)."""
+    arr = np.asarray(x)
+    if arr.ndim != 1:
+        raise InputShapeError(
+            f"Expected {name} of shape (n_samples,) with 1 where the stage is right; got shape "
+            f"{arr.shape}. Compute it as predictions == labels."
+        )
+    if arr.shape[0] == 0:
+        raise EmptyInputError(f"Expected {name} with at least one sample; got an empty array.")
+    if arr.dtype == np.bool_:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
+        raise LabelError(
+            f"Expected {name} to be booleans or 0/1; got dtype {arr.dtype}. Compute it as "
+            "predictions == labels."
+        )
+    if np.issubdtype(arr.dtype, np.floating):
+        check_finite(arr, name)
+    bad = (arr != 0) & (arr != 1)
+    if bad.any():
+        raise LabelError(
+            f"Expected {name} to be booleans or 0/1 (1 = right); got {int(bad.sum())} other "
+            f"values, first {arr[bad][0].item()!r} at row {int(np.flatnonzero(bad)[0])}. "
+            "Compute it as predictions == labels."
+        )
+    out: NDArray[np.bool_] = arr == 1
+    return out

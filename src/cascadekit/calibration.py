@@ -45,22 +45,19 @@ from scipy.special import logsumexp, xlogy
 from scipy.stats import binom
 
 from ._validation import (
+    as_correct,
     as_labels,
     as_logits,
     as_scores,
     check_costs,
-    check_finite,
     check_open_unit,
     check_same_samples,
     check_unit,
 )
 from .cascade import assign_stages
 from .errors import (
-    EmptyInputError,
     InfeasibleTargetError,
-    InputShapeError,
     InsufficientDataError,
-    LabelError,
     ParameterError,
     UnknownNameError,
 )
@@ -190,42 +187,12 @@ def _jsonable(v: Any) -> Any:
 # validation
 
 
-def _as_correct(x: ArrayLike, name: str) -> BoolArray:
-    """Validate a 1-D array of correctness indicators (booleans or 0/1)."""
-    arr = np.asarray(x)
-    if arr.ndim != 1:
-        raise InputShapeError(
-            f"Expected {name} of shape (n_samples,) with 1 where the stage is right; got shape "
-            f"{arr.shape}. Compute it as predictions == labels."
-        )
-    if arr.shape[0] == 0:
-        raise EmptyInputError(f"Expected {name} with at least one sample; got an empty array.")
-    if arr.dtype == np.bool_:
-        return arr
-    if not (np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating)):
-        raise LabelError(
-            f"Expected {name} to be booleans or 0/1; got dtype {arr.dtype}. Compute it as "
-            "predictions == labels."
-        )
-    if np.issubdtype(arr.dtype, np.floating):
-        check_finite(arr, name)
-    bad = (arr != 0) & (arr != 1)
-    if bad.any():
-        raise LabelError(
-            f"Expected {name} to be booleans or 0/1 (1 = right); got {int(bad.sum())} other "
-            f"values, first {arr[bad][0].item()!r} at row {int(np.flatnonzero(bad)[0])}. "
-            "Compute it as predictions == labels."
-        )
-    out: BoolArray = arr == 1
-    return out
-
-
 def _two_stage(
     scores: ArrayLike, correct_student: ArrayLike, correct_teacher: ArrayLike
 ) -> tuple[FloatArray, BoolArray, BoolArray]:
     s = as_scores(scores)
-    cs = _as_correct(correct_student, "correct_student")
-    ct = _as_correct(correct_teacher, "correct_teacher")
+    cs = as_correct(correct_student, "correct_student")
+    ct = as_correct(correct_teacher, "correct_teacher")
     check_same_samples([("scores", s.shape[0]), ("correct_student", cs.shape[0])])
     check_same_samples([("scores", s.shape[0]), ("correct_teacher", ct.shape[0])])
     return s, cs, ct
@@ -503,7 +470,7 @@ def crossing_threshold(
     2.0
     """
     s = as_scores(scores)
-    c = _as_correct(correct_student, "correct_student")
+    c = as_correct(correct_student, "correct_student")
     check_same_samples([("scores", s.shape[0]), ("correct_student", c.shape[0])])
     sr, sw = s[c], s[~c]
     for name, grp in (("right", sr), ("wrong", sw)):
@@ -924,7 +891,7 @@ def _n_stage_inputs(
             f"{len(stage_correct)} correctness arrays."
         )
     ss = [as_scores(x, f"scores of stage {k}") for k, x in enumerate(stage_scores)]
-    cc = [_as_correct(x, f"correctness of stage {k}") for k, x in enumerate(stage_correct)]
+    cc = [as_correct(x, f"correctness of stage {k}") for k, x in enumerate(stage_correct)]
     check_same_samples(
         [(f"scores of stage {k}", x.shape[0]) for k, x in enumerate(ss)]
         + [(f"correctness of stage {k}", x.shape[0]) for k, x in enumerate(cc)]

@@ -404,16 +404,30 @@ class Cascade:
         names: Sequence[str] | None = None,
     ) -> Cascade:
         """Build a cascade from saved outputs, one array per stage, in cascade order."""
-        cost_arr = check_costs(costs, len(outputs))
+        return cls._build("outputs", outputs, costs, score, temperature, thresholds, names)
+
+    @classmethod
+    def _build(
+        cls,
+        field: str,
+        items: Sequence[Any],
+        costs: ArrayLike | None,
+        score: str | Callable[..., Any],
+        temperature: float,
+        thresholds: Sequence[float] | float | None,
+        names: Sequence[str] | None,
+    ) -> Cascade:
+        """One stage per item (saved outputs or a model), with shared score settings."""
+        cost_arr = check_costs(costs, len(items))
         stages = [
             Stage(
-                outputs=o,
+                **{field: item},
                 cost=float(cost_arr[i]),
                 score=score,
                 temperature=temperature,
                 name=None if names is None else names[i],
             )
-            for i, o in enumerate(outputs)
+            for i, item in enumerate(items)
         ]
         return cls(stages, thresholds=thresholds)
 
@@ -571,18 +585,7 @@ class Cascade:
         >>> c.predict(np.array([2.0, 0.1, -3.0])).stage
         array([0, 1, 0], dtype=int32)
         """
-        cost_arr = check_costs(costs, len(models))
-        stages = [
-            Stage(
-                model=m,
-                cost=float(cost_arr[i]),
-                score=score,
-                temperature=temperature,
-                name=None if names is None else names[i],
-            )
-            for i, m in enumerate(models)
-        ]
-        return cls(stages, thresholds=thresholds)
+        return cls._build("model", models, costs, score, temperature, thresholds, names)
 
     def _live_models(self) -> list[Any]:
         models = []

@@ -29,8 +29,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 from scipy.stats import binom, chi2
 
-from ._validation import check_same_samples
-from .calibration import _as_correct
+from ._validation import as_correct, check_same_samples
 
 __all__ = ["McNemarResult", "mcnemar"]
 
@@ -115,8 +114,8 @@ def mcnemar(correct_a: ArrayLike, correct_b: ArrayLike) -> McNemarResult:
     >>> r.b, r.c, round(r.p_exact, 3), r.odds_ratio
     (2, 1, 1.0, 2.0)
     """
-    a = _as_correct(correct_a, "correct_a")
-    bb = _as_correct(correct_b, "correct_b")
+    a = as_correct(correct_a, "correct_a")
+    bb = as_correct(correct_b, "correct_b")
     check_same_samples([("correct_a", a.shape[0]), ("correct_b", bb.shape[0])])
     b = int(np.sum(a & ~bb))
     c = int(np.sum(~a & bb))
