@@ -55,3 +55,20 @@ def test_demo_fashion_mnist_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     rep = json.loads((out / "report.json").read_text())
     _check_report(rep, out)
     assert len(rep["models"]) == 3 and "pool_frontier" in rep
+    # the int8 teacher: a real quantized model, compiled, about as accurate, 3x+ smaller
+    q = rep["quantized_teacher"]
+    assert q["compiled"] is True, q["compile_error"]
+    assert abs(q["accuracy_int8"] - q["accuracy_fp32"]) <= 0.02
+    assert q["size_bytes"]["int8"] * 3 < q["size_bytes"]["fp32"]
+    assert 2 * q["int8_macs"] == q["flops_fp32"]
+    assert 0.0 <= q["cascade_int8"]["teacher_share"] <= 1.0
+    t1 = {r["model"]: r for r in rep["table1"]}
+    assert t1["teacher int8"]["accuracy"] == q["accuracy_int8"]
+    assert "int8 teacher" in res.output
+    # the second run reads the int8 teacher from the cache: same figures, no recompilation
+    res2 = runner.invoke(app, ["demo", "fashion-mnist-reduced", "--out", str(out)])
+    assert res2.exit_code == 0, res2.output
+    rep2 = json.loads((out / "report.json").read_text())
+    assert rep2["quantized_teacher"]["latency_same_run_ms"] == json.loads(
+        json.dumps(q["latency_same_run_ms"])
+    )

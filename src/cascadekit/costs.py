@@ -32,7 +32,7 @@ from .errors import EmptyInputError, InputShapeError, MissingDependencyError, Pa
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["count_flops", "count_params", "measure_latency"]
+__all__ = ["count_flops", "count_macs", "count_params", "measure_latency", "serialized_size"]
 
 
 def _import_torch() -> Any:
@@ -103,6 +103,105 @@ def count_flops(module: torch.nn.Module, example_input: Any) -> int:
     with torch.inference_mode(), FlopCounterMode(display=False) as counter:
         module(x)
     return int(counter.get_total_flops()) // batch
+
+
+def count_macs(module: torch.nn.Module, example_input: Any) -> int:
+    """Count multiply-accumulates of the convolutions and linear layers, per input, analytically.
+
+    For every :class:`torch.nn.Conv1d`/``Conv2d``/``Conv3d`` and :class:`torch.nn.Linear` the
+    count is ``output elements x (in_channels / groups) x kernel size`` (``in_features`` for a
+    linear layer), from the shapes seen in one forward pass. This is the cost measure for an
+    int8 model, whose quantized kernels :class:`torch.utils.flop_counter.FlopCounterMode` counts
+    as 0; run it on the float model *before* quantization (quantization keeps every shape). For
+    such a model ``2 * count_macs == count_flops``.
+
+    Parameters
+    ----------
+    module : torch.nn.Module
+        The float model, in ``eval()`` mode.
+    example_input : torch.Tensor or ndarray
+        A batch of inputs, first axis = batch; the total is divided by the batch size.
+
+    Returns
+    -------
+    int
+        Multiply-accumulates per input.
+
+    Examples
+    --------
+    >>> import torch
+    >>> net = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.Flatten(),
+    ...                           torch.nn.Linear(4 * 6 * 6, 10))
+    >>> count_macs(net, torch.zeros(2, 1, 8, 8))  # 4*6*6*9 + 144*10
+    2736
+    >>> count_macs(net, torch.zeros(1, 1, 8, 8)) * 2 == count_flops(net, torch.zeros(1, 1, 8, 8))
+    True
+    """
+    torch = _import_torch()
+    if not isinstance(module, torch.nn.Module):
+        raise ParameterError(f"Expected a torch.nn.Module; got {type(module).__name__}.")
+    x = torch.as_tensor(example_input)
+    if x.ndim == 0 or x.shape[0] == 0:
+        raise InputShapeError(
+            f"Expected an example batch with a first (batch) axis of at least one input; got "
+            f"shape {tuple(x.shape)}. Pass e.g. x[:1]."
+        )
+    total = [0]
+    convs = (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)
+
+    def hook(mod: Any, _inputs: Any, out: Any) -> None:
+        if isinstance(mod, convs):
+            per_out = (mod.in_channels // mod.groups) * int(torch.tensor(mod.kernel_size).prod())
+        else:
+            per_out = mod.in_features
+        total[0] += int(out.numel()) * int(per_out)
+
+    handles = [
+        m.register_forward_hook(hook)
+        for m in module.modules()
+        if isinstance(m, (*convs, torch.nn.Linear))
+    ]
+    try:
+        with torch.inference_mode():
+            module(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return total[0] // int(x.shape[0])
+
+
+def serialized_size(obj: Any) -> int:
+    """Bytes that ``torch.save`` writes for ``obj`` (a module's ``state_dict``, or a module).
+
+    For a :class:`torch.nn.Module` its ``state_dict`` is saved. For a graph module (from
+    ``torch.export`` or ``torch.fx``, e.g. a quantized model) only the tensors its graph reads
+    are saved: a converted PT2E graph keeps the unused float weights as attributes beside its
+    int8 copies, and counting them would hide the saving.
+
+    Examples
+    --------
+    >>> import torch
+    >>> serialized_size(torch.nn.Linear(1000, 100)) > 4 * 100_100  # float32 weights + bias
+    True
+    """
+    import io
+
+    torch = _import_torch()
+    if isinstance(obj, torch.fx.GraphModule):
+        state: dict[str, Any] = {}
+        for node in obj.graph.nodes:
+            if node.op == "get_attr":
+                value = obj
+                for part in str(node.target).split("."):
+                    value = getattr(value, part)
+                if isinstance(value, torch.Tensor):
+                    state[str(node.target)] = value
+        obj = state
+    elif isinstance(obj, torch.nn.Module):
+        obj = obj.state_dict()
+    buf = io.BytesIO()
+    torch.save(obj, buf)
+    return buf.getbuffer().nbytes
 
 
 def count_params(module: torch.nn.Module, trainable_only: bool = False) -> int:

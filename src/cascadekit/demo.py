@@ -89,9 +89,14 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
             flops=dict(pair.flops),
         )
     if benchmark in ("fashion-mnist", "fashion-mnist-reduced"):
+        from .data.quantized import load_quantized_teacher
         from .data.zoo import load_fashion_mnist_zoo
 
         zoo = load_fashion_mnist_zoo(reduced=benchmark.endswith("reduced"), progress=progress)
+        quantized = load_quantized_teacher(
+            zoo,
+            progress=None if progress is None else (lambda d, f: progress(d, 0.5 + 0.1 * f)),
+        )
         return Pool(
             title="Fashion-MNIST: MLP student -> CNN -> CNN teacher (trained here, cached)",
             names=list(zoo.names),
@@ -99,7 +104,7 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
             labels=dict(zoo.labels),
             flops={m: float(zoo.flops[m]) for m in zoo.names},
             latency={m: dict(zoo.latency[m]) for m in zoo.names},
-            extra={"trained": bool(zoo.trained), "zoo": zoo},
+            extra={"trained": bool(zoo.trained), "zoo": zoo, "quantized": quantized},
         )
     if benchmark == "text":
         from .data.text import load_text_pool
@@ -310,9 +315,87 @@ def evaluate_pool(
         "guaranteed": guaranteed,
         "significance": significance,
     }
+    if "quantized" in pool.extra:
+        report["quantized_teacher"] = _quantized(pool, score, temperature, table1)
     if len(pool.names) >= 3:
         report["pool_frontier"] = _frontier(pool, score, temperature)
     return report
+
+
+def _quantized(
+    pool: Pool, score: str, temperature: float, table1: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """Rows for the int8 teacher and the cascade student -> int8 teacher (appended to table1).
+
+    The cascade's threshold is chosen on the calibrate split by the same rule as the float
+    cascade (cheapest threshold reaching the int8 teacher's calibration accuracy); latencies of
+    the student, the float teacher and the int8 teacher come from one run, so ratios are fair.
+    """
+    q = pool.extra["quantized"]
+    s_name, t_name = pool.names[0], pool.names[-1]
+    lat = q.latency
+    batches = sorted(set(lat["student"]) & set(lat["int8"]) & set(lat["fp32"]))
+    table1.append(
+        {
+            "model": f"{t_name} int8",
+            "accuracy": q.accuracy("test"),
+            "flops": None,
+            "int8_macs": q.int8_macs,
+            "size_mb": q.size_bytes["int8"] / 1e6,
+            **{f"latency_ms_b{b}": 1e3 * lat["int8"][b] for b in batches},
+        }
+    )
+    for row in table1:
+        if row["model"] == t_name:
+            row["size_mb"] = q.size_bytes["fp32"] / 1e6
+    sc = {
+        s: compute_score(score, pool.logits[s][s_name], temperature).astype(np.float64)
+        for s in ("calibrate", "test")
+    }
+    q_correct = {s: curves.correctness(q.logits[s], pool.labels[s]) for s in ("calibrate", "test")}
+    cal_cs = pool.correct("calibrate", s_name)
+    target = float(np.mean(q_correct["calibrate"]))
+    try:
+        thr = _scalar(
+            calibration.threshold_for_accuracy(
+                sc["calibrate"], cal_cs, q_correct["calibrate"], target
+            ).threshold
+        )
+    except InfeasibleTargetError:
+        thr = math.inf
+    keep = sc["test"] >= thr
+    share = float(np.mean(~keep))
+    acc = float(np.mean(np.where(keep, pool.correct("test", s_name), q_correct["test"])))
+    casc_lat = {b: lat["student"][b] + share * lat["int8"][b] for b in batches}
+    table1.append(
+        {
+            "model": f"cascade {s_name}->{t_name} int8 ({score})",
+            "accuracy": acc,
+            "flops": pool.flops[s_name],
+            "int8_macs": share * q.int8_macs,
+            **{f"latency_ms_b{b}": 1e3 * casc_lat[b] for b in batches},
+        }
+    )
+    return {
+        "recipe": q.recipe,
+        "compiled": q.compiled,
+        "compile_error": q.compile_error,
+        "accuracy_fp32": pool.accuracy("test", t_name),
+        "accuracy_int8": q.accuracy("test"),
+        "int8_macs": q.int8_macs,
+        "flops_fp32": q.flops_fp32,
+        "size_bytes": q.size_bytes,
+        "latency_same_run_ms": {k: {b: 1e3 * v[b] for b in batches} for k, v in lat.items()},
+        "int8_speedup_over_fp32": {b: lat["fp32"][b] / lat["int8"][b] for b in batches},
+        "cascade_int8": {
+            "threshold": None if math.isinf(thr) else thr,
+            "teacher_share": share,
+            "accuracy": acc,
+            "latency_ms": {b: 1e3 * v for b, v in casc_lat.items()},
+            "speedup_over_int8_teacher": {b: lat["int8"][b] / casc_lat[b] for b in batches},
+            "speedup_over_fp32_teacher": {b: lat["fp32"][b] / casc_lat[b] for b in batches},
+        },
+    }
 
 
 def _scalar(t: float | tuple[float, ...]) -> float:
@@ -439,8 +522,18 @@ def _html(report: dict[str, Any], out_dir: Path) -> None:
     sections = [
         (
             "Table 1 (test split)",
-            ["model", "accuracy", "FLOPs", *lat_cols],
-            [[r["model"], r["accuracy"], r["flops"], *[r.get(c) for c in lat_cols]] for r in t1],
+            ["model", "accuracy", "FLOPs", "int8 MACs", "size (MB)", *lat_cols],
+            [
+                [
+                    r["model"],
+                    r["accuracy"],
+                    r["flops"],
+                    r.get("int8_macs"),
+                    r.get("size_mb"),
+                    *[r.get(c) for c in lat_cols],
+                ]
+                for r in t1
+            ],
         ),
         (
             "Routers side by side (test split; temperatures and choice on select)",
@@ -485,17 +578,35 @@ def _print(report: dict[str, Any], console: Any) -> None:
     from rich.table import Table
 
     t = Table(title=f"Table 1: {report['benchmark']} (test split)")
-    for col in ("model", "accuracy", "FLOPs", "latency b1 (ms)", "latency b256 (ms)"):
+    cols = ("model", "accuracy", "FLOPs", "int8 MACs", "size (MB)", "ms b1", "ms b256")
+    for col in cols:
         t.add_column(col, justify="right")
     for r in report["table1"]:
         t.add_row(
             r["model"],
             f"{r['accuracy']:.4f}",
-            f"{r['flops']:.3g}",
+            _g(r.get("flops")),
+            _g(r.get("int8_macs")),
+            _g(r.get("size_mb")),
             _ms(r.get("latency_ms_b1")),
             _ms(r.get("latency_ms_b256")),
         )
     console.print(t)
+    if "quantized_teacher" in report:
+        q = report["quantized_teacher"]
+        sp = q["int8_speedup_over_fp32"]
+        c = q["cascade_int8"]
+        console.print(
+            f"int8 teacher ({q['recipe']}{'' if q['compiled'] else ', NOT compiled'}): "
+            f"accuracy {q['accuracy_int8']:.4f} vs {q['accuracy_fp32']:.4f} float; "
+            + ", ".join(f"{v:.2f}x faster at batch {b}" for b, v in sp.items())
+            + "; cascade with it: "
+            + ", ".join(
+                f"{v:.2f}x faster than the int8 teacher at batch {b}"
+                for b, v in c["speedup_over_int8_teacher"].items()
+            )
+            + f" (teacher share {c['teacher_share']:.3f}; latencies measured in one run)"
+        )
     t2 = Table(title="Routers side by side (test split)")
     for col in ("router", "AUC", "gap captured", "teacher share @ T acc", "speed-up @ T acc"):
         t2.add_column(col, justify="right")
