@@ -1,0 +1,355 @@
+"""Cascades of two detectors that route whole images (EBJR section 2.3), and their mAP curves.
+
+**Score direction: higher = keep the image on the student.** Image ``i`` keeps the student's
+detections when ``score[i] >= threshold`` and gets the teacher's otherwise; the threshold
+``+inf`` sends every image to the teacher (even images scored ``+inf``), ``-inf`` keeps every
+image on the student. Cost per image is EBJR's: ``F_S`` for an image the student keeps,
+``F_S + F_T`` for one it passes on; the *relative cost* divides the mean by ``F_T``.
+
+mAP is not a sum over images, so the curve cannot come from cumulative sums as
+:func:`cascadekit.curves.cascade_curve` does for accuracy: it is evaluated at a grid of
+thresholds (quantiles of the scores, :func:`cascadekit.curves.threshold_grid`), each point one
+pycocotools accumulation over the per-image matchings of :class:`~.metrics.CocoMAP`. The result is
+a :class:`cascadekit.curves.Curve` whose ``accuracy`` field holds the mAP, so the curve metrics
+of :mod:`cascadekit.curves` apply (``speedup_at_teacher_accuracy(curve, 0.97 * teacher_map)``).
+
+Examples
+--------
+>>> import numpy as np
+>>> from cascadekit.detection import CocoMAP, detection_cascade_curve
+>>> gt = [{"boxes": [[0, 0, 8, 8]], "labels": [0]}, {"boxes": [[2, 2, 9, 9]], "labels": [1]}]
+>>> student = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9]},
+...            {"boxes": np.zeros((0, 4)), "labels": [], "scores": []}]
+>>> teacher = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9]},
+...            {"boxes": [[2, 2, 9, 9]], "labels": [1], "scores": [0.8]}]
+>>> m = CocoMAP(gt)
+>>> c = detection_cascade_curve([1.0, -np.inf], m, m.evaluate(student), m.evaluate(teacher),
+...                             costs=[1, 4])
+>>> c.teacher_share, c.accuracy, c.relative_cost
+(array([0. , 0.5, 1. ]), array([0.5, 1. , 1. ]), array([0.25, 0.75, 1.25]))
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .._validation import check_costs
+from ..curves import Curve, speedup_at_teacher_accuracy, threshold_grid
+from ..errors import InfeasibleTargetError, InputShapeError, NonFiniteError, ParameterError
+from .energy import Detections, DetectionScorer
+from .metrics import CocoMAP, MatchedDetections
+
+__all__ = [
+    "DetectionComparison",
+    "compare_detection_routers",
+    "detection_cascade_curve",
+    "random_detection_curve",
+    "route_images",
+    "speedup_at_map_fraction",
+    "threshold_at_map",
+]
+
+FloatArray = NDArray[np.floating[Any]]
+_METRICS = ("map", "map_50", "map_75")
+
+
+def _as_image_scores(scores: ArrayLike, n: int) -> FloatArray:
+    s = np.asarray(scores, dtype=np.float64)
+    if s.ndim != 1 or s.shape[0] != n:
+        raise InputShapeError(
+            f"Expected one routing score per image ({n}); got shape {s.shape}. Compute them with "
+            "cascadekit.detection.detection_score(student_outputs)."
+        )
+    if np.isnan(s).any():
+        raise NonFiniteError(
+            f"Routing scores contain {int(np.isnan(s).sum())} NaN values, first at image "
+            f"{int(np.flatnonzero(np.isnan(s))[0])}. (-inf and +inf are allowed: they mean "
+            "'always to the teacher' and 'always on the student'.)"
+        )
+    return s
+
+
+def route_images(scores: ArrayLike, threshold: float) -> NDArray[np.bool_]:
+    """True where an image goes to the teacher: ``score < threshold`` (``+inf``: every image).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> route_images([0.5, -np.inf, np.inf], 0.6)
+    array([ True,  True, False])
+    >>> route_images([0.5, -np.inf, np.inf], np.inf)
+    array([ True,  True,  True])
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    t = float(threshold)
+    if math.isnan(t):
+        raise ParameterError("Expected a threshold that is a number or +-inf; got NaN.")
+    if t == math.inf:
+        return np.ones(s.shape, dtype=bool)
+    out: NDArray[np.bool_] = ~(s >= t)
+    return out
+
+
+def _metric(name: str) -> str:
+    if name not in _METRICS:
+        raise ParameterError(f"Expected metric in {list(_METRICS)}; got {name!r}.")
+    return name
+
+
+def _relative_cost(share: FloatArray, c: FloatArray) -> FloatArray:
+    out: FloatArray = (c[0] + share * c[1]) / c[1]
+    return out
+
+
+def detection_cascade_curve(
+    scores: ArrayLike,
+    evaluator: CocoMAP,
+    student: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    teacher: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    costs: ArrayLike | None = None,
+    *,
+    grid_size: int = 20,
+    metric: str = "map",
+) -> Curve:
+    """mAP vs cost of routing images by ``scores`` at a grid of thresholds.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_images,)
+        Student's per-image routing score (higher = keep); ``-inf`` / ``+inf`` allowed.
+    evaluator : CocoMAP
+        Holds the true boxes of the same images.
+    student, teacher : MatchedDetections or list of dict
+        Each detector's predictions (or their matching from ``evaluator.evaluate``).
+    costs : array-like of 2 floats, optional
+        ``[F_S, F_T]`` (e.g. FLOPs per image); defaults to ``[0, 1]``.
+    grid_size : int, default=20
+        Quantile levels of the finite scores (:func:`cascadekit.curves.threshold_grid`); the
+        thresholds ``-inf`` (all on the student) and ``+inf`` (all to the teacher) are added.
+    metric : {"map", "map_50", "map_75"}
+
+    Returns
+    -------
+    Curve
+        ``accuracy`` holds the mAP; the first point is the student's, the last the teacher's.
+    """
+    key = _metric(metric)
+    n = evaluator.n_images
+    s = _as_image_scores(scores, n)
+    c = check_costs(costs, 2)
+    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    finite = s[np.isfinite(s)]
+    if finite.size:
+        grid = threshold_grid(finite, grid_size)
+    else:
+        if (
+            isinstance(grid_size, bool)
+            or not isinstance(grid_size, (int, np.integer))
+            or grid_size < 2
+        ):
+            raise ParameterError(f"Expected grid_size to be an integer >= 2; got {grid_size!r}.")
+        grid = np.array([-np.inf, np.inf])
+    shares, maps, kept = [], [], []
+    seen: set[bytes] = set()
+    for t in grid:
+        to_teacher = route_images(s, t)
+        sig = np.packbits(to_teacher).tobytes()
+        if sig in seen:  # the same routing as a lower threshold: same point
+            continue
+        seen.add(sig)
+        kept.append(t)
+        shares.append(float(to_teacher.mean()))
+        maps.append(evaluator.mixed([ms, mt], to_teacher)[key])
+    share = np.asarray(shares)
+    return Curve(
+        thresholds=np.asarray(kept),
+        teacher_share=share,
+        accuracy=np.asarray(maps),
+        relative_cost=_relative_cost(share, c),
+        costs=c,
+    )
+
+
+def random_detection_curve(
+    evaluator: CocoMAP,
+    student: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    teacher: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    costs: ArrayLike | None = None,
+    *,
+    n_points: int = 11,
+    n_repeats: int = 5,
+    seed: int = 0,
+    metric: str = "map",
+) -> Curve:
+    """mAP of sending a random share of the images to the teacher, averaged over repeats.
+
+    Shares ``0, 1/(n_points-1), ..., 1``; at each share, ``round(share * n)`` images drawn
+    uniformly (seed ``seed``) go to the teacher; the mAP is the mean over ``n_repeats`` draws.
+
+    Examples
+    --------
+    >>> gt = [{"boxes": [[0, 0, 8, 8]], "labels": [0]}] * 4
+    >>> hit = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9]}] * 4
+    >>> m = CocoMAP(gt)
+    >>> random_detection_curve(m, hit, hit, n_points=3).accuracy
+    array([1., 1., 1.])
+    """
+    key = _metric(metric)
+    if isinstance(n_points, bool) or not isinstance(n_points, (int, np.integer)) or n_points < 2:
+        raise ParameterError(f"Expected n_points to be an integer >= 2; got {n_points!r}.")
+    if isinstance(n_repeats, bool) or not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
+        raise ParameterError(f"Expected n_repeats to be an integer >= 1; got {n_repeats!r}.")
+    c = check_costs(costs, 2)
+    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    n = evaluator.n_images
+    rng = np.random.default_rng(seed)
+    share = np.linspace(0.0, 1.0, int(n_points))
+    counts = np.rint(share * n).astype(int)
+    maps = np.zeros(share.shape[0])
+    for j, k in enumerate(counts):
+        reps = 1 if k in (0, n) else int(n_repeats)
+        vals = []
+        for _ in range(reps):
+            to_teacher = np.zeros(n, dtype=bool)
+            to_teacher[rng.choice(n, size=int(k), replace=False)] = True
+            vals.append(evaluator.mixed([ms, mt], to_teacher)[key])
+        maps[j] = float(np.mean(vals))
+    real_share = counts / n
+    thresholds = np.full(share.shape[0], np.nan)
+    thresholds[0], thresholds[-1] = -np.inf, np.inf
+    return Curve(
+        thresholds=thresholds,
+        teacher_share=real_share,
+        accuracy=maps,
+        relative_cost=_relative_cost(real_share, c),
+        costs=c,
+    )
+
+
+def speedup_at_map_fraction(curve: Curve, fraction: float = 0.97) -> float:
+    """Teacher cost / cascade cost at the cheapest point reaching ``fraction`` of the teacher's
+    mAP (the curve's last point); ``nan`` when no point reaches it.
+
+    Examples
+    --------
+    >>> from cascadekit.curves import Curve
+    >>> c = Curve([-np.inf, 0.5, np.inf], [0.0, 0.4, 1.0], [0.3, 0.5, 0.5], [0.1, 0.5, 1.1])
+    >>> speedup_at_map_fraction(c, 0.97)
+    2.0
+    """
+    f = float(fraction)
+    if not 0.0 < f <= 1.5:
+        raise ParameterError(
+            f"Expected a fraction of the teacher's mAP in (0, 1.5]; got {fraction!r}."
+        )
+    try:
+        return speedup_at_teacher_accuracy(curve, f * float(curve.accuracy[-1]))
+    except InfeasibleTargetError:
+        return math.nan
+
+
+def threshold_at_map(curve: Curve, target_map: float) -> float:
+    """Threshold of the cheapest point of ``curve`` whose mAP reaches ``target_map``.
+
+    Pick it on held-out images (a ``val`` split), then apply it with :func:`route_images` to
+    the test images. Raises :class:`~cascadekit.errors.InfeasibleTargetError` if no point does.
+
+    Examples
+    --------
+    >>> from cascadekit.curves import Curve
+    >>> c = Curve([-np.inf, 0.5, np.inf], [0.0, 0.4, 1.0], [0.3, 0.5, 0.5], [0.1, 0.5, 1.1])
+    >>> threshold_at_map(c, 0.45)
+    0.5
+    """
+    target = float(target_map)
+    ok = np.flatnonzero(curve.accuracy >= target - 1e-12)
+    if ok.size == 0:
+        raise InfeasibleTargetError(
+            f"No threshold reaches mAP {target:.4g}; the best is {float(curve.accuracy.max()):.4g}."
+            " Lower the target.",
+            best=float(curve.accuracy.max()),
+        )
+    return float(curve.thresholds[ok[np.argmin(curve.relative_cost[ok])]])
+
+
+@dataclass(eq=False)
+class DetectionComparison:
+    """mAP-vs-cost curves of several routers on one set of images.
+
+    Attributes
+    ----------
+    student_map, teacher_map : dict of str to float
+        ``{"map", "map_50", "map_75"}`` of each detector alone.
+    costs : ndarray of shape (2,)
+        ``[F_S, F_T]``.
+    curves : dict of str to Curve
+        One per router name, plus ``"random"``.
+    scores : dict of str to ndarray
+        Per-image routing scores of each router.
+    """
+
+    student_map: dict[str, float]
+    teacher_map: dict[str, float]
+    costs: FloatArray
+    curves: dict[str, Curve] = field(default_factory=dict)
+    scores: dict[str, FloatArray] = field(default_factory=dict)
+
+    def speedups(self, fraction: float = 0.97) -> dict[str, float]:
+        """Per router: speed-up over the teacher at ``fraction`` of its mAP (nan: never)."""
+        return {k: speedup_at_map_fraction(c, fraction) for k, c in self.curves.items()}
+
+
+def compare_detection_routers(
+    student_outputs: Sequence[Mapping[str, Any] | Detections],
+    teacher_outputs: Sequence[Mapping[str, Any] | Detections],
+    targets: Sequence[Mapping[str, Any]],
+    costs: ArrayLike,
+    routers: Mapping[str, DetectionScorer] | None = None,
+    *,
+    n_classes: int | None = None,
+    grid_size: int = 20,
+    random_repeats: int = 5,
+    seed: int = 0,
+    metric: str = "map",
+) -> DetectionComparison:
+    """Curves of every router (default: one :class:`DetectionScorer` per score name) and random.
+
+    Examples
+    --------
+    >>> gt = [{"boxes": [[0, 0, 8, 8]], "labels": [0]}] * 2
+    >>> out = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9], "logits": [[2.0, 0.0]]}]
+    >>> cmp = compare_detection_routers(out * 2, out * 2, gt, costs=[1, 10])
+    >>> cmp.teacher_map["map"], sorted(cmp.curves)[:3]
+    (1.0, ['box_energy', 'class_energy', 'energy'])
+    """
+    from .energy import DETECTION_SCORES
+
+    evaluator = CocoMAP(targets, n_classes)
+    ms, mt = evaluator.evaluate(student_outputs), evaluator.evaluate(teacher_outputs)
+    c = check_costs(costs, 2)
+    if routers is None:
+        routers = {name: DetectionScorer(name) for name in DETECTION_SCORES}
+    out = DetectionComparison(evaluator.compute(ms), evaluator.compute(mt), c)
+    for name, scorer in routers.items():
+        s = scorer(student_outputs)
+        out.scores[name] = s
+        out.curves[name] = detection_cascade_curve(
+            s, evaluator, ms, mt, c, grid_size=grid_size, metric=metric
+        )
+    out.curves["random"] = random_detection_curve(
+        evaluator,
+        ms,
+        mt,
+        c,
+        n_points=grid_size + 1,
+        n_repeats=random_repeats,
+        seed=seed,
+        metric=metric,
+    )
+    return out
