@@ -85,6 +85,10 @@ class Router:
         Per stage, the "other" column of a specialized student, or None.
     calibration : dict, optional
         How the thresholds were chosen (method, target, epsilon, delta, ...), for the record.
+    policy : dict, optional
+        For ``score="learned"``: the learned policy's description (routing graph, which may be
+        a DAG, features, classifier) and the sidecar file holding its parameters; apply it with
+        :func:`cascadekit.policies.load_policy_router`.
     """
 
     score: str
@@ -95,14 +99,22 @@ class Router:
     class_maps: list[list[int] | None] | None = None
     other_class: list[int | None] | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
+    policy: dict[str, Any] | None = None
 
     @property
     def n_stages(self) -> int:
-        """Number of stages the router expects."""
+        """Number of stages (nodes, for a learned policy's graph) the router expects."""
+        if self.policy is not None and isinstance(self.policy.get("graph"), dict):
+            return len(self.policy["graph"].get("names") or []) or len(self.thresholds) + 1
         return len(self.thresholds) + 1
 
     def to_cascade(self, outputs: Sequence[ArrayLike] | None = None) -> Cascade:
         """Build a :class:`~cascadekit.Cascade` with this rule, optionally over saved outputs."""
+        if self.policy is not None:
+            raise RouterFileError(
+                "This router is a learned policy, not thresholds on a score; apply it with "
+                "cascadekit.policies.load_policy_router(path).route(outputs) or `cascadekit route`."
+            )
         n = self.n_stages
         if outputs is not None and len(outputs) != n:
             raise RouterFileError(
@@ -126,7 +138,7 @@ class Router:
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (see ``schemas/router.schema.json``)."""
-        return {
+        doc = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "score": self.score,
@@ -138,6 +150,9 @@ class Router:
             "other_class": self.other_class,
             "calibration": self.calibration,
         }
+        if self.policy is not None:
+            doc["policy"] = self.policy
+        return doc
 
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the router as JSON to ``path``."""
@@ -164,7 +179,14 @@ class Router:
         ths = doc["thresholds"]
         if not isinstance(ths, list) or not ths:
             raise RouterFileError(f'Expected "thresholds" to be a non-empty list; got {ths!r}.')
-        get_score(doc["score"])  # unknown names fail here, not at routing time
+        policy = doc.get("policy")
+        if policy is not None and (doc["score"] != "learned" or not isinstance(policy, dict)):
+            raise RouterFileError(
+                'Expected "policy" only with "score": "learned", as an object; got score '
+                f"{doc['score']!r} and policy {type(policy).__name__}."
+            )
+        if policy is None:
+            get_score(doc["score"])  # unknown names fail here, not at routing time
         router = cls(
             score=doc["score"],
             thresholds=[decode_threshold(v) for v in ths],
@@ -174,6 +196,7 @@ class Router:
             class_maps=doc.get("class_maps"),
             other_class=doc.get("other_class"),
             calibration=doc.get("calibration") or {},
+            policy=policy,
         )
         for name in ("costs", "stage_names", "class_maps", "other_class"):
             val = getattr(router, name)
