@@ -139,7 +139,10 @@ def evaluate(
     y = load_array(labels)
     cost_list = _floats(costs, "--costs")
     names = [p.stem for p in stages]
-    if score == "all":
+    if score == "auto":
+        rep = _evaluate_auto(outs, y, cost_list, max_points, bootstrap, names, top_k)
+        blocks = {rep["score"]: rep}
+    elif score == "all":
         if threshold is not None:
             raise ParameterError("--threshold applies to one score; drop it with --score all.")
         rep = evaluate_all_scores(
@@ -202,11 +205,50 @@ def evaluate(
         )
     _write_json(rep, json_out)
     if plot is not None:
-        ref = score if score != "all" else "energy"
+        ref = score if score not in ("all", "auto") else "energy"
         student_scores = compute_score(ref, outs[0], temperature)
         correct = stage_correctness([np.asarray(o) for o in outs[:1]], y, top_k=top_k)[0]
         plot_evaluation(rep, plot, student_scores=student_scores, student_correct=correct)
         err.print(f"wrote {plot}", highlight=False)
+
+
+def _evaluate_auto(
+    outs: list[np.ndarray],
+    y: np.ndarray,
+    costs: list[float] | None,
+    max_points: int,
+    bootstrap: int,
+    names: list[str],
+    top_k: int,
+) -> dict[str, Any]:
+    """--score auto: choose by cross-fitting (cascadekit.policies.auto_select), then report
+    the chosen router; a learned one is scored out of fold, so no row judges its own model."""
+    from .policies import auto_select
+    from .report import evaluate_report
+
+    res = auto_select(outs, y, costs)
+    oof = res.out_of_fold
+    if oof is None:
+        score_arg: Any = res.score
+    else:
+
+        def score_arg(logits: Any, temperature: float = 1.0) -> np.ndarray:
+            return oof
+
+    rep = evaluate_report(
+        outs,
+        y,
+        costs=costs,
+        score=score_arg,
+        temperature=res.temperature,
+        max_points=max_points,
+        bootstrap=bootstrap,
+        names=names,
+        top_k=top_k,
+    )
+    rep["score"] = res.name
+    rep["auto"] = res.to_dict()
+    return rep
 
 
 def _print_stages(rep: dict[str, Any]) -> None:
@@ -294,6 +336,22 @@ def calibrate(
         raise ParameterError("Pass either --labels or --label-free, not both.")
     y = None if labels is None else load_array(labels)
     cost_list = _floats(costs, "--costs")
+    if score == "auto":
+        _calibrate_auto(
+            outs,
+            y,
+            cost_list,
+            stages,
+            teacher_share,
+            target_accuracy,
+            max_cost,
+            max_accuracy_drop,
+            crossing,
+            json_out,
+            save_router,
+            allow_pickle=False,
+        )
+        return
     result = calibrate_outputs(
         outs,
         y,
@@ -333,6 +391,86 @@ def calibrate(
         err.print(f"wrote {save_router}", highlight=False)
 
 
+def _calibrate_auto(
+    outs: list[np.ndarray],
+    y: np.ndarray | None,
+    cost_list: list[float] | None,
+    stages: list[Path],
+    teacher_share: float | None,
+    target_accuracy: float | None,
+    max_cost: float | None,
+    max_accuracy_drop: float | None,
+    crossing: bool,
+    json_out: Path | None,
+    save_router: Path | None,
+    *,
+    allow_pickle: bool,
+) -> None:
+    """--score auto for calibrate: choose the router, then its threshold on rows it left."""
+    from .calibration import calibrate_cascade
+    from .policies import PolicyRouter, auto_select, save_policy_router
+    from .router import Router
+
+    if y is None:
+        raise ParameterError("--score auto needs --labels (it compares routers on accuracy).")
+    if max_accuracy_drop is not None or crossing:
+        raise ParameterError(
+            "--score auto chooses the router on the calibration data, so a guarantee or "
+            "crossing threshold on the same data would be void. Choose the score on separate "
+            "data, then calibrate it with --score NAME."
+        )
+    res = auto_select(outs, y, cost_list)
+    rows = res.calibration_rows
+    z = outs[0][rows]
+    t_out = outs[-1][rows]
+    t_pred = t_out if t_out.ndim == 1 else np.argmax(t_out, axis=1)
+    cs, ct = np.argmax(z, axis=1) == y[rows], t_pred == y[rows]
+    result = calibrate_cascade(
+        [res.scores(z)],
+        [cs, ct],
+        cost_list,
+        teacher_share=teacher_share,
+        target_accuracy=target_accuracy,
+        max_relative_cost=max_cost,
+    )
+    th = result.threshold
+    threshold = float(th[0]) if isinstance(th, tuple) else float(th)
+    doc = {"score": res.name, "temperature": res.temperature, **result.to_dict()}
+    doc["auto"] = res.to_dict()
+    table = Table(title=f"--score auto on {len(outs[0])} samples (threshold on {rows.size})")
+    table.add_column("router")
+    table.add_column(f"{res.criterion} (cross-fitted)", justify="right")
+    for c in res.candidates:
+        table.add_row(c["name"] + (" *" if c["name"] == res.name else ""), _fmt(c["mean"], 3))
+    out.print(table)
+    out.print(
+        f"chosen {res.name}: threshold {_fmt(threshold)}, teacher share "
+        f"{result.teacher_share:.3f}, accuracy {result.accuracy:.4f}"
+    )
+    _write_json(doc, json_out)
+    if save_router is None:
+        return
+    cal = {k: v for k, v in doc.items() if k not in ("score", "temperature", "auto")}
+    if res.router is not None:
+        pol = res.router.policy
+        pol.thresholds_ = [threshold, 0.0]
+        save_policy_router(
+            PolicyRouter(pol, res.router.spec, cal, [p.stem for p in stages]),
+            save_router,
+            allow_pickle=allow_pickle,
+        )
+    else:
+        Router(
+            score=res.score,
+            temperature=res.temperature,
+            thresholds=[threshold],
+            costs=cost_list,
+            stage_names=[p.stem for p in stages],
+            calibration=cal,
+        ).save(save_router)
+    err.print(f"wrote {save_router}", highlight=False)
+
+
 @app.command()
 @_friendly
 def route(
@@ -341,6 +479,10 @@ def route(
     labels: Annotated[Path | None, typer.Option(help="True labels, to report accuracy.")] = None,
     json_out: JsonOpt = None,
     key: KeyOpt = None,
+    features: Annotated[
+        Path | None,
+        typer.Option(help="Extra features (n, k) of a learned router that needs more than logits."),
+    ] = None,
 ) -> None:
     """Apply a saved router to new saved logits: per-input stage and prediction."""
     from .io import load_array
@@ -348,6 +490,11 @@ def route(
 
     rt = Router.load(router)
     outs = [load_array(p, key=key) for p in stages]
+    if rt.policy is not None:
+        _route_policy(router, outs, features, labels, json_out)
+        return
+    if features is not None:
+        raise ParameterError("--features applies to learned routers only; this one uses a score.")
     result = rt.to_cascade(outs).route()
     doc: dict[str, Any] = {
         "n_samples": int(result.stage.shape[0]),
@@ -360,6 +507,37 @@ def route(
     }
     if labels is not None:
         doc["accuracy"] = result.accuracy(load_array(labels))
+    msg = f"routed {doc['n_samples']} inputs: teacher share {doc['teacher_share']:.3f}"
+    if "accuracy" in doc:
+        msg += f", accuracy {doc['accuracy']:.4f}"
+    out.print(msg)
+    _write_json(doc, json_out)
+
+
+def _route_policy(
+    router: Path,
+    outs: list[np.ndarray],
+    features: Path | None,
+    labels: Path | None,
+    json_out: Path | None,
+) -> None:
+    from .io import load_array
+    from .policies import load_policy_router
+
+    pr = load_policy_router(router)
+    extra = None if features is None else load_array(features)
+    r, preds = pr.predict(outs, extra)
+    doc: dict[str, Any] = {
+        "n_samples": int(r.exit_node.shape[0]),
+        "score": "learned",
+        "teacher_share": r.teacher_share,
+        "relative_cost": r.relative_cost,
+        "stage_shares": [float(v) for v in r.node_shares],
+        "stage": r.exit_node.tolist(),
+        "prediction": preds.tolist(),
+    }
+    if labels is not None:
+        doc["accuracy"] = float(np.mean(preds == load_array(labels)))
     msg = f"routed {doc['n_samples']} inputs: teacher share {doc['teacher_share']:.3f}"
     if "accuracy" in doc:
         msg += f", accuracy {doc['accuracy']:.4f}"
@@ -429,6 +607,39 @@ def demo(
     from .demo import run_demo
 
     run_demo(benchmark, out_dir, console=out)
+
+
+@app.command()
+@_friendly
+def serve(
+    config_file: Annotated[
+        Path | None,
+        typer.Argument(help="YAML file describing the cascade (models, score, thresholds...)."),
+    ] = None,
+    demo_model: Annotated[
+        bool, typer.Option("--demo", help="Serve the Fashion-MNIST demo cascade.")
+    ] = False,
+    host: Annotated[
+        str | None, typer.Option(help="Interface to bind (default 127.0.0.1: loopback only).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 = any free).")] = None,
+    log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+) -> None:
+    """Serve a cascade over the Open Inference Protocol (KServe v2) with uvicorn."""
+    from .serve import ServeConfig, create_app, fashion_mnist_model, load_config, run
+    from .serve.config import with_overrides
+
+    if demo_model == (config_file is not None):
+        raise ParameterError(
+            "Expected either --demo or a config file: `cascadekit serve --demo` or "
+            "`cascadekit serve config.yaml`."
+        )
+    if config_file is not None:
+        served, config = load_config(config_file)
+    else:
+        served, config = fashion_mnist_model(), ServeConfig()
+    config = with_overrides(config, host=host, port=port)
+    run(create_app(served, config), config, log_level=log_level)
 
 
 def main() -> None:

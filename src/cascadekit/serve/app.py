@@ -1,0 +1,370 @@
+"""FastAPI front end of the cascade server: a thin layer over :class:`InferenceService`.
+
+:func:`create_app` builds a new app (no module-level state): the Open Inference Protocol v2
+endpoints, the admin threshold knob, ``/metrics``, a request body size limit, ``{"error": ...}``
+bodies for every error, start-up warm-up in the lifespan and a graceful drain on shutdown.
+:func:`run` serves an app with uvicorn, on 127.0.0.1 by default.
+
+=======  =========================================  ==========================================
+method   path                                       answer
+=======  =========================================  ==========================================
+GET      /v2/health/live                            200 ``{"live": true}``
+GET      /v2/health/ready                           200, or 503 until every model is warmed up
+GET      /v2                                        server metadata
+GET      /v2/models/{name}[/versions/{v}]           model metadata (inputs, outputs, stages)
+GET      /v2/models/{name}[/versions/{v}]/ready     200 or 503
+POST     /v2/models/{name}[/versions/{v}]/infer     inference (JSON or binary tensor data)
+PUT      /admin/models/{name}/thresholds            ``{"thresholds": [...]}``, bearer token
+GET      /metrics                                   Prometheus text format
+=======  =========================================  ==========================================
+
+Examples
+--------
+>>> import numpy as np
+>>> from cascadekit import Cascade
+>>> cascade = Cascade.from_models([lambda x: x, lambda x: 2 * x], score="margin",
+...                               thresholds=[0.5])
+>>> app = create_app(cascade, name="toy", input_spec=TensorSpec("x", ("FP32",), (-1, 3)))
+>>> sorted(r.path for r in app.routes if r.path.startswith("/v2/models/{name}"))[:2]
+['/v2/models/{name}', '/v2/models/{name}/infer']
+"""
+
+import zlib
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ..adapters._base import require
+from ..cascade import Cascade
+from .config import ServeConfig
+from .metrics import ServeMetrics
+from .protocol import (
+    DATATYPES,
+    HEADER_LENGTH,
+    BadRequestError,
+    ModelNotFoundError,
+    ProtocolError,
+    TensorSpec,
+)
+from .service import InferenceService, Reply, ServedModel
+
+__all__ = ["INFER_REQUEST_SCHEMA", "create_app", "run"]
+
+_TENSOR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["name", "shape", "datatype"],
+    "properties": {
+        "name": {"type": "string"},
+        "shape": {"type": "array", "items": {"type": "integer", "minimum": 0}},
+        "datatype": {"type": "string", "enum": list(DATATYPES)},
+        "parameters": {"type": "object"},
+        "data": {"type": "array"},
+    },
+}
+#: JSON Schema of an inference request body (the JSON part), as published in the OpenAPI doc.
+INFER_REQUEST_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["inputs"],
+    "properties": {
+        "id": {"type": "string"},
+        "parameters": {
+            "type": "object",
+            "properties": {
+                "threshold": {"type": ["number", "string"]},
+                "timeout": {"type": "integer", "minimum": 1},
+                "binary_data_output": {"type": "boolean"},
+                "probabilities": {"type": "boolean"},
+            },
+        },
+        "inputs": {"type": "array", "minItems": 1, "items": _TENSOR_SCHEMA},
+        "outputs": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["name"],
+                "properties": {"name": {"type": "string"}, "parameters": {"type": "object"}},
+            },
+        },
+    },
+}
+_THRESHOLDS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["thresholds"],
+    "properties": {
+        "thresholds": {"type": "array", "items": {"type": ["number", "null", "string"]}}
+    },
+}
+_ERROR = {
+    "description": "Error",
+    "content": {
+        "application/json": {
+            "schema": {"type": "object", "properties": {"error": {"type": "string"}}}
+        }
+    },
+}
+_INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _ERROR,
+    404: _ERROR,
+    413: _ERROR,
+    503: _ERROR,
+    504: _ERROR,
+}
+
+
+class _BodyTooLarge(ProtocolError):
+    status = 413
+
+
+async def _read_body(request: Any, limit: int) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (also after decompression)."""
+    declared = request.headers.get("content-length")
+    too_big = (
+        f"The request body exceeds the limit of {limit} bytes; send fewer inputs per request "
+        "or use the binary tensor extension."
+    )
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise _BodyTooLarge(too_big)
+    chunks = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BodyTooLarge(too_big)
+        chunks.append(chunk)
+    body = b"".join(chunks)
+    encoding = (request.headers.get("content-encoding") or "identity").lower()
+    if encoding in ("gzip", "deflate"):
+        wbits = 16 + zlib.MAX_WBITS if encoding == "gzip" else zlib.MAX_WBITS
+        d = zlib.decompressobj(wbits)
+        try:
+            body = d.decompress(body, limit + 1)
+        except zlib.error as exc:
+            raise BadRequestError(
+                f"The body is declared {encoding}-compressed but does not decompress: {exc}."
+            ) from exc
+        if len(body) > limit or d.unconsumed_tail:
+            raise _BodyTooLarge(too_big)
+    elif encoding != "identity":
+        raise BadRequestError(f"Expected Content-Encoding gzip, deflate or none; got {encoding!r}.")
+    return body
+
+
+def create_app(
+    cascade: Cascade | ServedModel | Sequence[ServedModel] | InferenceService,
+    config: ServeConfig | None = None,
+    *,
+    name: str = "cascade",
+    input_spec: TensorSpec | None = None,
+) -> Any:
+    """Build a FastAPI app serving a cascade (a new app, service and metrics registry per call).
+
+    Parameters
+    ----------
+    cascade : Cascade, ServedModel, sequence of ServedModel, or InferenceService
+        What to serve. A bare :class:`~cascadekit.Cascade` is served as model ``name`` with
+        input ``input_spec``.
+    config : ServeConfig, optional
+    name : str, default="cascade"
+        Model name for a bare cascade.
+    input_spec : TensorSpec, optional
+        Input of a bare cascade; defaults to ``input``, FP32, shape ``[-1, -1]``.
+
+    Returns
+    -------
+    fastapi.FastAPI
+        ``app.state.service`` is the :class:`InferenceService`. The lifespan starts it (warm-up)
+        and drains it on shutdown.
+    """
+    fastapi = require("fastapi", "serve", "The cascadekit server")
+    from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    config = config or ServeConfig()
+    if isinstance(cascade, InferenceService):
+        service = cascade
+    else:
+        if isinstance(cascade, Cascade):
+            served: ServedModel | Sequence[ServedModel] = ServedModel(
+                name, cascade, input_spec or TensorSpec("input", ("FP32",), (-1, -1))
+            )
+        else:
+            served = cascade
+        service = InferenceService(served, config, ServeMetrics())
+
+    @asynccontextmanager
+    async def lifespan(app: Any) -> AsyncIterator[None]:
+        await service.start()
+        try:
+            yield
+        finally:
+            await service.stop()
+
+    app = fastapi.FastAPI(
+        title="cascadekit inference server",
+        version=service.server_metadata()["version"],
+        description="A model cascade behind the Open Inference Protocol (KServe v2).",
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    limit = config.max_body_bytes
+
+    def reply(r: Reply) -> Any:
+        headers = {k: v for k, v in r.headers.items() if k != "content-type"}
+        return Response(r.body, r.status, headers=headers, media_type=r.headers.get("content-type"))
+
+    def error(exc: ProtocolError) -> Any:
+        return reply(Reply.error(exc, service.config.retry_after))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Any, exc: Any) -> Any:
+        detail = exc.detail if isinstance(exc.detail, str) else str(exc.detail)
+        if exc.status_code == 404:
+            detail = (
+                f"No endpoint {request.method} {request.url.path}. The API is under /v2 "
+                "(GET /v2 for the server, GET /v2/models/{name} for a model)."
+            )
+        elif exc.status_code == 405:
+            detail = f"Method {request.method} is not allowed on {request.url.path}."
+        return JSONResponse({"error": detail}, exc.status_code, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Any, exc: Any) -> Any:
+        first = exc.errors()[0] if exc.errors() else {}
+        loc = ".".join(str(p) for p in first.get("loc", ()))
+        return JSONResponse(
+            {"error": f"Invalid request at {loc or 'body'}: {first.get('msg', 'invalid')}."},
+            400,
+        )
+
+    @app.exception_handler(ProtocolError)
+    async def protocol_error(request: Any, exc: ProtocolError) -> Any:
+        return error(exc)
+
+    @app.get("/v2/health/live", tags=["health"])
+    async def live() -> Any:
+        return {"live": True}
+
+    @app.get("/v2/health/ready", tags=["health"], responses={503: _ERROR})
+    async def ready() -> Any:
+        if service.is_ready():
+            return {"ready": True}
+        return JSONResponse(
+            {
+                "ready": False,
+                "error": "The server is not ready: still warming up, draining, or "
+                "a model's first stage is failing.",
+            },
+            503,
+            headers={"retry-after": str(max(1, int(service.config.retry_after)))},
+        )
+
+    @app.get("/v2", tags=["metadata"])
+    async def server_meta() -> Any:
+        return service.server_metadata()
+
+    @app.get("/v2/models/{name}", tags=["metadata"], responses={404: _ERROR})
+    async def model_meta(name: str) -> Any:
+        return service.model_metadata(name)
+
+    @app.get("/v2/models/{name}/versions/{version}", tags=["metadata"], responses={404: _ERROR})
+    async def model_meta_version(name: str, version: str) -> Any:
+        return service.model_metadata(name, version)
+
+    def model_ready(name: str, version: str | None) -> Any:
+        service.model_metadata(name, version)  # 404 for unknown models
+        if service.is_ready(name):
+            return {"name": name, "ready": True}
+        return JSONResponse(
+            {"name": name, "ready": False, "error": f"Model {name!r} is not ready."}, 503
+        )
+
+    @app.get("/v2/models/{name}/ready", tags=["health"], responses={404: _ERROR, 503: _ERROR})
+    async def model_ready_default(name: str) -> Any:
+        return model_ready(name, None)
+
+    @app.get(
+        "/v2/models/{name}/versions/{version}/ready",
+        tags=["health"],
+        responses={404: _ERROR, 503: _ERROR},
+    )
+    async def model_ready_version(name: str, version: str) -> Any:
+        return model_ready(name, version)
+
+    infer_extra = {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": INFER_REQUEST_SCHEMA}},
+        }
+    }
+
+    async def do_infer(request: Any, name: str, version: str | None) -> Any:
+        if name not in service.names:
+            raise ModelNotFoundError(
+                f"Unknown model {name!r}; this server serves {', '.join(map(repr, service.names))}."
+            )
+        body = await _read_body(request, limit)
+        r = await service.handle_infer(name, body, request.headers.get(HEADER_LENGTH), version)
+        return reply(r)
+
+    @app.post(
+        "/v2/models/{name}/infer",
+        tags=["inference"],
+        openapi_extra=infer_extra,
+        responses=_INFER_RESPONSES,
+    )
+    async def infer(request: Request, name: str) -> Any:
+        return await do_infer(request, name, None)
+
+    @app.post(
+        "/v2/models/{name}/versions/{version}/infer",
+        tags=["inference"],
+        openapi_extra=infer_extra,
+        responses=_INFER_RESPONSES,
+    )
+    async def infer_version(request: Request, name: str, version: str) -> Any:
+        return await do_infer(request, name, version)
+
+    @app.put(
+        "/admin/models/{name}/thresholds",
+        tags=["admin"],
+        openapi_extra={
+            "requestBody": {
+                "required": True,
+                "content": {"application/json": {"schema": _THRESHOLDS_SCHEMA}},
+            }
+        },
+        responses={400: _ERROR, 401: _ERROR, 403: _ERROR, 404: _ERROR},
+    )
+    async def set_thresholds(request: Request, name: str) -> Any:
+        body = await _read_body(request, 64 * 1024)
+        return reply(
+            service.handle_set_thresholds(name, body, request.headers.get("authorization"))
+        )
+
+    @app.get("/metrics", tags=["metrics"])
+    async def metrics() -> Any:
+        data, content_type = service.metrics.render()
+        return Response(data, media_type=content_type)
+
+    return app
+
+
+def run(app: Any, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
+    """Serve ``app`` with uvicorn on ``config.host:config.port`` (127.0.0.1:8000 by default).
+
+    On SIGINT/SIGTERM uvicorn stops accepting connections, waits up to
+    ``config.drain_timeout`` seconds for in-flight requests, then the lifespan drains the
+    service and stops its batchers.
+    """
+    uvicorn = require("uvicorn", "serve", "The cascadekit server")
+    config = config or ServeConfig()
+    uvicorn.run(
+        app,
+        host=config.host,
+        port=config.port,
+        log_level=log_level,
+        timeout_graceful_shutdown=int(max(1, config.drain_timeout)),
+        access_log=False,
+    )

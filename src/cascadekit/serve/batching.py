@@ -1,0 +1,302 @@
+"""Dynamic batching per cascade stage: bounded queue, max batch size, max wait, deadlines.
+
+A :class:`StageBatcher` owns one stage's model. Requests :meth:`~StageBatcher.submit` a block of
+inputs (all of a request's inputs for the first stage, only the deferred ones for later stages)
+and await the logits. A single worker task gathers blocks from many requests into one batch of
+at most ``max_batch_size`` inputs, waiting at most ``max_wait`` seconds after the first block
+arrives, runs the model once in a dedicated thread, and hands each block its rows back.
+
+The queue is bounded in *inputs* (``max_queue``): a block that does not fit is refused at once
+with :class:`~cascadekit.serve.protocol.OverloadedError` (HTTP 503 with ``Retry-After`` for the
+first stage; a fallback to the earlier stage's answer for later stages). Blocks whose deadline has
+passed, or whose caller stopped waiting, are dropped before the model runs.
+
+Examples
+--------
+>>> import asyncio, numpy as np
+>>> async def main():
+...     b = StageBatcher(lambda x: np.stack([x, -x], 1), BatchPolicy(max_batch_size=8))
+...     await b.start()
+...     outs = await asyncio.gather(*(b.submit(np.array([float(i)])) for i in range(5)))
+...     await b.stop()
+...     return [o.tolist() for o in outs], b.stats.batches
+>>> asyncio.run(main())
+([[[0.0, -0.0]], [[1.0, -1.0]], [[2.0, -2.0]], [[3.0, -3.0]], [[4.0, -4.0]]], 1)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ..adapters import n_inputs
+from ..errors import ParameterError
+from .protocol import DeadlineExceededError, OverloadedError
+
+__all__ = ["BatchPolicy", "BatcherStats", "StageBatcher"]
+
+#: ``observer(batch_size, queue_seconds_of_each_block, model_seconds)`` after every batch.
+BatchObserver = Callable[[int, list[float], float], None]
+
+
+@dataclass(frozen=True)
+class BatchPolicy:
+    """How one stage batches.
+
+    Parameters
+    ----------
+    max_batch_size : int, default=64
+        Largest number of inputs per model call (a single larger block still runs whole).
+    max_wait : float, default=0.002
+        Seconds to wait for more inputs after the first one arrives.
+    max_queue : int, default=2048
+        Largest number of inputs waiting; beyond it, :meth:`StageBatcher.submit` refuses.
+
+    Examples
+    --------
+    >>> BatchPolicy(max_batch_size=0)
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ParameterError: Expected max_batch_size to be a positive integer; got 0.
+    """
+
+    max_batch_size: int = 64
+    max_wait: float = 0.002
+    max_queue: int = 2048
+
+    def __post_init__(self) -> None:
+        for name in ("max_batch_size", "max_queue"):
+            v = getattr(self, name)
+            if isinstance(v, bool) or not isinstance(v, int) or v < 1:
+                raise ParameterError(f"Expected {name} to be a positive integer; got {v!r}.")
+        w = self.max_wait
+        if isinstance(w, bool) or not isinstance(w, (int, float)) or not 0 <= w < 60:
+            raise ParameterError(
+                f"Expected max_wait to be a number of seconds in [0, 60); got {w!r}."
+            )
+
+
+@dataclass
+class BatcherStats:
+    """Counters of one batcher (also exported as Prometheus metrics by the app)."""
+
+    batches: int = 0
+    inputs: int = 0
+    refused: int = 0
+    expired: int = 0
+    failures: int = 0
+
+
+@dataclass
+class _Block:
+    inputs: Any
+    n: int
+    future: asyncio.Future[Any]
+    deadline: float | None
+    enqueued: float = field(default_factory=time.monotonic)
+
+
+class StageBatcher:
+    """Dynamic batcher in front of one model (see the module docstring).
+
+    Parameters
+    ----------
+    model : callable
+        ``model(inputs) -> logits`` (any :class:`cascadekit.adapters.Model`); runs in a worker
+        thread owned by this batcher, one batch at a time.
+    policy : BatchPolicy
+    name : str
+        Used in error messages.
+    observer : callable, optional
+        Called after each batch with ``(batch_size, queue_seconds_per_block, model_seconds)``.
+    concat : callable, optional
+        Joins blocks into one batch; defaults to :func:`numpy.concatenate`.
+    """
+
+    def __init__(
+        self,
+        model: Callable[[Any], Any],
+        policy: BatchPolicy | None = None,
+        name: str = "stage",
+        observer: BatchObserver | None = None,
+        concat: Callable[[list[Any]], Any] | None = None,
+    ) -> None:
+        self.model = model
+        self.policy = policy or BatchPolicy()
+        self.name = name
+        self.observer = observer
+        self.concat = concat or (lambda parts: np.concatenate(parts, axis=0))
+        self.stats = BatcherStats()
+        self._queue: deque[_Block] = deque()
+        self._queued_inputs = 0
+        self._wakeup: asyncio.Event | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._closing = False
+
+    @property
+    def queued(self) -> int:
+        """Inputs waiting in the queue."""
+        return self._queued_inputs
+
+    @property
+    def running(self) -> bool:
+        """True between :meth:`start` and :meth:`stop`."""
+        return self._task is not None and not self._task.done()
+
+    async def start(self) -> None:
+        """Start the worker task (call from the event loop that will submit)."""
+        if self.running:
+            return
+        self._closing = False
+        self._wakeup = asyncio.Event()
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"cascadekit-{self.name}")
+        self._task = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
+
+    async def run_direct(self, inputs: Any) -> Any:
+        """Run the model on ``inputs`` in the worker thread, bypassing the queue (warm-up)."""
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, self.model, inputs)
+
+    async def submit(self, inputs: Any, deadline: float | None = None) -> Any:
+        """Queue ``inputs`` (a block of n inputs) and return the model's n rows of logits.
+
+        Parameters
+        ----------
+        inputs : array-like
+            A batch of inputs (first dimension = number of inputs).
+        deadline : float, optional
+            ``time.monotonic()`` value after which the block is dropped unrun.
+
+        Raises
+        ------
+        OverloadedError
+            The queue cannot take ``n`` more inputs, or the batcher is stopping.
+        DeadlineExceededError
+            The deadline passed before the block ran.
+        Exception
+            Whatever the model raised.
+        """
+        if self._wakeup is None or self._closing:
+            raise OverloadedError(f"Stage {self.name!r} is not running (the server is stopping).")
+        n = n_inputs(inputs)
+        if n == 0:
+            return self.model(inputs)
+        if self._queued_inputs + n > self.policy.max_queue and self._queued_inputs > 0:
+            self.stats.refused += 1
+            raise OverloadedError(
+                f"Stage {self.name!r} is overloaded: {self._queued_inputs} inputs are queued "
+                f"and the limit is {self.policy.max_queue}. Retry after a short wait."
+            )
+        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Block(inputs, n, fut, deadline))
+        self._queued_inputs += n
+        self._wakeup.set()
+        return await fut
+
+    async def stop(self) -> None:
+        """Finish queued blocks, then stop the worker task and its thread."""
+        self._closing = True
+        if self._wakeup is not None:
+            self._wakeup.set()
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._task = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor = None
+
+    def _take(self) -> list[_Block]:
+        """Pop blocks for one batch, dropping abandoned and expired ones."""
+        blocks: list[_Block] = []
+        total = 0
+        now = time.monotonic()
+        while self._queue:
+            b = self._queue[0]
+            if b.future.done():  # the caller gave up (timeout, cancel)
+                self._queue.popleft()
+                self._queued_inputs -= b.n
+                continue
+            if b.deadline is not None and now >= b.deadline:
+                self._queue.popleft()
+                self._queued_inputs -= b.n
+                self.stats.expired += 1
+                b.future.set_exception(
+                    DeadlineExceededError(
+                        f"The deadline passed while the inputs waited for stage {self.name!r}."
+                    )
+                )
+                continue
+            if blocks and total + b.n > self.policy.max_batch_size:
+                break
+            self._queue.popleft()
+            self._queued_inputs -= b.n
+            blocks.append(b)
+            total += b.n
+            if total >= self.policy.max_batch_size:
+                break
+        return blocks
+
+    async def _run(self) -> None:
+        assert self._wakeup is not None
+        loop = asyncio.get_running_loop()
+        while True:
+            if not self._queue:
+                if self._closing:
+                    return
+                self._wakeup.clear()
+                await self._wakeup.wait()
+                continue
+            # wait for more inputs, up to max_wait after the oldest block arrived
+            first = self._queue[0].enqueued
+            while self._queued_inputs < self.policy.max_batch_size and not self._closing:
+                remaining = first + self.policy.max_wait - time.monotonic()
+                if remaining <= 0:
+                    break
+                self._wakeup.clear()
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._wakeup.wait(), remaining)
+            blocks = self._take()
+            if not blocks:
+                continue
+            start = time.monotonic()
+            waits = [start - b.enqueued for b in blocks]
+            try:
+                batch = (
+                    blocks[0].inputs
+                    if len(blocks) == 1
+                    else self.concat([b.inputs for b in blocks])
+                )
+                out = await loop.run_in_executor(self._executor, self.model, batch)
+                arr = np.asarray(out)
+                total = sum(b.n for b in blocks)
+                if arr.ndim < 1 or arr.shape[0] != total:
+                    raise ValueError(
+                        f"stage {self.name!r} returned {arr.shape[0] if arr.ndim else 0} rows "
+                        f"for {total} inputs"
+                    )
+            except Exception as exc:  # the model failed: every block of this batch gets it
+                self.stats.failures += 1
+                for b in blocks:
+                    if not b.future.done():
+                        b.future.set_exception(exc)
+                continue
+            model_seconds = time.monotonic() - start
+            self.stats.batches += 1
+            self.stats.inputs += total
+            lo = 0
+            for b in blocks:
+                if not b.future.done():
+                    b.future.set_result(arr[lo : lo + b.n])
+                lo += b.n
+            if self.observer is not None:
+                self.observer(total, waits, model_seconds)

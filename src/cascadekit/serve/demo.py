@@ -1,0 +1,186 @@
+"""The embedded-default cascade of ``cascadekit serve --demo``: Fashion-MNIST, student -> teacher.
+
+The student (MLP) and teacher (CNN) come from the cached Fashion-MNIST zoo
+(:func:`cascadekit.data.load_fashion_mnist_zoo`). The routing score and its temperature are
+chosen on the zoo's **select** split as ``cascadekit demo`` does (the score capturing the largest
+share of the random-to-oracle gap), and the threshold on the **calibrate** split with
+:func:`cascadekit.calibration.threshold_for_accuracy`: the cheapest threshold that reaches the
+teacher's calibration accuracy. The test split stays untouched for reported figures.
+
+The served model is ``fashion-mnist`` with one input ``image``: raw pixels 0..255 as UINT8 or
+FP32, shape ``[-1, 28, 28]``. The server casts them to float32; the networks normalise them in
+their first layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..cascade import Cascade, Stage
+from ..errors import InfeasibleTargetError
+from .protocol import TensorSpec
+from .service import ServedModel
+
+__all__ = ["CLASS_NAMES", "DEMO_INPUT", "DemoChoice", "choose_router", "fashion_mnist_model"]
+
+#: Fashion-MNIST class names, by label.
+CLASS_NAMES = (
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
+#: The demo model's input tensor.
+DEMO_INPUT = TensorSpec("image", ("UINT8", "FP32"), (-1, 28, 28), value_range=(0.0, 255.0))
+
+
+@dataclass(frozen=True)
+class DemoChoice:
+    """Routing rule of the demo: score and temperature (select split), threshold (calibrate)."""
+
+    score: str
+    temperature: float
+    threshold: float
+    calibration_teacher_share: float
+    calibration_accuracy: float
+
+
+def _to_float32(x: Any) -> Any:
+    return np.asarray(x, dtype=np.float32)
+
+
+def choose_router(zoo: Any, student: str = "student", teacher: str = "teacher") -> DemoChoice:
+    """Pick the score on the select split and the threshold on the calibrate split.
+
+    Parameters
+    ----------
+    zoo : FashionMnistZoo
+    student, teacher : str
+        Zoo model names.
+
+    Returns
+    -------
+    DemoChoice
+    """
+    from .. import calibration
+    from ..curves import correctness
+    from ..demo import Pool, _router_rows
+    from ..scores import compute_score
+
+    splits = ("select", "calibrate")
+    pool = Pool(
+        title="fashion-mnist",
+        names=[student, teacher],
+        logits={s: {m: zoo.logits[s][m] for m in (student, teacher)} for s in splits},
+        labels={s: zoo.labels[s] for s in splits},
+        flops={m: float(zoo.flops[m]) for m in (student, teacher)},
+    )
+    costs = np.array([pool.flops[student], pool.flops[teacher]], dtype=np.float64)
+    _, best = _router_rows_select_only(pool, costs, _router_rows)
+    score, temperature = str(best["score"]), float(best["temperature"])
+    cal = zoo.logits["calibrate"]
+    s = compute_score(score, cal[student], temperature).astype(np.float64)
+    cs = correctness(cal[student], zoo.labels["calibrate"])
+    ct = correctness(cal[teacher], zoo.labels["calibrate"])
+    try:
+        res = calibration.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)), costs=costs)
+        threshold = float(res.threshold)  # type: ignore[arg-type]
+        share, acc = float(res.teacher_share), float(res.accuracy)
+    except InfeasibleTargetError:
+        threshold, share, acc = float("inf"), 1.0, float(np.mean(ct))
+    return DemoChoice(score, temperature, threshold, share, acc)
+
+
+def _router_rows_select_only(pool: Any, costs: Any, router_rows: Any) -> Any:
+    """``cascadekit.demo``'s router comparison, fed only the select split (test unseen)."""
+    shadow = type(pool)(
+        title=pool.title,
+        names=pool.names,
+        logits={"select": pool.logits["select"], "test": pool.logits["select"]},
+        labels={"select": pool.labels["select"], "test": pool.labels["select"]},
+        flops=pool.flops,
+    )
+    return router_rows(shadow, costs)
+
+
+def fashion_mnist_model(
+    zoo: Any = None,
+    *,
+    name: str = "fashion-mnist",
+    teacher_only: bool = False,
+    reduced: bool = False,
+    model_batch_size: int = 256,
+    choice: DemoChoice | None = None,
+) -> ServedModel:
+    """The demo cascade as a :class:`ServedModel` (student -> teacher, calibrated).
+
+    Parameters
+    ----------
+    zoo : FashionMnistZoo, optional
+        Defaults to :func:`cascadekit.data.load_fashion_mnist_zoo` (trained once, cached).
+    name : str, default="fashion-mnist"
+    teacher_only : bool, default=False
+        Serve the teacher alone through the same server (for comparisons): every input stays
+        on the first stage, which is the teacher.
+    reduced : bool, default=False
+        Use the reduced zoo recipe when ``zoo`` is not given.
+    model_batch_size : int, default=256
+        Largest chunk per forward pass inside each model.
+    choice : DemoChoice, optional
+        Reuse a routing rule instead of choosing it again.
+
+    Returns
+    -------
+    ServedModel
+    """
+    from ..adapters import TorchModel
+
+    if zoo is None:
+        from ..data.zoo import load_fashion_mnist_zoo
+
+        zoo = load_fashion_mnist_zoo(reduced=reduced)
+    choice = choice or choose_router(zoo)
+    costs = [float(zoo.flops["student"]), float(zoo.flops["teacher"])]
+    student = TorchModel(zoo.models["student"], batch_size=model_batch_size, name="student")
+    teacher = TorchModel(zoo.models["teacher"], batch_size=model_batch_size, name="teacher")
+    if teacher_only:
+        stages = [
+            Stage(
+                model=teacher,
+                cost=costs[1],
+                name="teacher",
+                score=choice.score,
+                temperature=choice.temperature,
+            ),
+            Stage(model=teacher, cost=costs[1], name="unused"),
+        ]
+        threshold = -np.inf
+    else:
+        stages = [
+            Stage(
+                model=student,
+                cost=costs[0],
+                name="student",
+                score=choice.score,
+                temperature=choice.temperature,
+            ),
+            Stage(model=teacher, cost=costs[1], name="teacher"),
+        ]
+        threshold = choice.threshold
+    cascade = Cascade(stages, thresholds=[threshold])
+    return ServedModel(
+        name=name,
+        cascade=cascade,
+        input=DEMO_INPUT,
+        preprocess=_to_float32,
+        class_names=list(CLASS_NAMES),
+    )

@@ -1,0 +1,75 @@
+"""Reference answers and a fault-injecting model wrapper for the server tests."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import numpy as np
+
+
+class FaultyModel:
+    """Wraps a real model; ``mode`` switches it to ``"slow"`` (sleeps ``delay`` s per call) or
+    ``"fail"`` (raises) at any time, from any thread."""
+
+    def __init__(self, inner: Any, delay: float = 0.5) -> None:
+        self.inner = inner
+        self.delay = delay
+        self.mode = "ok"
+        self.calls = 0
+        self._lock = threading.Lock()
+        self.batch_size = getattr(inner, "batch_size", None)
+        self.name = "faulty-" + str(getattr(inner, "name", "model"))
+
+    def __call__(self, x: Any) -> Any:
+        with self._lock:
+            self.calls += 1
+        if self.mode == "slow":
+            time.sleep(self.delay)
+        elif self.mode == "fail":
+            raise RuntimeError("injected teacher failure")
+        return self.inner(x)
+
+
+def reference(served: Any, images: np.ndarray, thresholds: Any = None) -> dict[str, np.ndarray]:
+    """What the cascade answers offline (in-process ``Cascade.predict``), plus each stage alone."""
+    x = images.astype(np.float32)
+    cascade = served.cascade
+    r = cascade.predict(x, thresholds=thresholds, probabilities=False)
+    models = cascade._live_models()
+    student = np.argmax(models[0](x), axis=1)
+    return {
+        "label": r.predictions,
+        "stage": r.stage,
+        "score": r.scores[:, 0],
+        "student": student,
+    }
+
+
+def check_correct_or_flagged(
+    label: np.ndarray,
+    stage: np.ndarray,
+    fallback: np.ndarray,
+    score: np.ndarray,
+    ref: dict[str, np.ndarray],
+    idx: np.ndarray,
+    threshold: float,
+) -> tuple[int, int]:
+    """Every answer equals the offline cascade's, or is flagged and equals the student's.
+
+    An input whose score lies within float noise of the threshold may legitimately route the
+    other way in a different batch composition; it must then equal that stage's answer.
+    Returns (n_correct, n_flagged).
+    """
+    np.testing.assert_allclose(score, ref["score"][idx], rtol=1e-4, atol=1e-4)
+    flagged = fallback.astype(bool)
+    assert np.array_equal(label[flagged], ref["student"][idx][flagged]), "flagged != student"
+    assert np.all(stage[flagged] == 0)
+    ok = ~flagged
+    same_route = stage[ok] == ref["stage"][idx][ok]
+    near = np.abs(ref["score"][idx][ok] - threshold) < 1e-4
+    assert np.all(same_route | near), "routing differs from the offline cascade"
+    sel = same_route
+    assert np.array_equal(label[ok][sel], ref["label"][idx][ok][sel]), "wrong labels"
+    return int(ok.sum()), int(flagged.sum())
