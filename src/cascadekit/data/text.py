@@ -71,6 +71,7 @@ from numpy.typing import NDArray
 from ..errors import (
     CascadeError,
     DataNotFoundError,
+    InputShapeError,
     MissingDependencyError,
     ParameterError,
     UnknownNameError,
@@ -81,8 +82,10 @@ __all__ = [
     "CLASSES",
     "MODEL_NAMES",
     "SPLITS",
+    "TextModel",
     "TextPool",
     "Tweets",
+    "load_text_models",
     "load_text_pool",
     "load_tweets",
     "split_sizes",
@@ -694,6 +697,20 @@ def _embedding_key(recipe: dict[str, Any], name: str) -> str:
     return recipe_hash({**sub, "model": name, "packages": recipe["packages"][name]})
 
 
+def _pool_recipe(
+    n_tweets: int, names: tuple[str, ...], seed: int, csv_path: Path, reduced: bool
+) -> dict[str, Any]:
+    """The recipe of :func:`load_text_pool` (its hash names the pool's cache folder)."""
+    recipe = _recipe(n_tweets, names, seed, csv_path)
+    recipe["reduced"] = bool(reduced)
+    return recipe
+
+
+def _embedding_files(root: Path, recipe: dict[str, Any], names: Sequence[str]) -> dict[str, Path]:
+    """Cache file of each encoder's embeddings under ``root/text-embeddings``."""
+    return {n: root / "text-embeddings" / f"{n}-{_embedding_key(recipe, n)}.npz" for n in names}
+
+
 def _load_embeddings(path: Path, n: int) -> tuple[NDArray[np.float32], dict[str, Any]] | None:
     """Embeddings (and their costs) of one encoder from an earlier, interrupted run."""
     if not path.is_file():
@@ -806,8 +823,7 @@ def load_text_pool(
         n_tweets = REDUCED_N_TWEETS
     sizes = split_sizes(n_tweets)
     csv_path = _resolve_csv(data_path)
-    recipe = _recipe(int(n_tweets), names, seed, csv_path)
-    recipe["reduced"] = bool(reduced)
+    recipe = _pool_recipe(int(n_tweets), names, seed, csv_path, reduced)
     key = recipe_hash(recipe)
     root = cache_root(cache_dir)
     folder = root / f"text-{key}"
@@ -842,9 +858,7 @@ def load_text_pool(
     seconds: dict[str, float] = {}
     loadavg: dict[str, float | None] = {}
     encoded: list[str] = []
-    emb_files = {
-        n: root / "text-embeddings" / f"{n}-{_embedding_key(recipe, n)}.npz" for n in names
-    }
+    emb_files = _embedding_files(root, recipe, names)
     cached_embs = {n: _load_embeddings(emb_files[n], len(texts)) for n in names}
     todo = [n for n in names if cached_embs[n] is None]
     total = sum(_PROGRESS_WEIGHT[n] for n in todo) * len(texts) or 1
@@ -926,3 +940,221 @@ def load_text_pool(
     if progress is not None:
         progress("done", total, total)
     return pool
+
+
+# --------------------------------------------------------------------------------------------
+# live models
+
+
+def _as_tweets(texts: Any, owner: str) -> list[str]:
+    """A batch of tweets as a list of str; a single string or a non-str element is an error."""
+    if isinstance(texts, (str, bytes)):
+        raise InputShapeError(
+            f"{owner} expects a list of tweets (str); got a single {type(texts).__name__}. "
+            "Wrap one tweet in a list: [text]."
+        )
+    items = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
+    bad = next((t for t in items if not isinstance(t, str)), None)
+    if bad is not None:
+        raise InputShapeError(
+            f"{owner} expects a list of tweets (str); got an element of type "
+            f"{type(bad).__name__}. Pass the raw texts."
+        )
+    return items
+
+
+class TextModel:
+    """A live tweet classifier: a text encoder followed by the pool's standardised linear head.
+
+    Calling it maps a list of tweets to logits of shape (n, 3) (``CLASSES`` order), computed
+    exactly as :func:`load_text_pool` computes the saved logits:
+    ``((embed(texts) - mean) / scale) @ coef.T + intercept`` in float64. Build the real ones
+    with :func:`load_text_models`.
+
+    Parameters
+    ----------
+    name : str
+        Shown in errors and reports.
+    encoder : object
+        Anything with ``embed(list_of_str) -> ndarray (n, d)``.
+    mean, scale : ndarray of shape (d,)
+        Standardisation of the embeddings (the train split's mean and standard deviation).
+    coef : ndarray of shape (n_classes, d)
+    intercept : ndarray of shape (n_classes,)
+
+    Attributes
+    ----------
+    n_classes : int
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> class Lengths:  # a toy encoder: one feature, the tweet's length
+    ...     def embed(self, texts):
+    ...         return np.array([[len(t)] for t in texts], dtype=np.float32)
+    >>> m = TextModel("toy", Lengths(), mean=np.zeros(1), scale=np.ones(1),
+    ...               coef=np.array([[-1.0], [0.0], [1.0]]), intercept=np.zeros(3))
+    >>> m(["ok", "good"])
+    array([[-2.,  0.,  2.],
+           [-4.,  0.,  4.]])
+    >>> m([]).shape
+    (0, 3)
+    """
+
+    def __init__(
+        self,
+        name: str,
+        encoder: Any,
+        mean: NDArray[np.float64],
+        scale: NDArray[np.float64],
+        coef: NDArray[np.float64],
+        intercept: NDArray[np.float64],
+    ) -> None:
+        self.name = str(name)
+        self.encoder = encoder
+        self.coef = np.asarray(coef, dtype=np.float64)
+        self.intercept = np.asarray(intercept, dtype=np.float64)
+        self.mean = np.asarray(mean, dtype=np.float64)
+        self.scale = np.asarray(scale, dtype=np.float64)
+        d = self.coef.shape[1] if self.coef.ndim == 2 else -1
+        if (
+            self.coef.ndim != 2
+            or self.intercept.shape != (self.coef.shape[0],)
+            or self.mean.shape != (d,)
+            or self.scale.shape != (d,)
+        ):
+            raise ParameterError(
+                f"Expected coef (C, d), intercept (C,), mean (d,) and scale (d,); got shapes "
+                f"{self.coef.shape}, {self.intercept.shape}, {self.mean.shape}, "
+                f"{self.scale.shape}."
+            )
+        self.n_classes = int(self.coef.shape[0])
+
+    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
+        """The encoder's embeddings (n, d) of a list of tweets, float32."""
+        items = _as_tweets(texts, f"Text model {self.name!r}")
+        if not items:
+            return np.zeros((0, self.mean.shape[0]), dtype=np.float32)
+        return np.asarray(self.encoder.embed(items), dtype=np.float32)
+
+    def __call__(self, texts: Sequence[str]) -> NDArray[np.float64]:
+        """Logits (n, n_classes), float64, of a list of tweets."""
+        z = (self.embed(texts).astype(np.float64) - self.mean) / self.scale
+        out: NDArray[np.float64] = z @ self.coef.T + self.intercept
+        return out
+
+    def __repr__(self) -> str:
+        return f"TextModel(name={self.name!r}, n_classes={self.n_classes})"
+
+
+def load_text_models(
+    names: Sequence[str] = ("minilm-l3", "mpnet"),
+    *,
+    batch_size: int | None = 32,
+    n_tweets: int = 4000,
+    cache_dir: str | os.PathLike[str] | None = None,
+    reduced: bool = False,
+    seed: int = 0,
+    data_path: str | os.PathLike[str] | None = None,
+    encode_missing: bool = True,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Live versions of the text pool's models, ready for ``Cascade.from_models``.
+
+    Each model is the encoder of :func:`load_text_pool` followed by the same head, refit
+    (deterministically) on the train split's cached embeddings, wrapped as a
+    :class:`cascadekit.adapters.CallableModel` around a :class:`TextModel`. Its logits on the
+    pool's tweets equal the pool's saved logits up to float tolerance (padding differs with the
+    batch), so thresholds calibrated on the saved logits apply to the live models.
+
+    Parameters
+    ----------
+    names : sequence of str, default=("minilm-l3", "mpnet")
+        Models from ``MODEL_NAMES``, returned in this order (put the cheapest first for a
+        cascade).
+    batch_size : int or None, default=32
+        Tweets per encoder call in the adapters (``None``: the whole batch at once).
+    n_tweets, reduced, seed, data_path
+        The pool recipe, as in :func:`load_text_pool`; the heads are those of that pool.
+    cache_dir : path-like, optional
+        Cache root, as in :func:`load_text_pool`.
+    encode_missing : bool, default=True
+        When an encoder's embeddings are not cached, fill the cache with
+        ``load_text_pool(models=names, ...)`` (minutes for MPNet). With False, raise instead.
+    progress : callable, optional
+        Passed to :func:`load_text_pool` when it has to encode.
+
+    Returns
+    -------
+    dict of str to CallableModel
+        ``models[name]``: callable ``list of str -> logits (n, 3)`` with ``batch_size``,
+        ``n_classes = 3`` and ``name``; the :class:`TextModel` is ``models[name].fn``.
+
+    Raises
+    ------
+    UnknownNameError
+        If a name is not in ``MODEL_NAMES`` (or names is empty or repeats a name).
+    DataNotFoundError
+        If the tweets are missing, or the embeddings are not cached and ``encode_missing`` is
+        False (names the call that fills the cache).
+    MissingDependencyError
+        If an encoder package, onnxruntime, sentence-transformers or scikit-learn is missing.
+
+    Examples
+    --------
+    >>> from cascadekit import Cascade
+    >>> from cascadekit.data.text import load_text_models
+    >>> m = load_text_models(("minilm-l3", "mpnet"))  # doctest: +SKIP
+    >>> cascade = Cascade.from_models(list(m.values()), score="max_softmax",
+    ...                               thresholds=[0.7])  # doctest: +SKIP
+    >>> cascade.predict(["best day ever", "my flight got cancelled"]).predictions  # doctest: +SKIP
+    array([2, 0])
+    """
+    from ..adapters import CallableModel
+    from ..adapters._base import check_batch_size
+
+    names = tuple(names) if not isinstance(names, str) else (names,)
+    unknown = [m for m in names if m not in MODEL_NAMES]
+    if unknown or not names or len(set(names)) != len(names):
+        raise UnknownNameError(
+            f"Expected names to be distinct models from {list(MODEL_NAMES)}, got {list(names)}."
+        )
+    batch_size = check_batch_size(batch_size, "load_text_models")
+    if reduced:
+        n_tweets = REDUCED_N_TWEETS
+    sizes = split_sizes(n_tweets)
+    csv_path = _resolve_csv(data_path)
+    root = cache_root(cache_dir)
+    recipe = _pool_recipe(int(n_tweets), names, seed, csv_path, reduced)
+    files = _embedding_files(root, recipe, names)
+    embs = {n: _load_embeddings(files[n], int(n_tweets)) for n in names}
+    missing = [n for n in names if embs[n] is None]
+    if missing:
+        if not encode_missing:
+            raise DataNotFoundError(
+                f"Expected cached embeddings of {missing} under {root / 'text-embeddings'}, "
+                f"found none. Fill the cache with load_text_pool(models={list(names)!r}, "
+                f"n_tweets={n_tweets}, reduced={reduced}) or pass encode_missing=True."
+            )
+        load_text_pool(
+            int(n_tweets),
+            cache_dir=cache_dir,
+            progress=progress,
+            reduced=reduced,
+            models=names,
+            seed=seed,
+            data_path=data_path,
+        )
+        embs = {n: _load_embeddings(files[n], int(n_tweets)) for n in names}
+    tweets = load_tweets(csv_path)
+    # The embeddings are stored in split order (train first), as load_text_pool writes them.
+    y_train = tweets.labels[_subset_splits(tweets.labels, int(n_tweets), seed)["train"]]
+    out: dict[str, Any] = {}
+    for name in names:
+        cached = embs[name]
+        if cached is None:  # pragma: no cover - load_text_pool just wrote them
+            raise DataNotFoundError(f"The embeddings of {name} could not be read from the cache.")
+        mean, scale, coef, icpt = _fit_head(cached[0][: sizes["train"]], y_train, seed)
+        fn = TextModel(name, _make_encoder(name, root), mean, scale, coef, icpt)
+        out[name] = CallableModel(fn, batch_size=batch_size, n_classes=fn.n_classes, name=name)
+    return out
