@@ -84,7 +84,11 @@ def uvicorn_thread(app: Any) -> Iterator[str]:
     import uvicorn
 
     port = free_port()
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning")
+    # keep-alive longer than the client's (httpx: 5 s), as ServeConfig does, so the server never
+    # closes an idle connection at the moment a client reuses it (a lost request)
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", timeout_keep_alive=75
+    )
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()

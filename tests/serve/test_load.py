@@ -34,7 +34,7 @@ def _check(stats: Any, served: Any, images: np.ndarray, ref: dict[str, Any]) -> 
     n_img = images.shape[0]
     idx = np.arange(stats.label.shape[0]) % n_img
     # zero lost: every request answered 200 with one answer per input
-    assert stats.status == {200: stats.n_requests}, stats.status
+    assert stats.status == {200: stats.n_requests}, (stats.status, stats.errors)
     assert np.all(stats.label >= 0)
     scores = ref["score"][idx]  # the student's score is deterministic per image
     return check_correct_or_flagged(

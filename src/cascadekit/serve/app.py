@@ -366,5 +366,6 @@ def run(app: Any, config: ServeConfig | None = None, *, log_level: str = "info")
         port=config.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(max(1, config.drain_timeout)),
+        timeout_keep_alive=max(1, round(config.keep_alive_timeout)),
         access_log=False,
     )

@@ -99,6 +99,10 @@ class ServeConfig:
         Dynamic batching of every stage, or one policy per stage.
     drain_timeout : float, default=10.0
         On shutdown, how long in-flight requests may take to finish.
+    keep_alive_timeout : float, default=75.0
+        Seconds an idle keep-alive connection stays open. Keep it longer than the idle timeout
+        of your clients and load balancers (httpx: 5 s, AWS ALB: 60 s): when the server closes
+        an idle connection at the moment a client reuses it, that request is lost in transit.
     retry_after : float, default=1.0
         Seconds suggested in the ``Retry-After`` header of a 503.
     admin_token : str, optional
@@ -118,6 +122,7 @@ class ServeConfig:
     stage_timeout: float | Sequence[float | None] = 1.0
     batching: BatchPolicy | Sequence[BatchPolicy] = field(default_factory=BatchPolicy)
     drain_timeout: float = 10.0
+    keep_alive_timeout: float = 75.0
     retry_after: float = 1.0
     admin_token: str | None = None
     warmup: bool = True
@@ -138,6 +143,7 @@ class ServeConfig:
                 raise ConfigError(f"Expected {name} to be a positive integer; got {v!r}.")
         _positive("request_timeout", self.request_timeout)
         _positive("drain_timeout", self.drain_timeout, allow_zero=True)
+        _positive("keep_alive_timeout", self.keep_alive_timeout)
         _positive("retry_after", self.retry_after, allow_zero=True)
         if isinstance(self.stage_timeout, (int, float)):
             _positive("stage_timeout", self.stage_timeout)
@@ -422,6 +428,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             "request_timeout_ms",
             "stage_timeout_ms",
             "drain_timeout_s",
+            "keep_alive_s",
             "retry_after_s",
             "warmup",
             "torch_threads",
@@ -498,6 +505,8 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         )
     if "drain_timeout_s" in server:
         cfg_kwargs["drain_timeout"] = server["drain_timeout_s"]
+    if "keep_alive_s" in server:
+        cfg_kwargs["keep_alive_timeout"] = server["keep_alive_s"]
     if "retry_after_s" in server:
         cfg_kwargs["retry_after"] = server["retry_after_s"]
     if "warmup" in server:

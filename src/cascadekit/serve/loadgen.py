@@ -41,6 +41,8 @@ class LoadStats:
     n_requests : int
     status : dict of int to int
         Responses by HTTP status (``-1``: a transport error, i.e. a lost request).
+    errors : dict of str to int
+        Transport errors by exception type (e.g. ``ReadTimeout``, ``RemoteProtocolError``).
     label, stage, fallback : ndarray
         Per input (in ``images`` order): the answer, the stage that gave it and the fallback
         flag; ``-1`` / ``-1`` / False where the request failed.
@@ -53,6 +55,7 @@ class LoadStats:
     label: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, np.int64))
     stage: NDArray[np.int32] = field(default_factory=lambda: np.zeros(0, np.int32))
     fallback: NDArray[np.bool_] = field(default_factory=lambda: np.zeros(0, bool))
+    errors: dict[str, int] = field(default_factory=dict)
 
     def percentile(self, q: float) -> float:
         """Latency percentile ``q`` (0..100) in seconds."""
@@ -69,6 +72,8 @@ class LoadStats:
             f"{self.n_requests} requests in {self.seconds:.1f} s: {self.throughput:.0f} req/s, "
             f"p50 {self.percentile(50) * 1e3:.1f} ms, p99 {self.percentile(99) * 1e3:.1f} ms, "
             f"status {dict(sorted(self.status.items()))}"
+            + (f", transport errors {self.errors}" if self.errors else "")
+            + f", max {max(self.latencies, default=float('nan')) * 1e3:.0f} ms"
         )
 
 
@@ -128,6 +133,7 @@ async def run_load(
     stage = np.full(total, -1, np.int32)
     fallback = np.zeros(total, bool)
     status: dict[int, int] = {}
+    errors: dict[str, int] = {}
     latencies: list[float] = []
     rng = np.random.default_rng(seed)
     arrivals = np.cumsum(rng.exponential(1.0 / rate, n_requests))
@@ -155,8 +161,9 @@ async def run_load(
                             "content-type": "application/octet-stream",
                         },
                     )
-                except httpx.HTTPError:
+                except httpx.HTTPError as exc:
                     status[-1] = status.get(-1, 0) + 1
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
                     return
                 dt = time.perf_counter() - t0
             status[r.status_code] = status.get(r.status_code, 0) + 1
@@ -171,4 +178,4 @@ async def run_load(
 
         await asyncio.gather(*(one(i) for i in range(n_requests)))
         seconds = time.perf_counter() - start
-    return LoadStats(latencies, seconds, n_requests, status, label, stage, fallback)
+    return LoadStats(latencies, seconds, n_requests, status, label, stage, fallback, errors)
