@@ -22,10 +22,13 @@ from cascadekit.detection import (
     compare_detection_routers,
     detection_cascade_curve,
     detection_energy,
+    detection_gap_captured,
+    detection_oracle_gains,
     detection_score,
     make_canvas_dataset,
     mean_average_precision,
     nms,
+    oracle_detection_curve,
     random_detection_curve,
     route_images,
     speedup_at_map_fraction,
@@ -452,12 +455,105 @@ def test_compare_detection_routers_on_synthetic_outputs() -> None:
     cmp = compare_detection_routers(
         student, teacher, ds.targets(), costs=[1, 10], n_classes=10, grid_size=5, random_repeats=2
     )
-    assert set(cmp.curves) == {*DETECTION_SCORES, "random"}
+    assert set(cmp.curves) == {*DETECTION_SCORES, "random", "oracle"}
     for c in cmp.curves.values():
         assert c.accuracy[0] == pytest.approx(cmp.student_map["map"])
         assert c.accuracy[-1] == pytest.approx(cmp.teacher_map["map"])
     sp = cmp.speedups(0.5)
     assert all(math.isnan(v) or v > 0 for v in sp.values())
+    gaps = cmp.gaps_captured()
+    assert gaps["oracle"] == pytest.approx(1.0) and gaps["random"] == pytest.approx(0.0)
+    assert all(v <= 1.0 + 1e-9 for v in gaps.values())
+    del cmp.curves["oracle"]
+    with pytest.raises(ParameterError, match="oracle=True"):
+        cmp.gaps_captured()
+
+
+# ----------------------------------------------------------------------------------------------
+# the hindsight (oracle) router
+
+
+def _synthetic_pair(seed: int, n: int = 60) -> tuple[Any, list[dict], list[dict]]:
+    rng = np.random.default_rng(seed)
+    ds = make_canvas_dataset(n, "test", seed=seed)
+    return ds, _jittered(ds, rng, noise=2.0, drop=0.3), _jittered(ds, rng, noise=0.7, drop=0.05)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_oracle_curve_dominates_every_router_and_ends_at_the_detectors(seed: int) -> None:
+    ds, student, teacher = _synthetic_pair(seed)
+    student[5] = _empty(10)
+    m = CocoMAP(ds.targets(), 10)
+    ms, mt = m.evaluate(student), m.evaluate(teacher)
+    map_s, map_t = m.compute(ms)["map"], m.compute(mt)["map"]
+    oracle = oracle_detection_curve(m, ms, mt, costs=[1.0, 8.0], n_points=11)
+    assert oracle.accuracy[0] == pytest.approx(map_s)
+    assert oracle.accuracy[-1] == pytest.approx(map_t)
+    assert oracle.teacher_share[0] == 0.0 and oracle.teacher_share[-1] == 1.0
+    assert np.all(np.diff(oracle.teacher_share) > 0) and np.all(np.isnan(oracle.thresholds))
+    np.testing.assert_allclose(oracle.relative_cost, (1.0 + 8.0 * oracle.teacher_share) / 8.0)
+    # each oracle point is the exact mAP of one hindsight routing of that many images; with a
+    # clearly better teacher it is at or above every score's routing at the same share
+    routings: dict[str, np.ndarray] = {
+        name: DetectionScorer(name, score_threshold=0.0)(student) for name in DETECTION_SCORES
+    }
+    routings["random"] = np.random.default_rng(seed).uniform(size=len(ds))
+    routings["hindsight_gain"] = -detection_oracle_gains(m, ms, mt)  # the oracle's own order
+    for name, scores in routings.items():
+        curve = detection_cascade_curve(scores, m, ms, mt, costs=[1.0, 8.0], grid_size=8)
+        at = oracle_detection_curve(m, ms, mt, shares=curve.teacher_share)
+        ours = np.interp(curve.teacher_share, at.teacher_share, at.accuracy)
+        assert np.all(ours >= curve.accuracy - 1e-12), name
+    rnd = random_detection_curve(m, ms, mt, n_points=11, n_repeats=3)
+    assert detection_gap_captured(oracle, rnd, oracle) == pytest.approx(1.0)
+    assert detection_gap_captured(rnd, rnd, oracle) == pytest.approx(0.0)
+    assert float(np.trapezoid(oracle.accuracy, oracle.teacher_share)) > float(
+        np.trapezoid(rnd.accuracy, rnd.teacher_share)
+    )
+
+
+def test_oracle_gains_track_exact_single_image_swaps() -> None:
+    from scipy.stats import spearmanr
+
+    ds, student, teacher = _synthetic_pair(0)
+    m = CocoMAP(ds.targets(), 10)
+    ms, mt = m.evaluate(student), m.evaluate(teacher)
+    map_s, map_t = m.compute(ms)["map"], m.compute(mt)["map"]
+    n = len(ds)
+    add_one = [m.mixed([ms, mt], np.arange(n) == i)["map"] - map_s for i in range(n)]
+    drop_one = [map_t - m.mixed([ms, mt], np.arange(n) != i)["map"] for i in range(n)]
+    g_s = detection_oracle_gains(m, ms, mt, reference="student")
+    g_t = detection_oracle_gains(m, ms, mt, reference="teacher")
+    assert spearmanr(g_s, add_one)[0] > 0.9  # linearised at the all-student ranking
+    assert spearmanr(g_t, drop_one)[0] > 0.9  # ... at the all-teacher ranking
+    both = detection_oracle_gains(m, ms, mt)
+    np.testing.assert_allclose(both, (g_s + g_t) / 2)
+    assert both.sum() == pytest.approx(map_t - map_s, abs=0.03)
+    # the same detector twice: nothing to gain, a flat curve
+    np.testing.assert_allclose(detection_oracle_gains(m, ms, ms), 0.0, atol=1e-12)
+    flat = oracle_detection_curve(m, ms, ms, n_points=4)
+    np.testing.assert_allclose(flat.accuracy, map_s)
+    # mAP at IoU 0.5 only: its own curve, same endpoints as the single detectors at 0.5
+    c50 = oracle_detection_curve(m, ms, mt, n_points=3, metric="map_50")
+    assert c50.accuracy[-1] == pytest.approx(m.compute(mt)["map_50"])
+
+
+def test_oracle_errors() -> None:
+    gt = [{"boxes": [[0, 0, 4, 4]], "labels": [0]}]
+    good = [{"boxes": [[0, 0, 4, 4]], "labels": [0], "scores": [0.5]}]
+    m = CocoMAP(gt, 2)
+    with pytest.raises(ParameterError, match="reference in"):
+        oracle_detection_curve(m, good, good, reference="median")
+    with pytest.raises(ParameterError, match="reference 'student', 'teacher' or 'both'"):
+        detection_oracle_gains(m, good, good, reference="best")
+    with pytest.raises(ParameterError, match="n_points"):
+        oracle_detection_curve(m, good, good, n_points=1)
+    with pytest.raises(ParameterError, match=r"shares in \[0, 1\]"):
+        oracle_detection_curve(m, good, good, shares=[0.5, 1.5])
+    with pytest.raises(ParameterError, match="metric"):
+        detection_oracle_gains(m, good, good, metric="ap")
+    with pytest.raises(SampleCountError, match="predictions for the 1 images"):
+        oracle_detection_curve(m, good * 2, good)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -561,3 +657,29 @@ def test_detector_recipe_errors(tmp_path) -> None:  # type: ignore[no-untyped-de
         build_detector("tiny")
     a, b = DetectorRecipe("s", "small", 1, 10), DetectorRecipe("s", "small", 1, 10, seed=1)
     assert a.key == DetectorRecipe("s", "small", 1, 10).key != b.key
+
+
+def test_named_pairs_keep_the_first_recipes_and_add_cheaper_students() -> None:
+    torch = pytest.importorskip("torch")
+    from cascadekit.detection import DetectorRecipe, default_detector_recipes
+    from cascadekit.detection.nets import build_detector, decode
+
+    v1 = default_detector_recipes(pair="v1")
+    first = (
+        DetectorRecipe("student", "small", 4, 4000, threads=2),
+        DetectorRecipe("teacher", "large", 4, 4000, threads=2),
+    )
+    assert [r.key for r in v1] == [r.key for r in first]  # cached detectors stay valid
+    s, t = default_detector_recipes()
+    assert (s.arch, t.arch) == ("small_s8", "xlarge") and s.key != v1[0].key
+    with pytest.raises(UnknownNameError, match="Unknown detector pair 'v9'"):
+        default_detector_recipes(pair="v9")
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(0)
+        net = build_detector("small_s8").eval()
+        with torch.inference_mode():
+            cls, box = net(torch.from_numpy(make_canvas_dataset(2, "test").images))
+    assert net.stride == 8 and tuple(cls.shape) == (2, 10, 8, 8)
+    assert tuple(box.shape) == (2, 4, 9, 8, 8)
+    outs = decode(cls, box, net.stride, score_threshold=0.0)
+    assert all(as_detections(o, n_classes=10).boxes.shape[1] == 4 for o in outs)

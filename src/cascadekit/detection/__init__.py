@@ -15,7 +15,9 @@ image stays when ``score >= threshold``.
 * mAP (pycocotools, ``pip install "cascadekit[detection]"``): :func:`mean_average_precision`,
   :class:`CocoMAP`.
 * Curves: :func:`detection_cascade_curve` (mAP at a grid of thresholds),
-  :func:`random_detection_curve`, :func:`compare_detection_routers`,
+  :func:`random_detection_curve`, the hindsight router :func:`oracle_detection_curve` (images
+  ordered by :func:`detection_oracle_gains`, a linearised per-image mAP gain),
+  :func:`detection_gap_captured`, :func:`compare_detection_routers`,
   :func:`speedup_at_map_fraction`.
 
 Examples
@@ -33,6 +35,9 @@ from .cascade import (
     DetectionComparison,
     compare_detection_routers,
     detection_cascade_curve,
+    detection_gap_captured,
+    detection_oracle_gains,
+    oracle_detection_curve,
     random_detection_curve,
     route_images,
     speedup_at_map_fraction,
@@ -80,12 +85,15 @@ __all__ = [
     "default_detector_recipes",
     "detection_cascade_curve",
     "detection_energy",
+    "detection_gap_captured",
+    "detection_oracle_gains",
     "detection_score",
     "load_detector",
     "load_detector_pair",
     "make_canvas_dataset",
     "mean_average_precision",
     "nms",
+    "oracle_detection_curve",
     "predict",
     "random_detection_curve",
     "route_images",

@@ -43,12 +43,15 @@ from .._validation import check_costs
 from ..curves import Curve, speedup_at_teacher_accuracy, threshold_grid
 from ..errors import InfeasibleTargetError, InputShapeError, NonFiniteError, ParameterError
 from .energy import Detections, DetectionScorer
-from .metrics import CocoMAP, MatchedDetections
+from .metrics import _MAX_DETS, CocoMAP, MatchedDetections
 
 __all__ = [
     "DetectionComparison",
     "compare_detection_routers",
     "detection_cascade_curve",
+    "detection_gap_captured",
+    "detection_oracle_gains",
+    "oracle_detection_curve",
     "random_detection_curve",
     "route_images",
     "speedup_at_map_fraction",
@@ -232,6 +235,268 @@ def random_detection_curve(
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# the hindsight (oracle) router for mAP
+
+_ORACLE_REFERENCES = ("student", "teacher", "both", "best")
+_T_ROWS: dict[str, list[int] | None] = {"map": None, "map_50": [0], "map_75": [5]}
+
+
+def _flatten_class(
+    eval_imgs: Sequence[Any], rows: list[int] | None
+) -> tuple[NDArray[np.intp], FloatArray, NDArray[np.bool_], NDArray[np.bool_]]:
+    """One class's per-image matchings -> image index, score, TP (T, D) and counted (T, D)."""
+    img, sc, tp, ok = [], [], [], []
+    for i, e in enumerate(eval_imgs):
+        if e is None or len(e["dtScores"]) == 0:
+            continue
+        dm = np.asarray(e["dtMatches"])[:, :_MAX_DETS]
+        di = np.asarray(e["dtIgnore"], dtype=bool)[:, :_MAX_DETS]
+        if rows is not None:
+            dm, di = dm[rows], di[rows]
+        img.append(np.full(dm.shape[1], i, dtype=np.intp))
+        sc.append(np.asarray(e["dtScores"][:_MAX_DETS], dtype=np.float64))
+        tp.append(dm > 0)
+        ok.append(~di)
+    n_t = 10 if rows is None else len(rows)
+    if not img:
+        return (
+            np.zeros(0, np.intp),
+            np.zeros(0),
+            np.zeros((n_t, 0), bool),
+            np.zeros((n_t, 0), bool),
+        )
+    return np.concatenate(img), np.concatenate(sc), np.hstack(tp), np.hstack(ok)
+
+
+def _linear_ap_contrib(
+    ref_scores: FloatArray,
+    ref_tp: NDArray[np.bool_],
+    ref_ok: NDArray[np.bool_],
+    scores: FloatArray,
+    tp: NDArray[np.bool_],
+    ok: NDArray[np.bool_],
+) -> FloatArray:
+    """First-order change of (non-interpolated) AP x n_gt when each detection is inserted into
+    the reference ranking, summed over the IoU rows: shape (D,).
+
+    With ``k_j / r_j`` the precision of the reference's j-th counted detection: a true positive
+    at score ``s`` adds its own precision ``(k + 1) / (r + 1)`` and lifts every reference true
+    positive ranked below it by ``(1 - p_j) / r_j``; a false positive lowers each of them by
+    ``p_j / r_j``.
+    """
+    order = np.argsort(-ref_scores, kind="mergesort")
+    rs = ref_scores[order]
+    pos = np.searchsorted(-rs, -scores, side="right")  # reference entries scoring >= s
+    out = np.zeros(scores.shape[0])
+    for t in range(ref_tp.shape[0]):
+        keep = ref_ok[t, order]
+        tpt = (ref_tp[t, order] & keep).astype(np.float64)
+        r = np.cumsum(keep.astype(np.float64))
+        k = np.cumsum(tpt)
+        safe_r = np.maximum(r, 1.0)
+        p = k / safe_r
+        lift = np.where(tpt > 0, (1.0 - p) / safe_r, 0.0)
+        drop = np.where(tpt > 0, p / safe_r, 0.0)
+        # sums over the reference entries strictly below position pos (suffix sums)
+        lift_below = np.concatenate([np.cumsum(lift[::-1])[::-1], [0.0]])[pos]
+        drop_below = np.concatenate([np.cumsum(drop[::-1])[::-1], [0.0]])[pos]
+        k_at = np.concatenate([[0.0], k])[pos]
+        r_at = np.concatenate([[0.0], r])[pos]
+        is_tp = tp[t] & ok[t]
+        val = np.where(is_tp, (k_at + 1.0) / (r_at + 1.0) + lift_below, -drop_below)
+        out += np.where(ok[t], val, 0.0)
+    return out
+
+
+def detection_oracle_gains(
+    evaluator: CocoMAP,
+    student: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    teacher: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    *,
+    metric: str = "map",
+    reference: str = "both",
+) -> FloatArray:
+    """Per image, an estimate (in mAP units) of how much answering it with the teacher helps.
+
+    mAP couples the images through the ranking of all detections of a class, so no per-image
+    gain is exact. This is the first-order (linearised) change of the COCO AP of each class and
+    IoU threshold when image ``i``'s student detections are taken out of a *reference ranking*
+    and its teacher detections put in, from the cached per-image matchings (no re-matching):
+    a true positive at score ``s`` adds the precision it would have there plus the precision it
+    lends to every true positive ranked below it, a false positive costs the precision it takes
+    from them (non-interpolated AP; COCO's 101-point interpolation is ignored). The reference
+    is the all-student ranking (``"student"``), the all-teacher one (``"teacher"``) or the mean
+    of both (``"both"``). Their sum over images is close to ``mAP_T - mAP_S`` when the
+    detectors differ little; it is a ranking device for :func:`oracle_detection_curve`.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = [{"boxes": [[0, 0, 8, 8]], "labels": [0]}, {"boxes": [[2, 2, 9, 9]], "labels": [0]}]
+    >>> s = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9]},
+    ...      {"boxes": [[20, 20, 29, 29]], "labels": [0], "scores": [0.8]}]
+    >>> t = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9]},
+    ...      {"boxes": [[2, 2, 9, 9]], "labels": [0], "scores": [0.8]}]
+    >>> g = detection_oracle_gains(CocoMAP(gt), s, t)
+    >>> bool(g[1] > 0 == g[0])   # only the second image gains from the teacher
+    True
+    """
+    key = _metric(metric)
+    if reference not in ("student", "teacher", "both"):
+        raise ParameterError(
+            f"Expected reference 'student', 'teacher' or 'both'; got {reference!r}."
+        )
+    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    n = evaluator.n_images
+    rows = _T_ROWS[key]
+    n_rows = 10 if rows is None else len(rows)
+    n_cls = len(ms.eval_imgs) // n
+    gains = np.zeros(n)
+    n_valid = 0
+    refs = ("student", "teacher") if reference == "both" else (reference,)
+    for c in range(n_cls):
+        es, et = ms.eval_imgs[c * n : (c + 1) * n], mt.eval_imgs[c * n : (c + 1) * n]
+        n_gt = sum(
+            int(np.count_nonzero(np.asarray(e["gtIgnore"]) == 0)) for e in es if e is not None
+        )
+        if n_gt == 0:
+            continue
+        n_valid += 1
+        fs, ft = _flatten_class(es, rows), _flatten_class(et, rows)
+        for ref in refs:
+            rf = fs if ref == "student" else ft
+            for sign, (img, sc, tp, ok) in ((-1.0, fs), (1.0, ft)):
+                if img.size:
+                    v = _linear_ap_contrib(rf[1], rf[2], rf[3], sc, tp, ok)
+                    np.add.at(gains, img, sign * v / (n_gt * n_rows * len(refs)))
+    out: FloatArray = gains / max(n_valid, 1)
+    return out
+
+
+def oracle_detection_curve(
+    evaluator: CocoMAP,
+    student: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    teacher: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
+    costs: ArrayLike | None = None,
+    *,
+    n_points: int = 21,
+    shares: ArrayLike | None = None,
+    metric: str = "map",
+    reference: str = "best",
+) -> Curve:
+    """The hindsight router for mAP: at each share, the images the teacher helps most.
+
+    Images go to the teacher in decreasing order of :func:`detection_oracle_gains` (computed
+    with the true boxes); every point is the exact mAP (one pycocotools accumulation) of sending
+    the first ``round(share * n)`` images of that order. Unlike the classification oracle it
+    ends at the teacher (share 1 sends every image, also those the teacher makes worse), so both
+    endpoints are the single detectors; the share where the gains turn non-positive is added as
+    a point. With ``reference="best"`` (default) the orders of the three references
+    (``"student"``, ``"teacher"``, ``"both"``) are all evaluated and each point keeps the best:
+    still a hindsight routing of that many images, not necessarily the best one (finding it is
+    combinatorial), so this is a **lower bound on the true oracle** and "gap captured" against
+    it an upper bound on the true share.
+
+    Parameters
+    ----------
+    evaluator, student, teacher, costs, metric
+        As for :func:`detection_cascade_curve`.
+    n_points : int, default=21
+        Evenly spaced shares ``0, 1/(n_points-1), ..., 1``.
+    shares : array-like, optional
+        Evaluate at these teacher shares instead (rounded to whole images; 0 and 1 are added).
+    reference : {"best", "both", "student", "teacher"}
+
+    Returns
+    -------
+    Curve
+        ``accuracy`` holds the mAP; thresholds are NaN.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> gt = [{"boxes": [[0, 0, 8, 8]], "labels": [0]}, {"boxes": [[2, 2, 9, 9]], "labels": [0]}]
+    >>> s = [{"boxes": [[0, 0, 8, 8]], "labels": [0], "scores": [0.9]},
+    ...      {"boxes": [[20, 20, 29, 29]], "labels": [0], "scores": [0.8]}]
+    >>> t = [{"boxes": [[9, 9, 15, 15]], "labels": [0], "scores": [0.9]},
+    ...      {"boxes": [[2, 2, 9, 9]], "labels": [0], "scores": [0.8]}]
+    >>> c = oracle_detection_curve(CocoMAP(gt), s, t, n_points=3)
+    >>> c.teacher_share, c.accuracy.round(3)   # image 2 first: both boxes right at share 1/2
+    (array([0. , 0.5, 1. ]), array([0.505, 1.   , 0.252]))
+    """
+    key = _metric(metric)
+    if reference not in _ORACLE_REFERENCES:
+        raise ParameterError(
+            f"Expected reference in {list(_ORACLE_REFERENCES)}; got {reference!r}."
+        )
+    c = check_costs(costs, 2)
+    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    n = evaluator.n_images
+    if shares is None:
+        if (
+            isinstance(n_points, bool)
+            or not isinstance(n_points, (int, np.integer))
+            or n_points < 2
+        ):
+            raise ParameterError(f"Expected n_points to be an integer >= 2; got {n_points!r}.")
+        want = np.linspace(0.0, 1.0, int(n_points))
+    else:
+        want = np.asarray(shares, dtype=np.float64).ravel()
+        if want.size == 0 or not np.all((want >= 0.0) & (want <= 1.0)):
+            raise ParameterError(
+                "Expected shares in [0, 1] (fractions of images sent to the teacher); got "
+                f"{want[:5].tolist()}."
+            )
+    refs = ("student", "teacher", "both") if reference == "best" else (reference,)
+    orders, n_pos = [], []
+    for ref in refs:
+        g = detection_oracle_gains(evaluator, ms, mt, metric=key, reference=ref)
+        orders.append(np.argsort(-g, kind="stable"))
+        n_pos.append(int(np.count_nonzero(g > 0)))
+    counts = np.unique(np.concatenate([[0, n], np.rint(want * n), n_pos]).astype(np.int64))
+    maps = np.empty(counts.shape[0])
+    for j, k in enumerate(counts.tolist()):
+        best = -math.inf
+        for order in orders:
+            to_teacher = np.zeros(n, dtype=bool)
+            to_teacher[order[:k]] = True
+            best = max(best, evaluator.mixed([ms, mt], to_teacher)[key])
+            if k in (0, n):
+                break
+        maps[j] = best
+    share = counts / n
+    return Curve(
+        thresholds=np.full(share.shape[0], np.nan),
+        teacher_share=share,
+        accuracy=maps,
+        relative_cost=_relative_cost(share, c),
+        costs=c,
+    )
+
+
+def detection_gap_captured(curve: Curve, random: Curve, oracle: Curve) -> float:
+    """Share of the random-to-oracle gap in area under mAP over teacher share.
+
+    ``(AUC - AUC_random) / (AUC_oracle - AUC_random)`` with the measured random and oracle
+    curves (:func:`random_detection_curve`, :func:`oracle_detection_curve`); NaN when the
+    oracle is no better than random.
+
+    Examples
+    --------
+    >>> from cascadekit.curves import Curve
+    >>> def line(*acc):
+    ...     x = np.linspace(0, 1, len(acc))
+    ...     return Curve(np.full(len(acc), np.nan), x, np.array(acc), x)
+    >>> g = detection_gap_captured(line(0.3, 0.5, 0.6), line(0.3, 0.45, 0.6), line(0.3, 0.6, 0.6))
+    >>> round(g, 4)
+    0.3333
+    """
+    a, r, o = (float(np.trapezoid(x.accuracy, x.teacher_share)) for x in (curve, random, oracle))
+    den = o - r
+    return (a - r) / den if abs(den) > 1e-12 else math.nan
+
+
 def speedup_at_map_fraction(curve: Curve, fraction: float = 0.97) -> float:
     """Teacher cost / cascade cost at the cheapest point reaching ``fraction`` of the teacher's
     mAP (the curve's last point); ``nan`` when no point reaches it.
@@ -289,7 +554,7 @@ class DetectionComparison:
     costs : ndarray of shape (2,)
         ``[F_S, F_T]``.
     curves : dict of str to Curve
-        One per router name, plus ``"random"``.
+        One per router name, plus ``"random"`` and (unless ``oracle=False``) ``"oracle"``.
     scores : dict of str to ndarray
         Per-image routing scores of each router.
     """
@@ -304,6 +569,16 @@ class DetectionComparison:
         """Per router: speed-up over the teacher at ``fraction`` of its mAP (nan: never)."""
         return {k: speedup_at_map_fraction(c, fraction) for k, c in self.curves.items()}
 
+    def gaps_captured(self) -> dict[str, float]:
+        """Per curve: share of the random-to-oracle AUC gap (:func:`detection_gap_captured`)."""
+        if "oracle" not in self.curves or "random" not in self.curves:
+            raise ParameterError(
+                "gaps_captured needs the 'random' and 'oracle' curves; run "
+                "compare_detection_routers with oracle=True."
+            )
+        r, o = self.curves["random"], self.curves["oracle"]
+        return {k: detection_gap_captured(c, r, o) for k, c in self.curves.items()}
+
 
 def compare_detection_routers(
     student_outputs: Sequence[Mapping[str, Any] | Detections],
@@ -317,8 +592,10 @@ def compare_detection_routers(
     random_repeats: int = 5,
     seed: int = 0,
     metric: str = "map",
+    oracle: bool = True,
 ) -> DetectionComparison:
-    """Curves of every router (default: one :class:`DetectionScorer` per score name) and random.
+    """Curves of every router (default: one :class:`DetectionScorer` per score name), random
+    and the hindsight oracle (:func:`oracle_detection_curve`, unless ``oracle=False``).
 
     Examples
     --------
@@ -352,4 +629,8 @@ def compare_detection_routers(
         seed=seed,
         metric=metric,
     )
+    if oracle:
+        out.curves["oracle"] = oracle_detection_curve(
+            evaluator, ms, mt, c, n_points=grid_size + 1, metric=metric
+        )
     return out

@@ -1,9 +1,10 @@
-"""Single-shot detectors in plain PyTorch (no torchvision): a small and a larger one.
+"""Single-shot detectors in plain PyTorch (no torchvision), in the named sizes of ``_archs``.
 
 This module imports torch: import it lazily (``cascadekit.detection`` does).
 
 The network is anchor-free, in the style of FCOS / Generalized Focal Loss (GFL), on one feature
-map of stride ``s`` (4 by default: a 16 x 16 grid on a 64 x 64 canvas):
+map of stride ``s`` (4 for ``small``, ``large``, ``xlarge``: a 16 x 16 grid on a 64 x 64 canvas;
+8 for ``small_s8``: an 8 x 8 grid):
 
 * input: raw pixels 0..255, shape ``(n, H, W)`` (uint8 or float), normalised by the first layer;
 * backbone: a stride-2 stem, then stages of 3x3 convolutions with batch norm and ReLU; a stage
@@ -142,12 +143,13 @@ class SingleShotDetector(nn.Module):
 def build_detector(
     arch: str | Mapping[str, Any] = "small", n_classes: int = 10
 ) -> SingleShotDetector:
-    """Build ``"small"``, ``"large"`` (see :data:`DETECTOR_ARCHS`) or a custom parameter dict.
+    """Build a named architecture (``"small"``, ``"large"``, ``"small_s8"``, ``"xlarge"``: see
+    :data:`DETECTOR_ARCHS`) or one from a custom parameter dict.
 
     Examples
     --------
-    >>> build_detector("large").stride
-    4
+    >>> build_detector("large").stride, build_detector("small_s8").stride
+    (4, 8)
     >>> build_detector("huge")
     Traceback (most recent call last):
     ...

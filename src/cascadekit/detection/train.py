@@ -1,4 +1,4 @@
-"""Train the two canvas detectors once, deterministically, and cache them by recipe hash.
+"""Train the canvas detectors once, deterministically, and cache them by recipe hash.
 
 A :class:`DetectorRecipe` fixes everything that determines a trained detector (architecture,
 canvases, epochs, batch size, learning rate, seed, code version); its :attr:`~DetectorRecipe.key`
@@ -14,7 +14,7 @@ Examples
 >>> from cascadekit.detection.train import default_detector_recipes
 >>> small, large = default_detector_recipes(reduced=True)
 >>> small.arch, large.arch, small.key != large.key
-('small', 'large', True)
+('small_s8', 'xlarge', True)
 """
 
 from __future__ import annotations
@@ -31,12 +31,14 @@ import numpy as np
 
 from ..costs import _import_torch, count_flops
 from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
-from ..errors import ParameterError
+from ..errors import ParameterError, UnknownNameError
 from ._archs import DETECTOR_ARCHS
 from .data import CanvasSpec, make_canvas_dataset
 
 __all__ = [
+    "DEFAULT_PAIR",
     "DETECTION_CODE_VERSION",
+    "DETECTOR_PAIRS",
     "DetectorRecipe",
     "TrainedDetector",
     "default_detector_recipes",
@@ -89,25 +91,55 @@ class DetectorRecipe:
         return recipe_hash(self.to_dict())
 
 
+#: Named (student, teacher) pairs: ``(arch, epochs)`` of each, 4,000 fresh canvases per epoch.
+#: ``"v1"`` is the first pair (``small`` -> ``large``, 7.4x FLOPs apart, student 61% of the
+#: teacher's val mAP); ``"s8"`` pairs the cheaper stride-8 ``small_s8`` student, trained 8
+#: epochs, with the same ``large`` teacher (16x FLOPs apart, student 74%); ``"s8_xl"`` (the
+#: default) gives it the wider ``xlarge`` teacher (33x FLOPs apart, student 71% of the teacher's
+#: val mAP: the closest to EBJR's EfficientDet-D0 -> D4, ~22x and ~70%).
+DETECTOR_PAIRS: dict[str, tuple[tuple[str, int], tuple[str, int]]] = {
+    "v1": (("small", 4), ("large", 4)),
+    "s8": (("small_s8", 8), ("large", 4)),
+    "s8_xl": (("small_s8", 8), ("xlarge", 4)),
+}
+#: The pair of :func:`default_detector_recipes` and of the benchmark.
+DEFAULT_PAIR = "s8_xl"
+
+
 def default_detector_recipes(
-    reduced: bool = False, seed: int = 0, threads: int | None = None
+    reduced: bool = False, seed: int = 0, threads: int | None = None, pair: str = DEFAULT_PAIR
 ) -> tuple[DetectorRecipe, DetectorRecipe]:
-    """The student (``small``) and teacher (``large``) recipes of the benchmark.
+    """The student and teacher recipes of the benchmark (``pair`` in :data:`DETECTOR_PAIRS`).
 
     ``reduced=True`` trains on fewer canvases (for tests): the same networks, worse detectors.
     ``threads`` defaults to 2 (1 for the reduced recipe, which tests run beside other work).
+    The recipes of ``pair="v1"`` are exactly those of the first release (same cache keys).
 
     Examples
     --------
     >>> s, t = default_detector_recipes()
-    >>> s.images_per_epoch * s.epochs, t.images_per_epoch * t.epochs
-    (16000, 16000)
+    >>> s.arch, s.images_per_epoch * s.epochs, t.arch, t.images_per_epoch * t.epochs
+    ('small_s8', 32000, 'xlarge', 16000)
+    >>> [r.arch for r in default_detector_recipes(pair="v1")]
+    ['small', 'large']
+    >>> default_detector_recipes(pair="v2")
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.UnknownNameError: Unknown detector pair 'v2'; expected one of v1, s8, s8_xl.
     """
-    n, e = (1500, 2) if reduced else (4000, 4)
+    if pair not in DETECTOR_PAIRS:
+        raise UnknownNameError(
+            f"Unknown detector pair {pair!r}; expected one of {', '.join(DETECTOR_PAIRS)}."
+        )
     th = (1 if reduced else 2) if threads is None else int(threads)
+    (arch_s, ep_s), (arch_t, ep_t) = DETECTOR_PAIRS[pair]
+    if reduced:
+        n, ep_s, ep_t = 1500, 2, 2
+    else:
+        n = 4000
     return (
-        DetectorRecipe("student", "small", e, n, seed=seed, threads=th),
-        DetectorRecipe("teacher", "large", e, n, seed=seed, threads=th),
+        DetectorRecipe("student", arch_s, ep_s, n, seed=seed, threads=th),
+        DetectorRecipe("teacher", arch_t, ep_t, n, seed=seed, threads=th),
     )
 
 
@@ -312,10 +344,11 @@ def load_detector_pair(
 ) -> tuple[TrainedDetector, TrainedDetector]:
     """The (student, teacher) detectors of :func:`default_detector_recipes` (or ``recipes``).
 
-    Extra options (``reduced``, ``root``, ``force``, ``progress``) are passed on.
+    Extra options (``reduced``, ``pair``, ``root``, ``force``, ``progress``) are passed on.
     """
     reduced = bool(options.pop("reduced", False))
-    rs = default_detector_recipes(reduced) if recipes is None else tuple(recipes)
+    pair = str(options.pop("pair", DEFAULT_PAIR))
+    rs = default_detector_recipes(reduced, pair=pair) if recipes is None else tuple(recipes)
     if len(rs) != 2:
         raise ParameterError(f"Expected two recipes (student, teacher); got {len(rs)}.")
     return load_detector(rs[0], cache_dir, **options), load_detector(rs[1], cache_dir, **options)
