@@ -52,6 +52,7 @@ from .errors import (
     ParameterError,
     SampleCountError,
     StageError,
+    StageUnavailableError,
 )
 from .scores import ScoreFn, get_score
 
@@ -233,6 +234,10 @@ class RouteResult:
         Routing score of each non-final stage that ran on the input; NaN where it did not run.
     costs : ndarray of shape (N,)
         Cost of each stage.
+    fallback : ndarray of shape (n_samples,), bool
+        True where a later stage should have answered but could not (it raised
+        :class:`~cascadekit.errors.StageUnavailableError`): ``predictions`` and ``stage`` then
+        come from the last stage that did answer.
     """
 
     predictions: NDArray[np.int64]
@@ -681,6 +686,9 @@ class Cascade:
         is not confident about (``score < threshold``) are gathered into dense sub-batches of
         the next stage's ``batch_size``, and so on; results are scattered back in input order.
         An input stays at stage k when its score is ``>= thresholds[k]`` (higher = keep).
+        When a later stage raises :class:`~cascadekit.errors.StageUnavailableError` (a remote
+        teacher timed out, for instance), the inputs it should have answered keep the previous
+        stage's answer, flagged in ``fallback``.
 
         Parameters
         ----------
@@ -725,6 +733,8 @@ class Cascade:
         scores = np.full((n, n_stages - 1), np.nan, dtype=np.float64)
         stage_inputs = np.zeros(n_stages, dtype=np.int64)
         stage_seconds = np.zeros(n_stages, dtype=np.float64)
+        fallback = np.zeros(n, dtype=bool)
+        prev: tuple[Stage, NDArray[np.int64], FloatArray] | None = None  # deferred inputs' answer
         parts: list[tuple[NDArray[np.int64], FloatArray]] = []
         seen: dict[int, int] = {}
         undecided = np.arange(n, dtype=np.int64)
@@ -739,7 +749,21 @@ class Cascade:
                 hi = min(lo + bs, m)
                 batch = take_slice(X, lo, hi) if k == 0 else take(X, undecided[lo:hi])
                 t0 = time.perf_counter()
-                out = self._call_stage(k, model, batch, hi - lo)
+                try:
+                    out = self._call_stage(k, model, batch, hi - lo)
+                except StageUnavailableError:
+                    if prev is None:
+                        raise
+                    # the previous stage answers inputs lo: of this stage, flagged fallback
+                    stage_seconds[k] += time.perf_counter() - t0
+                    rest, (prev_stage, prev_pred, prev_logits) = undecided[lo:], prev
+                    predictions[rest] = prev_pred[lo:]
+                    stage[rest] = k - 1
+                    fallback[rest] = True
+                    if probabilities:
+                        parts.append((rest, _stage_probabilities(prev_stage, prev_logits[lo:])))
+                    undecided, m = undecided[:lo], lo
+                    break
                 stage_seconds[k] += time.perf_counter() - t0
                 if not chunks:
                     self._check_stage_classes(k, out.shape[1], seen)
@@ -750,6 +774,8 @@ class Cascade:
                     )
                 chunks.append(out)
             stage_inputs[k] = m
+            if not chunks:
+                break
             logits = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
             if k < n_stages - 1:
                 d = st.decide(logits, ths[k])
@@ -760,6 +786,7 @@ class Cascade:
                 if probabilities and kept.size:
                     parts.append((kept, _stage_probabilities(st, logits[d.keep])))
                 undecided = undecided[~d.keep]
+                prev = (st, d.predictions[~d.keep], logits[~d.keep])
             else:
                 predictions[undecided] = st.map_classes(np.argmax(logits, axis=1))
                 if probabilities:
@@ -776,6 +803,7 @@ class Cascade:
             stage=stage,
             scores=scores,
             costs=self.costs,
+            fallback=fallback,
             probabilities=proba,
             stage_inputs=stage_inputs,
             stage_seconds=stage_seconds,

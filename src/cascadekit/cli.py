@@ -624,11 +624,32 @@ def serve(
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 = any free).")] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
+    backend: Annotated[
+        str,
+        typer.Option(
+            help="local (one process, uvicorn) or ray (Ray Serve: one deployment per stage "
+            "plus a router, each scaled on its own)."
+        ),
+    ] = "local",
+    ray_config: Annotated[
+        Path | None,
+        typer.Option(help="With --backend ray: a Ray Serve config file (examples/ray_serve.yaml)."),
+    ] = None,
+    ray_address: Annotated[
+        str | None, typer.Option(help="With --backend ray: Ray cluster address ('auto').")
+    ] = None,
 ) -> None:
-    """Serve a cascade over the Open Inference Protocol (KServe v2) with uvicorn."""
+    """Serve a cascade over the Open Inference Protocol (KServe v2) with uvicorn or Ray Serve."""
     from .serve import ServeConfig, create_app, fashion_mnist_model, load_config, run
     from .serve.config import with_overrides
 
+    if backend not in ("local", "ray"):
+        raise ParameterError(f"Expected --backend local or ray; got {backend!r}.")
+    if backend == "ray" and ray_config is not None:
+        from .serve.ray import serve_from_cli
+
+        serve_from_cli(None, ServeConfig(), ray_config=ray_config, address=ray_address)
+        return
     if demo_model == (config_file is not None):
         raise ParameterError(
             "Expected either --demo or a config file: `cascadekit serve --demo` or "
@@ -639,6 +660,11 @@ def serve(
     else:
         served, config = fashion_mnist_model(), ServeConfig()
     config = with_overrides(config, host=host, port=port)
+    if backend == "ray":
+        from .serve.ray import serve_from_cli
+
+        serve_from_cli(served, config, address=ray_address)
+        return
     run(create_app(served, config), config, log_level=log_level)
 
 

@@ -29,6 +29,7 @@ __all__ = [
     "RouterFileError",
     "SampleCountError",
     "StageError",
+    "StageUnavailableError",
     "UnknownNameError",
 ]
 
@@ -103,3 +104,11 @@ class MissingDependencyError(CascadeError, ImportError):
 
 class StageError(CascadeError):
     """A model inside a cascade stage failed or returned something unusable; names the stage."""
+
+
+class StageUnavailableError(StageError):
+    """A later stage could not answer in time (timeout, connection lost, overloaded).
+
+    :meth:`cascadekit.Cascade.predict` answers the inputs such a stage should have taken with the
+    previous stage's prediction and flags them ``fallback``, instead of failing the call.
+    """

@@ -9,6 +9,7 @@ adapter                       wraps                                            e
 :class:`HFModel`              local sentence-transformers directory + a head   ``text``
 :class:`CallableModel`        any function ``inputs -> logits``                --
 :class:`PrecomputedModel`     saved logits; inputs are row indices             --
+:class:`RemoteModel`          a model behind an Open Inference Protocol server ``remote``
 ============================  ===============================================  ===========
 
 :func:`as_model` picks the adapter for an object. Heavy libraries are imported only when an
@@ -40,6 +41,7 @@ from .callable import CallableModel
 from .hf import HFModel, bundled_model_dir
 from .onnx import ExportMismatchError, OnnxModel, export_onnx
 from .precomputed import PrecomputedModel
+from .remote import RemoteModel
 from .sklearn import SklearnModel
 from .torch import TorchModel
 
@@ -51,6 +53,7 @@ __all__ = [
     "ModelAdapter",
     "OnnxModel",
     "PrecomputedModel",
+    "RemoteModel",
     "SklearnModel",
     "TorchModel",
     "as_model",
