@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +30,7 @@ import numpy as np
 
 from ..costs import _import_torch, count_flops
 from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
+from ..data.zoo import _torch_settings  # fixed threads + deterministic algorithms, restored
 from ..errors import ParameterError, UnknownNameError
 from ._archs import DETECTOR_ARCHS
 from .data import CanvasSpec, make_canvas_dataset
@@ -174,19 +174,6 @@ class TrainedDetector:
     def predict(self, images: np.ndarray, **decode_options: Any) -> list[dict[str, np.ndarray]]:
         """Detections for raw canvases ``(n, H, W)``: one dict per image (see :func:`predict`)."""
         return predict(self.model, images, **decode_options)
-
-
-@contextmanager
-def _torch_settings(torch: Any, threads: int) -> Iterator[None]:
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(int(threads))
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old_det)
-        torch.set_num_threads(old_threads)
 
 
 def predict(

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from ..cascade import Cascade, Stage
+from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..errors import InfeasibleTargetError
 from .protocol import TensorSpec
 from .service import ServedModel
@@ -27,18 +28,7 @@ from .service import ServedModel
 __all__ = ["CLASS_NAMES", "DEMO_INPUT", "DemoChoice", "choose_router", "fashion_mnist_model"]
 
 #: Fashion-MNIST class names, by label.
-CLASS_NAMES = (
-    "T-shirt/top",
-    "Trouser",
-    "Pullover",
-    "Dress",
-    "Coat",
-    "Sandal",
-    "Shirt",
-    "Sneaker",
-    "Bag",
-    "Ankle boot",
-)
+CLASS_NAMES = FASHION_MNIST_CLASSES
 #: The demo model's input tensor.
 DEMO_INPUT = TensorSpec("image", ("UINT8", "FP32"), (-1, 28, 28), value_range=(0.0, 255.0))
 
