@@ -39,6 +39,7 @@ Usage::
 
     .venv/bin/python benchmarks/realized_speedup.py              # full zoo (trains once)
     .venv/bin/python benchmarks/realized_speedup.py --reduced --n 2000 --repeats 2   # small
+    .venv/bin/python benchmarks/realized_speedup.py --student intermediate   # a CNN student
     nice -n 10 .venv/bin/python benchmarks/realized_speedup.py --pool text     # tweets, live
     .venv/bin/python benchmarks/realized_speedup.py --pool text --n 64 --batch-sizes 32  # small
 """
@@ -101,6 +102,12 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--mode", choices=("stream", "request"), default="stream")
     ap.add_argument("--cache-dir", default=None)
+    ap.add_argument(
+        "--student", default="student", help="fashion: the zoo model used as the student"
+    )
+    ap.add_argument(
+        "--teacher", default="teacher", help="fashion: the zoo model used as the teacher"
+    )
     args = ap.parse_args(argv)
     for key, value in _DEFAULTS[args.pool].items():
         if getattr(args, key) is None:
@@ -135,13 +142,15 @@ def _fashion_pair(args: argparse.Namespace) -> _Pair:
 
     t0 = time.perf_counter()
     zoo = load_fashion_mnist_zoo(reduced=args.reduced, cache_dir=args.cache_dir)
+    s_name, t_name = args.student, args.teacher
     _say(
         f"zoo: {'trained' if zoo.trained else 'loaded from cache'} in "
-        f"{time.perf_counter() - t0:.1f}s; test accuracy student "
-        f"{zoo.accuracy('test', 'student'):.4f}, teacher {zoo.accuracy('test', 'teacher'):.4f}; "
-        f"FLOPs student {zoo.flops['student']:,}, teacher {zoo.flops['teacher']:,}"
+        f"{time.perf_counter() - t0:.1f}s; test accuracy student ({s_name}) "
+        f"{zoo.accuracy('test', s_name):.4f}, teacher ({t_name}) "
+        f"{zoo.accuracy('test', t_name):.4f}; FLOPs student {zoo.flops[s_name]:,}, teacher "
+        f"{zoo.flops[t_name]:,}"
     )
-    student_net, teacher_net = zoo.models["student"].eval(), zoo.models["teacher"].eval()
+    student_net, teacher_net = zoo.models[s_name].eval(), zoo.models[t_name].eval()
 
     def make(b: int) -> tuple[Any, Any]:
         return (
@@ -151,9 +160,9 @@ def _fashion_pair(args: argparse.Namespace) -> _Pair:
 
     return _Pair(
         inputs=np.asarray(zoo.images["test"], dtype=np.float32),
-        cal_student_logits=zoo.logits["calibrate"]["student"],
+        cal_student_logits=zoo.logits["calibrate"][s_name],
         make=make,
-        teacher_cost=float(zoo.flops["teacher"]),
+        teacher_cost=float(zoo.flops[t_name]),
         n_warm=lambda b: 2 * b,
     )
 
