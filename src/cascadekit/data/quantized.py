@@ -123,7 +123,10 @@ def load_quantized_teacher(
     if model not in zoo.models:
         raise UnknownNameError(f"Expected a model in {list(zoo.names)}; got {model!r}.")
     torch = _import_torch()
-    import torchao
+    from ..quantization import _quiet_torchao
+
+    with _quiet_torchao():  # its import logs missing CUDA kernels on a CPU machine
+        import torchao
 
     repeats = int(latency_repeats or zoo.recipe.latency_repeats)
     settings = {
