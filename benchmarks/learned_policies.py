@@ -71,6 +71,18 @@ def _head(what: str) -> None:
     print(f"  {'router':<44} {'gap':>7} {'/best':>7} {'speedup':>8} {'/best':>7}")
 
 
+def _table(what: str, rows: list[tuple[str, float, float, str]], oracle: tuple[str, float]) -> None:
+    """Print ``rows`` under ``what``, each against the best "fixed" router, then the oracle."""
+    ref_gap = max(r[1] for r in rows if r[0].startswith("fixed"))
+    ref_sp = max(
+        (r[2] for r in rows if r[0].startswith("fixed") and math.isfinite(r[2])), default=math.nan
+    )
+    _head(what)
+    for name, gap, sp, note in rows:
+        print(_row(name, gap, sp, (ref_gap, ref_sp), note))
+    print(_row(oracle[0], 1.0, oracle[1], (ref_gap, ref_sp), "hindsight"))
+
+
 # ----------------------------------------------------------------------------------------------
 # 2 stages
 
@@ -261,25 +273,12 @@ def network_selection(
             "",
         )
     )
-    ref_gap = max(r[1] for r in rows if r[0].startswith("fixed"))
-    ref_sp = max(
-        (r[2] for r in rows if r[0].startswith("fixed") and math.isfinite(r[2])), default=math.nan
-    )
-    _head(
+    _table(
         f"{title}: network selection over {' / '.join(names)}, test n={ct.shape[1]}, accuracies "
         f"{', '.join(f'{v:.4f}' for v in ct.mean(axis=1))}, costs / teacher "
-        f"{', '.join(f'{v:.3f}' for v in costs / costs[-1])} (gap on the cost axis)"
-    )
-    for name, g, sp, note in rows:
-        print(_row(name, g, sp, (ref_gap, ref_sp), note))
-    print(
-        _row(
-            "oracle (DAG, lambda sweep)",
-            1.0,
-            cost_metrics(orc, lo, hi, (acc_s, acc_t), orc, acc_t)[1],
-            (ref_gap, ref_sp),
-            "hindsight",
-        )
+        f"{', '.join(f'{v:.3f}' for v in costs / costs[-1])} (gap on the cost axis)",
+        rows,
+        ("oracle (DAG, lambda sweep)", cost_metrics(orc, lo, hi, (acc_s, acc_t), orc, acc_t)[1]),
     )
 
 
@@ -375,26 +374,13 @@ def early_exit(zoo: Any, lams: np.ndarray, n_train: int) -> None:
                 "",
             )
         )
-    ref_gap = max(r[1] for r in rows if r[0].startswith("fixed"))
-    ref_sp = max(
-        (r[2] for r in rows if r[0].startswith("fixed") and math.isfinite(r[2])), default=math.nan
-    )
-    _head(
+    _table(
         f"Fashion-MNIST early exit in the frozen teacher (heads trained on train[:{n_train}], "
         f"{secs:.0f}s incl. activations), test n={ct.shape[1]}, exit accuracies "
         f"{', '.join(f'{v:.4f}' for v in ct.mean(axis=1))}, cumulative FLOPs / network "
-        f"{', '.join(f'{v:.3f}' for v in costs_rel)}"
-    )
-    for name, gg, sp, note in rows:
-        print(_row(name, gg, sp, (ref_gap, ref_sp), note))
-    print(
-        _row(
-            "oracle (lambda sweep)",
-            1.0,
-            cost_metrics(orc, lo, hi, rand, orc, acc_final)[1],
-            (ref_gap, ref_sp),
-            "hindsight",
-        )
+        f"{', '.join(f'{v:.3f}' for v in costs_rel)}",
+        rows,
+        ("oracle (lambda sweep)", cost_metrics(orc, lo, hi, rand, orc, acc_final)[1]),
     )
 
 
