@@ -14,6 +14,7 @@ from cascadekit.errors import (
     InputShapeError,
     NonFiniteError,
     ParameterError,
+    ScoreInputError,
     UnknownNameError,
 )
 
@@ -31,10 +32,101 @@ def test_scores_match_naive_formulas(t: float) -> None:
     p = _softmax(Z / t)
     s = np.sort(Z, axis=1)
     np.testing.assert_allclose(scores.energy(Z, t), t * np.log(np.exp(Z / t).sum(axis=1)))
-    np.testing.assert_allclose(scores.max_softmax(Z, t), p.max(axis=1))
+    pm = p.max(axis=1)
+    others = np.sort(p, axis=1)[:, :-1].sum(axis=1)  # 1 - p_max, without cancellation
+    np.testing.assert_allclose(scores.max_softmax(Z, t), np.log(pm) - np.log(others), rtol=1e-9)
+    np.testing.assert_allclose(scores.max_probability(Z, t), pm)
     np.testing.assert_allclose(scores.margin(Z, t), (s[:, -1] - s[:, -2]) / t)
-    np.testing.assert_allclose(scores.entropy(Z, t), (p * np.log(p)).sum(axis=1), atol=1e-12)
+    neg_h = (p * np.log(p)).sum(axis=1)
+    np.testing.assert_allclose(scores.negative_entropy(Z, t), neg_h, atol=1e-12)
+    np.testing.assert_allclose(scores.entropy(Z, t), -np.log(-neg_h), rtol=1e-6)
     np.testing.assert_allclose(scores.max_logit(Z, t), Z.max(axis=1) / t)
+
+
+def _reference_log_odds_and_log_entropy(row: list[float]) -> tuple[float, float]:
+    """High-precision log(p_max / (1 - p_max)) and -log H of softmax(row)."""
+    mpmath = pytest.importorskip("mpmath")
+    with mpmath.workdps(400):
+        e = [mpmath.e ** mpmath.mpf(v) for v in row]
+        total = sum(e)
+        p = [v / total for v in e]
+        k = p.index(max(p))
+        rest = sum(v for j, v in enumerate(p) if j != k)
+        h = -sum(v * mpmath.log(v) for v in p)
+        return float(mpmath.log(p[k] / rest)), float(-mpmath.log(h))
+
+
+@pytest.mark.parametrize("top", [5.0, 20.0, 38.0, 45.0, 200.0])
+def test_confident_scores_keep_their_resolution(top: float) -> None:
+    # p_max rounds to 1.0 above ~37 (float64): the plain forms saturate, the routing forms
+    # match a 400-digit reference
+    row = [top, 1.0, -2.0, 0.5]
+    lo, le = _reference_log_odds_and_log_entropy(row)
+    z = np.array([row])
+    np.testing.assert_allclose(scores.max_softmax(z)[0], lo, rtol=1e-12)
+    np.testing.assert_allclose(scores.entropy(z)[0], le, rtol=1e-12)
+
+
+def test_saturated_inputs_get_distinct_ordered_scores() -> None:
+    z = np.array([[40.0, 0.0, 0.0], [41.0, 0.0, 0.0], [42.0, 0.0, 0.0]], dtype=np.float32)
+    assert np.unique(scores.max_probability(z)).shape[0] == 1  # all 1.0: ties by rounding
+    for name in ("max_softmax", "entropy"):
+        s = scores.compute_score(name, z)
+        assert np.all(np.diff(s) > 0.5), (name, s)
+
+
+@given(arrays(np.float64, (6, 4), elements=st.floats(-30, 30)), st.floats(0.2, 5.0))
+@settings(max_examples=50, deadline=None)
+def test_routing_forms_are_monotone_in_the_plain_forms(z: np.ndarray, t: float) -> None:
+    lo = scores.max_softmax(z, t)
+    np.testing.assert_allclose(scores.max_probability(z, t), 1.0 / (1.0 + np.exp(-lo)))
+    np.testing.assert_allclose(
+        scores.negative_entropy(z, t), -np.exp(-scores.entropy(z, t)), atol=1e-12
+    )
+
+
+@pytest.mark.parametrize("name", ["max_softmax", "entropy"])
+def test_probability_form_thresholds_convert_to_the_same_routing(name: str) -> None:
+    plain = scores.max_probability if name == "max_softmax" else scores.negative_entropy
+    for t_plain in np.quantile(plain(Z), [0.1, 0.37, 0.5, 0.8]):
+        t_new = scores.from_probability_form(name, float(t_plain))
+        np.testing.assert_array_equal(
+            scores.compute_score(name, Z) >= t_new - 1e-9, plain(Z) >= t_plain - 1e-15
+        )
+
+
+@pytest.mark.parametrize("name", ["energy", "specialized_energy"])
+@pytest.mark.parametrize("kind", ["probabilities", "log-probabilities"])
+def test_energy_refuses_normalized_outputs(name: str, kind: str) -> None:
+    p = _softmax(Z[:, :4])
+    out = p if kind == "probabilities" else np.log(p)
+    fn = scores.energy if name == "energy" else scores.specialized_energy
+    with pytest.raises(ScoreInputError, match=f"needs raw logits; these outputs are {kind}"):
+        fn(out)
+
+
+def test_probabilities_are_converted_not_taken_as_logits() -> None:
+    p = _softmax(Z)
+    for name in ("max_softmax", "margin", "entropy", "max_logit"):
+        np.testing.assert_allclose(
+            scores.compute_score(name, p), scores.compute_score(name, np.log(p)), rtol=1e-9
+        )
+    np.testing.assert_allclose(scores.max_probability(p), p.max(axis=1))
+
+
+def test_resolution_blocks_and_separating_thresholds() -> None:
+    rng = np.random.default_rng(3)
+    s = np.sort(np.r_[rng.normal(size=200), np.full(50, 2.0) + rng.normal(size=50) * 1e-9])
+    starts = scores.resolution_blocks(s)
+    thr = scores.separating_thresholds(s, starts)
+    assert thr[0] == -np.inf and np.all(np.diff(thr) > 0)
+    for j, st_ in enumerate(starts):
+        # the separating threshold keeps exactly the block and those above it
+        np.testing.assert_array_equal(s >= thr[j], np.arange(s.shape[0]) >= st_)
+        assert not scores.near_threshold(s, thr[j]).any()
+    # the 50 near-identical scores form one block
+    sizes = np.diff(np.r_[starts, s.shape[0]])
+    assert sizes.max() >= 50 and np.sum(sizes >= 50) == 1
 
 
 def test_energy_temperature_limits() -> None:
@@ -60,7 +152,8 @@ def test_stable_for_huge_logits_in_any_float_dtype(name: str, dtype: type) -> No
     z = np.array([[60000.0, 0.0, -60000.0], [1.0, 2.0, 3.0]], dtype=dtype)
     out = scores.compute_score(name, z)
     assert np.all(np.isfinite(out))
-    assert out.dtype == (np.float64 if dtype is np.float64 else np.float32)
+    always64 = name in ("max_softmax", "entropy")  # computed in float64 for resolution
+    assert out.dtype == (np.float64 if dtype is np.float64 or always64 else np.float32)
 
 
 def test_integer_logits_are_accepted_as_float() -> None:

@@ -51,10 +51,72 @@ def check_finite(x: np.ndarray, name: str) -> None:
         )
 
 
+#: Absolute tolerance on a row's sum (probabilities) or logsumexp (log-probabilities) in
+#: :func:`output_kind`: saved probabilities are often rounded to a few decimals.
+NORMALIZED_ATOL = 1e-3
+
+OUTPUT_KINDS = ("logits", "probabilities", "log_probabilities")
+
+
+def output_kind(x: ArrayLike) -> str:
+    """Which kind of classifier outputs a 2-D array holds: logits, probabilities or their logs.
+
+    ``"probabilities"`` when every value is in [0, 1] and every row sums to 1, and
+    ``"log_probabilities"`` when every value is <= 0 and every row's logsumexp is 0 (both within
+    :data:`NORMALIZED_ATOL`); ``"logits"`` otherwise (raw scores, the default). Every row must
+    match, so raw logits are practically never mistaken for either.
+
+    Examples
+    --------
+    >>> output_kind([[0.2, 0.8], [1.0, 0.0]])
+    'probabilities'
+    >>> output_kind(np.log([[0.2, 0.8], [0.5, 0.5]]))
+    'log_probabilities'
+    >>> output_kind([[2.0, -1.0], [0.3, 0.1]])
+    'logits'
+    """
+    a = np.asarray(x)
+    if a.ndim != 2 or a.shape[0] == 0 or a.shape[1] < 2 or not np.issubdtype(a.dtype, np.number):
+        return "logits"
+    lo, hi = a.min(), a.max()
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        if hi <= 0 and not np.isnan(hi) and not np.isnan(a).any():
+            pass  # log(0) = -inf entries: still possibly log-probabilities
+        else:
+            return "logits"
+    a64 = a.astype(np.float64, copy=False)
+    if lo >= 0.0 and hi <= 1.0:
+        if np.all(np.abs(a64.sum(axis=1) - 1.0) <= NORMALIZED_ATOL):
+            return "probabilities"
+        return "logits"
+    if hi <= NORMALIZED_ATOL:
+        m = a64.max(axis=1, keepdims=True)
+        lse = m[:, 0] + np.log(np.exp(a64 - m).sum(axis=1))
+        if np.all(np.abs(lse) <= NORMALIZED_ATOL):
+            return "log_probabilities"
+    return "logits"
+
+
+def proba_to_logits(proba: ArrayLike, eps: float = 1e-12) -> NDArray[np.floating[Any]]:
+    """``log(clip(p, eps, 1))``: logits whose softmax is ``p`` (rows summing to one).
+
+    Examples
+    --------
+    >>> proba_to_logits(np.array([[0.5, 0.5, 0.0]])).round(2)
+    array([[ -0.69,  -0.69, -27.63]])
+    """
+    p = np.asarray(proba, dtype=np.float64)
+    out: NDArray[np.floating[Any]] = np.log(np.clip(p, eps, 1.0))
+    return out
+
+
 def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> FloatArray:
     """Validate logits of shape ``(n_samples, n_classes)`` and return them as a float array.
 
-    float64 input stays float64; any other numeric dtype is converted to float32.
+    float64 input stays float64; any other numeric dtype is converted to float32. Outputs that
+    are probabilities (see :func:`output_kind`) are converted to their logs
+    (:func:`proba_to_logits`), so that a softmax gives them back instead of being applied on
+    top of them; ``-inf`` log-probabilities (``log 0``) are floored the same way.
     """
     arr = np.asarray(x)
     if arr.dtype == object or not (
@@ -83,6 +145,10 @@ def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> Fl
             f"Expected {name} with at least {min_classes} classes (columns); got shape "
             f"{arr.shape}. Pass one column per class."
         )
+    kind = output_kind(arr)
+    if kind == "probabilities" or (kind == "log_probabilities" and np.isneginf(arr).any()):
+        src = arr if kind == "probabilities" else np.exp(arr.astype(np.float64))
+        arr = proba_to_logits(src)
     out = arr.astype(float_dtype(arr.dtype), copy=False)
     check_finite(out, name)
     return out

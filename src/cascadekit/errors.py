@@ -28,6 +28,7 @@ __all__ = [
     "ParameterError",
     "RouterFileError",
     "SampleCountError",
+    "ScoreInputError",
     "StageError",
     "StageUnavailableError",
     "UnknownNameError",
@@ -60,6 +61,10 @@ class SampleCountError(CascadeError):
 
 class LabelError(CascadeError):
     """Labels are not integers in ``[0, n_classes)``."""
+
+
+class ScoreInputError(CascadeError):
+    """A score was asked of outputs it is meaningless on (energy of probabilities)."""
 
 
 class UnknownNameError(CascadeError):

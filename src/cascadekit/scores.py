@@ -7,14 +7,34 @@ stays at a stage when ``score >= threshold`` and moves on otherwise.
 name                      formula (``z`` = logits, ``p = softmax(z/T)``)  note
 ========================  ============================================  =====================
 ``energy``                ``T * logsumexp(z / T)``                      EBJR's ``-F(x)`` at T=1
-``max_softmax``           ``max_i p_i``                                 "softmax response"
+``max_softmax``           ``log p_max - log(1 - p_max)``                log-odds of the
+                                                                        softmax response
 ``margin``                ``(z_(1) - z_(2)) / T``                      logit margin
-``entropy``               ``sum_i p_i log p_i``                        negative entropy
+``entropy``               ``-log H(p)``, ``H = -sum_i p_i log p_i``    log of 1 / entropy
 ``max_logit``             ``max_i z_i / T``                            T -> 0 limit of energy
 ========================  ============================================  =====================
 
-Every score is computed with a max-shift, in float64 for float64 input and float32 otherwise
-(half-precision logits are upcast first), so large logits never overflow.
+**Resolution.** Confident inputs are where a threshold usually sits, and there ``p_max`` is
+within float rounding of 1 and the entropy of 0: in that form thousands of inputs share a few
+representable values and which side of a threshold they fall on is decided by rounding noise
+(the batch an input arrives in, the tensor encoding). ``max_softmax`` and ``entropy`` are
+therefore computed as monotone transforms that keep their resolution there, entirely in the log
+domain: the log-odds of ``p_max`` is ``z_(1)/T - logsumexp_{j != argmax} z_j/T`` and ``-log H``
+comes from a logsumexp of the entropy's terms. The routing order, and so every curve, is the
+same as for ``p_max`` and ``sum p log p`` in exact arithmetic. :func:`max_probability` and
+:func:`negative_entropy` give the plain values, and :func:`from_probability_form` converts a
+threshold written for them.
+
+Energy, margin and max-logit are computed with a max-shift in float64 for float64 input and
+float32 otherwise (half-precision logits are upcast first), so large logits never overflow;
+``max_softmax`` and ``entropy`` always in float64.
+
+**Probabilities are not logits.** Outputs whose rows sum to one (probabilities) are converted
+to their logs by :func:`~cascadekit.scores.as_logits`-style validation, so max-softmax, margin
+and entropy mean what they say on them. Energy is refused on probabilities and on
+log-probabilities: ``logsumexp(log p) = log 1 = 0`` for every input, so it would route by
+rounding noise. Pass raw logits (e.g. a scikit-learn ``decision_function``) or choose another
+score.
 
 The *specialized* student of EBJR section 2.4 has the C most frequent classes plus an extra
 "other" class. :func:`specialized_energy` is the energy over the real classes only, and
@@ -29,36 +49,54 @@ Examples
 array([4.036, 2.099])
 >>> scores.get_score("margin")(z)
 array([4., 0.])
+>>> scores.max_softmax(z).round(3)   # log-odds of p_max: 4 - log 2 for the first row
+array([ 3.307, -0.693])
 >>> sorted(scores.available_scores())
 ['energy', 'entropy', 'margin', 'max_logit', 'max_softmax']
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import as_logits, check_temperature
-from .errors import InputShapeError, UnknownNameError
+from ._validation import as_logits, check_temperature, output_kind
+from .errors import InputShapeError, ParameterError, ScoreInputError, UnknownNameError
 
 __all__ = [
     "SCORES",
     "ScoreFn",
+    "SCORE_RTOL",
     "available_scores",
     "compute_score",
     "energy",
     "entropy",
+    "from_probability_form",
     "get_score",
     "margin",
     "max_logit",
+    "max_probability",
     "max_softmax",
+    "near_threshold",
+    "negative_entropy",
     "other_gate",
     "register_score",
+    "resolution_blocks",
+    "separating_thresholds",
     "specialized_energy",
 ]
+
+SCORE_RTOL = 1e-5
+"""Relative numerical resolution of a routing score: two scores closer than
+``SCORE_RTOL * max(1, |score|)`` are treated as one value (a tie) when thresholds are chosen.
+
+Float32 logits carry about 7 significant digits, and the same input's logits differ in their
+last digits between batch sizes and kernels; a threshold is never placed closer than this to a
+calibration score (see :func:`separating_thresholds`)."""
 
 FloatArray = NDArray[np.floating[Any]]
 
@@ -73,6 +111,19 @@ def _prepare(logits: ArrayLike, temperature: float) -> tuple[FloatArray, float]:
     z = as_logits(logits, "logits")
     t = check_temperature(temperature)
     return z, t
+
+
+def _refuse_normalized(logits: ArrayLike, score: str) -> None:
+    """Raise :class:`ScoreInputError` when ``logits`` are probabilities or log-probabilities."""
+    kind = output_kind(logits)
+    if kind != "logits":
+        raise ScoreInputError(
+            f"The {score} needs raw logits; these outputs are {kind.replace('_', '-')} (every "
+            "row sums to one), on which logsumexp is the same for every input, so routing by it "
+            "would follow rounding noise. Pass the model's raw logits (e.g. a scikit-learn "
+            "decision_function, or the layer before the softmax), or choose another score: "
+            "max_softmax, margin or entropy."
+        )
 
 
 def _scaled(z: FloatArray, t: float) -> FloatArray:
@@ -117,7 +168,12 @@ def energy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
     array([0.6931])
     >>> energy(np.array([[1000.0, 0.0]], dtype=np.float16))  # no overflow
     array([1000.], dtype=float32)
+    >>> energy(np.log([[0.9, 0.1], [0.5, 0.5]]))
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ScoreInputError: The energy needs raw logits; these outputs are log-probabilities ...
     """
+    _refuse_normalized(logits, "energy")
     z, t = _prepare(logits, temperature)
     m, _, s = _shifted_exp(_scaled(z, t))
     out: FloatArray = (m + np.log(s))[:, 0]
@@ -126,18 +182,64 @@ def energy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
     return out.astype(z.dtype, copy=False)
 
 
+def _others_logsumexp(zt: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDArray[np.float64]]:
+    """``d = zt - max`` (row-wise, the argmax entry set to -inf) and ``L = logsumexp(d)``.
+
+    ``L = log((1 - p_max) / p_max)`` exactly, computed with its own max shift so that it stays
+    finite and accurate however confident the row is.
+    """
+    n = zt.shape[0]
+    rows = np.arange(n)
+    top = zt.argmax(axis=1)
+    d = zt - zt[rows, top][:, None]
+    d[rows, top] = -np.inf
+    m2 = d.max(axis=1)
+    lse = m2 + np.log(np.exp(d - m2[:, None]).sum(axis=1))
+    return d, lse
+
+
+def _float64_scaled(logits: ArrayLike, temperature: float) -> NDArray[np.float64]:
+    z, t = _prepare(logits, temperature)
+    z64 = z.astype(np.float64, copy=False)
+    return z64 if t == 1.0 else z64 / t
+
+
 def max_softmax(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
-    """Maximum softmax probability ``max_i softmax(logits / T)_i``; higher = keep.
+    """Log-odds of the maximum softmax probability, ``log p_max - log(1 - p_max)``; higher = keep.
+
+    ``p = softmax(logits / T)``. A monotone transform of ``p_max`` (same routing order, same
+    curves) that keeps its resolution near ``p_max = 1``: it is computed as
+    ``z_(1)/T - logsumexp_{j != argmax}(z_j / T)`` in float64, so two confident inputs whose
+    ``p_max`` both round to 1.0 still get distinct scores. ``scipy.special.expit(score)`` (or
+    :func:`max_probability`) gives ``p_max``; :func:`from_probability_form` converts a
+    threshold written for ``p_max``.
 
     Examples
     --------
     >>> import numpy as np
-    >>> max_softmax(np.array([[2.0, 0.0], [0.0, 0.0]])).round(4)
+    >>> max_softmax(np.array([[2.0, 0.0], [0.0, 0.0]]))
+    array([2., 0.])
+    >>> max_softmax(np.array([[40.0, 0.0], [41.0, 0.0]]))  # p_max rounds to 1.0 for both
+    array([40., 41.])
+    """
+    _, lse = _others_logsumexp(_float64_scaled(logits, temperature))
+    out: FloatArray = 0.0 - lse  # not -lse: no negative zero for ties
+    return out
+
+
+def max_probability(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
+    """The maximum softmax probability ``p_max`` itself (for display and averaging).
+
+    Route with :func:`max_softmax`, its log-odds: ``p_max`` saturates at 1.0 in floating point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> max_probability(np.array([[2.0, 0.0], [0.0, 0.0]])).round(4)
     array([0.8808, 0.5   ])
     """
-    z, t = _prepare(logits, temperature)
-    _, _, s = _shifted_exp(_scaled(z, t))
-    out: FloatArray = 1.0 / s[:, 0]  # the top class's exp(z_max - m) is 1
+    _, lse = _others_logsumexp(_float64_scaled(logits, temperature))
+    out: FloatArray = np.exp(-np.logaddexp(0.0, lse))
     return out
 
 
@@ -158,21 +260,55 @@ def margin(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
     return out
 
 
-def entropy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
-    """Negative entropy ``sum_i p_i log p_i`` of ``softmax(logits / T)``; higher = keep.
+def _log_entropy(logits: ArrayLike, temperature: float) -> NDArray[np.float64]:
+    """``log H(softmax(logits / T))`` in the log domain (finite even when ``H`` underflows)."""
+    d, lse = _others_logsumexp(_float64_scaled(logits, temperature))
+    log_s = np.logaddexp(0.0, lse)  # log sum_j exp(d_j) over all classes, d_max = 0
+    # log(log_s), accurate when log_s = log1p(exp(lse)) is tiny (very confident rows)
+    with np.errstate(divide="ignore"):
+        log_log_s = np.where(lse < -20.0, lse - 0.5 * np.exp(lse), np.log(log_s))
+    # term of class j: p_j (-log p_j) = exp(d_j - log_s) (log_s - d_j); its log, -inf at argmax
+    with np.errstate(invalid="ignore"):
+        terms = (d - log_s[:, None]) + np.log(log_s[:, None] - d)
+    rows = np.arange(d.shape[0])
+    top = np.isneginf(d).argmax(axis=1)
+    terms[rows, top] = log_log_s - log_s
+    m = terms.max(axis=1)
+    out: NDArray[np.float64] = m + np.log(np.exp(terms - m[:, None]).sum(axis=1))
+    return out
 
-    Ranges from ``-log(n_classes)`` (uniform) to 0 (one-hot).
+
+def entropy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
+    """``-log H`` with ``H = -sum_i p_i log p_i`` the entropy of ``softmax(logits / T)``.
+
+    Higher = lower entropy = keep. A monotone transform of the negative entropy
+    ``sum_i p_i log p_i`` (same routing order, same curves) that keeps its resolution where
+    confident inputs live: ``H`` itself is within rounding of 0 there. It ranges from
+    ``-log(log(n_classes))`` (uniform) to large positive values; :func:`negative_entropy` gives
+    ``-H`` and :func:`from_probability_form` converts a threshold written for it.
 
     Examples
     --------
     >>> import numpy as np
-    >>> entropy(np.array([[0.0, 0.0], [50.0, 0.0]])).round(4)
+    >>> entropy(np.array([[0.0, 0.0], [50.0, 0.0]])).round(4)   # -log(log 2), then 50 - log(51)
+    array([ 0.3665, 46.0682])
+    """
+    out: FloatArray = -_log_entropy(logits, temperature)
+    return out
+
+
+def negative_entropy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
+    """The negative entropy ``sum_i p_i log p_i`` itself, in ``[-log(n_classes), 0]``.
+
+    Route with :func:`entropy` (``-log H``): ``-H`` saturates at 0 in floating point.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> negative_entropy(np.array([[0.0, 0.0], [50.0, 0.0]])).round(4)
     array([-0.6931, -0.    ])
     """
-    z, t = _prepare(logits, temperature)
-    _, d, s = _shifted_exp(_scaled(z, t))
-    logp = d - np.log(s)
-    out: FloatArray = np.sum(np.exp(logp) * logp, axis=1)
+    out: FloatArray = -np.exp(_log_entropy(logits, temperature))
     return out
 
 
@@ -220,6 +356,7 @@ def specialized_energy(
     >>> specialized_energy(z).round(4)
     array([0.6931])
     """
+    _refuse_normalized(logits, "specialized energy")
     z = as_logits(logits, "specialized student logits", min_classes=3)
     k = _other_index(z, other_class)
     keep = np.delete(z, k, axis=1)
@@ -300,3 +437,115 @@ def compute_score(
     array([1.])
     """
     return get_score(name)(logits, temperature)
+
+
+def from_probability_form(score: str, threshold: float) -> float:
+    """Convert a threshold written for ``p_max`` or ``sum p log p`` to the routing form.
+
+    Before version 2 of the router file format, ``max_softmax`` was ``p_max`` and ``entropy``
+    was the negative entropy ``-H``; today they are ``log(p_max / (1 - p_max))`` and ``-log H``
+    (the same order, with resolution where confident inputs live). Other scores are unchanged.
+
+    Examples
+    --------
+    >>> round(from_probability_form("max_softmax", 0.9), 4)
+    2.1972
+    >>> round(from_probability_form("entropy", -0.5), 4)
+    0.6931
+    >>> from_probability_form("max_softmax", 1.0), from_probability_form("margin", 3.0)
+    (inf, 3.0)
+    """
+    t = float(threshold)
+    if score == "max_softmax":
+        if t >= 1.0:
+            return math.inf
+        if t <= 0.0:
+            return -math.inf
+        return math.log(t) - math.log1p(-t)
+    if score == "entropy":
+        if t >= 0.0:
+            return math.inf
+        return -math.log(-t)
+    return t
+
+
+def _tolerance(values: NDArray[np.float64], rtol: float) -> NDArray[np.float64]:
+    out: NDArray[np.float64] = rtol * np.maximum(1.0, np.abs(values))
+    return out
+
+
+def resolution_blocks(sorted_scores: ArrayLike, rtol: float = SCORE_RTOL) -> NDArray[np.intp]:
+    """Start of each block of numerically indistinguishable scores in an ascending array.
+
+    A new block starts wherever a score exceeds the previous one by more than twice the
+    resolution ``rtol * max(1, |score|)``, so that the midpoint between two blocks is farther
+    than the resolution from both (see :func:`separating_thresholds`). Within a block, scores
+    differ by rounding only (ties), and a threshold must not split them.
+
+    Examples
+    --------
+    >>> resolution_blocks([0.0, 1.0, 1.0 + 1e-9, 2.0])
+    array([0, 1, 3])
+    """
+    ss = np.asarray(sorted_scores, dtype=np.float64)
+    if ss.ndim != 1 or ss.shape[0] == 0:
+        raise InputShapeError(f"Expected a non-empty 1-D array of scores; got shape {ss.shape}.")
+    new = np.empty(ss.shape[0], dtype=bool)
+    new[0] = True
+    scale = np.maximum(np.abs(ss[1:]), np.abs(ss[:-1]))
+    np.greater(ss[1:] - ss[:-1], 2.0 * _tolerance(scale, rtol), out=new[1:])
+    return np.flatnonzero(new)
+
+
+def separating_thresholds(
+    sorted_scores: ArrayLike, starts: ArrayLike | None = None, rtol: float = SCORE_RTOL
+) -> NDArray[np.float64]:
+    """For each block of tied scores, the threshold that keeps it and every block above it.
+
+    The midpoint between the block's smallest score and the largest score of the block below
+    (``-inf`` for the lowest block): it keeps exactly the same inputs as a threshold at the
+    block's smallest score, and sits as far as the data allow from every score, so rounding
+    noise in a new input's score cannot move it across (see :func:`near_threshold`).
+
+    Parameters
+    ----------
+    sorted_scores : array-like of shape (n,)
+        Scores sorted ascending.
+    starts : array-like of int, optional
+        Block starts (default: :func:`resolution_blocks` of the scores).
+    rtol : float, default=SCORE_RTOL
+
+    Examples
+    --------
+    >>> separating_thresholds([0.0, 1.0, 1.0 + 1e-9, 2.0])
+    array([-inf,  0.5,  1.5])
+    """
+    ss = np.asarray(sorted_scores, dtype=np.float64)
+    st = resolution_blocks(ss, rtol) if starts is None else np.asarray(starts, dtype=np.intp)
+    out = np.empty(st.shape[0], dtype=np.float64)
+    out[0] = -np.inf if st[0] == 0 else 0.5 * (ss[st[0]] + ss[st[0] - 1])
+    inner = st[1:]
+    out[1:] = 0.5 * (ss[inner] + ss[inner - 1])
+    return out
+
+
+def near_threshold(
+    scores: ArrayLike, threshold: float, rtol: float = SCORE_RTOL
+) -> NDArray[np.bool_]:
+    """True where a score is within numerical resolution of ``threshold``.
+
+    Which side such an input falls on can depend on rounding (the batch it is computed in, the
+    tensor encoding): calibration keeps thresholds away from the calibration scores, and the
+    share of new inputs this flags measures how robust the routing is.
+
+    Examples
+    --------
+    >>> near_threshold([1.0, 1.0 + 1e-9, 3.0], 1.0)
+    array([ True,  True, False])
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    if not math.isfinite(float(threshold)):
+        return np.zeros(s.shape, dtype=bool)
+    t = float(threshold)
+    out: NDArray[np.bool_] = np.abs(s - t) <= rtol * max(1.0, abs(t))
+    return out

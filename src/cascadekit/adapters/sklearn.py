@@ -15,25 +15,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._validation import proba_to_logits
 from ..errors import ClassCountError, ParameterError
 from ._base import ModelAdapter, check_batch_size
 
 __all__ = ["SklearnModel", "binary_decision_to_logits", "proba_to_logits"]
 
 _METHODS = ("auto", "predict_proba", "decision_function")
-
-
-def proba_to_logits(proba: ArrayLike, eps: float = 1e-12) -> NDArray[np.floating[Any]]:
-    """``log(clip(p, eps, 1))``: logits whose softmax is ``p`` (rows summing to one).
-
-    Examples
-    --------
-    >>> proba_to_logits(np.array([[0.5, 0.5, 0.0]])).round(2)
-    array([[ -0.69,  -0.69, -27.63]])
-    """
-    p = np.asarray(proba, dtype=np.float64)
-    out: NDArray[np.floating[Any]] = np.log(np.clip(p, eps, 1.0))
-    return out
 
 
 def binary_decision_to_logits(decision: ArrayLike) -> NDArray[np.floating[Any]]:
