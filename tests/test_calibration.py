@@ -34,10 +34,17 @@ RNG = np.random.default_rng(7)
 
 
 def _brute_points(s, cs=None, ct=None):
-    """Every candidate threshold (+inf, then each distinct score) with a per-row loop."""
+    """Every candidate threshold (+inf, then below each distinct score) with a per-row loop.
+
+    The threshold that keeps the scores >= u sits midway between u and the next lower distinct
+    score (-inf below the lowest), away from every score.
+    """
     out = []
-    for t in [math.inf, *sorted(set(s.tolist()), reverse=True)]:
-        kept = [x >= t for x in s]
+    u = sorted(set(s.tolist()), reverse=True)
+    mids = [(a + b) / 2 for a, b in zip(u[:-1], u[1:], strict=True)] + [-math.inf]
+    for t, lowest in [(math.inf, math.inf), *zip(mids, u, strict=True)]:
+        kept = [x >= lowest for x in s]
+        assert kept == [x >= t for x in s]
         share = 1 - sum(kept) / len(s)
         acc = None
         if cs is not None:
@@ -100,7 +107,7 @@ def test_teacher_share_is_closest_realisable_and_not_above_on_ties(vals, target)
 
 def test_teacher_share_extremes():
     s = np.array([0.3, -1.0, 2.0, 2.0])
-    assert cal.threshold_for_teacher_share(s, 0.0) == -1.0  # keep everything
+    assert cal.threshold_for_teacher_share(s, 0.0) == -math.inf  # keep everything
     assert cal.threshold_for_teacher_share(s, 1.0) == math.inf
     # ties move together: 2.0 appears twice, share 0.5 is realisable, 0.25 is not
     assert np.mean(s < cal.threshold_for_teacher_share(s, 0.5)) == 0.5
@@ -336,8 +343,13 @@ def test_default_grid_is_descending_score_quantiles():
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, n_grid=50)
     g = np.array(r.grid)
     assert np.all(np.diff(g) < 0)
-    assert g[-1] == s.min() and len(g) <= 50
-    assert set(g) <= set(s)  # real score values only; no labels involved
+    assert g[-1] == -np.inf and len(g) <= 50  # the last keeps everything
+    # each grid threshold keeps the same inputs as a score quantile, midway between two scores
+    srt = np.sort(s)
+    for t in g[:-1]:
+        below, above = srt[srt < t].max(), srt[srt > t].min()
+        assert t == (below + above) / 2
+    assert not np.isin(g, s).any()
 
 
 def test_fixed_sequence_stops_at_first_non_rejection():
@@ -417,10 +429,8 @@ def test_guarantee_bad_method_and_grid():
     s, cs, ct = _random_case(50, 5, 0)
     with pytest.raises(UnknownNameError, match="Unknown guarantee method 'wsr'"):
         cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, method="wsr")
-    with pytest.raises(ParameterError, match="NaN or -inf"):
+    with pytest.raises(ParameterError, match="got NaN. Remove the NaN values"):
         cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[1.0, np.nan])
-    with pytest.raises(ParameterError, match="NaN or -inf"):
-        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[-np.inf])
     with pytest.raises(ParameterError, match="non-empty grid"):
         cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[])
     with pytest.raises(ParameterError, match="only \\+inf"):
@@ -551,7 +561,11 @@ def test_three_stage_guarantee_path_matches_loop_reference(method):
     pvals = []
     stopped = False
     for lv in [(ng - 1 - j) / ng for j in range(ng)]:
-        ths = tuple(float(np.sort(x)[min(int(lv * n), n - 1)]) for x in s)
+        # the score quantile of each stage, as a threshold midway to the next lower score
+        ths = tuple(
+            float(sc.separating_threshold_of(x, [np.sort(x)[min(int(lv * n), n - 1)]])[0])
+            for x in s
+        )
         stages = [_brute_stage(s, ths, i) for i in range(n)]
         # reduce to a 2-stage problem: "kept" = answered before the last stage
         kept_score = np.array([1.0 if k < 2 else 0.0 for k in stages])

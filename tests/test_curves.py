@@ -34,11 +34,18 @@ RNG = np.random.default_rng(7)
 
 
 def _brute_curve(s, vs, vt, costs=(1.0, 1.0)):
-    """One point per distinct threshold (and +inf), routing every input with a mask."""
+    """One point per distinct score (and +inf), routing every input with a mask.
+
+    The reported threshold of a point is the midpoint between its score and the next lower one
+    (-inf for the lowest): it keeps the same inputs, away from every score.
+    """
     cum = np.cumsum(costs)
     rows = []
-    for t in [*np.unique(s), np.inf]:
-        keep = s >= t
+    u = np.unique(s)
+    mids = [-np.inf, *((u[1:] + u[:-1]) / 2), np.inf]
+    for t, lowest_kept in zip(mids, [*u, np.inf], strict=True):
+        keep = s >= lowest_kept
+        assert np.array_equal(keep, s >= t)
         stage = np.where(keep, 0, 1)
         rows.append(
             (t, np.mean(~keep), np.mean(np.where(keep, vs, vt)), cum[stage].mean() / costs[-1])
@@ -190,10 +197,10 @@ def test_curve_properties(case) -> None:
     # ends: all on the student at share 0, all on the teacher at share 1
     assert c.teacher_share[0] == 0.0 and c.teacher_share[-1] == 1.0
     assert c.accuracy[0] == np.mean(vs) and c.accuracy[-1] == np.mean(vt)
-    assert c.thresholds[0] == s.min() and c.thresholds[-1] == np.inf
-    # monotone shares and thresholds; one point per distinct score plus +inf
+    assert c.thresholds[0] == -np.inf and c.thresholds[-1] == np.inf
+    # monotone shares and thresholds; one point per block of tied scores plus +inf
     assert np.all(np.diff(c.teacher_share) > 0) and np.all(np.diff(c.thresholds) > 0)
-    assert len(c) == np.unique(s).size + 1
+    assert len(c) == scores.resolution_blocks(np.sort(s)).size + 1
     # relative cost = (c_S + share * c_T) / c_T
     np.testing.assert_allclose(c.relative_cost, (costs[0] + c.teacher_share * costs[1]) / costs[1])
     # permuting rows changes nothing
@@ -349,13 +356,15 @@ def test_to_records_and_json_safety() -> None:
     c = cv.cascade_curve([1.0, 2.0], [1, 0], [1, 1], costs=[1, 2])
     recs = c.to_records()
     assert recs[0] == {
-        "threshold": 1.0,
+        "threshold": -math.inf,
         "teacher_share": 0.0,
         "accuracy": 0.5,
         "relative_cost": 0.5,
     }
+    assert recs[1]["threshold"] == 1.5  # midway between the two scores
     assert recs[-1]["threshold"] == math.inf
-    assert c.to_records(json_safe=True)[-1]["threshold"] is None
+    safe = c.to_records(json_safe=True)
+    assert safe[-1]["threshold"] is None and safe[0]["threshold"] == "-inf"  # router-file form
     g = cv.grid_curve([np.array([1.0, 2.0]), np.array([0.0, 1.0])], [[1, 0], [0, 1], [1, 1]])
     rec = g.to_records(json_safe=True)[-1]
     assert rec["thresholds"] == [None, None] and rec["stage_shares"] == [0.0, 0.0, 1.0]

@@ -3,6 +3,7 @@ whose message says what was expected, what was got and what to do."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,6 +17,7 @@ from .errors import (
     LabelError,
     NonFiniteError,
     ParameterError,
+    RouterFileError,
     SampleCountError,
 )
 
@@ -316,3 +318,23 @@ def as_correct(x: ArrayLike, name: str) -> NDArray[np.bool_]:
         )
     out: NDArray[np.bool_] = arr == 1
     return out
+
+
+def encode_threshold(t: float) -> float | str | None:
+    """JSON form of a threshold: +inf -> None, -inf -> "-inf", else the float."""
+    if math.isinf(t):
+        return None if t > 0 else "-inf"
+    return float(t)
+
+
+def decode_threshold(v: Any) -> float:
+    """Inverse of :func:`encode_threshold`."""
+    if v is None or v == "inf":
+        return math.inf
+    if v == "-inf":
+        return -math.inf
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise RouterFileError(
+            f'Expected a threshold to be a number, null (+inf) or "-inf"; got {v!r}.'
+        )
+    return float(v)

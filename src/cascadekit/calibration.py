@@ -23,12 +23,14 @@ Examples
 >>> import numpy as np
 >>> from cascadekit import calibration
 >>> scores = np.array([0.9, 0.8, 0.7, 0.2, 0.1])
->>> calibration.threshold_for_teacher_share(scores, 0.4)
-0.7
+>>> calibration.threshold_for_teacher_share(scores, 0.4)   # midway between 0.7 and 0.2
+0.45
 >>> r = calibration.threshold_for_accuracy(
 ...     scores, [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], target_accuracy=0.8, costs=[1, 4])
->>> r.threshold, r.teacher_share, r.accuracy, round(r.relative_cost, 4)
-(0.7, 0.4, 0.8, 0.65)
+>>> round(r.threshold, 4), r.teacher_share, r.accuracy, round(r.relative_cost, 4)
+(0.45, 0.4, 0.8, 0.65)
+>>> round(r.numerical_margin, 4)   # no calibration score is closer to the threshold
+0.25
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ from ._validation import (
     check_open_unit,
     check_same_samples,
     check_unit,
+    encode_threshold,
 )
 from .cascade import assign_stages
 from .errors import (
@@ -60,6 +63,12 @@ from .errors import (
     InsufficientDataError,
     ParameterError,
     UnknownNameError,
+)
+from .scores import (
+    numerical_margin,
+    resolution_blocks,
+    separating_threshold_of,
+    separating_thresholds,
 )
 
 __all__ = [
@@ -132,6 +141,11 @@ class CalibrationResult:
         True when correctness is agreement with the last stage rather than with labels.
     teacher_accuracy : float, optional
         Accuracy of the last stage alone on the calibration data (1.0 when label-free).
+    numerical_margin : float, optional
+        Distance from the finite thresholds to the nearest calibration score (the smallest over
+        stages): thresholds are placed midway between blocks of distinct scores, so rounding
+        noise below this margin cannot change a routing decision on the calibration data.
+        None when every threshold is infinite.
     """
 
     threshold: float | tuple[float, ...]
@@ -148,6 +162,7 @@ class CalibrationResult:
     n_certified: int | None = None
     label_free: bool = False
     teacher_accuracy: float | None = None
+    numerical_margin: float | None = None
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -180,7 +195,9 @@ def _jsonable(v: Any) -> Any:
     if isinstance(v, int | np.integer):
         return int(v)
     f = float(v)
-    return None if math.isinf(f) or math.isnan(f) else f
+    if math.isnan(f):
+        return None
+    return encode_threshold(f)  # +inf -> None, -inf -> "-inf", as in router files
 
 
 # --------------------------------------------------------------------------------------------
@@ -218,18 +235,21 @@ class _Points:
 
 def _points(s: FloatArray, cs: BoolArray | None = None, ct: BoolArray | None = None) -> _Points:
     n = s.shape[0]
-    order = np.argsort(-s)  # the order inside a tie block does not matter: blocks move together
+    order = np.argsort(s)  # ascending; inside a tie block the order does not matter
     ss = s[order]
-    ends = np.flatnonzero(np.r_[ss[1:] != ss[:-1], True])  # last index of each tie block
-    thr = np.r_[np.inf, ss[ends]]
-    kept = np.r_[0, ends + 1].astype(np.float64)
+    starts = resolution_blocks(ss)  # blocks of scores equal within numerical resolution
+    # point j (descending) keeps every block from the j-th highest down: its threshold is the
+    # separating midpoint below that block; the first point (+inf) keeps nothing
+    thr = np.r_[np.inf, separating_thresholds(ss, starts)[::-1]]
+    kept = np.r_[0, (n - starts)[::-1]].astype(np.float64)
     share = 1.0 - kept / n
     if cs is None or ct is None:
         acc = np.full(thr.shape[0], np.nan)
     else:
-        ccs = np.r_[0, np.cumsum(cs[order])[ends]]
-        cct = np.r_[0, np.cumsum(ct[order])[ends]]
-        acc = (ccs + (ct.sum() - cct)) / n
+        below = np.r_[n, starts[::-1]]  # inputs below the threshold: the first `below` sorted
+        pcs = np.r_[0, np.cumsum(cs[order])]
+        pct = np.r_[0, np.cumsum(ct[order])]
+        acc = ((pcs[n] - pcs[below]) + pct[below]) / n
     return _Points(threshold=thr, teacher_share=share, accuracy=acc, n=n)
 
 
@@ -238,8 +258,10 @@ def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> floa
 
     Inputs with ``score >= threshold`` stay on the student. Tied scores always move together,
     so the realised share can only change by whole tie blocks; among equally close shares the
-    lower one (cheaper) is chosen. ``teacher_share=0`` gives the smallest score (everything
-    stays on the student) and ``teacher_share=1`` gives ``inf`` (everything to the teacher).
+    lower one (cheaper) is chosen. The threshold sits midway between two neighbouring blocks
+    of scores (see :func:`~cascadekit.scores.separating_thresholds`). ``teacher_share=0`` gives
+    ``-inf`` (everything stays on the student) and ``teacher_share=1`` gives ``inf``
+    (everything to the teacher).
 
     Parameters
     ----------
@@ -255,9 +277,9 @@ def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> floa
     Examples
     --------
     >>> threshold_for_teacher_share([3.0, 1.0, 2.0, 2.0], 0.5)  # 0.25 and 0.75 tie: lower wins
-    2.0
+    1.5
     >>> threshold_for_teacher_share([3.0, 1.0, 2.0, 2.0], 0.4)  # 0.25 is closer than 0.5
-    2.0
+    1.5
     >>> threshold_for_teacher_share([3.0, 1.0], 1.0)
     inf
     """
@@ -277,9 +299,11 @@ def _result_at(
     costs: FloatArray,
     method: str,
     ct: BoolArray,
+    s: FloatArray,
     **extra: Any,
 ) -> CalibrationResult:
     return CalibrationResult(
+        numerical_margin=numerical_margin([s], [float(p.threshold[i])]),
         threshold=float(p.threshold[i]),
         teacher_share=float(p.teacher_share[i]),
         relative_cost=float(_rel_cost_2(p.teacher_share[i], costs)),
@@ -326,8 +350,8 @@ def threshold_for_accuracy(
     Examples
     --------
     >>> r = threshold_for_accuracy([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], 0.6)
-    >>> r.threshold, round(r.accuracy, 3), round(r.teacher_share, 3)
-    (0.9, 0.667, 0.667)
+    >>> round(r.threshold, 4), round(r.accuracy, 3), round(r.teacher_share, 3)
+    (0.7, 0.667, 0.667)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
     target = check_unit("target_accuracy", target_accuracy)
@@ -345,7 +369,7 @@ def threshold_for_accuracy(
         )
     cand = np.flatnonzero(ok)
     i = int(cand[np.argmin(p.teacher_share[cand])])
-    return _result_at(p, i, c, "accuracy", ct)
+    return _result_at(p, i, c, "accuracy", ct, s)
 
 
 def threshold_for_cost(
@@ -384,8 +408,8 @@ def threshold_for_cost(
     Examples
     --------
     >>> r = threshold_for_cost([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 1], 0.6, costs=[1, 4])
-    >>> r.threshold, round(r.teacher_share, 4), round(r.relative_cost, 4)
-    (0.5, 0.3333, 0.5833)
+    >>> round(r.threshold, 4), round(r.teacher_share, 4), round(r.relative_cost, 4)
+    (0.3, 0.3333, 0.5833)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
     c = check_costs(costs, 2)
@@ -410,7 +434,7 @@ def threshold_for_cost(
     best_acc = p.accuracy[cand].max()
     cand = cand[p.accuracy[cand] >= best_acc - 1e-12]
     i = int(cand[np.argmin(p.teacher_share[cand])])
-    return _result_at(p, i, c, "cost", ct)
+    return _result_at(p, i, c, "cost", ct, s)
 
 
 # --------------------------------------------------------------------------------------------
@@ -520,7 +544,9 @@ def crossing_threshold(
     x0, x1, d0, d1 = x[idx], x[idx + 1], diff[idx], diff[idx + 1]
     cross = x0 + (x1 - x0) * (-d0) / (d1 - d0)
     youden = [np.mean(sw < t) - np.mean(sr < t) for t in cross]
-    return float(cross[int(np.argmax(youden))])
+    best = float(cross[int(np.argmax(youden))])
+    # the same routing of the calibration inputs, midway between two blocks of scores
+    return float(separating_threshold_of(s, [best])[0])
 
 
 # --------------------------------------------------------------------------------------------
@@ -624,15 +650,18 @@ def min_calibration_size(epsilon: float, delta: float, method: str = "betting") 
 def quantile_grid(scores: ArrayLike, n_grid: int = _DEFAULT_N_GRID) -> FloatArray:
     """The default threshold grid of :func:`guaranteed_threshold`: score quantiles, safest first.
 
-    The ``k/n_grid`` quantiles of ``scores`` for ``k = n_grid - 1, ..., 1, 0`` (distinct values,
-    descending), so the last one is the smallest score (keep everything on the student). It
-    uses scores only, never labels. Computing it on a split other than the calibration one (and
-    passing it as ``grid=``) makes the grid fixed in advance, as Learn-then-Test assumes.
+    The ``k/n_grid`` quantiles of ``scores`` for ``k = n_grid - 1, ..., 1, 0``, each moved to
+    the separating threshold below its block of tied scores
+    (:func:`~cascadekit.scores.separating_threshold_of`: the same inputs kept, no threshold on
+    a score), distinct and descending; the last one is ``-inf`` (keep everything on the
+    student). It uses scores only, never labels. Computing it on a split other than the
+    calibration one (and passing it as ``grid=``) makes the grid fixed in advance, as
+    Learn-then-Test assumes.
 
     Examples
     --------
     >>> quantile_grid(np.arange(10.0), 5)
-    array([8., 6., 4., 2., 0.])
+    array([ 7.5,  5.5,  3.5,  1.5, -inf])
     """
     s = as_scores(scores)
     ng = int(n_grid)
@@ -642,7 +671,7 @@ def quantile_grid(scores: ArrayLike, n_grid: int = _DEFAULT_N_GRID) -> FloatArra
     n = srt.shape[0]
     levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # teacher-share levels, desc
     idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
-    grid: FloatArray = np.unique(srt[idx])[::-1]
+    grid: FloatArray = np.unique(separating_threshold_of(srt, srt[idx]))[::-1]
     return grid
 
 
@@ -650,14 +679,17 @@ def _user_grid(grid: ArrayLike) -> FloatArray:
     g = np.asarray(grid, dtype=np.float64).reshape(-1)
     if g.shape[0] == 0:
         raise ParameterError("Expected a non-empty grid of thresholds; got an empty one.")
-    if np.isnan(g).any() or np.isneginf(g).any():
+    if np.isnan(g).any():
         raise ParameterError(
-            "Expected grid thresholds to be numbers or +inf; got NaN or -inf. To keep every "
-            "input on the student use a value below the smallest score."
+            "Expected grid thresholds to be numbers, +inf (all to the teacher) or -inf (all on "
+            "the student); got NaN. Remove the NaN values from grid."
         )
-    out: FloatArray = np.unique(g[np.isfinite(g)])[::-1]
+    out: FloatArray = np.unique(g[g < np.inf])[::-1]
     if out.shape[0] == 0:
-        raise ParameterError("Expected at least one finite threshold in grid; got only +inf.")
+        raise ParameterError(
+            "Expected at least one threshold below +inf in grid; got only +inf (every input to "
+            "the teacher, which needs no test). Add the thresholds to test."
+        )
     return out
 
 
@@ -713,6 +745,7 @@ def _guarantee_2(
     share = float(np.mean(~keep))
     acc = float(np.mean(np.where(keep, cs, ct)))
     return CalibrationResult(
+        numerical_margin=numerical_margin([s], [t]),
         threshold=t,
         teacher_share=share,
         relative_cost=float(_rel_cost_2(share, c)),
@@ -907,7 +940,7 @@ def _levels_thresholds(sorted_ss: Sequence[FloatArray], level: float) -> tuple[f
     out = []
     for srt in sorted_ss:
         i = min(math.floor(level * srt.shape[0]), srt.shape[0] - 1)
-        out.append(float(srt[i]))
+        out.append(float(separating_threshold_of(srt, [srt[i]])[0]))
     return tuple(out)
 
 
@@ -1011,6 +1044,7 @@ def calibrate_cascade(
                 rel,
                 acc,
                 "teacher_share",
+                numerical_margin=numerical_margin(ss, [t]),
                 n_calibration=ss[0].shape[0],
                 label_free=label_free,
                 teacher_accuracy=float(np.mean(correct[-1])),
@@ -1049,7 +1083,7 @@ def _stage_grid(s: FloatArray, ng: int) -> list[float]:
     n = srt.shape[0]
     levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng
     idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
-    vals = np.unique(srt[idx])[::-1]
+    vals = np.unique(separating_threshold_of(srt, srt[idx]))[::-1]
     return [math.inf, *(float(v) for v in vals)]
 
 
@@ -1116,6 +1150,7 @@ def _search(
     cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
     i = int(cand[np.argmin(rel[cand])])
     return CalibrationResult(
+        numerical_margin=numerical_margin(ss, combos[i]),
         threshold=tuple(combos[i]),
         teacher_share=float(share[i]),
         relative_cost=float(rel[i]),
@@ -1163,6 +1198,7 @@ def _guarantee_path(
     ths = tuple(math.inf for _ in ss) if k == 0 else paths[k - 1]
     acc, share, rel, _ = _evaluate(ss, correct, c, ths)
     return CalibrationResult(
+        numerical_margin=numerical_margin(ss, ths),
         threshold=ths,
         teacher_share=share,
         relative_cost=rel,
@@ -1213,8 +1249,8 @@ def calibrate_outputs(
     >>> teacher = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 1.0]])
     >>> r = calibrate_outputs([student, teacher], [0, 1, 1, 1], score="margin",
     ...                       teacher_share=0.5)
-    >>> r.threshold, r.accuracy
-    (2.5, 1.0)
+    >>> round(r.threshold, 4), r.accuracy
+    (1.35, 1.0)
     """
     from .scores import compute_score
 
@@ -1253,6 +1289,7 @@ def calibrate_outputs(
             rel,
             acc,
             "crossing",
+            numerical_margin=numerical_margin(scs, [t]),
             n_calibration=scs[0].shape[0],
             label_free=label_free,
             teacher_accuracy=float(np.mean(correct[-1])),

@@ -57,9 +57,15 @@ from ._validation import (
     check_open_unit,
     check_same_samples,
     check_temperature,
+    encode_threshold,
 )
 from .errors import InfeasibleTargetError, InputShapeError, ParameterError
-from .scores import get_score
+from .scores import (
+    get_score,
+    resolution_blocks,
+    separating_threshold_of,
+    separating_thresholds,
+)
 
 __all__ = [
     "Curve",
@@ -302,11 +308,14 @@ class Curve:
         """One dict per point: ``threshold`` (or ``thresholds`` and ``stage_shares`` for N > 2
         stages), ``teacher_share``, ``accuracy``, ``relative_cost``.
 
-        With ``json_safe=True`` non-finite thresholds (``inf``, ``NaN``) become None.
+        With ``json_safe=True`` thresholds take their router-file form: ``+inf`` and ``NaN``
+        become None, ``-inf`` the string ``"-inf"``.
         """
 
-        def fix(v: float) -> float | None:
-            return None if json_safe and not math.isfinite(v) else v
+        def fix(v: float) -> float | str | None:
+            if not json_safe or math.isfinite(v):
+                return v
+            return None if math.isnan(v) else encode_threshold(v)
 
         out: list[dict[str, Any]] = []
         multi = self.thresholds.ndim == 2
@@ -379,18 +388,10 @@ def _relative_cost_2(share: Float64Array, c: Float64Array) -> Float64Array:
     return out
 
 
-def _block_starts(ss: Float64Array) -> IntArray:
-    """Start of each block of equal values in the sorted array ``ss``."""
-    new = np.empty(ss.shape[0], dtype=bool)
-    new[0] = True
-    np.not_equal(ss[1:], ss[:-1], out=new[1:])
-    return np.flatnonzero(new)
-
-
 def _tie_blocks(s: Float64Array) -> tuple[IntArray, IntArray]:
-    """``order`` sorting ``s`` ascending and the start of each block of equal scores in it."""
+    """``order`` sorting ``s`` ascending and the start of each block of tied scores in it."""
     order = np.argsort(s)
-    return order, _block_starts(np.take(s, order))
+    return order, resolution_blocks(np.take(s, order))
 
 
 def _is_binary(v: Float64Array) -> bool:
@@ -400,25 +401,25 @@ def _is_binary(v: Float64Array) -> bool:
 def _gains_binary(
     s: Float64Array, vs: Float64Array, vt: Float64Array
 ) -> tuple[Float64Array, IntArray, Float64Array]:
-    """Distinct scores, their block starts, and the gain of sending every lower score on.
+    """Each tie block's separating threshold, its start, and the gain of sending lower ones on.
 
     For 0/1 values the gain below a threshold is (#teacher-only-right) - (#student-only-right)
     among the inputs below it. Sorting the scores and the two small groups with ``np.sort``
     (vectorised) and counting by binary search avoids an argsort and random gathers.
     """
     ss = np.sort(s)
-    starts = _block_starts(ss)
-    u = ss[starts]
+    starts = resolution_blocks(ss)
+    u = ss[starts]  # the smallest score of each block
     net = np.zeros(u.shape[0], dtype=np.int64)
     for group, up in ((vt > vs, True), (vs > vt, False)):
         g = np.sort(s[group])
         if g.shape[0]:
-            # every g equals some u: count the members of each block of u
-            per_block = np.bincount(np.searchsorted(u, g), minlength=u.shape[0])
+            # the block of each g: the last block whose smallest score is <= g
+            per_block = np.bincount(np.searchsorted(u, g, side="right") - 1, minlength=u.shape[0])
             net += per_block if up else -per_block
     gain = np.zeros(u.shape[0], dtype=np.float64)
     gain[1:] = np.cumsum(net[:-1])
-    return u, starts, gain
+    return separating_thresholds(ss, starts), starts, gain
 
 
 def _gains_sorted(
@@ -430,7 +431,7 @@ def _gains_sorted(
     cum = np.empty(n + 1, dtype=np.float64)
     cum[0] = 0.0
     np.cumsum(np.take(vt - vs, order), out=cum[1:])
-    return np.take(s, np.take(order, starts)), starts, cum[starts]
+    return separating_thresholds(np.take(s, order), starts), starts, cum[starts]
 
 
 def cascade_curve(
@@ -445,7 +446,10 @@ def cascade_curve(
 
     An input stays on the student when ``score >= threshold`` (higher = more confident = keep).
     The scores are sorted once and cumulative sums give every operating point, so the cost is
-    O(n log n). Tied scores move together: a block of equal scores is never split.
+    O(n log n). Tied scores move together: a block of scores equal within numerical resolution
+    (:data:`~cascadekit.scores.SCORE_RTOL`) is never split, and each threshold is the midpoint
+    between two neighbouring blocks (:func:`~cascadekit.scores.separating_thresholds`), as far
+    from every score as the data allow, so that rounding cannot move an input across it.
 
     Parameters
     ----------
@@ -462,16 +466,16 @@ def cascade_curve(
     Returns
     -------
     Curve
-        Sorted by teacher share ascending. ``thresholds[0]`` is the smallest score (share 0,
-        every input on the student), ``thresholds[-1]`` is ``+inf`` (share 1). The first
-        accuracy is ``mean(value_student)`` and the last ``mean(value_teacher)``, exactly.
+        Sorted by teacher share ascending. ``thresholds[0]`` is ``-inf`` (share 0, every input
+        on the student), ``thresholds[-1]`` is ``+inf`` (share 1). The first accuracy is
+        ``mean(value_student)`` and the last ``mean(value_teacher)``, exactly.
 
     Examples
     --------
     >>> import numpy as np
     >>> c = cascade_curve([0.2, 0.9, 0.2], [0, 1, 1], [1, 1, 1])
     >>> c.thresholds, c.teacher_share   # the two 0.2 scores form one step
-    (array([0.2, 0.9, inf]), array([0.        , 0.66666667, 1.        ]))
+    (array([-inf, 0.55,  inf]), array([0.        , 0.66666667, 1.        ]))
     """
     s = as_scores(scores, "scores")
     vs, vt = _pair(value_student, value_teacher)
@@ -480,12 +484,12 @@ def cascade_curve(
     n = s.shape[0]
     # per distinct score u_j: the improvement when every input scored below u_j goes on
     gains = _gains_binary if _is_binary(vs) and _is_binary(vt) else _gains_sorted
-    u, starts, gain = gains(s, vs, vt)
+    thr, starts, gain = gains(s, vs, vt)
     # (sum + gain) / n: exact k / n for 0/1 values, so equal accuracies compare equal
     accuracy = np.append((np.sum(vs) + gain) / n, np.mean(vt))
     accuracy[0] = np.mean(vs)
     share = np.append(starts, n) / n
-    thresholds = np.append(u, np.inf)
+    thresholds = np.append(thr, np.inf)
     return Curve(
         thresholds=thresholds,
         teacher_share=share,
@@ -978,16 +982,18 @@ def pareto_front(
 
 
 def threshold_grid(scores: ArrayLike, grid_size: int = 50) -> Float64Array:
-    """Candidate thresholds for one stage: ``-inf``, ``grid_size`` quantiles, ``+inf``.
+    """Candidate thresholds for one stage: ``-inf``, ``grid_size`` quantile steps, ``+inf``.
 
-    The quantiles (levels evenly spaced in ``[0, 1]``) are actual score values; duplicates are
-    removed and the result is sorted ascending. ``-inf`` keeps every input at the stage, ``+inf``
-    sends every input on.
+    The quantiles (levels evenly spaced in ``[0, 1]``) pick score values; each becomes the
+    threshold that keeps its block of tied scores and every higher one, placed midway to the
+    next lower block (:func:`~cascadekit.scores.separating_thresholds`), so no threshold sits
+    on a score. Duplicates are removed and the result is sorted ascending. ``-inf`` keeps every
+    input at the stage, ``+inf`` sends every input on.
 
     Examples
     --------
     >>> threshold_grid([5.0, 1.0, 3.0, 3.0], grid_size=3)
-    array([-inf,   1.,   3.,   5.,  inf])
+    array([-inf,   2.,   4.,  inf])
     """
     s = as_scores(scores, "scores")
     if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)):
@@ -995,7 +1001,9 @@ def threshold_grid(scores: ArrayLike, grid_size: int = 50) -> Float64Array:
     if grid_size < 2:
         raise ParameterError(f"Expected grid_size >= 2; got {grid_size}. Try grid_size=50.")
     q = np.quantile(s, np.linspace(0.0, 1.0, int(grid_size)), method="lower")
-    out: Float64Array = np.unique(np.concatenate([[-np.inf], q, [np.inf]]))
+    out: Float64Array = np.unique(
+        np.concatenate([[-np.inf], separating_threshold_of(s, q), [np.inf]])
+    )
     return out
 
 

@@ -26,7 +26,6 @@ array([0])
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -35,6 +34,7 @@ from typing import Any
 
 from numpy.typing import ArrayLike
 
+from ._validation import decode_threshold, encode_threshold
 from .cascade import Cascade, Stage
 from .errors import DataNotFoundError, RouterFileError
 from .scores import get_score
@@ -43,26 +43,6 @@ __all__ = ["FORMAT", "FORMAT_VERSION", "Router", "decode_threshold", "encode_thr
 
 FORMAT = "cascadekit.router"
 FORMAT_VERSION = 1
-
-
-def encode_threshold(t: float) -> float | str | None:
-    """JSON form of a threshold: +inf -> None, -inf -> "-inf", else the float."""
-    if math.isinf(t):
-        return None if t > 0 else "-inf"
-    return float(t)
-
-
-def decode_threshold(v: Any) -> float:
-    """Inverse of :func:`encode_threshold`."""
-    if v is None or v == "inf":
-        return math.inf
-    if v == "-inf":
-        return -math.inf
-    if isinstance(v, bool) or not isinstance(v, (int, float)):
-        raise RouterFileError(
-            f'Expected a threshold to be a number, null (+inf) or "-inf"; got {v!r}.'
-        )
-    return float(v)
 
 
 @dataclass

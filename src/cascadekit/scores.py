@@ -58,19 +58,19 @@ array([ 3.307, -0.693])
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import as_logits, check_temperature, output_kind
-from .errors import InputShapeError, ParameterError, ScoreInputError, UnknownNameError
+from .errors import InputShapeError, ScoreInputError, UnknownNameError
 
 __all__ = [
     "SCORES",
-    "ScoreFn",
     "SCORE_RTOL",
+    "ScoreFn",
     "available_scores",
     "compute_score",
     "energy",
@@ -83,9 +83,11 @@ __all__ = [
     "max_softmax",
     "near_threshold",
     "negative_entropy",
+    "numerical_margin",
     "other_gate",
     "register_score",
     "resolution_blocks",
+    "separating_threshold_of",
     "separating_thresholds",
     "specialized_energy",
 ]
@@ -171,7 +173,7 @@ def energy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
     >>> energy(np.log([[0.9, 0.1], [0.5, 0.5]]))
     Traceback (most recent call last):
     ...
-    cascadekit.errors.ScoreInputError: The energy needs raw logits; these outputs are log-probabilities ...
+    cascadekit.errors.ScoreInputError: The energy needs raw logits; ... log-probabilities ...
     """
     _refuse_normalized(logits, "energy")
     z, t = _prepare(logits, temperature)
@@ -527,6 +529,57 @@ def separating_thresholds(
     inner = st[1:]
     out[1:] = 0.5 * (ss[inner] + ss[inner - 1])
     return out
+
+
+def separating_threshold_of(
+    scores: ArrayLike, values: ArrayLike, rtol: float = SCORE_RTOL
+) -> NDArray[np.float64]:
+    """For each of ``values`` (scores or candidate thresholds), the separating threshold that
+    keeps every score ``>= value`` together with the rest of its tie block.
+
+    Turns a threshold picked on the scores themselves (a quantile, a grid point) into one that
+    routes the calibration inputs the same way but sits midway between two blocks of
+    ``scores``; values below every score give ``-inf``, values above every score ``+inf``.
+
+    Examples
+    --------
+    >>> separating_threshold_of([0.0, 1.0, 2.0], [1.0, 0.0, 2.0, 5.0])
+    array([ 0.5, -inf,  1.5,  inf])
+    """
+    ss = np.sort(np.asarray(scores, dtype=np.float64).reshape(-1))
+    starts = resolution_blocks(ss, rtol)
+    sep = np.append(separating_thresholds(ss, starts, rtol), np.inf)
+    v = np.asarray(values, dtype=np.float64)
+    # the first block whose largest score is >= value; blocks are contiguous in sorted order
+    ends = np.append(starts[1:], ss.shape[0]) - 1
+    blk = np.searchsorted(ss[ends], v, side="left")
+    out: NDArray[np.float64] = sep[blk]
+    return out
+
+
+def numerical_margin(
+    stage_scores: Sequence[ArrayLike], thresholds: Sequence[float] | float
+) -> float | None:
+    """Distance from each finite threshold to the nearest score of its stage, the smallest.
+
+    The router's numerical margin on the data it was calibrated on: rounding noise smaller
+    than this cannot move a calibration input across a threshold. None when every threshold
+    is infinite (all inputs on one stage).
+
+    Examples
+    --------
+    >>> numerical_margin([[0.0, 1.0, 3.0]], [2.0])
+    1.0
+    >>> numerical_margin([[0.0, 1.0]], [float("inf")]) is None
+    True
+    """
+    ths = [float(thresholds)] if isinstance(thresholds, int | float) else list(thresholds)
+    best: float | None = None
+    for s, t in zip(stage_scores, ths, strict=False):
+        if math.isfinite(float(t)):
+            d = float(np.min(np.abs(np.asarray(s, dtype=np.float64) - float(t))))
+            best = d if best is None else min(best, d)
+    return best
 
 
 def near_threshold(
