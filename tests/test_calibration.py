@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 from functools import cache
@@ -41,7 +42,7 @@ def _brute_points(s, cs=None, ct=None):
     """
     out = []
     u = sorted(set(s.tolist()), reverse=True)
-    mids = [(a + b) / 2 for a, b in zip(u[:-1], u[1:], strict=True)] + [-math.inf]
+    mids = [(a + b) / 2 for a, b in itertools.pairwise(u)] + [-math.inf]
     for t, lowest in [(math.inf, math.inf), *zip(mids, u, strict=True)]:
         kept = [x >= lowest for x in s]
         assert kept == [x >= t for x in s]

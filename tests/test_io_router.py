@@ -10,6 +10,7 @@ import jsonschema
 import numpy as np
 import pytest
 
+from cascadekit import scores
 from cascadekit.errors import CascadeError, DataNotFoundError, RouterFileError, UnknownNameError
 from cascadekit.io import load_array
 from cascadekit.router import Router
@@ -93,7 +94,14 @@ def test_router_applies_to_outputs() -> None:
     [
         ([], "Expected a cascadekit router document"),
         ({"format": "other"}, "Expected a cascadekit router document"),
-        ({"format": "cascadekit.router", "format_version": 9}, "format_version 1; got 9"),
+        (
+            {"format": "cascadekit.router", "format_version": 9},
+            r"format_version in \[1, 2\]; got 9",
+        ),
+        (
+            {"format": "cascadekit.router", "format_version": 2, "score_form": "probability"},
+            'Expected "score_form": "log" in a version-2 router file',
+        ),
         (
             {"format": "cascadekit.router", "format_version": 1, "score": "energy"},
             "lacks the required field 'thresholds'",
@@ -145,3 +153,33 @@ def test_router_file_errors(tmp_path: Path) -> None:
     bad = r.to_dict() | {"score": "nope"}
     with pytest.raises(UnknownNameError, match="Unknown score 'nope'"):
         Router.from_dict(bad)
+
+
+DATA = Path(__file__).parent / "data"
+
+
+@pytest.mark.parametrize("name", ["router_v1_max_softmax.json", "router_v1_entropy.json"])
+def test_version_1_router_files_keep_their_meaning(name: str) -> None:
+    # version-1 files hold p_max and -H thresholds: loaded, they route as they always did
+    doc = json.loads((DATA / name).read_text())
+    router = Router.load(DATA / name)
+    rng = np.random.default_rng(7)
+    outs = [rng.normal(scale=4.0, size=(4000, 10)) for _ in range(router.n_stages)]
+    plain = scores.max_probability if doc["score"] == "max_softmax" else scores.negative_entropy
+    t = doc["temperature"]
+    expected_stage = np.full(4000, router.n_stages - 1)
+    decided = np.zeros(4000, dtype=bool)
+    for k in range(router.n_stages - 1):
+        keep = (plain(outs[k], t) >= doc["thresholds"][k]) & ~decided
+        expected_stage[keep] = k
+        decided |= keep
+    got = router.to_cascade(outs).route().stage
+    np.testing.assert_array_equal(got, expected_stage)
+    # saved again, the file is version 2 with thresholds in the routing form
+    saved = router.to_dict()
+    assert saved["format_version"] == 2 and saved["score_form"] == "log"
+    jsonschema.validate(saved, load_schema("router"))
+    assert Router.from_dict(saved).thresholds == router.thresholds
+    assert router.thresholds == [
+        scores.from_probability_form(doc["score"], v) for v in doc["thresholds"]
+    ]

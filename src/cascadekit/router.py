@@ -8,6 +8,14 @@ logits; the server configuration refers to it. Its JSON Schema is ``schemas/rout
 Thresholds are numbers, ``null`` for +inf (every input moves on) or the string ``"-inf"`` (every
 input stays).
 
+**Format versions.** Version 2 (written today) stores ``"score_form": "log"``: thresholds of
+``max_softmax`` are log-odds of ``p_max`` and those of ``entropy`` are ``-log H``, the forms
+:mod:`cascadekit.scores` computes (they keep their resolution where confident inputs live).
+Version 1 files stored ``p_max`` and the negative entropy ``-H``; they keep loading, and their
+thresholds are converted with :func:`~cascadekit.scores.from_probability_form`, so they route
+exactly as before (up to the rounding the new forms remove). ``calibration`` may hold
+``numerical_margin``: the distance from the thresholds to the nearest calibration score.
+
 Examples
 --------
 >>> import numpy as np, tempfile, os
@@ -37,12 +45,23 @@ from numpy.typing import ArrayLike
 from ._validation import decode_threshold, encode_threshold
 from .cascade import Cascade, Stage
 from .errors import DataNotFoundError, RouterFileError
-from .scores import get_score
+from .scores import from_probability_form, get_score
 
-__all__ = ["FORMAT", "FORMAT_VERSION", "Router", "decode_threshold", "encode_threshold"]
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "SCORE_FORM",
+    "SUPPORTED_FORMAT_VERSIONS",
+    "Router",
+    "decode_threshold",
+    "encode_threshold",
+]
 
 FORMAT = "cascadekit.router"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+SUPPORTED_FORMAT_VERSIONS = (1, 2)
+#: The form of the thresholds in version-2 files (see the module docstring).
+SCORE_FORM = "log"
 
 
 @dataclass
@@ -122,6 +141,7 @@ class Router:
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "score": self.score,
+            "score_form": SCORE_FORM,
             "temperature": self.temperature,
             "thresholds": [encode_threshold(t) for t in self.thresholds],
             "costs": self.costs,
@@ -148,10 +168,17 @@ class Router:
                 "`cascadekit calibrate ... --save-router router.json`."
             )
         version = doc.get("format_version")
-        if version != FORMAT_VERSION:
+        if isinstance(version, bool) or version not in SUPPORTED_FORMAT_VERSIONS:
             raise RouterFileError(
-                f"Expected router format_version {FORMAT_VERSION}; got {version!r}. Re-create "
-                "the file with this version of cascadekit."
+                f"Expected router format_version in {list(SUPPORTED_FORMAT_VERSIONS)}; got "
+                f"{version!r}. Re-create the file with this version of cascadekit "
+                "(`cascadekit calibrate ... --save-router`)."
+            )
+        form = doc.get("score_form", SCORE_FORM if version >= 2 else "probability")
+        if form not in (SCORE_FORM, "probability") or (version >= 2 and form != SCORE_FORM):
+            raise RouterFileError(
+                f'Expected "score_form": "{SCORE_FORM}" in a version-{version} router file; got '
+                f"{form!r}. Re-create the file with `cascadekit calibrate ... --save-router`."
             )
         for key in ("score", "thresholds"):
             if key not in doc:
@@ -167,9 +194,13 @@ class Router:
             )
         if policy is None:
             get_score(doc["score"])  # unknown names fail here, not at routing time
+        thresholds = [decode_threshold(v) for v in ths]
+        if form == "probability" and policy is None:
+            # version 1: p_max and -H thresholds, converted to today's routing forms
+            thresholds = [from_probability_form(doc["score"], t) for t in thresholds]
         router = cls(
             score=doc["score"],
-            thresholds=[decode_threshold(v) for v in ths],
+            thresholds=thresholds,
             temperature=float(doc.get("temperature", 1.0)),
             costs=doc.get("costs"),
             stage_names=doc.get("stage_names"),

@@ -25,7 +25,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..data.cache import atomic_write_bytes, atomic_write_npz
 from ..errors import DataNotFoundError, InputShapeError, ParameterError, RouterFileError
-from ..router import decode_threshold, encode_threshold
+from ..router import FORMAT, FORMAT_VERSION, SCORE_FORM, decode_threshold, encode_threshold
 from ._classifiers import Decider
 from ._core import LearnedPolicy, PolicyRoute
 from ._graph import PolicyGraph
@@ -215,9 +215,10 @@ def save_policy_router(
             )
     g = pol.graph_
     doc = {
-        "format": "cascadekit.router",
-        "format_version": 1,
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
         "score": "learned",
+        "score_form": SCORE_FORM,
         "temperature": router.spec.temperature,
         "thresholds": [
             encode_threshold(float(pol.thresholds_[k]))
