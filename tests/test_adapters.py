@@ -11,10 +11,12 @@ import numpy as np
 import pytest
 import torch
 from sklearn.datasets import load_digits
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
-from sklearn.svm import LinearSVC
+from sklearn.svm import SVC, LinearSVC
 
+from cascadekit import scores
 from cascadekit.adapters import (
     CallableModel,
     ExportMismatchError,
@@ -38,6 +40,7 @@ from cascadekit.errors import (
     EmptyInputError,
     InputShapeError,
     ParameterError,
+    ScoreInputError,
 )
 from cascadekit.profiling import onnx_flops, profile_models, torch_flops
 
@@ -249,10 +252,30 @@ def test_export_onnx_detects_a_mismatch(tmp_path: Path) -> None:
 def test_sklearn_predict_proba_logits_reproduce_probabilities(digits) -> None:
     X, y = digits
     lr = LogisticRegression(max_iter=300).fit(X[:800], y[:800])
-    z = SklearnModel(lr)(X[800:1000])
+    z = SklearnModel(lr, method="predict_proba")(X[800:1000])
     np.testing.assert_allclose(_softmax(z), lr.predict_proba(X[800:1000]), atol=1e-6)
     np.testing.assert_array_equal(lr.classes_[z.argmax(axis=1)], lr.predict(X[800:1000]))
-    assert as_model(lr).method == "predict_proba"
+    # without a decision function, "auto" takes the probabilities
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X[:800], y[:800])
+    assert as_model(forest).method == "predict_proba"
+
+
+def test_sklearn_auto_prefers_raw_decision_scores(digits) -> None:
+    # decision_function gives raw logits, on which energy is defined; log-probabilities have a
+    # constant logsumexp, which energy refuses
+    X, y = digits
+    lr = LogisticRegression(max_iter=300).fit(X[:800], y[:800])
+    model = as_model(lr)
+    assert model.method == "decision_function"
+    np.testing.assert_allclose(model(X[:20]), lr.decision_function(X[:20]))
+    e = scores.energy(model(X[:200]))
+    assert np.ptp(e) > 1.0  # a real spread, not rounding noise
+    with pytest.raises(ScoreInputError, match="these outputs are log-probabilities"):
+        scores.energy(SklearnModel(lr, method="predict_proba")(X[:200]))
+    # one-vs-one SVMs score pairs of classes, not classes: a clear error, not wrong logits
+    svc = SVC(decision_function_shape="ovo").fit(X[:300], y[:300])
+    with pytest.raises(ClassCountError, match="one-vs-one scores are per pair of classes"):
+        SklearnModel(svc)(X[:5])
 
 
 def test_sklearn_binary_decision_function_gives_symmetric_columns(digits) -> None:
@@ -277,7 +300,7 @@ def test_sklearn_classes_reorders_and_fills_unseen(digits) -> None:
     X, y = digits
     mask = y < 5
     lr = LogisticRegression(max_iter=300).fit(X[mask], y[mask])  # only classes 0..4
-    z = SklearnModel(lr, classes=np.arange(10))(X[:30])
+    z = SklearnModel(lr, method="predict_proba", classes=np.arange(10))(X[:30])
     assert z.shape == (30, 10)
     np.testing.assert_allclose(z[:, 5:], np.log(1e-12))
     np.testing.assert_allclose(_softmax(z)[:, :5], lr.predict_proba(X[:30]), atol=1e-6)

@@ -18,7 +18,7 @@ from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cascadekit import scores
 from cascadekit.calibration import CalibrationResult
-from cascadekit.errors import InfeasibleTargetError, LabelError, ParameterError
+from cascadekit.errors import InfeasibleTargetError, LabelError, ParameterError, ScoreInputError
 from cascadekit.estimators import CascadeClassifier, parse_target
 
 
@@ -60,10 +60,14 @@ def test_fit_splits_calibrates_and_routes_like_a_brute_force(digits) -> None:
     assert isinstance(clf.calibration_, CalibrationResult)
     assert clf.n_fit_ == 650 and clf.calibration_.n_calibration == 650
     assert clf.calibration_.teacher_share == pytest.approx(0.3, abs=0.01)
-    # brute force: the fitted stages' probabilities, the threshold, per input
+    # brute force: the fitted stages' probabilities, the threshold, per input; the student's
+    # raw decision scores are its logits, and max_softmax is the log-odds of p_max
+    assert clf.student_.method == "decision_function"
     p_s = clf.student_.estimator.predict_proba(Xt)
     p_t = clf.teacher_.estimator.predict_proba(Xt)
-    to_teacher = p_s.max(axis=1) < clf.threshold_
+    log_odds = scores.max_softmax(clf.student_.estimator.decision_function(Xt))
+    np.testing.assert_allclose(log_odds, np.log(p_s.max(axis=1) / (1 - p_s.max(axis=1))))
+    to_teacher = log_odds < clf.threshold_
     expect = np.where(to_teacher, p_t.argmax(axis=1), p_s.argmax(axis=1))
     np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[expect])
     np.testing.assert_allclose(
@@ -147,7 +151,7 @@ def test_string_labels_pipelines_and_grid_search(digits) -> None:
         cv=2,
     ).fit(X[:500], y[:500])
     assert search.best_params_["routing_score"] in ("energy", "margin")
-    assert clone(clf).get_params()["routing_score"] == "energy"
+    assert clone(clf).get_params()["routing_score"] == "max_softmax"
 
 
 def test_live_threshold_on_the_fitted_cascade(digits) -> None:
@@ -184,3 +188,18 @@ def test_unfitted_and_one_class(digits) -> None:
     with pytest.raises(LabelError, match="at least 2 classes; got one class"):
         CascadeClassifier(_student(), _strong_teacher()).fit(X[:20], np.zeros(20, dtype=int))
     assert parse_target(("accuracy", 0.9)) == ("accuracy", 0.9)
+
+
+def test_default_score_works_for_a_student_with_probabilities_only(digits) -> None:
+    # a random forest has no decision_function: its outputs are log-probabilities, on which
+    # max_softmax is defined and energy (constant logsumexp) is refused
+    X, y, Xt, _ = digits
+    forest = RandomForestClassifier(n_estimators=20, random_state=0)
+    clf = CascadeClassifier(forest, _strong_teacher(), target=0.3, random_state=0).fit(X, y)
+    assert clf.student_.method == "predict_proba"
+    assert clf.calibration_.teacher_share == pytest.approx(0.3, abs=0.02)
+    assert clf.calibration_.numerical_margin > 0
+    whole = clf.predict(Xt)
+    np.testing.assert_array_equal(np.concatenate([clf.predict(Xt[:7]), clf.predict(Xt[7:])]), whole)
+    with pytest.raises(ScoreInputError, match="energy needs raw logits; these outputs are log-pr"):
+        clone(clf).set_params(routing_score="energy").fit(X, y)

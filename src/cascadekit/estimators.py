@@ -106,9 +106,11 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         scikit-learn classifiers (fitted or not), or any model :func:`cascadekit.adapters.as_model`
         accepts (torch module, ONNX file, function ``X -> logits``). Only unfitted
         scikit-learn stages are fitted (on clones); everything else is only calibrated.
-    routing_score : str or callable, default="energy"
+    routing_score : str or callable, default="max_softmax"
         Routing score of the student (see :mod:`cascadekit.scores`). Named ``routing_score``
-        because ``score`` is the scikit-learn accuracy method.
+        because ``score`` is the scikit-learn accuracy method. The default works for every
+        scikit-learn classifier; ``"energy"`` needs a student with a per-class
+        ``decision_function`` (raw scores), since the logsumexp of probabilities is constant.
     temperature : float, default=1.0
         Temperature of the routing score.
     target : float, dict or (kind, value), default=0.3
@@ -170,7 +172,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self,
         student: Any,
         teacher: Any,
-        routing_score: str | Callable[..., Any] = "energy",
+        routing_score: str | Callable[..., Any] = "max_softmax",
         temperature: float = 1.0,
         target: Any = 0.3,
         calibration_size: float = 0.5,

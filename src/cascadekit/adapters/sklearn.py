@@ -1,8 +1,12 @@
-"""scikit-learn adapter: a fitted classifier's ``predict_proba`` or ``decision_function`` as logits.
+"""scikit-learn adapter: a fitted classifier's ``decision_function`` or ``predict_proba`` as logits.
 
+* ``decision_function`` of shape (n, C) is used as logits directly; it is preferred ("auto")
+  because it is a raw score, on which every routing score is defined, energy included.
 * ``predict_proba`` gives ``logits = log(clip(p, eps, 1))``, so that ``softmax(logits) = p``
-  (up to the clipping) and every score (energy, max-softmax, margin, ...) is defined.
-* ``decision_function`` of shape (n, C) is used as logits directly. A binary classifier's 1-D
+  (up to the clipping) and max-softmax, margin and entropy are defined. Energy is not: the
+  logsumexp of log-probabilities is 0 for every input, and :func:`cascadekit.scores.energy`
+  refuses them. It is used when the estimator has no per-class ``decision_function``
+  (random forests, k-NN, naive Bayes, MLPs; SVMs with ``decision_function_shape="ovo"``). A binary classifier's 1-D
   ``d`` becomes the two columns ``[-d/2, d/2]``: its softmax is ``[1 - sigmoid(d), sigmoid(d)]``
   (the logistic link), its margin is ``|d|`` and it is symmetric in the two classes. (``[0, d]``
   would give the same softmax and margin, but an energy ``softplus(d)`` that favours class 1.)
@@ -45,7 +49,8 @@ class SklearnModel(ModelAdapter):
     estimator : fitted classifier
         Has ``predict_proba`` or ``decision_function``.
     method : {"auto", "predict_proba", "decision_function"}, default="auto"
-        "auto" prefers ``predict_proba``.
+        "auto" prefers ``decision_function`` (raw per-class scores) and falls back to
+        ``predict_proba`` when there is none or it is one-vs-one (pairwise, not per class).
     classes : array-like, optional
         Final class order. Columns are reordered so that column ``j`` is ``classes[j]``; classes
         the estimator never saw get the lowest logit (``log(eps)`` for probabilities, the row's
@@ -86,7 +91,12 @@ class SklearnModel(ModelAdapter):
                     f"{type(estimator).__name__} has neither. Use a classifier (e.g. "
                     "SVC(probability=True)), or wrap your own function with CallableModel."
                 )
-            method = "predict_proba" if has_proba else "decision_function"
+            pairwise = getattr(estimator, "decision_function_shape", None) == "ovo"
+            method = (
+                "decision_function"
+                if has_dec and not (pairwise and has_proba)
+                else ("predict_proba")
+            )
         elif not hasattr(estimator, method):
             raise ParameterError(
                 f"{type(estimator).__name__} has no {method}; use method='auto' or the other one."
@@ -128,6 +138,14 @@ class SklearnModel(ModelAdapter):
             d = np.asarray(self.estimator.decision_function(batch), dtype=np.float64)
             z = binary_decision_to_logits(d) if d.ndim == 1 else d
             floor = None
+            known = getattr(self.estimator, "classes_", None)
+            if known is not None and z.shape[1] != len(known):
+                raise ClassCountError(
+                    f"{self.name}.decision_function returned {z.shape[1]} columns for "
+                    f"{len(known)} classes (one-vs-one scores are per pair of classes, not per "
+                    "class). Set decision_function_shape='ovr' on the estimator, or use "
+                    "SklearnModel(..., method='predict_proba') if it has predict_proba."
+                )
         if self.classes is None or self._columns is None:
             if self.classes is not None and z.shape[1] != len(self.classes):
                 raise ClassCountError(
