@@ -30,6 +30,7 @@ input: {{name: image, datatypes: [UINT8, FP32], shape: [-1, 28, 28], range: [0, 
 score: {choice.score}
 temperature: {choice.temperature}
 thresholds: [{choice.threshold}]
+score_form: log
 batching: {{max_batch_size: 32, max_wait_ms: 1, max_queue: 512}}
 server: {{port: 9123, request_timeout_ms: 5000, stage_timeout_ms: 800}}
 stages:
@@ -133,6 +134,12 @@ async def test_yaml_cascade_serves_like_the_demo(
             r"is invalid: Expected 1 threshold\(s\) for a 2-stage cascade",
         ),
         ("name: m\n  bad: [\n", ConfigError, r"is not valid YAML"),
+        (
+            "name: m\ninput: {shape: [-1, 2]}\nthresholds: [1]\nscore_form: logit\n"
+            "stages: [{callable: 'os:getcwd'}, {callable: 'os:getcwd'}]\n",
+            ConfigError,
+            r"Expected score_form to be 'probability' .* or 'log' .*; got 'logit'",
+        ),
     ],
 )
 def test_config_errors(tmp_path: Path, text: str, error: type, match: str) -> None:
@@ -158,3 +165,21 @@ def test_config_file_missing(tmp_path: Path) -> None:
 def test_serve_config_errors(kwargs: dict[str, Any], match: str) -> None:
     with pytest.raises(ConfigError, match=match):
         ServeConfig(**kwargs)
+
+
+@pytest.mark.anyio
+async def test_yaml_thresholds_in_probability_form_keep_their_meaning(
+    tmp_path: Path, zoo: Any, choice: Any
+) -> None:
+    # a config written for p_max (the form YAML thresholds always had) routes as p_max >= 0.93
+    text = _yaml(zoo, choice).replace(f"score: {choice.score}", "score: max_softmax")
+    text = text.replace(f"thresholds: [{choice.threshold}]\nscore_form: log", "thresholds: [0.93]")
+    served, _ = load_config(_write(tmp_path, text))
+    from cascadekit import scores
+
+    assert served.cascade.thresholds == (scores.from_probability_form("max_softmax", 0.93),)
+    logits = zoo.logits["test"]["student"][:2000]
+    stage = served.cascade.stages[0]
+    kept = stage.decide(logits, served.cascade.thresholds[0]).keep
+    plain = scores.max_probability(logits, choice.temperature) >= 0.93
+    np.testing.assert_array_equal(kept, plain)

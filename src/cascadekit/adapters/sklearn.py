@@ -6,10 +6,11 @@
   (up to the clipping) and max-softmax, margin and entropy are defined. Energy is not: the
   logsumexp of log-probabilities is 0 for every input, and :func:`cascadekit.scores.energy`
   refuses them. It is used when the estimator has no per-class ``decision_function``
-  (random forests, k-NN, naive Bayes, MLPs; SVMs with ``decision_function_shape="ovo"``). A binary classifier's 1-D
-  ``d`` becomes the two columns ``[-d/2, d/2]``: its softmax is ``[1 - sigmoid(d), sigmoid(d)]``
-  (the logistic link), its margin is ``|d|`` and it is symmetric in the two classes. (``[0, d]``
-  would give the same softmax and margin, but an energy ``softplus(d)`` that favours class 1.)
+  (random forests, k-NN, naive Bayes, MLPs; SVMs with ``decision_function_shape="ovo"``).
+* A binary classifier's 1-D ``d`` becomes the two columns ``[-d/2, d/2]``: its softmax is
+  ``[1 - sigmoid(d), sigmoid(d)]`` (the logistic link), its margin is ``|d|`` and it is
+  symmetric in the two classes. (``[0, d]`` would give the same softmax and margin, but an
+  energy ``softplus(d)`` that favours class 1.)
 """
 
 from __future__ import annotations

@@ -8,7 +8,9 @@ A YAML file describes one served model::
     # ... or, without a router file:
     score: max_softmax
     temperature: 1.0
-    thresholds: [0.93]
+    thresholds: [0.93]             # p_max >= 0.93 stays on the student
+    score_form: probability        # default: max_softmax / entropy thresholds written as p_max
+                                   # and -H; "log" for the routing form (log-odds, -log H)
     stages:
       - name: student
         onnx: student.onnx         # or torch: {factory: "pkg.mod:build", state_dict: s.pt,
@@ -336,6 +338,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     """
     from ..cascade import Cascade, Stage
     from ..router import Router, decode_threshold
+    from ..scores import from_probability_form
     from .service import ServedModel
 
     p = Path(path)
@@ -351,6 +354,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             "score",
             "temperature",
             "thresholds",
+            "score_form",
             "stages",
             "batching",
             "server",
@@ -403,6 +407,15 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     )
     if raw_ths is not None and thresholds is None:
         raise ConfigError(f"Expected thresholds to be a list of numbers; got {raw_ths!r}.")
+    form = doc.get("score_form", "probability")
+    if form not in ("probability", "log"):
+        raise ConfigError(
+            f"Expected score_form to be 'probability' (thresholds written as p_max for max_softmax "
+            f"and as -H for entropy) or 'log' (log-odds and -log H, as router files store "
+            f"them); got {form!r}."
+        )
+    if thresholds is not None and form == "probability":
+        thresholds = [from_probability_form(str(score), t) for t in thresholds]
     if thresholds is None and router is not None:
         thresholds = list(router.thresholds)
     if thresholds is None:
