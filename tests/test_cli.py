@@ -359,3 +359,9 @@ def test_profile_onnx_model(tmp_path: Path) -> None:
     assert doc["models"]["student"]["flops_per_input"] == 2 * 64 * 10
     code, text = _run("profile", "student", "--inputs", tmp_path / "x.npy")
     assert code == 1 and "Expected NAME=PATH" in text
+
+
+def test_serve_reduced_needs_demo() -> None:
+    res = runner.invoke(app, ["serve", "--reduced"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "--reduced goes with --demo" in " ".join(res.output.split())

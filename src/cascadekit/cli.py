@@ -619,6 +619,14 @@ def serve(
     demo_model: Annotated[
         bool, typer.Option("--demo", help="Serve the Fashion-MNIST demo cascade.")
     ] = False,
+    reduced: Annotated[
+        bool,
+        typer.Option(
+            "--reduced",
+            help="With --demo: the reduced zoo recipe (small splits, same networks; trains in "
+            "about a minute on a new machine).",
+        ),
+    ] = False,
     host: Annotated[
         str | None, typer.Option(help="Interface to bind (default 127.0.0.1: loopback only).")
     ] = None,
@@ -650,6 +658,8 @@ def serve(
 
         serve_from_cli(None, ServeConfig(), ray_config=ray_config, address=ray_address)
         return
+    if reduced and not demo_model:
+        raise ParameterError("--reduced goes with --demo: `cascadekit serve --demo --reduced`.")
     if demo_model == (config_file is not None):
         raise ParameterError(
             "Expected either --demo or a config file: `cascadekit serve --demo` or "
@@ -658,7 +668,7 @@ def serve(
     if config_file is not None:
         served, config = load_config(config_file)
     else:
-        served, config = fashion_mnist_model(), ServeConfig()
+        served, config = fashion_mnist_model(reduced=reduced), ServeConfig()
     config = with_overrides(config, host=host, port=port)
     if backend == "ray":
         from .serve.ray import serve_from_cli

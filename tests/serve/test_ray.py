@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray")
 yaml = pytest.importorskip("yaml")
 httpx = pytest.importorskip("httpx")
 
-from cascadekit import Cascade  # noqa: E402
+from cascadekit import Cascade, scores  # noqa: E402
 from cascadekit.errors import ParameterError  # noqa: E402
 from cascadekit.offline import evaluate_offline, read_results, write_parquet_dataset  # noqa: E402
 
@@ -41,7 +41,6 @@ pytestmark = [
 
 ROOT = Path(__file__).resolve().parents[2]
 MODEL = "fashion-mnist"
-TOL = 1e-5  # scores this close to the threshold may route either way (last bits of logits)
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +88,8 @@ def _body(images: np.ndarray, **parameters: Any) -> bytes:
 
 
 def _near(score: np.ndarray, threshold: float) -> np.ndarray:
-    return np.abs(np.asarray(score, dtype=np.float64) - threshold) <= TOL
+    """Scores within numerical resolution of the threshold may route either way."""
+    return scores.near_threshold(score, threshold)
 
 
 # ----------------------------------------------------------------------------------- Ray Data
@@ -110,7 +110,10 @@ class TestRayData:
         )
         costs = [float(zoo.flops[n]) for n in names]
         cascade = Cascade.from_outputs(
-            [logits[n] for n in names], costs=costs, score="max_softmax", thresholds=[0.95, 0.9]
+            [logits[n] for n in names],
+            costs=costs,
+            score="max_softmax",
+            thresholds=[scores.from_probability_form("max_softmax", p) for p in (0.95, 0.9)],
         )
         result = evaluate_offline(
             tmp_path / "data",
@@ -157,7 +160,7 @@ class TestRayData:
         rows = read_results(tmp_path / "out")
         threshold = float(cascade.thresholds[0])  # type: ignore[index]
         exempt = _near(ref.scores[:, 0], threshold)
-        assert exempt.mean() < 0.01
+        assert exempt.mean() < 0.001
         ok = ~exempt
         np.testing.assert_array_equal(rows["prediction"][ok], ref.predictions[ok])
         np.testing.assert_array_equal(rows["stage"][ok], ref.stage[ok])
@@ -298,7 +301,7 @@ class TestRayServe:
             np.testing.assert_allclose(g["score"], w["score"], atol=1e-5)
             assert not g["fallback"].any()
             n_compared += int(ok.sum())
-        assert n_compared >= sum(sizes) - 2
+        assert n_compared >= sum(sizes) - 1
         # errors and metadata are the same documents
         assert got[-2] == want[-2] and got[-2][0] == 400
         assert got[-1] == want[-1]

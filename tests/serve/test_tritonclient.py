@@ -90,14 +90,16 @@ def test_tritonclient_sees_errors(server: Any) -> None:
 
 
 def test_cli_serve_demo_real_process(test_images: Any, zoo: Any) -> None:
-    """`cascadekit serve --demo --port 0` in its own process, on loopback; SIGTERM drains."""
+    """`cascadekit serve --demo --port 0` in its own process, on loopback; SIGTERM drains.
+
+    It serves the zoo the other tests use: the full one when it is cached, else the reduced one
+    (`--reduced`), so the test runs on a new machine too."""
     env = {**os.environ, "OMP_WAIT_POLICY": "PASSIVE"}
     from cascadekit.data.zoo import default_recipe
 
-    if zoo.recipe.key != default_recipe().key:
-        pytest.skip("the CLI serves the full zoo; only the reduced one is cached here")
+    reduced = [] if zoo.recipe.key == default_recipe().key else ["--reduced"]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "cascadekit.cli", "serve", "--demo", "--port", "0"],
+        [sys.executable, "-m", "cascadekit.cli", "serve", "--demo", *reduced, "--port", "0"],
         stderr=subprocess.PIPE,
         stdout=subprocess.DEVNULL,
         text=True,
