@@ -16,7 +16,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC, LinearSVC
 
-from cascadekit import scores
+from cascadekit import Cascade, scores
 from cascadekit.adapters import (
     CallableModel,
     ExportMismatchError,
@@ -270,8 +270,8 @@ def test_sklearn_auto_prefers_raw_decision_scores(digits) -> None:
     np.testing.assert_allclose(model(X[:20]), lr.decision_function(X[:20]))
     e = scores.energy(model(X[:200]))
     assert np.ptp(e) > 1.0  # a real spread, not rounding noise
-    with pytest.raises(ScoreInputError, match="these outputs are log-probabilities"):
-        scores.energy(SklearnModel(lr, method="predict_proba")(X[:200]))
+    with pytest.raises(ScoreInputError, match="outputs of stage 'stage0' are log-probabilities"):
+        Cascade.from_models([SklearnModel(lr, method="predict_proba"), lr], thresholds=[0.0])
     # one-vs-one SVMs score pairs of classes, not classes: a clear error, not wrong logits
     svc = SVC(decision_function_shape="ovo").fit(X[:300], y[:300])
     with pytest.raises(ClassCountError, match="one-vs-one scores are per pair of classes"):

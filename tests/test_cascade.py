@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cascadekit import Cascade, Stage, assign_stages, scores
+from cascadekit.calibration import calibrate_outputs
 from cascadekit.errors import (
     ClassCountError,
     EmptyInputError,
@@ -15,6 +16,7 @@ from cascadekit.errors import (
     NotCalibratedError,
     ParameterError,
     SampleCountError,
+    ScoreInputError,
     UnknownNameError,
 )
 
@@ -165,3 +167,52 @@ def test_bad_class_map() -> None:
     st.class_map = [0, 1, 9]
     with pytest.raises(ClassCountError, match="maps to label 9, but the last stage has 4"):
         c.route()
+
+
+# ---------------------------------------------------------------- probabilities are not logits
+
+
+def _probabilities(n: int = 200, c: int = 5, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    z = np.random.default_rng(seed).normal(scale=3.0, size=(n, c))
+    p = np.exp(z - z.max(axis=1, keepdims=True))
+    return z, p / p.sum(axis=1, keepdims=True)
+
+
+@pytest.mark.parametrize("kind", ["probabilities", "log-probabilities"])
+def test_energy_is_refused_on_saved_normalized_outputs(kind: str) -> None:
+    z, p = _probabilities()
+    student = p if kind == "probabilities" else np.log(p)
+    cascade = Cascade.from_outputs([student, z], thresholds=[0.0])  # energy by default
+    with pytest.raises(ScoreInputError, match=f"energy needs raw logits; outputs of stage "
+                       f"'stage0' are {kind}"):  # fmt: skip
+        cascade.route()
+    with pytest.raises(ScoreInputError, match=f"outputs of stage 0 are {kind}"):
+        calibrate_outputs([student, z], np.zeros(200, dtype=int), teacher_share=0.3)
+
+
+def test_saved_probabilities_are_converted_not_taken_as_logits() -> None:
+    z, p = _probabilities()
+    for name in ("max_softmax", "margin", "entropy"):
+        from_p = Cascade.from_outputs([p, z], score=name, thresholds=[1.0]).route()
+        from_z = Cascade.from_outputs([z, z], score=name, thresholds=[1.0]).route()
+        np.testing.assert_allclose(from_p.scores, from_z.scores, rtol=1e-6, atol=1e-6)
+        np.testing.assert_array_equal(from_p.stage, from_z.stage)
+
+
+def test_a_few_rows_are_taken_as_they_are() -> None:
+    # fewer than MIN_ROWS_TO_DETECT rows cannot tell probabilities from logits: no conversion
+    rows = np.array([[1.0, 0.0], [0.3, 0.7]])
+    res = Cascade.from_outputs([rows, rows], score="margin", thresholds=[0.5]).route()
+    np.testing.assert_allclose(res.scores[:, 0], [1.0, 0.4])
+
+
+def test_energy_on_a_live_model_with_probabilities_is_refused_at_construction() -> None:
+    from sklearn.datasets import load_digits
+    from sklearn.ensemble import RandomForestClassifier
+
+    X, y = load_digits(return_X_y=True)
+    forest = RandomForestClassifier(n_estimators=5, random_state=0).fit(X, y)
+    with pytest.raises(ScoreInputError, match="outputs of stage 'stage0' are log-probabilities"):
+        Cascade.from_models([forest, forest], thresholds=[0.0])
+    ok = Cascade.from_models([forest, forest], score="max_softmax", thresholds=[2.0])
+    assert ok.predict(X[:20]).predictions.shape == (20,)

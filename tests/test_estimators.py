@@ -201,5 +201,5 @@ def test_default_score_works_for_a_student_with_probabilities_only(digits) -> No
     assert clf.calibration_.numerical_margin > 0
     whole = clf.predict(Xt)
     np.testing.assert_array_equal(np.concatenate([clf.predict(Xt[:7]), clf.predict(Xt[7:])]), whole)
-    with pytest.raises(ScoreInputError, match="energy needs raw logits; these outputs are log-pr"):
+    with pytest.raises(ScoreInputError, match="energy needs raw logits; the outputs of stage"):
         clone(clf).set_params(routing_score="energy").fit(X, y)

@@ -14,7 +14,6 @@ from cascadekit.errors import (
     InputShapeError,
     NonFiniteError,
     ParameterError,
-    ScoreInputError,
     UnknownNameError,
 )
 
@@ -93,25 +92,6 @@ def test_probability_form_thresholds_convert_to_the_same_routing(name: str) -> N
         np.testing.assert_array_equal(
             scores.compute_score(name, Z) >= t_new - 1e-9, plain(Z) >= t_plain - 1e-15
         )
-
-
-@pytest.mark.parametrize("name", ["energy", "specialized_energy"])
-@pytest.mark.parametrize("kind", ["probabilities", "log-probabilities"])
-def test_energy_refuses_normalized_outputs(name: str, kind: str) -> None:
-    p = _softmax(Z[:, :4])
-    out = p if kind == "probabilities" else np.log(p)
-    fn = scores.energy if name == "energy" else scores.specialized_energy
-    with pytest.raises(ScoreInputError, match=f"needs raw logits; these outputs are {kind}"):
-        fn(out)
-
-
-def test_probabilities_are_converted_not_taken_as_logits() -> None:
-    p = _softmax(Z)
-    for name in ("max_softmax", "margin", "entropy", "max_logit"):
-        np.testing.assert_allclose(
-            scores.compute_score(name, p), scores.compute_score(name, np.log(p)), rtol=1e-9
-        )
-    np.testing.assert_allclose(scores.max_probability(p), p.max(axis=1))
 
 
 def test_resolution_blocks_and_separating_thresholds() -> None:

@@ -19,6 +19,7 @@ from .errors import (
     ParameterError,
     RouterFileError,
     SampleCountError,
+    ScoreInputError,
 )
 
 FloatArray = NDArray[np.floating[Any]]
@@ -115,10 +116,10 @@ def proba_to_logits(proba: ArrayLike, eps: float = 1e-12) -> NDArray[np.floating
 def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> FloatArray:
     """Validate logits of shape ``(n_samples, n_classes)`` and return them as a float array.
 
-    float64 input stays float64; any other numeric dtype is converted to float32. Outputs that
-    are probabilities (see :func:`output_kind`) are converted to their logs
-    (:func:`proba_to_logits`), so that a softmax gives them back instead of being applied on
-    top of them; ``-inf`` log-probabilities (``log 0``) are floored the same way.
+    float64 input stays float64; any other numeric dtype is converted to float32. Nothing is
+    detected or converted here: this runs on every batch a model serves, and a decision that
+    depended on which rows share a batch would make answers depend on it too (see
+    :func:`as_outputs` for whole arrays of saved outputs).
     """
     arr = np.asarray(x)
     if arr.dtype == object or not (
@@ -147,13 +148,69 @@ def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> Fl
             f"Expected {name} with at least {min_classes} classes (columns); got shape "
             f"{arr.shape}. Pass one column per class."
         )
-    kind = output_kind(arr)
-    if kind == "probabilities" or (kind == "log_probabilities" and np.isneginf(arr).any()):
-        src = arr if kind == "probabilities" else np.exp(arr.astype(np.float64))
-        arr = proba_to_logits(src)
     out = arr.astype(float_dtype(arr.dtype), copy=False)
     check_finite(out, name)
     return out
+
+
+#: Fewest rows :func:`as_outputs` needs to tell probabilities from logits: a handful of rows
+#: can sum to one by chance.
+MIN_ROWS_TO_DETECT = 10
+
+#: Scores that are meaningless on normalized outputs (their logsumexp is constant).
+LOGSUMEXP_SCORES = ("energy", "specialized_energy")
+
+
+def check_score_suits(kind: str, score: Any, name: str = "these outputs") -> None:
+    """Raise :class:`ScoreInputError` for energy on probabilities or log-probabilities.
+
+    Examples
+    --------
+    >>> check_score_suits("logits", "energy")
+    >>> check_score_suits("log_probabilities", "energy")
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ScoreInputError: The energy needs raw logits; these outputs are ...
+    """
+    if kind == "logits" or score not in LOGSUMEXP_SCORES:
+        return
+    raise ScoreInputError(
+        f"The {str(score).replace('_', ' ')} needs raw logits; {name} are "
+        f"{kind.replace('_', '-')} (every row sums to one), on which logsumexp is the same for "
+        "every input, so routing by it would follow rounding noise. Pass the model's raw "
+        "logits (e.g. a scikit-learn decision_function, or the layer before the softmax), or "
+        "choose another score: max_softmax, margin or entropy."
+    )
+
+
+def as_outputs(
+    x: ArrayLike, name: str = "logits", *, score: Any = None, min_classes: int = 2
+) -> FloatArray:
+    """Validate a whole array of saved classifier outputs, whatever kind they are.
+
+    Like :func:`as_logits`, and with at least :data:`MIN_ROWS_TO_DETECT` rows the kind is
+    detected (:func:`output_kind`): probabilities are converted to their logs
+    (:func:`proba_to_logits`), so that a softmax gives them back rather than being applied on
+    top of them; log-probabilities are logits already (with ``log 0`` floored the same way).
+    Energy is refused on both (:func:`check_score_suits`).
+
+    Examples
+    --------
+    >>> p = np.full((10, 2), 0.5)
+    >>> as_outputs(p).round(3)[0]
+    array([-0.693, -0.693])
+    >>> as_outputs(p, score="energy")
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ScoreInputError: The energy needs raw logits; logits are probabilities ...
+    """
+    arr = np.asarray(x)
+    kind = output_kind(arr) if arr.ndim == 2 and arr.shape[0] >= MIN_ROWS_TO_DETECT else "logits"
+    check_score_suits(kind, score, name)
+    if kind == "probabilities" or (kind == "log_probabilities" and np.isneginf(arr).any()):
+        src = arr if kind == "probabilities" else np.exp(arr.astype(np.float64))
+        arr = proba_to_logits(src)
+    return as_logits(arr, name, min_classes=min_classes)
 
 
 def as_scores(x: ArrayLike, name: str = "scores") -> FloatArray:

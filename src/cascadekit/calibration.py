@@ -49,7 +49,7 @@ from scipy.stats import binom
 from ._validation import (
     as_correct,
     as_labels,
-    as_logits,
+    as_outputs,
     as_scores,
     check_costs,
     check_open_unit,
@@ -1265,7 +1265,11 @@ def calibrate_outputs(
         if k == len(outputs) - 1 and a.ndim == 1:
             arrs.append(as_labels(a, name="labels of the last stage"))
         else:
-            arrs.append(as_logits(a, f"logits of stage {k}"))
+            arrs.append(
+                as_outputs(
+                    a, f"outputs of stage {k}", score=score if k < len(outputs) - 1 else None
+                )
+            )
     check_same_samples([(f"stage {k}", a.shape[0]) for k, a in enumerate(arrs)])
     preds = [a if a.ndim == 1 else np.argmax(a, axis=1) for a in arrs]
     scs = [np.asarray(compute_score(score, a, temperature), np.float64) for a in arrs[:-1]]

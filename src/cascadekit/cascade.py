@@ -37,9 +37,11 @@ from numpy.typing import ArrayLike, NDArray
 from ._validation import (
     as_labels,
     as_logits,
+    as_outputs,
     check_costs,
     check_same_classes,
     check_same_samples,
+    check_score_suits,
     check_temperature,
 )
 from .adapters import as_model, n_inputs, take, take_slice
@@ -393,6 +395,9 @@ class Cascade:
         for st in stages[:-1]:
             st.score_fn()  # unknown score names fail at construction
             check_temperature(st.temperature)
+            if st.model is not None:  # e.g. energy on a model that returns log-probabilities
+                kind = str(getattr(st.model, "output_kind", "logits"))
+                check_score_suits(kind, st.score, f"the outputs of stage {st.name!r}")
         self._thresholds: tuple[float, ...] | None = None
         if thresholds is not None:
             self.thresholds = thresholds
@@ -495,7 +500,8 @@ class Cascade:
             if i == self.n_stages - 1 and arr.ndim == 1:
                 outs.append(as_labels(arr, name=f"labels of the last stage {st.name!r}"))
             else:
-                outs.append(as_logits(arr, f"logits of stage {st.name!r}"))
+                score = st.score if i < self.n_stages - 1 else None
+                outs.append(as_outputs(arr, f"outputs of stage {st.name!r}", score=score))
         check_same_samples(
             [(repr(s.name), o.shape[0]) for s, o in zip(self.stages, outs, strict=True)]
         )

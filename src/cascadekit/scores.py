@@ -29,12 +29,12 @@ Energy, margin and max-logit are computed with a max-shift in float64 for float6
 float32 otherwise (half-precision logits are upcast first), so large logits never overflow;
 ``max_softmax`` and ``entropy`` always in float64.
 
-**Probabilities are not logits.** Outputs whose rows sum to one (probabilities) are converted
-to their logs by :func:`~cascadekit.scores.as_logits`-style validation, so max-softmax, margin
-and entropy mean what they say on them. Energy is refused on probabilities and on
-log-probabilities: ``logsumexp(log p) = log 1 = 0`` for every input, so it would route by
-rounding noise. Pass raw logits (e.g. a scikit-learn ``decision_function``) or choose another
-score.
+**Probabilities are not logits.** Energy is meaningless on probabilities and on
+log-probabilities (``logsumexp(log p) = log 1 = 0`` for every input: routing by it follows
+rounding noise). The functions here take logits as they are; saved outputs are checked as a
+whole where they enter (``Cascade.route``, the calibration and the command line):
+probabilities are converted to their logs and energy on either is refused with a clear error,
+and model adapters that return log-probabilities (scikit-learn's ``predict_proba``) say so.
 
 The *specialized* student of EBJR section 2.4 has the C most frequent classes plus an extra
 "other" class. :func:`specialized_energy` is the energy over the real classes only, and
@@ -64,8 +64,8 @@ from typing import Any, Protocol
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ._validation import as_logits, check_temperature, output_kind
-from .errors import InputShapeError, ScoreInputError, UnknownNameError
+from ._validation import as_logits, check_temperature
+from .errors import InputShapeError, UnknownNameError
 
 __all__ = [
     "SCORES",
@@ -115,19 +115,6 @@ def _prepare(logits: ArrayLike, temperature: float) -> tuple[FloatArray, float]:
     return z, t
 
 
-def _refuse_normalized(logits: ArrayLike, score: str) -> None:
-    """Raise :class:`ScoreInputError` when ``logits`` are probabilities or log-probabilities."""
-    kind = output_kind(logits)
-    if kind != "logits":
-        raise ScoreInputError(
-            f"The {score} needs raw logits; these outputs are {kind.replace('_', '-')} (every "
-            "row sums to one), on which logsumexp is the same for every input, so routing by it "
-            "would follow rounding noise. Pass the model's raw logits (e.g. a scikit-learn "
-            "decision_function, or the layer before the softmax), or choose another score: "
-            "max_softmax, margin or entropy."
-        )
-
-
 def _scaled(z: FloatArray, t: float) -> FloatArray:
     """``z / t`` without a copy at ``t == 1`` (the common case)."""
     return z if t == 1.0 else z / np.asarray(t, dtype=z.dtype)
@@ -170,12 +157,7 @@ def energy(logits: ArrayLike, temperature: float = 1.0) -> FloatArray:
     array([0.6931])
     >>> energy(np.array([[1000.0, 0.0]], dtype=np.float16))  # no overflow
     array([1000.], dtype=float32)
-    >>> energy(np.log([[0.9, 0.1], [0.5, 0.5]]))
-    Traceback (most recent call last):
-    ...
-    cascadekit.errors.ScoreInputError: The energy needs raw logits; ... log-probabilities ...
     """
-    _refuse_normalized(logits, "energy")
     z, t = _prepare(logits, temperature)
     m, _, s = _shifted_exp(_scaled(z, t))
     out: FloatArray = (m + np.log(s))[:, 0]
@@ -358,7 +340,6 @@ def specialized_energy(
     >>> specialized_energy(z).round(4)
     array([0.6931])
     """
-    _refuse_normalized(logits, "specialized energy")
     z = as_logits(logits, "specialized student logits", min_classes=3)
     k = _other_index(z, other_class)
     keep = np.delete(z, k, axis=1)

@@ -132,11 +132,15 @@ class ModelAdapter:
         Number of logit columns, when known.
     name : str
         Shown in errors and reports.
+    output_kind : {"logits", "log_probabilities"}
+        What the rows are: raw logits (the default), or log-probabilities (e.g. the logs of a
+        scikit-learn ``predict_proba``), on which energy is refused.
     """
 
     batch_size: int | None = None
     n_classes: int | None = None
     name: str = "model"
+    output_kind: str = "logits"
 
     def forward(self, batch: Any) -> NDArray[np.floating[Any]]:
         """Logits of one chunk of inputs."""

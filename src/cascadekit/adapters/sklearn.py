@@ -106,6 +106,7 @@ class SklearnModel(ModelAdapter):
             raise ParameterError(f"Expected eps strictly between 0 and 1; got {eps!r}.")
         self.estimator = estimator
         self.method = method
+        self.output_kind = "log_probabilities" if method == "predict_proba" else "logits"
         self.eps = float(eps)
         self.batch_size = check_batch_size(batch_size, "SklearnModel")
         self.name = name or type(estimator).__name__

@@ -13,11 +13,13 @@ teacher         CNN conv32-conv64 with batch norm, FC 128   most accurate
 Every model takes **raw pixels** 0..255 as a float32 (or uint8) tensor of shape
 ``(n, 28, 28)``: normalisation is the first layer. Training is deterministic (fixed seeds,
 deterministic algorithms, ``torch.set_num_threads(2)``, or 1 for the reduced variant; Adam with
-a one-cycle schedule), and leaves the caller's torch threads and random state as they were. The
-first call trains the three models, computes their logits on the four splits
-(``train``, ``select``, ``calibrate``, ``test``) and measures their costs; everything is saved
-under the cache folder in a sub-folder named by the hash of the recipe, so later calls only
-load (``zoo.trained`` is then ``False``).
+a one-cycle schedule) and reproducible across machines: it runs in a child process whose CPU
+kernels are pinned to AVX2 (:mod:`cascadekit.data.kernels`), since PyTorch's AVX-512 and AVX2
+kernels round differently and training amplifies it. The first call trains the three models
+and computes their logits on the four splits (``train``, ``select``, ``calibrate``, ``test``)
+in that child, then measures their costs in the calling process (its native kernels, as the
+models will be served); everything is saved under the cache folder in a sub-folder named by
+the hash of the recipe, so later calls only load (``zoo.trained`` is then ``False``).
 
 Examples
 --------
@@ -32,6 +34,7 @@ Examples
 from __future__ import annotations
 
 import io
+import json
 import os
 import platform
 import time
@@ -60,6 +63,7 @@ from .fashion_mnist import (
     fashion_mnist_split_sizes,
     load_fashion_mnist,
 )
+from .kernels import KERNELS_ID, kernels_pinned, report_progress, run_pinned
 
 __all__ = [
     "CODE_VERSION",
@@ -70,10 +74,11 @@ __all__ = [
     "ZooRecipe",
     "default_recipe",
     "load_fashion_mnist_zoo",
+    "train_in_child",
 ]
 
 #: Bump when the training code changes in a way that changes the trained models.
-CODE_VERSION = "fashion-mnist-zoo/1"
+CODE_VERSION = "fashion-mnist-zoo/2"
 MODEL_NAMES: tuple[str, ...] = ("student", "intermediate", "teacher")
 #: ``progress(description, fraction)``: fraction of the whole job done, in [0, 1].
 ProgressFn = Callable[[str, float], None]
@@ -117,6 +122,7 @@ class ZooRecipe:
     latency_batches: tuple[int, ...] = (1, 256)
     latency_repeats: int = 30
     code_version: str = CODE_VERSION
+    kernels: str = KERNELS_ID
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-value form of the recipe."""
@@ -128,7 +134,29 @@ class ZooRecipe:
             "latency_batches": [int(b) for b in self.latency_batches],
             "latency_repeats": int(self.latency_repeats),
             "code_version": self.code_version,
+            "kernels": self.kernels,
         }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ZooRecipe:
+        """Inverse of :meth:`to_dict`.
+
+        Examples
+        --------
+        >>> r = default_recipe(reduced=True)
+        >>> ZooRecipe.from_dict(r.to_dict()).key == r.key
+        True
+        """
+        return cls(
+            models=tuple(ModelRecipe(**{**m, "params": dict(m["params"])}) for m in d["models"]),
+            sizes={k: int(v) for k, v in d["sizes"].items()},
+            seed=int(d["seed"]),
+            threads=int(d["threads"]),
+            latency_batches=tuple(int(b) for b in d["latency_batches"]),
+            latency_repeats=int(d["latency_repeats"]),
+            code_version=str(d["code_version"]),
+            kernels=str(d["kernels"]),
+        )
 
     @property
     def key(self) -> str:
@@ -457,14 +485,9 @@ def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnis
     )
 
 
-def _build(
-    recipe: ZooRecipe, folder: Path, root: Path | None, progress: ProgressFn | None
-) -> FashionMnistZoo:
-    torch = _import_torch()
-    from ._nets import build_network
-
-    t_start = time.perf_counter()
-    (folder / _META).unlink(missing_ok=True)  # invalidate an old entry before overwriting it
+def _split_data(
+    recipe: ZooRecipe, root: Path | None
+) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.uint8]], dict[str, Any]]:
     indices = fashion_mnist_split_indices(dict(recipe.sizes), recipe.seed)
     train_x, train_y = load_fashion_mnist("train", root)
     test_x, test_y = load_fashion_mnist("test", root)
@@ -472,7 +495,17 @@ def _build(
         s: np.ascontiguousarray((test_x if s == "test" else train_x)[indices[s]]) for s in SPLITS
     }
     labels = {s: (test_y if s == "test" else train_y)[indices[s]] for s in SPLITS}
+    return indices, images, labels
 
+
+def _train_and_save(
+    recipe: ZooRecipe, folder: Path, root: Path | None, progress: ProgressFn | None
+) -> None:
+    """Train every model and save its weights and logits (run with pinned kernels)."""
+    torch = _import_torch()
+    from ._nets import build_network
+
+    indices, images, labels = _split_data(recipe, root)
     # progress weights: FLOPs of the work each phase does (training ~ 3x a forward pass)
     example = torch.zeros(1, 28, 28)
     flops = {}
@@ -484,19 +517,14 @@ def _build(
         s.name: 3.0 * s.epochs * recipe.sizes["train"] * flops[s.name] for s in recipe.models
     }
     eval_work = {n: float(n_total * flops[n]) for n in recipe.names}
-    timing_work = {n: 0.02 * eval_work[n] for n in recipe.names}
-    grand = sum(train_work.values()) + sum(eval_work.values()) + sum(timing_work.values())
+    grand = sum(train_work.values()) + sum(eval_work.values())
     done = 0.0
 
     def report(desc: str, part: float, weight: float) -> None:
         if progress is not None:
             progress(desc, min(1.0, (done + part * weight) / grand))
 
-    models: dict[str, Any] = {}
     logits: dict[str, dict[str, NDArray[np.float32]]] = {s: {} for s in SPLITS}
-    latency: dict[str, dict[int, float]] = {}
-    params: dict[str, int] = {}
-    timing_x = torch.from_numpy(images["test"][: max(recipe.latency_batches) * 4]).to(torch.float32)
     with _torch_settings(torch, recipe.threads):
         for spec in recipe.models:
             w = train_work[spec.name]
@@ -506,13 +534,65 @@ def _build(
 
             model = _train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
             done += w
-            models[spec.name] = model
             atomic_write_bytes(folder / f"{spec.name}.pt", _state_bytes(torch, model))
             for i, s in enumerate(SPLITS):
                 report(f"computing {spec.name} logits ({s})", i / len(SPLITS), eval_work[spec.name])
                 logits[s][spec.name] = _logits_of(model, images[s])
             done += eval_work[spec.name]
-            report(f"measuring {spec.name} latency", 0.0, 0.0)
+    atomic_write_npz(
+        folder / "splits.npz",
+        {f"indices.{s}": indices[s] for s in SPLITS} | {f"labels.{s}": labels[s] for s in SPLITS},
+    )
+    atomic_write_npz(
+        folder / "logits.npz", {f"{s}.{n}": logits[s][n] for s in SPLITS for n in recipe.names}
+    )
+    atomic_write_json(folder / "recipe.json", recipe.to_dict())
+
+
+def _build(
+    recipe: ZooRecipe, folder: Path, root: Path | None, progress: ProgressFn | None
+) -> FashionMnistZoo:
+    torch = _import_torch()
+    from ._nets import build_network
+
+    t_start = time.perf_counter()
+    (folder / _META).unlink(missing_ok=True)  # invalidate an old entry before overwriting it
+    folder.mkdir(parents=True, exist_ok=True)
+
+    def child_progress(desc: str, frac: float) -> None:
+        if progress is not None:
+            progress(desc, 0.95 * frac)
+
+    if kernels_pinned():
+        _train_and_save(recipe, folder, root, child_progress)
+    else:
+        args = [json.dumps(recipe.to_dict()), str(folder), "" if root is None else str(root)]
+        run_pinned(f"{__name__}:train_in_child", args, child_progress)
+
+    # costs, measured here with the caller's (native) kernels: as the models will be served
+    with np.load(folder / "splits.npz") as z:
+        indices = {s: z[f"indices.{s}"].astype(np.int64) for s in SPLITS}
+        labels = {s: z[f"labels.{s}"].astype(np.int64) for s in SPLITS}
+    with np.load(folder / "logits.npz") as z:
+        logits = {s: {n: z[f"{s}.{n}"].astype(np.float32) for n in recipe.names} for s in SPLITS}
+    test_images = load_fashion_mnist("test", root)[0][indices["test"]]
+    timing_x = torch.from_numpy(
+        np.ascontiguousarray(test_images[: max(recipe.latency_batches) * 4])
+    ).to(torch.float32)
+    example = torch.zeros(1, 28, 28)
+    models: dict[str, Any] = {}
+    flops: dict[str, int] = {}
+    latency: dict[str, dict[int, float]] = {}
+    params: dict[str, int] = {}
+    with _torch_settings(torch, recipe.threads):
+        for spec in recipe.models:
+            if progress is not None:
+                progress(f"measuring {spec.name} latency", 0.95)
+            model = build_network(spec.arch, dict(spec.params))
+            state = torch.load(folder / f"{spec.name}.pt", map_location="cpu", weights_only=True)
+            model.load_state_dict(state)
+            models[spec.name] = model.eval()
+            flops[spec.name] = count_flops(model, example)
             params[spec.name] = count_params(model)
 
             def run(batch: Any, model: Any = model) -> Any:
@@ -525,18 +605,8 @@ def _build(
                 )
                 for b in recipe.latency_batches
             }
-            done += timing_work[spec.name]
-            report(f"done {spec.name}", 0.0, 0.0)
 
     build_seconds = time.perf_counter() - t_start
-    atomic_write_npz(
-        folder / "splits.npz",
-        {f"indices.{s}": indices[s] for s in SPLITS} | {f"labels.{s}": labels[s] for s in SPLITS},
-    )
-    atomic_write_npz(
-        folder / "logits.npz", {f"{s}.{n}": logits[s][n] for s in SPLITS for n in recipe.names}
-    )
-    atomic_write_json(folder / "recipe.json", recipe.to_dict())
     zoo = FashionMnistZoo(
         recipe=recipe,
         path=folder,
@@ -554,11 +624,13 @@ def _build(
     meta = {
         "key": recipe.key,
         "code_version": recipe.code_version,
+        "kernels": recipe.kernels,
         "build_seconds": build_seconds,
         "torch_version": str(torch.__version__),
         "numpy_version": np.__version__,
         "machine": platform.machine(),
         "processor": platform.processor(),
+        "native_cpu_capability": str(torch.backends.cpu.get_cpu_capability()),
         "cpu_count": os.cpu_count(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "costs": {
@@ -644,3 +716,19 @@ def load_fashion_mnist_zoo(
             f"Could not write the zoo cache under {folder}: {exc}. Set CASCADEKIT_CACHE_DIR or "
             "pass cache_dir= to a writable folder."
         ) from exc
+
+
+def train_in_child(argv: list[str]) -> None:
+    """The child process of a zoo build: ``RECIPE_JSON FOLDER ROOT`` (ROOT may be empty).
+
+    Started by :func:`load_fashion_mnist_zoo` through :func:`cascadekit.data.kernels.run_pinned`;
+    it refuses to train without pinned kernels.
+    """
+    recipe = ZooRecipe.from_dict(json.loads(argv[0]))
+    if recipe.kernels != KERNELS_ID or not kernels_pinned():
+        raise CascadeError(
+            f"This child trains with pinned kernels {KERNELS_ID!r}; run it through "
+            "load_fashion_mnist_zoo(), not by hand."
+        )
+    root = Path(argv[2]) if argv[2] else None
+    _train_and_save(recipe, Path(argv[1]), root, report_progress)

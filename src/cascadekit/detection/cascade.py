@@ -150,6 +150,9 @@ def detection_cascade_curve(
     finite = s[np.isfinite(s)]
     if finite.size:
         grid = threshold_grid(finite, grid_size)
+        if finite.size < s.size:  # images without a score (-inf): also keep only the scored ones
+            low = float(finite.min())
+            grid = np.union1d(grid, [low - max(1.0, abs(low))])
     else:
         if (
             isinstance(grid_size, bool)
