@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -24,7 +25,8 @@ from cascadekit.data import (
     recipe_hash,
 )
 from cascadekit.data import zoo as zoo_module
-from cascadekit.errors import DataNotFoundError, ParameterError, UnknownNameError
+from cascadekit.data.kernels import KERNELS_ID, kernels_pinned, run_pinned
+from cascadekit.errors import CascadeError, DataNotFoundError, ParameterError, UnknownNameError
 
 torch = pytest.importorskip("torch")
 pytestmark = pytest.mark.skipif(
@@ -275,3 +277,25 @@ def test_importing_data_does_not_import_torch() -> None:
     code = "import sys, cascadekit.data, cascadekit.costs; print('torch' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+# ------------------------------------------------------------------------- pinned kernels
+
+
+def test_models_are_trained_with_pinned_kernels(
+    built: tuple[FashionMnistZoo, list[Any], Path],
+) -> None:
+    # trained in a child process whose PyTorch, oneDNN and MKL kernels are pinned to AVX2, so
+    # that another processor builds the same models; this process keeps its native kernels
+    zoo = built[0]
+    meta = json.loads((zoo.path / "meta.json").read_text())
+    assert meta["kernels"] == KERNELS_ID == zoo.recipe.kernels == "avx2"
+    assert not kernels_pinned()
+    assert ZooRecipe.from_dict(zoo.recipe.to_dict()).key == zoo.recipe.key
+
+
+def test_pinned_child_errors_come_back_clearly() -> None:
+    with pytest.raises(CascadeError, match=r"\(json:loads\) failed with exit code 1"):
+        run_pinned("json:loads", ["{not json"])
+    with pytest.raises(CascadeError, match="run it through load_fashion_mnist_zoo"):
+        zoo_module.train_in_child([json.dumps(tiny_recipe().to_dict()), "/nowhere", ""])

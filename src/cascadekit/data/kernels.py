@@ -37,6 +37,7 @@ __all__ = [
     "KERNELS_ID",
     "PINNED_KERNELS",
     "kernels_pinned",
+    "report_error",
     "report_progress",
     "run_pinned",
 ]
@@ -51,6 +52,7 @@ PINNED_KERNELS: dict[str, str] = {
 KERNELS_ID = "avx2"
 
 _PROGRESS_PREFIX = "cascadekit-progress "
+_ERROR_PREFIX = "cascadekit-error "
 
 
 def kernels_pinned() -> bool:
@@ -64,6 +66,21 @@ def report_progress(description: str, fraction: float) -> None:
     print(_PROGRESS_PREFIX + line, flush=True)
 
 
+def report_error(exc: CascadeError) -> None:
+    """In a pinned child: send a user-facing error to the parent, which raises it again."""
+    print(_ERROR_PREFIX + json.dumps({"type": type(exc).__name__, "message": str(exc)}), flush=True)
+
+
+def _reraise(line: str) -> None:
+    from .. import errors
+
+    msg = json.loads(line[len(_ERROR_PREFIX) :])
+    cls = getattr(errors, str(msg["type"]), CascadeError)
+    if not (isinstance(cls, type) and issubclass(cls, CascadeError)):
+        cls = CascadeError
+    raise cls(str(msg["message"]))
+
+
 def run_pinned(
     target: str,
     args: Sequence[str],
@@ -72,31 +89,37 @@ def run_pinned(
     """Call ``target(args)`` (``"package.module:function"``) in a child process with pinned
     kernels, relaying its progress updates (:func:`report_progress`).
 
-    Raises :class:`~cascadekit.errors.CascadeError` with the child's last output lines when it
-    fails; whatever it wrote half-way is left for the caller's cache to ignore (cache entries
-    are marked complete only by their last file).
+    A :class:`~cascadekit.errors.CascadeError` the child reports (:func:`report_error`) is
+    raised again here with its type and message; any other failure raises a ``CascadeError``
+    with the child's last output lines. Whatever it wrote half-way is left for the caller's
+    cache to ignore (cache entries are marked complete only by their last file).
     """
     env = {**os.environ, **PINNED_KERNELS}
     env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     module, _, function = target.partition(":")
     code = f"import sys; from {module} import {function} as f; f(sys.argv[1:])"
-    proc = subprocess.Popen(
+    tail: list[str] = []
+    error: str | None = None
+    with subprocess.Popen(
         [sys.executable, "-c", code, *args],
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
         env=env,
-    )
-    tail: list[str] = []
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        if line.startswith(_PROGRESS_PREFIX):
-            if progress is not None:
-                msg = json.loads(line[len(_PROGRESS_PREFIX) :])
-                progress(str(msg["description"]), float(msg["fraction"]))
-        else:
-            tail = [*tail[-19:], line.rstrip()]
-    status = proc.wait()
+    ) as proc:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith(_PROGRESS_PREFIX):
+                if progress is not None:
+                    msg = json.loads(line[len(_PROGRESS_PREFIX) :])
+                    progress(str(msg["description"]), float(msg["fraction"]))
+            elif line.startswith(_ERROR_PREFIX):
+                error = line
+            else:
+                tail = [*tail[-19:], line.rstrip()]
+        status = proc.wait()
+    if error is not None:
+        _reraise(error)
     if status != 0:
         raise CascadeError(
             f"Training in a child process with pinned kernels ({target}) failed with exit code "

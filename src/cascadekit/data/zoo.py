@@ -63,7 +63,7 @@ from .fashion_mnist import (
     fashion_mnist_split_sizes,
     load_fashion_mnist,
 )
-from .kernels import KERNELS_ID, kernels_pinned, report_progress, run_pinned
+from .kernels import KERNELS_ID, kernels_pinned, report_error, report_progress, run_pinned
 
 __all__ = [
     "CODE_VERSION",
@@ -588,7 +588,8 @@ def _build(
         for spec in recipe.models:
             if progress is not None:
                 progress(f"measuring {spec.name} latency", 0.95)
-            model = build_network(spec.arch, dict(spec.params))
+            with torch.random.fork_rng(devices=[]):  # building draws initial weights
+                model = build_network(spec.arch, dict(spec.params))
             state = torch.load(folder / f"{spec.name}.pt", map_location="cpu", weights_only=True)
             model.load_state_dict(state)
             models[spec.name] = model.eval()
@@ -731,4 +732,8 @@ def train_in_child(argv: list[str]) -> None:
             "load_fashion_mnist_zoo(), not by hand."
         )
     root = Path(argv[2]) if argv[2] else None
-    _train_and_save(recipe, Path(argv[1]), root, report_progress)
+    try:
+        _train_and_save(recipe, Path(argv[1]), root, report_progress)
+    except CascadeError as exc:  # the parent raises it again, type and message
+        report_error(exc)
+        raise SystemExit(1) from None
