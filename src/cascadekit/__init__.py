@@ -15,6 +15,7 @@ array([0, 1])
 from __future__ import annotations
 
 from . import adapters, calibration, curves, scores, stats
+from ._validation import binary_logits
 from .cascade import Cascade, PredictResult, RouteResult, Stage, assign_stages
 from .errors import CascadeError
 
@@ -29,6 +30,7 @@ __all__ = [
     "__version__",
     "adapters",
     "assign_stages",
+    "binary_logits",
     "calibration",
     "curves",
     "scores",
