@@ -188,8 +188,7 @@ def as_stage_output(x: ArrayLike, stage: str, *, last: bool) -> np.ndarray:
         ):
             raise InputShapeError(
                 f"Expected the last {stage} to give logits (n_samples, n_classes) or integer "
-                f"labels (n_samples,); got shape {arr.shape} of non-integer numbers. "
-                + BINARY_HINT
+                f"labels (n_samples,); got shape {arr.shape} of non-integer numbers. " + BINARY_HINT
             )
         return as_labels(arr, name=f"labels of the last {stage}")
     return as_logits(arr, f"logits of {stage}")

@@ -302,9 +302,7 @@ def _drop_index_columns(
                 "one unless index=False)"
             )
         else:
-            notes.append(
-                f"dropped column {j + 1} of {fname}: it holds 0..n-1, an index/id column"
-            )
+            notes.append(f"dropped column {j + 1} of {fname}: it holds 0..n-1, an index/id column")
     keep = [j for j in range(arr.shape[1]) if j not in drop]
     if names is not None:
         names[:] = [names[j] for j in keep]
