@@ -121,7 +121,8 @@ class CalibrationResult:
         last stage (the share of inputs answered as the last stage answers them), also given
         as :attr:`agreement`. :meth:`to_dict` then names it ``agreement``.
     method : str
-        How the threshold was chosen (``"teacher_share"``, ``"accuracy"``, ``"cost"``,
+        How the threshold was chosen (``"teacher_share"``, ``"accuracy"``, ``"agreement"``
+        (label-free), ``"cost"``,
         ``"betting"``, ``"binomial"``, ``"hb"``).
     epsilon, delta : float, optional
         Guarantee: the population accuracy drop against the last stage is ``<= epsilon`` with
@@ -1338,7 +1339,7 @@ def calibrate_outputs(
             label_free=label_free,
             teacher_accuracy=float(np.mean(correct[-1])),
         )
-    return calibrate_cascade(
+    result = calibrate_cascade(
         scs,
         correct,
         costs,
@@ -1350,3 +1351,6 @@ def calibrate_outputs(
         method=method,
         label_free=label_free,
     )
+    if target_agreement is not None:
+        result.method = "agreement"
+    return result

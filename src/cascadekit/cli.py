@@ -63,6 +63,7 @@ _CLI_WORDS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] =
     (re.compile(r"\bteacher_share=(\S)"), r"--teacher-share \1"),
     (re.compile(r"\bbatch_sizes=\[([^\]]*)\]"), lambda m: "--batch-sizes " + m[1].replace(" ", "")),
     (re.compile(r"\bclasses=\[\.\.\.\]"), "--classes NAME,NAME,..."),
+    (re.compile(r"\bkind='(decision|probability)'"), r"--binary \1"),
     (re.compile(r"\bkey=NAME\b"), "--key NAME (--labels-key NAME for the labels file)"),
     (re.compile(r"\bcosts=\[([^\]]*)\]"), lambda m: "--costs " + m[1].replace(" ", "")),
 ]
@@ -104,7 +105,7 @@ def _friendly(fn: F) -> F:
 
             warnings.showwarning = show
             try:
-                return fn(*args, **kwargs)
+                result = fn(*args, **kwargs)
             except CascadeError as exc:
                 _print_notes()
                 err.print(
@@ -114,6 +115,7 @@ def _friendly(fn: F) -> F:
             finally:
                 warnings.showwarning = shown
         _print_notes()
+        return result
 
     return wrapper  # type: ignore[return-value]
 
@@ -559,9 +561,12 @@ def calibrate(
                 f"--max-cost {max_cost:g} is below the cheapest cascade: answering every input "
                 f"on the first stage costs {cheapest:.4g} of the last stage alone with costs "
                 f"{','.join(f'{v:g}' for v in c)}"
-                + (" (assumed equal)" if cost_list is None else "")
-                + ". Pass the stages' real costs with --costs (e.g. --costs 1,7), or raise "
-                "--max-cost."
+                + (
+                    " (assumed equal). Pass the stages' real costs with --costs (e.g. --costs "
+                    "1,7), or raise --max-cost."
+                    if cost_list is None
+                    else f". Raise --max-cost to at least {cheapest:.4g}."
+                )
             )
     if score == "auto":
         _calibrate_auto(
