@@ -342,12 +342,14 @@ class PredictResult(RouteResult):
         return float(self.total_seconds - self.stage_seconds.sum())
 
 
-def _warn_out_of_range(stage: Stage, threshold: float, scores: FloatArray) -> None:
-    """ThresholdRangeWarning when a finite threshold sends all of >= 2 inputs the same way."""
+def _warn_out_of_range(stage: Stage, threshold: float, d: StageDecision) -> None:
+    """ThresholdRangeWarning when a finite threshold outside the scores sends all of >= 2
+    inputs the same way (an "other" gate that still sends some on is not that)."""
+    scores = d.scores
     if scores.shape[0] < 2 or not np.isfinite(threshold):
         return
     lo, hi = float(scores.min()), float(scores.max())
-    if lo <= threshold <= hi:
+    if lo <= threshold <= hi or (threshold < lo and not d.keep.all()):
         return
     name = stage.score if isinstance(stage.score, str) else getattr(stage.score, "__name__", "")
     where, fate, inf = (
@@ -416,7 +418,7 @@ class Cascade:
     Traceback (most recent call last):
     ...
     cascadekit.errors.NotCalibratedError: This Cascade has no threshold yet. Pass ...
-    >>> c.thresholds = 3.0
+    >>> c.thresholds = 4.0
     >>> c.route().teacher_share
     0.0
     """
@@ -604,7 +606,7 @@ class Cascade:
             if undecided.size == 0:
                 break
             d = self.stages[k].decide(outs[k][undecided], ths[k])
-            _warn_out_of_range(self.stages[k], ths[k], d.scores)
+            _warn_out_of_range(self.stages[k], ths[k], d)
             scores[undecided, k] = d.scores
             kept = undecided[d.keep]
             predictions[kept] = d.predictions[d.keep]
@@ -662,7 +664,7 @@ class Cascade:
         >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
         >>> y = np.array(["cat", "cat", "dog", "dog"])
         >>> lr = LogisticRegression().fit(X, y)
-        >>> r = Cascade.from_models([lr, lr], thresholds=[0.0]).predict(X)
+        >>> r = Cascade.from_models([lr, lr], score="margin", thresholds=[0.5]).predict(X)
         >>> r.predicted_labels.tolist(), r.accuracy(y)
         (['cat', 'cat', 'dog', 'dog'], 1.0)
         """

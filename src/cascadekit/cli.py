@@ -160,6 +160,7 @@ def _load_stages(
     binary: str | None = None,
     *,
     min_stages: int = 2,
+    same_classes: bool = True,
 ) -> list[np.ndarray]:
     """Read the stage files, saying what was assumed, with command-line advice on errors."""
     from ._validation import binary_logits, output_kind
@@ -204,7 +205,7 @@ def _load_stages(
                 _note(f"{p.name}: outputs are log-probabilities (each row's logsumexp is 0)")
         outs.append(arr)
     widths = [(p.name, o.shape[1]) for p, o in zip(paths, outs, strict=True) if o.ndim == 2]
-    if len({w for _, w in widths}) > 1:
+    if same_classes and len({w for _, w in widths}) > 1:
         shown = ", ".join(f"{n} has {w}" for n, w in widths)
         raise ClassCountError(
             f"Expected every stage file to have one column per class, the same classes in the "
@@ -725,7 +726,8 @@ def route(
 
     rt = Router.load(router)
     names_ = _classes(classes)
-    outs = _load_stages(stages, key, names_, binary, min_stages=1)
+    mapped = any(m is not None for m in (rt.class_maps or []))
+    outs = _load_stages(stages, key, names_, binary, min_stages=1, same_classes=not mapped)
     y = None if labels is None else _load_labels(labels, labels_key, names_)
     if rt.costs is None:
         _note_costs(None)

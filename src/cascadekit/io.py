@@ -12,14 +12,15 @@ numeric order. Index or id columns (pandas' unnamed index, ``Unnamed: 0``, ``ind
 
 Examples
 --------
->>> import numpy as np, tempfile, os
+>>> import numpy as np, tempfile
+>>> from pathlib import Path
 >>> from cascadekit.io import load_array, read_array
->>> d = tempfile.mkdtemp()
->>> np.save(os.path.join(d, "s.npy"), np.eye(3))
->>> load_array(os.path.join(d, "s.npy")).shape
+>>> d = Path(tempfile.mkdtemp())
+>>> np.save(d / "s.npy", np.eye(3))
+>>> load_array(d / "s.npy").shape
 (3, 3)
->>> _ = open(os.path.join(d, "s.csv"), "w").write(",class_1,class_0\\n0,1.5,0.2\\n1,0.1,2.0\\n")
->>> r = read_array(os.path.join(d, "s.csv"))
+>>> _ = (d / "s.csv").write_text(",class_1,class_0\\n0,1.5,0.2\\n1,0.1,2.0\\n")
+>>> r = read_array(d / "s.csv")
 >>> r.array
 array([[0.2, 1.5],
        [2. , 0.1]])
