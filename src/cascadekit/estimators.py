@@ -334,10 +334,11 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
     def _check_X(self, X: Any) -> Any:
         check_is_fitted(self)
         n_features = getattr(self, "n_features_in_", None)
-        if n_features is not None and np.ndim(X) == 1:
+        if n_features is not None and getattr(X, "ndim", None) == 1:
             raise InputShapeError(
                 f"Expected a batch of shape (n_inputs, {n_features}); got a 1-D array of shape "
-                f"{np.shape(X)}. For a single example pass x.reshape(1, -1) (or x[None])."
+                f"{X.shape}. Reshape your data: for a single example pass x.reshape(1, -1) (or "
+                "x[None])."
             )
         if self._validates_arrays():
             X = validate_data(self, X, reset=False)

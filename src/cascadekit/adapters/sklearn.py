@@ -227,13 +227,13 @@ def align_classes(
     elif not known:
         return models, None
     else:
-        try:
-            order = np.unique(np.concatenate([np.asarray(models[i].classes_) for i in known]))
-        except TypeError as exc:
+        found = [np.asarray(models[i].classes_) for i in known]
+        if len({c.dtype.kind in "USO" for c in found}) > 1:
             raise ParameterError(
-                "The scikit-learn stages' classes_ mix types (e.g. text and numbers), so they "
-                "have no common order; pass classes=[...] in the order you want."
-            ) from exc
+                "The scikit-learn stages' classes_ mix types (text and numbers), so they have "
+                "no common order; pass classes=[...] in the order you want."
+            )
+        order = np.unique(np.concatenate(found))
         others = [i for i in range(len(models)) if i not in known]
         natural = np.issubdtype(order.dtype, np.integer) and np.array_equal(
             order, np.arange(order.shape[0])
