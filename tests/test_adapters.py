@@ -445,3 +445,22 @@ def test_hf_model_embeds_offline_and_applies_head() -> None:
         model("just one text")
     with pytest.raises(InputShapeError, match="list of str; got an element of type int"):
         model.embed([1, 2])
+
+
+def test_sklearn_adapter_single_example_and_class_alignment() -> None:
+    from cascadekit.adapters import align_classes
+
+    X, y = load_digits(return_X_y=True)
+    words = np.array([f"d{k}" for k in range(10)])[y]
+    lr = LogisticRegression(max_iter=300).fit(X[:300] / 16, words[:300])
+    with pytest.raises(InputShapeError, match=r"got a 1-D array of shape \(64,\)\. For a single"):
+        SklearnModel(lr)(X[0] / 16)
+    ints = LogisticRegression(max_iter=300).fit(X[:300] / 16, y[:300])
+    with pytest.raises(ParameterError, match="classes_ mix types .* pass classes="):
+        align_classes([lr, ints])
+    wrapped, order = align_classes([lr, lr])
+    assert order.tolist() == sorted(set(words[:300].tolist()))
+    assert all(isinstance(m, SklearnModel) for m in wrapped)
+    assert wrapped[0](X[:5] / 16).argmax(1).tolist() == [
+        order.tolist().index(w) for w in lr.predict(X[:5] / 16)
+    ]

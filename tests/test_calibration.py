@@ -664,3 +664,21 @@ def test_crossing_large_groups_are_thinned_but_stable():
     s = np.r_[rng.normal(0, 1, 40_000), rng.normal(4, 1, 60_000)]
     right = np.r_[np.zeros(40_000), np.ones(60_000)]
     assert cal.crossing_threshold(s, right) == pytest.approx(2.0, abs=0.15)
+
+
+def test_label_free_target_is_agreement_not_accuracy():
+    s_log, t_log, y = _digits()["calibrate"]
+    with pytest.raises(ParameterError, match="Without labels .* pass target_agreement instead"):
+        cal.calibrate_outputs([s_log, t_log], None, score="margin", target_accuracy=0.9)
+    with pytest.raises(ParameterError, match="with labels pass target_accuracy"):
+        cal.calibrate_outputs([s_log, t_log], y, score="margin", target_agreement=0.9)
+    r = cal.calibrate_outputs([s_log, t_log], None, score="margin", target_agreement=0.95)
+    agree = s_log.argmax(1) == t_log.argmax(1)
+    keep = sc.margin(s_log) >= r.threshold
+    assert r.agreement == pytest.approx(np.mean(np.where(keep, agree, True)))
+    assert r.agreement >= 0.95
+    assert r.method == "agreement" and r.accuracy_drop is None
+    assert r.disagreement == pytest.approx(1 - r.agreement)
+    d = r.to_dict()
+    assert d["measured_against"] == "agreement with the last stage"
+    assert not {"accuracy", "teacher_accuracy", "accuracy_drop"} & set(d)

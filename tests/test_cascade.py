@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from cascadekit import Cascade, Stage, assign_stages, scores
+from cascadekit import Cascade, Stage, assign_stages, binary_logits, scores
 from cascadekit.calibration import calibrate_outputs
 from cascadekit.errors import (
     ClassCountError,
@@ -17,6 +17,7 @@ from cascadekit.errors import (
     ParameterError,
     SampleCountError,
     ScoreInputError,
+    ThresholdRangeWarning,
     UnknownNameError,
 )
 
@@ -105,8 +106,8 @@ def test_specialized_student_gate_and_class_map() -> None:
 
 def test_route_with_new_outputs() -> None:
     s, t = RNG.normal(size=(10, 3)), RNG.normal(size=(10, 3))
-    c = Cascade.from_outputs([s, t], thresholds=[0.0])
     s2, t2 = RNG.normal(size=(7, 3)), RNG.normal(size=(7, 3))
+    c = Cascade.from_outputs([s, t], thresholds=[float(np.median(scores.energy(s2)))])
     r = c.route([s2, t2])
     assert r.predictions.shape == (7,)
     assert c.route().predictions.shape == (10,)  # saved outputs untouched
@@ -124,7 +125,16 @@ def test_route_with_new_outputs() -> None:
         ([np.zeros(5), np.zeros((5, 3))], InputShapeError, "only the last stage may give labels"),
         ([np.zeros((0, 3)), np.zeros((0, 3))], EmptyInputError, "at least one sample"),
         ([np.full((2, 3), np.nan), np.zeros((2, 3))], NonFiniteError, "6 non-finite"),
-        ([np.zeros((2, 3)), np.array([0.5, 1.0])], LabelError, "integer labels of the last stage"),
+        (
+            [np.zeros((2, 3)), np.array([0.5, 1.0])],
+            InputShapeError,
+            r"non-integer numbers.*binary_logits\(d, 'decision'\) \(= np.c_\[-d, d\] / 2\)",
+        ),
+        (
+            [np.array([0.2, -1.0]), np.zeros((2, 3))],
+            InputShapeError,
+            r"binary_logits\(p, 'probability'\) \(= np.log\(np.c_\[1 - p, p\]\)\)",
+        ),
         ([np.zeros((2, 3)), np.array([0, -1])], LabelError, r"in \[0, n_classes-1\]"),
     ],
 )
@@ -183,7 +193,7 @@ def test_energy_is_refused_on_saved_normalized_outputs(kind: str) -> None:
     z, p = _probabilities()
     student = p if kind == "probabilities" else np.log(p)
     cascade = Cascade.from_outputs([student, z], thresholds=[0.0])  # energy by default
-    with pytest.raises(ScoreInputError, match=f"energy needs raw logits; outputs of stage "
+    with pytest.raises(ScoreInputError, match=f"energy needs raw logits; the outputs of stage "
                        f"'stage0' are {kind}"):  # fmt: skip
         cascade.route()
     with pytest.raises(ScoreInputError, match=f"outputs of stage 0 are {kind}"):
@@ -216,3 +226,76 @@ def test_energy_on_a_live_model_with_probabilities_is_refused_at_construction() 
         Cascade.from_models([forest, forest], thresholds=[0.0])
     ok = Cascade.from_models([forest, forest], score="max_softmax", thresholds=[2.0])
     assert ok.predict(X[:20]).predictions.shape == (20,)
+
+
+def test_binary_outputs_become_two_logit_columns() -> None:
+    d = RNG.normal(size=50) * 3
+    z = binary_logits(d, "decision")
+    np.testing.assert_allclose(z, np.c_[-d, d] / 2)
+    np.testing.assert_allclose(scores.margin(z), np.abs(d))
+    p = 1 / (1 + np.exp(-d))
+    zp = binary_logits(p, "probability")
+    e = np.exp(zp)
+    np.testing.assert_allclose(e / e.sum(1, keepdims=True), np.c_[1 - p, p], atol=1e-12)
+    # the same classifier given either way routes identically (same predictions, same order)
+    y = (d + RNG.normal(size=50) > 0).astype(int)
+    teacher = np.eye(2)[y] * 4
+    ra = Cascade.from_outputs([z, teacher], score="margin", thresholds=[1.0]).route()
+    rb = Cascade.from_outputs([zp, teacher], score="margin", thresholds=[1.0]).route()
+    np.testing.assert_array_equal(ra.predictions, rb.predictions)
+    np.testing.assert_array_equal(ra.stage, rb.stage)
+    with pytest.raises(ParameterError, match=r"from -.* to .*use kind='decision'"):
+        binary_logits(d, "probability")
+    with pytest.raises(ParameterError, match="Expected kind 'decision'"):
+        binary_logits(d, "logit")
+    with pytest.raises(InputShapeError, match=r"one number per input, shape \(n_samples,\)"):
+        binary_logits(np.zeros((4, 2)), "decision")
+
+
+def test_threshold_outside_the_scores_range_warns() -> None:
+    s, t = RNG.normal(size=(40, 3)), RNG.normal(size=(40, 3))
+    c = Cascade.from_outputs([s, t], score="max_softmax")
+    hi = float(scores.max_softmax(s).max())
+    with pytest.warns(ThresholdRangeWarning, match=r"above every max_softmax score of the 40"):
+        r = c.route(thresholds=[hi + 1.0])
+    assert r.teacher_share == 1.0
+    with pytest.warns(ThresholdRangeWarning, match="below every .* all of them stay"):
+        c.route(thresholds=[-50.0])
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        c.route(thresholds=[np.inf])  # explicit: no warning
+        c.route(thresholds=[-np.inf])
+        c.route(thresholds=[float(np.median(scores.max_softmax(s)))])
+    assert issubclass(ThresholdRangeWarning, UserWarning)
+
+
+def test_from_models_maps_text_and_sparse_labels_through_classes() -> None:
+    from sklearn.datasets import load_iris
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_iris(return_X_y=True)
+    names = np.array(["setosa", "versicolor", "virginica"])[y]
+    s = LogisticRegression(max_iter=500).fit(X, names)
+    t = RandomForestClassifier(n_estimators=20, random_state=0).fit(X, names)
+    c = Cascade.from_models([s, t], score="margin", thresholds=[2.0])
+    r = c.predict(X)
+    assert r.classes.tolist() == ["setosa", "versicolor", "virginica"]
+    expected = np.where(r.stage == 0, s.predict(X), t.predict(X))
+    np.testing.assert_array_equal(r.predicted_labels, expected)
+    assert r.accuracy(names) == pytest.approx(np.mean(expected == names))
+    assert r.accuracy(y) == r.accuracy(names)  # class indices still work
+    # labels 3..5 and a teacher that never saw class 4: columns follow classes_, not position
+    y2 = y + 3
+    t2 = RandomForestClassifier(n_estimators=20, random_state=0).fit(X[y2 != 4], y2[y2 != 4])
+    s2 = LogisticRegression(max_iter=500).fit(X, y2)
+    r2 = Cascade.from_models([s2, t2], score="margin", thresholds=[np.inf]).predict(X)
+    np.testing.assert_array_equal(r2.predicted_labels, t2.predict(X))
+    with pytest.raises(ParameterError, match=r"Stage\(s\) \[1\] give logit columns without"):
+        Cascade.from_models([s, lambda x: np.zeros((len(x), 3))])
+    c3 = Cascade.from_models(
+        [s, lambda x: np.zeros((len(x), 3))], classes=["setosa", "versicolor", "virginica"]
+    )
+    assert c3.classes.tolist() == ["setosa", "versicolor", "virginica"]

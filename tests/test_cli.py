@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import jsonschema
@@ -365,3 +366,294 @@ def test_serve_reduced_needs_demo() -> None:
     res = runner.invoke(app, ["serve", "--reduced"])
     assert res.exit_code != 0 and "Traceback" not in res.output
     assert "--reduced goes with --demo" in " ".join(res.output.split())
+
+
+def _joined(text: str) -> str:
+    return " ".join(text.split())
+
+
+def test_label_free_targets_say_agreement(files: dict[str, Path]) -> None:
+    s, t = files["calibrate_student"], files["calibrate_teacher"]
+    code, text = _run("calibrate", s, t, "--label-free", "--target-accuracy", "0.9")
+    assert code == 1
+    assert re.search(r"--target-accuracy needs --labels: .* Pass --target-agreement", _joined(text))
+    code, text = _run(
+        "calibrate", s, t, "--labels", files["calibrate_labels"], "--target-agreement", "0.9"
+    )
+    assert code == 1 and "add --label-free" in _joined(text)
+    out, router = files["dir"] / "agree.json", files["dir"] / "agree_router.json"
+    code, text = _run(
+        "calibrate",
+        s,
+        t,
+        "--label-free",
+        "--target-agreement",
+        "0.95",
+        "--score",
+        "margin",
+        "--json",
+        out,
+        "--save-router",
+        router,
+    )
+    assert code == 0, text
+    assert "teacher_accuracy" not in text and "accuracy_drop" not in text
+    assert "agreement" in text and "not accuracy" in _joined(text)
+    doc = json.loads(out.read_text())
+    assert doc["measured_against"] == "agreement with the last stage"
+    assert doc["agreement"] >= 0.95 and "accuracy" not in doc and "teacher_accuracy" not in doc
+    assert doc["method"] == "agreement"
+    cal = json.loads(router.read_text())["calibration"]
+    assert cal["measured_against"] == "agreement with the last stage" and "agreement" in cal
+    code, text = _run(
+        "calibrate",
+        s,
+        t,
+        "--labels",
+        files["calibrate_labels"],
+        "--target-accuracy",
+        "0.9",
+        "--score",
+        "margin",
+        "--json",
+        out,
+    )
+    assert code == 0, text
+    assert json.loads(out.read_text())["measured_against"] == "labels"
+
+
+def _digits_csv(files: dict[str, Path], tmp_path: Path) -> dict[str, Path]:
+    import pandas as pd
+
+    z = np.load(files["test_student"])
+    cols = [f"class_{k}" for k in range(z.shape[1])]
+    df = pd.DataFrame(z, columns=cols)
+    paths = {"reversed": tmp_path / "student_reversed.csv", "index": tmp_path / "student_index.csv"}
+    df[cols[::-1]].to_csv(paths["reversed"], index=False)
+    df.to_csv(paths["index"])  # pandas' default: the index as an unnamed first column
+    df.insert(0, "id", np.arange(len(df)))
+    paths["parquet"] = tmp_path / "student_id.parquet"
+    df.to_parquet(paths["parquet"])
+    return paths
+
+
+def test_named_and_index_columns_on_the_command_line(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    csvs = _digits_csv(files, tmp_path)
+    ref = tmp_path / "ref.json"
+    base = ["--labels", files["test_labels"], "--score", "margin"]
+    code, text = _run(
+        "evaluate", files["test_student"], files["test_teacher"], *base, "--json", ref
+    )
+    assert code == 0, text
+    acc = json.loads(ref.read_text())["stages"][0]["accuracy"]
+    for name, note in [
+        ("reversed", "put in numeric order"),
+        ("index", "dropped column ''"),
+        ("parquet", "dropped column 'id'"),
+    ]:
+        out = tmp_path / f"{name}.json"
+        code, text = _run("evaluate", csvs[name], files["test_teacher"], *base, "--json", out)
+        assert code == 0, text
+        assert note in text
+        rep = json.loads(out.read_text())
+        assert rep["stages"][0]["accuracy"] == acc
+        assert any(note in n for n in rep["notes"])
+
+
+def test_class_count_mismatch_gets_command_line_advice(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    z = np.load(files["test_student"])
+    np.save(tmp_path / "nine.npy", z[:, :9])
+    code, text = _run(
+        "evaluate", tmp_path / "nine.npy", files["test_teacher"], "--labels", files["test_labels"]
+    )
+    assert code == 1
+    assert "nine.npy has 9, test_teacher.npy has 10 columns" in _joined(text)
+    assert "class_map" not in text
+
+
+def test_probability_files_are_said_to_be_probabilities(
+    files: dict[str, Path], tmp_path: Path
+) -> None:
+    z = np.load(files["test_student"])
+    p = np.exp(z - z.max(1, keepdims=True))
+    np.save(tmp_path / "proba.npy", p / p.sum(1, keepdims=True))
+    code, text = _run(
+        "evaluate",
+        tmp_path / "proba.npy",
+        files["test_teacher"],
+        "--labels",
+        files["test_labels"],
+        "--score",
+        "margin",
+    )
+    assert code == 0, text
+    assert "proba.npy: outputs are probabilities (rows sum to 1): using their logs" in _joined(text)
+
+
+def test_binary_outputs_on_the_command_line(tmp_path: Path) -> None:
+    from sklearn.datasets import load_breast_cancer
+    from sklearn.ensemble import RandomForestClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    X, y = load_breast_cancer(return_X_y=True)
+    X = (X - X.mean(0)) / X.std(0)
+    s = LogisticRegression(max_iter=500).fit(X[:300, :5], y[:300])
+    t = RandomForestClassifier(n_estimators=30, random_state=0).fit(X[:300], y[:300])
+    np.save(tmp_path / "s.npy", s.decision_function(X[300:, :5]))
+    np.save(tmp_path / "t.npy", t.predict_proba(X[300:])[:, 1])
+    np.save(tmp_path / "y.npy", y[300:])
+    args = ["evaluate", tmp_path / "s.npy", tmp_path / "t.npy", "--labels", tmp_path / "y.npy"]
+    code, text = _run(*args)
+    assert code == 1 and "Say which with --binary decision or --binary probability" in _joined(text)
+    code, text = _run(*args, "--binary", "probability", "--score", "margin")
+    assert code == 1 and "use --binary decision" in _joined(text)  # s.npy is a decision function
+    np.save(tmp_path / "s.npy", s.predict_proba(X[300:, :5])[:, 1])
+    out = tmp_path / "b.json"
+    code, text = _run(*args, "--binary", "probability", "--score", "margin", "--json", out)
+    assert code == 0, text
+    assert "read as a binary classifier's probability of class 1" in _joined(text)
+    stages = json.loads(out.read_text())["stages"]
+    assert stages[0]["accuracy"] == pytest.approx(s.score(X[300:, :5], y[300:]))
+    assert stages[1]["accuracy"] == pytest.approx(t.score(X[300:], y[300:]))
+
+
+def test_labels_key_and_text_labels_with_classes(files: dict[str, Path], tmp_path: Path) -> None:
+    y = np.load(files["test_labels"])
+    np.savez(tmp_path / "bundle.npz", logits=np.load(files["test_teacher"]), y=y)
+    words = np.array([f"digit{k}" for k in range(10)])
+    np.save(tmp_path / "words.npy", words[y])
+    base = ["evaluate", files["test_student"], files["test_teacher"], "--score", "margin"]
+    ref = tmp_path / "ref.json"
+    assert _run(*base, "--labels", files["test_labels"], "--json", ref)[0] == 0
+    out = tmp_path / "k.json"
+    code, text = _run(
+        *base, "--labels", tmp_path / "bundle.npz", "--labels-key", "y", "--json", out
+    )
+    assert code == 0, text
+    assert json.loads(out.read_text())["stages"] == json.loads(ref.read_text())["stages"]
+    code, text = _run(*base, "--labels", tmp_path / "words.npy")
+    assert code == 1 and "--classes NAME,NAME,..." in _joined(text) and "classes=[" not in text
+    code, text = _run(
+        *base, "--labels", tmp_path / "words.npy", "--classes", ",".join(words), "--json", out
+    )
+    assert code == 0, text
+    assert json.loads(out.read_text())["stages"] == json.loads(ref.read_text())["stages"]
+
+
+def test_costs_assumed_equal_are_said_and_max_cost_names_the_option(files: dict[str, Path]) -> None:
+    s, t = files["calibrate_student"], files["calibrate_teacher"]
+    code, text = _run("evaluate", s, t, "--labels", files["calibrate_labels"], "--score", "margin")
+    assert code == 0 and "costs assumed equal (1 per stage)" in _joined(text)
+    code, text = _run(
+        "evaluate",
+        s,
+        t,
+        "--labels",
+        files["calibrate_labels"],
+        "--score",
+        "margin",
+        "--costs",
+        "1,7",
+    )
+    assert code == 0 and "costs assumed equal" not in text
+    code, text = _run("calibrate", s, t, "--labels", files["calibrate_labels"], "--max-cost", "0.5")
+    assert code == 1
+    assert re.search(
+        r"--max-cost 0.5 is below the cheapest cascade: .* costs 1 of the last stage "
+        r"alone with costs 1,1 \(assumed equal\)\. Pass .* --costs",
+        _joined(text),
+    )
+    assert "max_relative_cost" not in text
+    code, text = _run(
+        "calibrate",
+        s,
+        t,
+        "--labels",
+        files["calibrate_labels"],
+        "--max-cost",
+        "0.1",
+        "--costs",
+        "1,7",
+    )
+    assert code == 1 and "alone with costs 1,7. Raise --max-cost to at least 0.1429." in _joined(
+        text
+    )
+
+
+def test_threshold_outside_the_scores_range_is_a_note(files: dict[str, Path]) -> None:
+    code, text = _run(
+        "evaluate",
+        files["test_student"],
+        files["test_teacher"],
+        "--labels",
+        files["test_labels"],
+        "--score",
+        "margin",
+        "--threshold",
+        "1000",
+        "--costs",
+        "1,25",
+    )
+    assert code == 0, text
+    assert re.search(
+        r"note: Threshold 1000 of stage .* is above every margin score .* all of "
+        r"them move on",
+        _joined(text),
+    )
+
+
+def test_profile_fixed_batch_onnx_says_how_to_fix(tmp_path: Path) -> None:
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    graph = helper.make_graph(
+        [
+            helper.make_node("Flatten", ["x"], ["flat"]),
+            helper.make_node("Gemm", ["flat", "W", "B"], ["logits"]),
+        ],
+        "fixed_batch",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, 8, 8])],  # batch fixed at 2
+        [helper.make_tensor_value_info("logits", TensorProto.FLOAT, [2, 10])],
+        initializer=[
+            numpy_helper.from_array(rng.normal(size=(64, 10)).astype(np.float32), "W"),
+            numpy_helper.from_array(np.zeros(10, dtype=np.float32), "B"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, str(path))
+    np.save(tmp_path / "x.npy", np.random.default_rng(0).random((64, 8, 8), dtype=np.float32))
+    code, text = _run(
+        "profile",
+        f"student={path}",
+        "--inputs",
+        tmp_path / "x.npy",
+        "--batch-sizes",
+        "1,8",
+        "--repeats",
+        "1",
+    )
+    assert code == 1 and "Traceback" not in text
+    assert re.search(
+        r"fixed batch size of 2 .* cannot be timed at batch size 1, 8\. Export it with "
+        r"a dynamic batch axis .* --batch-sizes 2\.",
+        _joined(text),
+    )
+    code, text = _run(
+        "profile",
+        f"student={path}",
+        "--inputs",
+        tmp_path / "x.npy",
+        "--batch-sizes",
+        "2",
+        "--repeats",
+        "1",
+    )
+    assert code == 0, text

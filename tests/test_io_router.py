@@ -11,8 +11,15 @@ import numpy as np
 import pytest
 
 from cascadekit import scores
-from cascadekit.errors import CascadeError, DataNotFoundError, RouterFileError, UnknownNameError
-from cascadekit.io import load_array
+from cascadekit.errors import (
+    CascadeError,
+    ClassCountError,
+    DataNotFoundError,
+    LabelError,
+    RouterFileError,
+    UnknownNameError,
+)
+from cascadekit.io import load_array, read_array
 from cascadekit.router import Router
 from cascadekit.schemas import load_schema
 
@@ -183,3 +190,94 @@ def test_version_1_router_files_keep_their_meaning(name: str) -> None:
     assert router.thresholds == [
         scores.from_probability_form(doc["score"], v) for v in doc["thresholds"]
     ]
+
+
+BIG = np.random.default_rng(4).normal(size=(40, 12))
+
+
+@pytest.mark.parametrize(
+    "names",
+    [
+        [f"class_{k}" for k in range(12)][::-1],  # written class_11 ... class_0
+        sorted(str(k) for k in range(12)),  # '0', '1', '10', '11', '2', ...
+        sorted(str(k + 1) for k in range(12)),  # 1-based, lexicographic
+    ],
+)
+def test_named_columns_are_matched_to_classes(tmp_path: Path, names: list[str]) -> None:
+    import pandas as pd
+
+    nums = [int(n.removeprefix("class_")) for n in names]
+    first = min(nums)
+    df = pd.DataFrame({n: BIG[:, k - first] for n, k in zip(names, nums, strict=True)})
+    df.to_csv(tmp_path / "a.csv", index=False)
+    df.to_parquet(tmp_path / "a.parquet")
+    for name in ("a.csv", "a.parquet"):
+        r = read_array(tmp_path / name)
+        np.testing.assert_allclose(r.array, BIG)
+        assert any("numeric order" in n for n in r.notes)
+
+
+def test_unordered_names_are_refused_or_matched_by_classes(tmp_path: Path) -> None:
+    import pandas as pd
+
+    animals = ["dog", "cat", "bird"]
+    pd.DataFrame(BIG[:, :3], columns=animals).to_csv(tmp_path / "a.csv", index=False)
+    with pytest.raises(ClassCountError, match=r"named 'dog', 'cat', 'bird': .* cannot tell"):
+        load_array(tmp_path / "a.csv")
+    got = load_array(tmp_path / "a.csv", classes=["bird", "cat", "dog"])
+    np.testing.assert_allclose(got, BIG[:, [2, 1, 0]])
+    with pytest.raises(ClassCountError, match=r"no column for \['fish'\]"):
+        load_array(tmp_path / "a.csv", classes=["bird", "cat", "dog", "fish"])
+
+
+def test_index_and_id_columns_are_dropped(tmp_path: Path) -> None:
+    import pandas as pd
+
+    df = pd.DataFrame(BIG, columns=[f"class_{k}" for k in range(12)])
+    df.to_csv(tmp_path / "pandas_default.csv")  # index=True: an unnamed first column
+    df.insert(0, "id", np.arange(40) + 1000)
+    df.to_parquet(tmp_path / "with_id.parquet")
+    df.rename(columns={"id": "Unnamed: 0"}).to_csv(tmp_path / "reread.csv", index=False)
+    np.savetxt(tmp_path / "plain.csv", np.c_[np.arange(40), BIG], delimiter=",")
+    for name, dropped in [
+        ("pandas_default.csv", "''"),
+        ("with_id.parquet", "'id'"),
+        ("reread.csv", "'Unnamed: 0'"),
+        ("plain.csv", "1"),
+    ]:
+        r = read_array(tmp_path / name)
+        np.testing.assert_allclose(r.array, BIG)
+        assert r.notes[0].startswith(f"dropped column {dropped} of {name}"), r.notes
+    pd.Series(LABELS, name="label").to_csv(tmp_path / "y.csv")
+    np.testing.assert_array_equal(load_array(tmp_path / "y.csv"), LABELS)
+
+
+def test_text_labels_need_classes_and_the_message_points_at_the_cell(tmp_path: Path) -> None:
+    import pandas as pd
+
+    words = np.array(["cat", "dog", "bird"])
+    pd.Series(words[LABELS], name="label").to_csv(tmp_path / "y.csv", index=False)
+    with pytest.raises(
+        LabelError, match=r"got 'cat' on line 2, column 1 \('label'\)\. Logits"
+    ) as e:
+        load_array(tmp_path / "y.csv")
+    assert not str(e.value).replace("0..C-1", "").replace("[...]", "").count("..")
+    pd.DataFrame({"id": range(6), "label": words[LABELS]}).to_csv(tmp_path / "y2.csv", index=False)
+    with pytest.raises(LabelError, match=r"on line 2, column 2 \('label'\)"):
+        load_array(tmp_path / "y2.csv")
+    got = load_array(tmp_path / "y2.csv", classes=["cat", "dog", "bird"])
+    np.testing.assert_array_equal(got, LABELS)
+    np.save(tmp_path / "y.npy", words[LABELS])
+    np.testing.assert_array_equal(load_array(tmp_path / "y.npy", classes=list(words)), LABELS)
+    with pytest.raises(LabelError, match=r"among the classes \['cat', 'dog'\]; got 1 other"):
+        load_array(tmp_path / "y.npy", classes=["cat", "dog"])
+
+
+def test_npz_with_several_arrays_says_which_it_took(tmp_path: Path) -> None:
+    np.savez(tmp_path / "bundle.npz", logits=LOGITS, y=LABELS)
+    r = read_array(tmp_path / "bundle.npz")
+    assert r.notes == [
+        "bundle.npz holds 2 arrays (logits, y): using the first, 'logits'; pick another with "
+        "key=NAME"
+    ]
+    np.testing.assert_array_equal(read_array(tmp_path / "bundle.npz", key="y").array, LABELS)

@@ -349,3 +349,54 @@ def test_bad_student_and_missing_models() -> None:
     with pytest.raises(ClassCountError, match="class_map of stage 's' to have one entry per class"):
         Cascade([Stage(model=_good, name="s", class_map=[0, 1]), Stage(model=_good)],
                 thresholds=[0.0]).predict(np.ones(2))  # fmt: skip
+
+
+def test_a_single_1d_example_gets_a_clear_message(digits) -> None:
+    from cascadekit.estimators import CascadeClassifier
+
+    X = digits["X"]
+    teacher = digits["teacher"]
+    c = Cascade.from_models([teacher, teacher], score="margin", thresholds=[1.0])
+    with pytest.raises(
+        InputShapeError, match=r"got a 1-D array of shape \(64,\).*reshape\(1, -1\)"
+    ):
+        c.predict(X[0])
+    assert c.predict(X[0].reshape(1, -1)).stage.shape == (1,)
+    clf = CascadeClassifier(teacher, teacher, routing_score="margin", prefit=True)
+    clf.fit(X[:200], digits["y"][:200])
+    with pytest.raises(InputShapeError, match=r"shape \(n_inputs, 64\); got a 1-D array"):
+        clf.predict(X[0])
+
+
+def test_prefit_classifiers_on_text_labels_map_through_classes(digits) -> None:
+    from cascadekit.estimators import CascadeClassifier
+
+    X, y = digits["X"], digits["y"]
+    words = np.array(
+        ["zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine"]
+    )
+    s = LogisticRegression(max_iter=300).fit(X[:400], words[y[:400]])
+    t = RandomForestClassifier(n_estimators=30, random_state=0).fit(X[:400], words[y[:400]])
+    clf = CascadeClassifier(s, t, routing_score="margin", prefit=True).fit(X[400:], words[y[400:]])
+    assert clf.classes_.tolist() == sorted(words.tolist())
+    pred = clf.predict(X[400:])
+    r = Cascade.from_models([s, t], score="margin", thresholds=[clf.threshold_]).predict(X[400:])
+    np.testing.assert_array_equal(pred, r.predicted_labels)  # one mechanism, one answer
+    np.testing.assert_array_equal(
+        pred, np.where(r.stage == 0, s.predict(X[400:]), t.predict(X[400:]))
+    )
+
+
+def test_models_returning_probabilities_are_read_as_probabilities() -> None:
+    from cascadekit.adapters import CallableModel
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(30, 4)) * 2
+    p = np.exp(z) / np.exp(z).sum(1, keepdims=True)
+    model = CallableModel(lambda idx: p[idx], outputs="probabilities")
+    c = Cascade.from_models([model, model], score="margin")
+    r = c.predict(np.arange(30), thresholds=[-np.inf])
+    # the softmax of the answering stage is p itself, not softmax(p)
+    np.testing.assert_allclose(r.probabilities, p, atol=1e-9)
+    ref = Cascade.from_outputs([p, p], score="margin").route(thresholds=[-np.inf])
+    np.testing.assert_allclose(r.scores, ref.scores)

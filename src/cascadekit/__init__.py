@@ -7,14 +7,16 @@ keep the input on this stage; an input stays at stage k when ``score >= threshol
 Examples
 --------
 >>> import numpy as np, cascadekit as ck
->>> c = ck.Cascade.from_outputs([np.eye(2) * 5, np.eye(2)], costs=[1, 4], thresholds=[0.0])
->>> c.route().predictions
-array([0, 1])
+>>> student = np.array([[5.0, 0.0], [0.0, 1.0]])
+>>> c = ck.Cascade.from_outputs([student, np.eye(2)], costs=[1, 4], thresholds=[2.0])
+>>> c.route().stage, c.route().predictions
+(array([0, 1], dtype=int32), array([0, 1]))
 """
 
 from __future__ import annotations
 
 from . import adapters, calibration, curves, scores, stats
+from ._validation import binary_logits
 from .cascade import Cascade, PredictResult, RouteResult, Stage, assign_stages
 from .errors import CascadeError
 
@@ -29,6 +31,7 @@ __all__ = [
     "__version__",
     "adapters",
     "assign_stages",
+    "binary_logits",
     "calibration",
     "curves",
     "scores",

@@ -113,6 +113,92 @@ def proba_to_logits(proba: ArrayLike, eps: float = 1e-12) -> NDArray[np.floating
     return out
 
 
+#: How to turn a binary classifier's one number per input into two logit columns; said by every
+#: error that refuses a 1-D array of scores.
+BINARY_HINT = (
+    "A 1-D array is labels (only the last stage may give labels only) or a binary "
+    "classifier's one number per input: convert decision_function values d with "
+    "cascadekit.binary_logits(d, 'decision') (= np.c_[-d, d] / 2) and predict_proba(X)[:, 1] "
+    "values p with cascadekit.binary_logits(p, 'probability') (= np.log(np.c_[1 - p, p]))."
+)
+
+BINARY_KINDS = ("decision", "probability")
+
+
+def binary_logits(values: ArrayLike, kind: str, eps: float = 1e-12) -> FloatArray:
+    """Two logit columns from a binary classifier's one number per input.
+
+    ``kind="decision"``: ``d = decision_function(X)`` (positive = class 1) gives
+    ``[-d/2, d/2]``, whose softmax is ``[1 - sigmoid(d), sigmoid(d)]`` (the logistic link), whose
+    margin is ``|d|`` and which is symmetric in the two classes. ``kind="probability"``:
+    ``p = predict_proba(X)[:, 1]`` gives ``log([1 - p, p])`` (clipped at ``eps``), whose softmax
+    is ``[1 - p, p]``. There is no rule that could tell the two apart (a decision function may
+    lie in [0, 1] too), so ``kind`` is required.
+
+    Examples
+    --------
+    >>> binary_logits(np.array([2.0, -1.0]), "decision")
+    array([[-1. ,  1. ],
+           [ 0.5, -0.5]])
+    >>> binary_logits(np.array([0.5, 0.9]), "probability").round(3)
+    array([[-0.693, -0.693],
+           [-2.303, -0.105]])
+    >>> binary_logits(np.array([1.5]), "probability")
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ParameterError: Expected probabilities of class 1 in [0, 1]; got values ...
+    """
+    if kind not in BINARY_KINDS:
+        raise ParameterError(
+            f"Expected kind 'decision' (decision_function values) or 'probability' "
+            f"(predict_proba(X)[:, 1]); got {kind!r}."
+        )
+    arr = np.asarray(values)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr[:, 0]
+    if arr.ndim != 1 or not (
+        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
+    ):
+        raise InputShapeError(
+            f"Expected one number per input, shape (n_samples,); got shape {arr.shape} and dtype "
+            f"{arr.dtype}. Pass decision_function(X) or predict_proba(X)[:, 1] of a binary "
+            "classifier."
+        )
+    a = arr.astype(np.float64)
+    check_finite(a, f"binary {kind} values")
+    if kind == "decision":
+        return np.stack([-a / 2.0, a / 2.0], axis=1)
+    if a.size and (a.min() < 0.0 or a.max() > 1.0):
+        raise ParameterError(
+            f"Expected probabilities of class 1 in [0, 1]; got values from {a.min():.4g} to "
+            f"{a.max():.4g}. These look like decision_function values: use kind='decision'."
+        )
+    return proba_to_logits(np.stack([1.0 - a, a], axis=1), eps)
+
+
+def as_stage_output(x: ArrayLike, stage: str, *, last: bool, score: Any = None) -> np.ndarray:
+    """Validate one stage's saved outputs: logits (n, C), or labels (n,) for the last stage.
+
+    ``stage`` names the stage in messages (``"stage 'student'"``). A 1-D array of non-integer
+    numbers is refused with :data:`BINARY_HINT` rather than taken for labels. 2-D outputs go
+    through :func:`as_outputs` (probabilities detected and converted; ``score``, the stage's
+    routing score, refused when it is energy on normalized outputs; ignored for the last stage).
+    """
+    arr = np.asarray(x)
+    if last and arr.ndim == 1:
+        if np.issubdtype(arr.dtype, np.floating) and not (
+            np.all(np.isfinite(arr)) and np.all(arr == np.round(arr))
+        ):
+            raise InputShapeError(
+                f"Expected the last {stage} to give logits (n_samples, n_classes) or integer "
+                f"labels (n_samples,); got shape {arr.shape} of non-integer numbers. " + BINARY_HINT
+            )
+        return as_labels(arr, name=f"labels of the last {stage}")
+    return as_outputs(
+        arr, f"logits of {stage}", score=None if last else score, what=f"the outputs of {stage}"
+    )
+
+
 def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> FloatArray:
     """Validate logits of shape ``(n_samples, n_classes)`` and return them as a float array.
 
@@ -130,11 +216,7 @@ def as_logits(x: ArrayLike, name: str = "logits", *, min_classes: int = 2) -> Fl
             f"{arr.dtype}. Pass the model's raw logits as a float array."
         )
     if arr.ndim != 2:
-        hint = (
-            " A 1-D array looks like labels or scores: only the last stage may give labels only."
-            if arr.ndim == 1
-            else ""
-        )
+        hint = " " + BINARY_HINT if arr.ndim == 1 else ""
         raise InputShapeError(
             f"Expected {name} of shape (n_samples, n_classes); got shape {arr.shape}.{hint}"
         )
@@ -184,7 +266,12 @@ def check_score_suits(kind: str, score: Any, name: str = "these outputs") -> Non
 
 
 def as_outputs(
-    x: ArrayLike, name: str = "logits", *, score: Any = None, min_classes: int = 2
+    x: ArrayLike,
+    name: str = "logits",
+    *,
+    score: Any = None,
+    what: str | None = None,
+    min_classes: int = 2,
 ) -> FloatArray:
     """Validate a whole array of saved classifier outputs, whatever kind they are.
 
@@ -192,7 +279,8 @@ def as_outputs(
     detected (:func:`output_kind`): probabilities are converted to their logs
     (:func:`proba_to_logits`), so that a softmax gives them back rather than being applied on
     top of them; log-probabilities are logits already (with ``log 0`` floored the same way).
-    Energy is refused on both (:func:`check_score_suits`).
+    Energy is refused on both (:func:`check_score_suits`; ``what`` names the outputs there,
+    default ``name``).
 
     Examples
     --------
@@ -206,7 +294,7 @@ def as_outputs(
     """
     arr = np.asarray(x)
     kind = output_kind(arr) if arr.ndim == 2 and arr.shape[0] >= MIN_ROWS_TO_DETECT else "logits"
-    check_score_suits(kind, score, name)
+    check_score_suits(kind, score, name if what is None else what)
     if kind == "probabilities" or (kind == "log_probabilities" and np.isneginf(arr).any()):
         src = arr if kind == "probabilities" else np.exp(arr.astype(np.float64))
         arr = proba_to_logits(src)
@@ -267,6 +355,48 @@ def as_labels(
             "Check the label encoding matches the models' class order."
         )
     return arr
+
+
+def encode_labels(labels: ArrayLike, classes: ArrayLike | None, what: str = "labels") -> np.ndarray:
+    """Class indices of ``labels`` given the class names in class order.
+
+    Text labels are looked up in ``classes``; integer labels are too when every one of them is
+    a class name (``3`` for ``classes=["3", "5"]`` or ``[3, 5]``), and are otherwise class
+    indices already. Without ``classes`` the labels are returned unchanged (text is refused).
+
+    Examples
+    --------
+    >>> encode_labels(np.array(["dog", "cat", "dog"]), ["cat", "dog"])
+    array([1, 0, 1])
+    >>> encode_labels(np.array([0, 1]), None)
+    array([0, 1])
+    >>> encode_labels(np.array(["cat"]), None)
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.LabelError: Expected labels as class indices 0..C-1; got text ...
+    """
+    arr = np.asarray(labels)
+    is_text = arr.dtype.kind in "USO"
+    if classes is None:
+        if is_text:
+            raise LabelError(
+                f"Expected {what} as class indices 0..C-1; got text (first {arr.flat[0]!r}). "
+                "Pass the class names in the models' column order with classes=[...], or "
+                "encode the labels as 0..C-1."
+            )
+        return arr
+    names = [str(c) for c in np.asarray(classes).tolist()]
+    pos = {c: j for j, c in enumerate(names)}
+    text = [str(v) for v in arr.reshape(-1).tolist()]
+    if not is_text and not all(t in pos for t in text):
+        return arr  # integers that are not all class names: class indices already
+    unknown = sorted({t for t in text if t not in pos})
+    if unknown:
+        raise LabelError(
+            f"Expected {what} among the classes {names}; got {len(unknown)} other value(s), "
+            f"e.g. {unknown[:3]}. Add them to classes=[...] or fix the labels."
+        )
+    return np.array([pos[t] for t in text], dtype=np.int64).reshape(arr.shape)
 
 
 def check_same_samples(named: Sequence[tuple[str, int]]) -> None:

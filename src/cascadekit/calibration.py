@@ -49,8 +49,8 @@ from scipy.stats import binom
 from ._validation import (
     as_correct,
     as_labels,
-    as_outputs,
     as_scores,
+    as_stage_output,
     check_costs,
     check_open_unit,
     check_same_samples,
@@ -117,10 +117,12 @@ class CalibrationResult:
     relative_cost : float
         Mean cost per calibration input divided by the cost of the last stage.
     accuracy : float
-        Cascade accuracy on the calibration data (agreement with the last stage when
-        ``label_free``).
+        Cascade accuracy on the calibration data; when ``label_free``, the *agreement* with the
+        last stage (the share of inputs answered as the last stage answers them), also given
+        as :attr:`agreement`. :meth:`to_dict` then names it ``agreement``.
     method : str
-        How the threshold was chosen (``"teacher_share"``, ``"accuracy"``, ``"cost"``,
+        How the threshold was chosen (``"teacher_share"``, ``"accuracy"``, ``"agreement"``
+        (label-free), ``"cost"``,
         ``"betting"``, ``"binomial"``, ``"hb"``).
     epsilon, delta : float, optional
         Guarantee: the population accuracy drop against the last stage is ``<= epsilon`` with
@@ -140,7 +142,8 @@ class CalibrationResult:
     label_free : bool
         True when correctness is agreement with the last stage rather than with labels.
     teacher_accuracy : float, optional
-        Accuracy of the last stage alone on the calibration data (1.0 when label-free).
+        Accuracy of the last stage alone on the calibration data (1.0 by definition when
+        label-free, so :meth:`to_dict` leaves it out then).
     numerical_margin : float, optional
         Distance from the finite thresholds to the nearest calibration score (the smallest over
         stages): thresholds are placed midway between blocks of distinct scores, so rounding
@@ -166,24 +169,51 @@ class CalibrationResult:
 
     @property
     def accuracy_drop(self) -> float | None:
-        """Calibration accuracy of the last stage minus that of the cascade (None if unknown)."""
-        if self.teacher_accuracy is None:
+        """Calibration accuracy of the last stage minus that of the cascade.
+
+        None when unknown, and when ``label_free`` (see :attr:`disagreement`).
+        """
+        if self.teacher_accuracy is None or self.label_free:
             return None
         return self.teacher_accuracy - self.accuracy
 
+    @property
+    def agreement(self) -> float | None:
+        """Label-free: share of calibration inputs answered as the last stage answers them."""
+        return self.accuracy if self.label_free else None
+
+    @property
+    def disagreement(self) -> float | None:
+        """Label-free: ``1 - agreement``, which bounds the accuracy drop from above."""
+        return 1.0 - self.accuracy if self.label_free else None
+
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict: infinite thresholds become ``None``, tuples become lists.
+
+        ``measured_against`` says what correctness means: ``"labels"``, or ``"agreement with
+        the last stage"`` when label-free; then ``accuracy``, ``teacher_accuracy`` and
+        ``accuracy_drop`` are replaced by ``agreement`` and ``disagreement``.
 
         Examples
         --------
         >>> r = CalibrationResult(float("inf"), 1.0, 1.25, 0.9, "binomial")
         >>> r.to_dict()["threshold"] is None
         True
+        >>> d = CalibrationResult(0.5, 0.2, 0.4, 0.97, "teacher_share", label_free=True,
+        ...                       teacher_accuracy=1.0).to_dict()
+        >>> d["measured_against"], d["agreement"], "accuracy" in d, "teacher_accuracy" in d
+        ('agreement with the last stage', 0.97, False, False)
         """
         out: dict[str, Any] = {}
         for f in fields(self):
             out[f.name] = _jsonable(getattr(self, f.name))
         out["accuracy_drop"] = _jsonable(self.accuracy_drop)
+        if self.label_free:
+            for key in ("accuracy", "teacher_accuracy", "accuracy_drop"):
+                del out[key]
+            out["agreement"] = _jsonable(self.agreement)
+            out["disagreement"] = _jsonable(self.disagreement)
+        out["measured_against"] = "agreement with the last stage" if self.label_free else "labels"
         return out
 
 
@@ -1234,6 +1264,7 @@ def calibrate_outputs(
     delta: float | None = None,
     crossing: bool = False,
     method: str = "auto",
+    target_agreement: float | None = None,
 ) -> CalibrationResult:
     """Calibrate a cascade from saved outputs: logits per stage (the last may be labels only).
 
@@ -1242,6 +1273,11 @@ def calibrate_outputs(
     last stage's answers; ``method="auto"`` then uses the binomial test, as the loss is
     binary, and ``"betting"`` otherwise). Then calls :func:`calibrate_cascade`, or
     :func:`crossing_threshold` when ``crossing=True`` (2 stages only).
+
+    Without labels there is no accuracy to reach: pass ``target_agreement`` (the cheapest
+    thresholds whose answers agree with the last stage's on at least that share of inputs)
+    instead of ``target_accuracy``. ``epsilon`` then bounds the disagreement with the last
+    stage, which bounds the accuracy drop from above.
 
     Examples
     --------
@@ -1259,17 +1295,25 @@ def calibrate_outputs(
             f"Expected outputs of at least 2 stages; got {len(outputs)}. Pass the student's and "
             "the teacher's logits."
         )
-    arrs: list[np.ndarray] = []
-    for k, o in enumerate(outputs):
-        a = np.asarray(o)
-        if k == len(outputs) - 1 and a.ndim == 1:
-            arrs.append(as_labels(a, name="labels of the last stage"))
-        else:
-            arrs.append(
-                as_outputs(
-                    a, f"outputs of stage {k}", score=score if k < len(outputs) - 1 else None
-                )
-            )
+    if labels is None and target_accuracy is not None:
+        raise ParameterError(
+            f"Expected labels with target_accuracy={target_accuracy!r}; got none. Without labels "
+            "calibration measures agreement with the last stage, not accuracy: pass "
+            "target_agreement instead (the share of inputs answered as the last stage answers "
+            "them), or pass the labels."
+        )
+    if labels is not None and target_agreement is not None:
+        raise ParameterError(
+            "target_agreement is the label-free target (labels=None); with labels pass "
+            "target_accuracy."
+        )
+    if target_agreement is not None:
+        target_accuracy = check_unit("target_agreement", target_agreement)
+    n_out = len(outputs)
+    arrs = [
+        as_stage_output(o, f"stage {k}", last=k == n_out - 1, score=score)
+        for k, o in enumerate(outputs)
+    ]
     check_same_samples([(f"stage {k}", a.shape[0]) for k, a in enumerate(arrs)])
     preds = [a if a.ndim == 1 else np.argmax(a, axis=1) for a in arrs]
     scs = [np.asarray(compute_score(score, a, temperature), np.float64) for a in arrs[:-1]]
@@ -1298,7 +1342,7 @@ def calibrate_outputs(
             label_free=label_free,
             teacher_accuracy=float(np.mean(correct[-1])),
         )
-    return calibrate_cascade(
+    result = calibrate_cascade(
         scs,
         correct,
         costs,
@@ -1310,3 +1354,6 @@ def calibrate_outputs(
         method=method,
         label_free=label_free,
     )
+    if target_agreement is not None:
+        result.method = "agreement"
+    return result

@@ -27,6 +27,7 @@ array([0, 1, 1])
 from __future__ import annotations
 
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,14 +38,15 @@ from numpy.typing import ArrayLike, NDArray
 from ._validation import (
     as_labels,
     as_logits,
-    as_outputs,
+    as_stage_output,
     check_costs,
     check_same_classes,
     check_same_samples,
     check_score_suits,
     check_temperature,
+    encode_labels,
 )
-from .adapters import as_model, n_inputs, take, take_slice
+from .adapters import align_classes, as_model, n_inputs, take, take_slice
 from .errors import (
     CascadeError,
     ClassCountError,
@@ -55,6 +57,7 @@ from .errors import (
     SampleCountError,
     StageError,
     StageUnavailableError,
+    ThresholdRangeWarning,
 )
 from .scores import ScoreFn, get_score
 
@@ -240,6 +243,10 @@ class RouteResult:
         True where a later stage should have answered but could not (it raised
         :class:`~cascadekit.errors.StageUnavailableError`): ``predictions`` and ``stage`` then
         come from the last stage that did answer.
+    classes : ndarray of shape (n_classes,) or None
+        The class labels when the stages know them (scikit-learn classifiers' ``classes_``, or
+        ``classes=`` of :meth:`Cascade.from_models`): ``predictions`` are indices into it, and
+        :attr:`predicted_labels` are the labels themselves.
     """
 
     predictions: NDArray[np.int64]
@@ -247,6 +254,7 @@ class RouteResult:
     scores: FloatArray
     costs: FloatArray
     fallback: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
+    classes: NDArray[Any] | None = None
 
     def __post_init__(self) -> None:
         if self.fallback.shape[0] != self.stage.shape[0]:
@@ -288,9 +296,20 @@ class RouteResult:
             return 0.0
         return float(self.cost_per_input.mean() / self.costs[-1])
 
+    @property
+    def predicted_labels(self) -> NDArray[Any]:
+        """Predicted labels: ``classes[predictions]``, or the class indices without ``classes``."""
+        if self.classes is None:
+            return self.predictions
+        out: NDArray[Any] = np.asarray(self.classes)[self.predictions]
+        return out
+
     def accuracy(self, labels: ArrayLike) -> float:
-        """Share of inputs whose prediction equals ``labels``."""
-        y = as_labels(labels, n_samples=self.stage.shape[0])
+        """Share of inputs whose prediction equals ``labels``.
+
+        With ``classes``, ``labels`` are class labels (``"cat"``) or class indices.
+        """
+        y = as_labels(encode_labels(labels, self.classes), n_samples=self.stage.shape[0])
         return float(np.mean(self.predictions == y))
 
 
@@ -320,6 +339,30 @@ class PredictResult(RouteResult):
     def overhead_seconds(self) -> float:
         """Time outside the models: scoring, gathering, scattering and checks."""
         return float(self.total_seconds - self.stage_seconds.sum())
+
+
+def _warn_out_of_range(stage: Stage, threshold: float, d: StageDecision) -> None:
+    """ThresholdRangeWarning when a finite threshold outside the scores sends all of >= 2
+    inputs the same way (an "other" gate that still sends some on is not that)."""
+    scores = d.scores
+    if scores.shape[0] < 2 or not np.isfinite(threshold):
+        return
+    lo, hi = float(scores.min()), float(scores.max())
+    if lo <= threshold <= hi or (threshold < lo and not d.keep.all()):
+        return
+    name = stage.score if isinstance(stage.score, str) else getattr(stage.score, "__name__", "")
+    where, fate, inf = (
+        ("above", "all of them move on to the next stage", "+inf")
+        if threshold > hi
+        else ("below", "all of them stay at this stage", "-inf")
+    )
+    warnings.warn(
+        f"Threshold {threshold:g} of stage {stage.name!r} is {where} every {name} score of the "
+        f"{scores.shape[0]} inputs it sees (they range from {lo:.4g} to {hi:.4g}): {fate}. Use "
+        f"{inf} if that is meant, or a threshold on this score's scale (calibrate one).",
+        ThresholdRangeWarning,
+        stacklevel=3,
+    )
 
 
 def _softmax(z: FloatArray) -> FloatArray:
@@ -358,7 +401,13 @@ class Cascade:
     thresholds : sequence of N-1 floats, or a float for 2 stages, optional
         An input stays at stage k when its score is ``>= thresholds[k]``. ``-inf`` keeps every
         input at that stage, ``+inf`` sends every input on. Can be set later (also on a live
-        cascade) or found with :mod:`cascadekit.calibration`.
+        cascade) or found with :mod:`cascadekit.calibration`. A finite threshold outside the
+        range of the scores it meets in :meth:`route` raises a
+        :class:`~cascadekit.errors.ThresholdRangeWarning`.
+    classes : array-like, optional
+        The class labels, in the order of the last stage's columns; results then give
+        ``predicted_labels`` and ``accuracy`` takes labels. :meth:`from_models` sets it from
+        scikit-learn stages' ``classes_``.
 
     Examples
     --------
@@ -368,13 +417,16 @@ class Cascade:
     Traceback (most recent call last):
     ...
     cascadekit.errors.NotCalibratedError: This Cascade has no threshold yet. Pass ...
-    >>> c.thresholds = 3.0
+    >>> c.thresholds = 4.0
     >>> c.route().teacher_share
     0.0
     """
 
     def __init__(
-        self, stages: Sequence[Stage], thresholds: Sequence[float] | float | None = None
+        self,
+        stages: Sequence[Stage],
+        thresholds: Sequence[float] | float | None = None,
+        classes: ArrayLike | None = None,
     ) -> None:
         stages = list(stages)
         if len(stages) < 2:
@@ -401,6 +453,7 @@ class Cascade:
         self._thresholds: tuple[float, ...] | None = None
         if thresholds is not None:
             self.thresholds = thresholds
+        self.classes: NDArray[Any] | None = None if classes is None else np.asarray(classes)
 
     @classmethod
     def from_outputs(
@@ -496,12 +549,11 @@ class Cascade:
                     f"Stage {st.name!r} has no saved outputs. Pass Stage(outputs=...) to route "
                     "saved logits, or use Cascade.predict(X) with live models."
                 )
-            arr = np.asarray(raw)
-            if i == self.n_stages - 1 and arr.ndim == 1:
-                outs.append(as_labels(arr, name=f"labels of the last stage {st.name!r}"))
-            else:
-                score = st.score if i < self.n_stages - 1 else None
-                outs.append(as_outputs(arr, f"outputs of stage {st.name!r}", score=score))
+            outs.append(
+                as_stage_output(
+                    raw, f"stage {st.name!r}", last=i == self.n_stages - 1, score=st.score
+                )
+            )
         check_same_samples(
             [(repr(s.name), o.shape[0]) for s, o in zip(self.stages, outs, strict=True)]
         )
@@ -560,6 +612,7 @@ class Cascade:
             if undecided.size == 0:
                 break
             d = self.stages[k].decide(outs[k][undecided], ths[k])
+            _warn_out_of_range(self.stages[k], ths[k], d)
             scores[undecided, k] = d.scores
             kept = undecided[d.keep]
             predictions[kept] = d.predictions[d.keep]
@@ -569,7 +622,13 @@ class Cascade:
             last = outs[-1][undecided]
             local = last if last.ndim == 1 else np.argmax(last, axis=1)
             predictions[undecided] = self.stages[-1].map_classes(local)
-        return RouteResult(predictions=predictions, stage=stage, scores=scores, costs=self.costs)
+        return RouteResult(
+            predictions=predictions,
+            stage=stage,
+            scores=scores,
+            costs=self.costs,
+            classes=self.classes,
+        )
 
     @classmethod
     def from_models(
@@ -581,11 +640,23 @@ class Cascade:
         temperature: float = 1.0,
         thresholds: Sequence[float] | float | None = None,
         names: Sequence[str] | None = None,
+        classes: ArrayLike | None = None,
     ) -> Cascade:
         """Build a cascade from live models, in cascade order (cheapest first).
 
         Each model is wrapped with :func:`cascadekit.adapters.as_model` (torch modules, ONNX
-        files or sessions, fitted scikit-learn classifiers, functions, adapters).
+        files or sessions, fitted scikit-learn classifiers, functions, adapters). The columns of
+        fitted scikit-learn classifiers are put in one class order through their ``classes_``
+        (:func:`cascadekit.adapters.align_classes`, as :class:`~cascadekit.CascadeClassifier`
+        does), so stages trained on text or non-0..K-1 labels agree; the results' ``classes``
+        and ``predicted_labels`` give the labels, and ``accuracy`` takes them.
+
+        Parameters
+        ----------
+        classes : array-like, optional
+            The class order; by default the sorted union of the scikit-learn stages'
+            ``classes_``. Needed when other stages (whose columns carry no names) are mixed
+            with classifiers trained on labels other than ``0..K-1``.
 
         Examples
         --------
@@ -595,8 +666,18 @@ class Cascade:
         ...                         thresholds=[1.0])
         >>> c.predict(np.array([2.0, 0.1, -3.0])).stage
         array([0, 1, 0], dtype=int32)
+        >>> from sklearn.linear_model import LogisticRegression
+        >>> X = np.array([[0.0], [1.0], [2.0], [3.0]])
+        >>> y = np.array(["cat", "cat", "dog", "dog"])
+        >>> lr = LogisticRegression().fit(X, y)
+        >>> r = Cascade.from_models([lr, lr], score="margin", thresholds=[0.5]).predict(X)
+        >>> r.predicted_labels.tolist(), r.accuracy(y)
+        (['cat', 'cat', 'dog', 'dog'], 1.0)
         """
-        return cls._build("model", models, costs, score, temperature, thresholds, names)
+        aligned, found = align_classes(list(models), classes)
+        cascade = cls._build("model", aligned, costs, score, temperature, thresholds, names)
+        cascade.classes = found
+        return cascade
 
     def _live_models(self) -> list[Any]:
         models = []
@@ -636,9 +717,16 @@ class Cascade:
                 "(n_inputs, n_classes)."
             )
         if arr.ndim != 2:
+            hint = (
+                " A binary classifier's one number per input becomes two columns with "
+                "cascadekit.binary_logits(d, 'decision') or binary_logits(p, 'probability'); "
+                "return those from the model."
+                if arr.ndim == 1
+                else ""
+            )
             raise InputShapeError(
                 f"{label} returned shape {arr.shape}; expected logits of shape "
-                f"({m}, n_classes), one row per input."
+                f"({m}, n_classes), one row per input.{hint}"
             )
         if arr.shape[0] != m:
             raise SampleCountError(
@@ -814,6 +902,7 @@ class Cascade:
             stage_inputs=stage_inputs,
             stage_seconds=stage_seconds,
             total_seconds=time.perf_counter() - t_start,
+            classes=self.classes,
         )
 
     def __repr__(self) -> str:

@@ -1,7 +1,11 @@
 """The ``cascadekit`` command line: a thin layer that parses arguments and calls the library.
 
 Stage outputs are positional, one file per stage, in cascade order. Every user mistake ends with
-a one-line message on stderr and exit code 1, never a traceback.
+a one-line message on stderr and exit code 1, never a traceback; the library's parameter names
+in a message are replaced by the options of this command line (``max_relative_cost`` ->
+``--max-cost``). Whatever was assumed to produce a number (probabilities read as such, dropped
+index columns, equal costs, a threshold outside the scores' range) is printed as a
+``note:`` line on stderr and listed under ``"notes"`` in the JSON output.
 """
 
 from __future__ import annotations
@@ -10,13 +14,22 @@ import functools
 import json
 import math
 import os
+import re
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
 
-from .errors import CascadeError, MissingDependencyError, ParameterError
+from .errors import (
+    CascadeError,
+    ClassCountError,
+    InputShapeError,
+    MissingDependencyError,
+    ParameterError,
+    ThresholdRangeWarning,
+)
 
 try:
     import typer
@@ -39,19 +52,78 @@ err = Console(stderr=True)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: What was assumed during the current command (printed as ``note:`` lines, and in the JSON).
+_NOTES: list[str] = []
+
+#: The library's parameter names in messages, and the options that set them here.
+_CLI_WORDS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] = [
+    (re.compile(r"\bmax_relative_cost\b"), "--max-cost"),
+    (re.compile(r"\btarget_accuracy\b"), "--target-accuracy"),
+    (re.compile(r"\btarget_agreement\b"), "--target-agreement"),
+    (re.compile(r"\bteacher_share=(\S)"), r"--teacher-share \1"),
+    (re.compile(r"\bbatch_sizes=\[([^\]]*)\]"), lambda m: "--batch-sizes " + m[1].replace(" ", "")),
+    (re.compile(r"\bclasses=\[\.\.\.\]"), "--classes NAME,NAME,..."),
+    (re.compile(r"\bkind='(decision|probability)'"), r"--binary \1"),
+    (re.compile(r"\bkey=NAME\b"), "--key NAME (--labels-key NAME for the labels file)"),
+    (re.compile(r"\bcosts=\[([^\]]*)\]"), lambda m: "--costs " + m[1].replace(" ", "")),
+]
+
+
+def cli_message(text: str) -> str:
+    """A library message with its parameter names replaced by this command line's options.
+
+    Examples
+    --------
+    >>> cli_message("Raise max_relative_cost or time it at batch_sizes=[8].")
+    'Raise --max-cost or time it at --batch-sizes 8.'
+    """
+    for pattern, repl in _CLI_WORDS:
+        text = pattern.sub(repl, text)
+    return text
+
+
+def _note(text: str) -> None:
+    if text not in _NOTES:
+        _NOTES.append(text)
+
 
 def _friendly(fn: F) -> F:
-    """Turn a CascadeError into a one-line message and exit code 1."""
+    """Turn a CascadeError into a one-line message and exit code 1; print the notes."""
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except CascadeError as exc:
-            err.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-            raise typer.Exit(1) from None
+        _NOTES.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", ThresholdRangeWarning)
+            shown = warnings.showwarning
+
+            def show(message: Any, category: Any, *rest: Any, **kw: Any) -> None:
+                if issubclass(category, ThresholdRangeWarning):
+                    _note(cli_message(str(message)))
+                else:  # pragma: no cover - other warnings go their usual way
+                    shown(message, category, *rest, **kw)
+
+            warnings.showwarning = show
+            try:
+                result = fn(*args, **kwargs)
+            except CascadeError as exc:
+                _print_notes()
+                err.print(
+                    f"[bold red]error:[/] {cli_message(str(exc))}", highlight=False, soft_wrap=True
+                )
+                raise typer.Exit(1) from None
+            finally:
+                warnings.showwarning = shown
+        _print_notes()
+        return result
 
     return wrapper  # type: ignore[return-value]
+
+
+def _print_notes() -> None:
+    for text in _NOTES:
+        err.print(f"[yellow]note:[/] {text}", highlight=False, soft_wrap=True)
+    _NOTES.clear()
 
 
 def _floats(text: str | None, what: str) -> list[float] | None:
@@ -69,17 +141,103 @@ def _floats(text: str | None, what: str) -> list[float] | None:
     return vals
 
 
-def _load_stages(paths: list[Path], key: str | None) -> list[np.ndarray]:
-    from .io import load_array
+def _classes(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [c.strip() for c in text.split(",")]
+    if len(names) < 2 or any(not c for c in names) or len(set(names)) != len(names):
+        raise ParameterError(
+            f"Expected --classes as 2 or more distinct comma-separated names in class order "
+            f"(e.g. cat,dog,bird); got {text!r}."
+        )
+    return names
 
-    if len(paths) < 2:
+
+def _load_stages(
+    paths: list[Path],
+    key: str | None,
+    classes: list[str] | None = None,
+    binary: str | None = None,
+    *,
+    min_stages: int = 2,
+    same_classes: bool = True,
+) -> list[np.ndarray]:
+    """Read the stage files, saying what was assumed, with command-line advice on errors."""
+    from ._validation import binary_logits, output_kind
+    from .io import read_array
+
+    if len(paths) < min_stages:
         raise ParameterError(
             f"Expected at least 2 stage files (student first, teacher last); got {len(paths)}."
         )
-    return [load_array(p, key=key) for p in paths]
+    if binary is not None and binary not in ("decision", "probability"):
+        raise ParameterError(f"Expected --binary decision or probability; got {binary!r}.")
+    outs = []
+    for i, p in enumerate(paths):
+        r = read_array(p, key=key, classes=classes)
+        for text in r.notes:
+            _note(text)
+        arr = r.array
+        last = i == len(paths) - 1
+        if arr.ndim == 1 and not (last and np.issubdtype(arr.dtype, np.integer)):
+            if binary is None:
+                raise InputShapeError(
+                    f"{p.name} holds one number per input (shape {arr.shape}), not one column "
+                    "per class. A binary classifier's decision_function or predict_proba[:, 1]? "
+                    "Say which with --binary decision or --binary probability. (Labels, as "
+                    "integers, are accepted from the last stage only: only the last stage may "
+                    "give labels only.)"
+                )
+            arr = binary_logits(arr, binary)
+            _note(
+                f"{p.name}: one number per input, read as a binary classifier's "
+                + (
+                    "decision_function d (class 1 when d > 0; logits [-d/2, d/2])"
+                    if binary == "decision"
+                    else "probability of class 1, p (logits log[1 - p, p])"
+                )
+            )
+        elif arr.ndim == 2:
+            kind = output_kind(arr)
+            if kind == "probabilities":
+                _note(f"{p.name}: outputs are probabilities (rows sum to 1): using their logs")
+            elif kind == "log_probabilities":
+                _note(f"{p.name}: outputs are log-probabilities (each row's logsumexp is 0)")
+        outs.append(arr)
+    widths = [(p.name, o.shape[1]) for p, o in zip(paths, outs, strict=True) if o.ndim == 2]
+    if same_classes and len({w for _, w in widths}) > 1:
+        shown = ", ".join(f"{n} has {w}" for n, w in widths)
+        raise ClassCountError(
+            f"Expected every stage file to have one column per class, the same classes in the "
+            f"same order; {shown} columns. Check for an index or id column or a missing class; "
+            "stages with different classes need the Python API (Stage class maps)."
+        )
+    return outs
+
+
+def _load_labels(
+    path: Path, key: str | None = None, classes: list[str] | None = None
+) -> np.ndarray:
+    from .io import read_array
+
+    r = read_array(path, key=key, classes=classes)
+    for text in r.notes:
+        _note(text.replace("key=NAME", "--labels-key NAME"))
+    return r.array
+
+
+def _note_costs(costs: list[float] | None) -> None:
+    if costs is None:
+        _note(
+            "costs assumed equal (1 per stage): relative cost and speed-up count stage calls, "
+            "not compute. Pass the real ones with --costs, e.g. --costs 1,7 (FLOPs or ms per "
+            "input; `cascadekit profile` measures them)"
+        )
 
 
 def _write_json(doc: dict[str, Any], path: Path | None) -> None:
+    if _NOTES:
+        doc["notes"] = list(_NOTES)
     if path is not None:
         path.write_text(json.dumps(doc, indent=2, allow_nan=False) + "\n", encoding="utf-8")
         err.print(f"wrote {path}", highlight=False)
@@ -102,7 +260,24 @@ StagesArg = Annotated[
 CostsOpt = Annotated[
     str | None, typer.Option(help="Per-stage costs, comma-separated (default 1 each).")
 ]
-KeyOpt = Annotated[str | None, typer.Option(help="Array name inside .npz files.")]
+KeyOpt = Annotated[str | None, typer.Option(help="Array name inside .npz stage files.")]
+LabelsKeyOpt = Annotated[
+    str | None, typer.Option(help="Array name inside an .npz labels file (e.g. y).")
+]
+ClassesOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Class names in class order, comma-separated: named CSV/parquet columns are "
+        "matched to them, and text labels encoded by them."
+    ),
+]
+BinaryOpt = Annotated[
+    str | None,
+    typer.Option(
+        help="Stage files with one number per input hold a binary classifier's "
+        "'decision' (decision_function) or 'probability' (predict_proba[:, 1])."
+    ),
+]
 ScoreOpt = Annotated[
     str, typer.Option(help="Routing score: energy, max_softmax, margin, entropy, max_logit.")
 ]
@@ -129,15 +304,19 @@ def evaluate(
     bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals.")] = 0,
     top_k: Annotated[int, typer.Option(help="Count a prediction right if in the top k.")] = 1,
     key: KeyOpt = None,
+    labels_key: LabelsKeyOpt = None,
+    classes: ClassesOpt = None,
+    binary: BinaryOpt = None,
 ) -> None:
     """Trade-off curves of a cascade on saved logits: accuracy vs teacher share and cost."""
-    from .io import load_array
     from .report import evaluate_all_scores, evaluate_report, plot_evaluation, stage_correctness
     from .scores import compute_score
 
-    outs = _load_stages(stages, key)
-    y = load_array(labels)
+    names_ = _classes(classes)
+    outs = _load_stages(stages, key, names_, binary)
+    y = _load_labels(labels, labels_key, names_)
     cost_list = _floats(costs, "--costs")
+    _note_costs(cost_list)
     names = [p.stem for p in stages]
     if score == "auto":
         rep = _evaluate_auto(outs, y, cost_list, max_points, bootstrap, names, top_k)
@@ -156,6 +335,8 @@ def evaluate(
             top_k=top_k,
         )
         blocks = rep["scores"]
+        for name, why in rep.get("skipped", {}).items():
+            _note(f"{name} left out: {why}; pass raw logits to compare it")
     else:
         rep = evaluate_report(
             outs,
@@ -274,7 +455,14 @@ def calibrate(
         float | None, typer.Option(help="Send this share of inputs to the last stage.")
     ] = None,
     target_accuracy: Annotated[
-        float | None, typer.Option(help="Cheapest threshold reaching this accuracy.")
+        float | None, typer.Option(help="Cheapest threshold reaching this accuracy (labels).")
+    ] = None,
+    target_agreement: Annotated[
+        float | None,
+        typer.Option(
+            help="With --label-free: cheapest threshold whose answers agree with the last "
+            "stage's on this share of inputs."
+        ),
     ] = None,
     max_cost: Annotated[
         float | None, typer.Option(help="Most accurate threshold within this relative cost.")
@@ -304,18 +492,26 @@ def calibrate(
         Path | None, typer.Option(help="Save the router (JSON) for `cascadekit route`.")
     ] = None,
     key: KeyOpt = None,
+    labels_key: LabelsKeyOpt = None,
+    classes: ClassesOpt = None,
+    binary: BinaryOpt = None,
 ) -> None:
-    """Choose thresholds on calibration data for a target share, accuracy, cost or guarantee."""
+    """Choose thresholds on calibration data for a target share, accuracy, cost or guarantee.
+
+    Without labels (--label-free) correctness is agreement with the last stage: the target is
+    --target-agreement, and the report says agreement, never accuracy.
+    """
     from .calibration import calibrate_outputs
-    from .io import load_array
     from .router import Router
 
-    outs = _load_stages(stages, key)
+    names_ = _classes(classes)
+    outs = _load_stages(stages, key, names_, binary)
     chosen = [
         name
         for name, val in (
             ("--teacher-share", teacher_share),
             ("--target-accuracy", target_accuracy),
+            ("--target-agreement", target_agreement),
             ("--max-cost", max_cost),
             ("--max-accuracy-drop", max_accuracy_drop),
             ("--crossing", crossing or None),
@@ -324,8 +520,9 @@ def calibrate(
     ]
     if len(chosen) != 1:
         raise ParameterError(
-            "Expected exactly one target: --teacher-share, --target-accuracy, --max-cost, "
-            f"--max-accuracy-drop or --crossing; got {len(chosen)} ({', '.join(chosen) or 'none'})."
+            "Expected exactly one target: --teacher-share, --target-accuracy (or "
+            "--target-agreement with --label-free), --max-cost, --max-accuracy-drop or "
+            f"--crossing; got {len(chosen)} ({', '.join(chosen) or 'none'})."
         )
     if labels is None and not label_free:
         raise ParameterError(
@@ -334,8 +531,46 @@ def calibrate(
         )
     if label_free and labels is not None:
         raise ParameterError("Pass either --labels or --label-free, not both.")
-    y = None if labels is None else load_array(labels)
+    if label_free and target_accuracy is not None:
+        raise ParameterError(
+            "--target-accuracy needs --labels: without labels cascadekit measures agreement with "
+            "the last stage, not accuracy. Pass --target-agreement A (the share of inputs "
+            "answered as the last stage answers them), or --labels y.npy."
+        )
+    if target_agreement is not None and not label_free:
+        raise ParameterError(
+            "--target-agreement is the label-free target: add --label-free (and drop --labels), "
+            "or use --target-accuracy with --labels."
+        )
+    if label_free:
+        _note(
+            "label-free: 'agreement' is the share of inputs answered as the last stage answers "
+            "them, not accuracy (the last stage's accuracy is unknown without labels)"
+            + (
+                "; the guarantee bounds the disagreement with the last stage, which bounds the "
+                "accuracy drop from above"
+                if max_accuracy_drop is not None
+                else ""
+            )
+        )
+    y = None if labels is None else _load_labels(labels, labels_key, names_)
     cost_list = _floats(costs, "--costs")
+    _note_costs(cost_list)
+    if max_cost is not None:
+        c = [1.0] * len(outs) if cost_list is None else cost_list
+        cheapest = c[0] / c[-1] if len(c) == len(outs) and c[-1] > 0 else None
+        if cheapest is not None and max_cost < cheapest:
+            raise ParameterError(
+                f"--max-cost {max_cost:g} is below the cheapest cascade: answering every input "
+                f"on the first stage costs {cheapest:.4g} of the last stage alone with costs "
+                f"{','.join(f'{v:g}' for v in c)}"
+                + (
+                    " (assumed equal). Pass the stages' real costs with --costs (e.g. --costs "
+                    "1,7), or raise --max-cost."
+                    if cost_list is None
+                    else f". Raise --max-cost to at least {cheapest:.4g}."
+                )
+            )
     if score == "auto":
         _calibrate_auto(
             outs,
@@ -365,13 +600,14 @@ def calibrate(
         delta=None if max_accuracy_drop is None else 1.0 - confidence,
         crossing=crossing,
         method=method,
+        target_agreement=target_agreement,
     )
     doc = {"score": score, "temperature": temperature, **result.to_dict()}
     table = Table(title=f"Calibrated on {len(outs[0])} samples")
     table.add_column("field")
     table.add_column("value", justify="right")
     for k, v in doc.items():
-        if k in ("grid", "p_values"):
+        if k in ("grid", "p_values", "notes"):
             continue  # long lists: in the JSON only
         table.add_row(k, _fmt(v) if not isinstance(v, list) else ", ".join(map(_fmt, v)))
     out.print(table)
@@ -483,15 +719,22 @@ def route(
         Path | None,
         typer.Option(help="Extra features (n, k) of a learned router that needs more than logits."),
     ] = None,
+    labels_key: LabelsKeyOpt = None,
+    classes: ClassesOpt = None,
+    binary: BinaryOpt = None,
 ) -> None:
     """Apply a saved router to new saved logits: per-input stage and prediction."""
-    from .io import load_array
     from .router import Router
 
     rt = Router.load(router)
-    outs = [load_array(p, key=key) for p in stages]
+    names_ = _classes(classes)
+    mapped = any(m is not None for m in (rt.class_maps or []))
+    outs = _load_stages(stages, key, names_, binary, min_stages=1, same_classes=not mapped)
+    y = None if labels is None else _load_labels(labels, labels_key, names_)
+    if rt.costs is None:
+        _note_costs(None)
     if rt.policy is not None:
-        _route_policy(router, outs, features, labels, json_out)
+        _route_policy(router, outs, features, y, json_out)
         return
     if features is not None:
         raise ParameterError("--features applies to learned routers only; this one uses a score.")
@@ -505,8 +748,8 @@ def route(
         "stage": result.stage.tolist(),
         "prediction": result.predictions.tolist(),
     }
-    if labels is not None:
-        doc["accuracy"] = result.accuracy(load_array(labels))
+    if y is not None:
+        doc["accuracy"] = result.accuracy(y)
     msg = f"routed {doc['n_samples']} inputs: teacher share {doc['teacher_share']:.3f}"
     if "accuracy" in doc:
         msg += f", accuracy {doc['accuracy']:.4f}"
@@ -518,7 +761,7 @@ def _route_policy(
     router: Path,
     outs: list[np.ndarray],
     features: Path | None,
-    labels: Path | None,
+    labels: np.ndarray | None,
     json_out: Path | None,
 ) -> None:
     from .io import load_array
@@ -537,7 +780,7 @@ def _route_policy(
         "prediction": preds.tolist(),
     }
     if labels is not None:
-        doc["accuracy"] = float(np.mean(preds == load_array(labels)))
+        doc["accuracy"] = float(np.mean(preds == labels))
     msg = f"routed {doc['n_samples']} inputs: teacher share {doc['teacher_share']:.3f}"
     if "accuracy" in doc:
         msg += f", accuracy {doc['accuracy']:.4f}"

@@ -31,6 +31,7 @@ __all__ = [
     "ScoreInputError",
     "StageError",
     "StageUnavailableError",
+    "ThresholdRangeWarning",
     "UnknownNameError",
 ]
 
@@ -116,4 +117,14 @@ class StageUnavailableError(StageError):
 
     :meth:`cascadekit.Cascade.predict` answers the inputs such a stage should have taken with the
     previous stage's prediction and flags them ``fallback``, instead of failing the call.
+    """
+
+
+class ThresholdRangeWarning(UserWarning):
+    """A finite threshold lies outside the range of the scores it is applied to.
+
+    Every input then goes the same way (all stay at the stage, or all move on), which is
+    rarely meant: a threshold on another scale (a probability for a log-odds score), or on
+    another score. ``-inf`` and ``+inf`` say "all stay" and "all move on" without a warning.
+    The command line prints these warnings as notes.
     """

@@ -19,10 +19,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._validation import check_temperature
-from .adapters import ModelAdapter, SklearnModel, as_model, n_inputs, take
+from .adapters import align_classes, as_model, n_inputs, take
 from .calibration import calibrate_cascade
 from .cascade import Cascade, PredictResult, Stage
-from .errors import LabelError, MissingDependencyError, ParameterError
+from .errors import InputShapeError, LabelError, MissingDependencyError, ParameterError
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -221,7 +221,10 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         to_fit = [(not self.prefit) and _is_sklearn(m) for m in stages]
         all_sklearn = all(_is_sklearn(m) for m in stages)
         if all_sklearn:
-            self.classes_, y_enc = np.unique(y, return_inverse=True)
+            # the labels, and every class a prefitted stage knows (its classes_)
+            _, known = align_classes([m for m, f in zip(stages, to_fit, strict=True) if not f])
+            self.classes_ = np.unique(y if known is None else np.concatenate([y, known]))
+            y_enc = np.searchsorted(self.classes_, y)
         else:
             self.classes_, y_enc = self._classes_for_models(y)
         n_classes = len(self.classes_)
@@ -235,15 +238,14 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             X_fit, y_fit = take(X, fit_idx), y_enc[fit_idx]
         else:
             fit_idx, cal_idx = np.zeros(0, dtype=np.int64), np.arange(n)
-        fitted: list[ModelAdapter] = []
-        for est, needs in zip(stages, to_fit, strict=True):
-            if needs:
-                est = clone(est).fit(X_fit, y_fit)
-            if all_sklearn:
-                fitted.append(SklearnModel(est, classes=np.arange(n_classes)))
-            else:
-                fitted.append(as_model(est))
-        self.student_, self.teacher_ = fitted
+        raw = [
+            clone(est).fit(X_fit, self.classes_[y_fit]) if needs else est
+            for est, needs in zip(stages, to_fit, strict=True)
+        ]
+        # one class order for every stage, through the classifiers' classes_ (as
+        # Cascade.from_models does); logit column j is classes_[j]
+        aligned, _ = align_classes(raw, classes=self.classes_)
+        self.student_, self.teacher_ = (as_model(m) for m in aligned)
         self.cascade_ = Cascade(
             [
                 Stage(
@@ -331,6 +333,13 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
 
     def _check_X(self, X: Any) -> Any:
         check_is_fitted(self)
+        n_features = getattr(self, "n_features_in_", None)
+        if n_features is not None and getattr(X, "ndim", None) == 1:
+            raise InputShapeError(
+                f"Expected a batch of shape (n_inputs, {n_features}); got a 1-D array of shape "
+                f"{X.shape}. Reshape your data: for a single example pass x.reshape(1, -1) (or "
+                "x[None])."
+            )
         if self._validates_arrays():
             X = validate_data(self, X, reset=False)
         return X

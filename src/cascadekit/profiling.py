@@ -164,8 +164,21 @@ def profile_models(
         raise ParameterError(f"Expected positive batch sizes; got {list(batch_sizes)}.")
     pool = _batch_of(inputs, max(max(sizes), n_inputs(inputs)))
     out: dict[str, Any] = {"batch_sizes": sizes, "models": {}}
-    for name, obj in named.items():
-        model = as_model(obj)
+    models_ = {name: as_model(obj) for name, obj in named.items()}
+    for name, model in models_.items():
+        fixed = getattr(model, "fixed_batch_size", None)
+        other = [b for b in sizes if b != fixed]
+        if fixed is not None and other:
+            raise ParameterError(
+                f"Model {name!r} was exported with a fixed batch size of {fixed} (input "
+                f"{getattr(model, 'input_name', '')!r} of shape "
+                f"{list(getattr(model, 'input_shape', ()))}), so it cannot be timed at batch "
+                f"size {', '.join(map(str, other))}. Export it with a dynamic batch axis "
+                "(cascadekit.adapters.export_onnx does; with torch.onnx.export pass "
+                "dynamic_axes={input_name: {0: 'batch'}}), or time it at its own batch size "
+                f"only: batch_sizes=[{fixed}]."
+            )
+    for name, model in models_.items():
         f, source = _flops(model, inputs) if flops else (None, None)
         rows = []
         for b in sizes:

@@ -28,7 +28,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import curves
-from ._validation import as_labels, check_costs
+from ._validation import (
+    LOGSUMEXP_SCORES,
+    as_labels,
+    check_costs,
+    check_score_suits,
+    output_kind,
+)
 from .cascade import Cascade, Stage
 from .errors import MissingDependencyError, ParameterError
 from .router import encode_threshold
@@ -55,9 +61,14 @@ def stage_correctness(
 
 
 def _validated(
-    outputs: Sequence[ArrayLike], labels: ArrayLike, costs: ArrayLike | None, names: Any
+    outputs: Sequence[ArrayLike],
+    labels: ArrayLike,
+    costs: ArrayLike | None,
+    names: Any,
+    score: Any = "max_softmax",
 ) -> tuple[Cascade, list[np.ndarray], NDArray[np.integer[Any]]]:
-    cascade = Cascade.from_outputs(list(outputs), costs=costs, names=names)
+    # validated as routed by ``score`` (energy is refused on probabilities)
+    cascade = Cascade.from_outputs(list(outputs), costs=costs, names=names, score=score)
     outs = cascade.stage_outputs()
     n_classes = next((o.shape[1] for o in reversed(outs) if o.ndim == 2), None)
     y = as_labels(labels, n_samples=outs[0].shape[0], n_classes=n_classes)
@@ -187,7 +198,7 @@ def evaluate_report(
     bootstrap : int
         With ``n > 0`` rows resampled ``n`` times, 95% intervals of auc and speed-up.
     """
-    cascade, outs, y = _validated(outputs, labels, costs, names)
+    cascade, outs, y = _validated(outputs, labels, costs, names, score)
     cost_arr = check_costs(costs, len(outs))
     if max_points < 2:
         raise ParameterError(f"Expected max_points >= 2 (both ends); got {max_points}.")
@@ -218,18 +229,36 @@ def evaluate_all_scores(
     grid_size: int = 24,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every score side by side: ``{"n_samples", "stages", "scores": {name: block}}``."""
+    """Every score side by side: ``{"n_samples", "stages", "scores": {name: block}}``.
+
+    Without ``scores``, every registered score; energy is left out (and ``"skipped"`` says
+    why) when a non-final stage's outputs are probabilities or log-probabilities, on which it
+    is constant.
+    """
     from .scores import available_scores
 
     cascade, outs, y = _validated(outputs, labels, costs, names)
     cost_arr = check_costs(costs, len(outs))
     correct = stage_correctness(outs, y, top_k=top_k)
     report = _header(cascade, outs, correct, cost_arr)
+    names_ = list(scores or available_scores())
+    kinds = [output_kind(np.asarray(o)) for o in list(outputs)[:-1]]
+    normalized = [k for k in kinds if k != "logits"]
+    if scores is None and normalized:
+        dropped = [s for s in names_ if s in LOGSUMEXP_SCORES]
+        names_ = [s for s in names_ if s not in LOGSUMEXP_SCORES]
+        report["skipped"] = {
+            s: f"not defined on {normalized[0].replace('_', '-')} (constant logsumexp)"
+            for s in dropped
+        }
+    for k, kind in enumerate(kinds):
+        for s in names_:
+            check_score_suits(kind, s, f"the outputs of stage {k}")
     report["scores"] = {
         name: _score_block(
             outs, correct, cost_arr, name, temperature, None, max_points, bootstrap, grid_size, seed
         )
-        for name in (scores or available_scores())
+        for name in names_
     }
     return report
 

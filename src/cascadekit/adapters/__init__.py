@@ -42,7 +42,7 @@ from .hf import HFModel, bundled_model_dir
 from .onnx import ExportMismatchError, OnnxModel, export_onnx
 from .precomputed import PrecomputedModel
 from .remote import RemoteModel
-from .sklearn import SklearnModel
+from .sklearn import SklearnModel, align_classes
 from .torch import TorchModel
 
 __all__ = [
@@ -56,6 +56,7 @@ __all__ = [
     "RemoteModel",
     "SklearnModel",
     "TorchModel",
+    "align_classes",
     "as_model",
     "bundled_model_dir",
     "export_onnx",

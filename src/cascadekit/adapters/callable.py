@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._validation import OUTPUT_KINDS, proba_to_logits
 from ..errors import ParameterError
 from ._base import ModelAdapter, check_batch_size
 
@@ -27,12 +28,20 @@ class CallableModel(ModelAdapter):
     batch_size : int or None, optional
     n_classes : int or None, optional
     name : str, optional
+    outputs : {"logits", "probabilities", "log_probabilities"}, default="logits"
+        What ``fn`` returns. Probabilities are turned into their logs (so that a softmax gives
+        them back); with either normalized kind energy is refused. Declared here, once, rather
+        than guessed from each batch: a guess could differ between batches and so make an
+        input's answer depend on the batch it arrives in.
 
     Examples
     --------
     >>> m = CallableModel(lambda x: np.stack([x, -x], axis=1), batch_size=2)
     >>> m(np.array([1.0, 2.0, 3.0]))[:, 0]
     array([1., 2., 3.])
+    >>> p = CallableModel(lambda x: np.array([[0.5, 0.5]]), outputs="probabilities")
+    >>> p(np.zeros(1)).round(3), p.output_kind
+    (array([[-0.693, -0.693]]), 'log_probabilities')
     """
 
     def __init__(
@@ -41,7 +50,12 @@ class CallableModel(ModelAdapter):
         batch_size: int | None = None,
         n_classes: int | None = None,
         name: str | None = None,
+        outputs: str = "logits",
     ) -> None:
+        if outputs not in OUTPUT_KINDS:
+            raise ParameterError(
+                f"Expected outputs to be one of {', '.join(OUTPUT_KINDS)}; got {outputs!r}."
+            )
         if not callable(fn):
             raise ParameterError(
                 f"CallableModel expects a function inputs -> logits; got {type(fn).__name__}."
@@ -56,8 +70,12 @@ class CallableModel(ModelAdapter):
         self.name = name or str(
             getattr(fn, "name", None) or getattr(fn, "__name__", None) or type(fn).__name__
         )
+        self.convert = outputs == "probabilities"
+        self.output_kind = "logits" if outputs == "logits" else "log_probabilities"
 
     def forward(self, batch: Any) -> NDArray[np.floating[Any]]:
         """Logits of one chunk of inputs."""
         out: NDArray[np.floating[Any]] = self.fn(batch)
+        if self.convert:
+            out = proba_to_logits(np.asarray(out))
         return out

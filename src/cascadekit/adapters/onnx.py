@@ -58,6 +58,9 @@ class OnnxModel(ModelAdapter):
     ----------
     path : pathlib.Path or None
         The ``.onnx`` file, when built from a path.
+    fixed_batch_size : int or None
+        The batch size fixed in the graph (exported without a dynamic batch axis), or None.
+        Smaller batches are padded to it; larger ones are run in chunks of it.
 
     Examples
     --------
@@ -126,9 +129,9 @@ class OnnxModel(ModelAdapter):
         first = self.input_shape[0] if self.input_shape else None
         if isinstance(first, int) and first > 0:
             self.batch_size = first  # a fixed batch dimension
-            self._fixed_batch: int | None = first
+            self.fixed_batch_size: int | None = first
         else:
-            self._fixed_batch = None
+            self.fixed_batch_size = None
         self.name = name or default_name
         self.n_classes = None
 
@@ -164,8 +167,8 @@ class OnnxModel(ModelAdapter):
         """Logits of one chunk of inputs."""
         arr = self._prepare(batch)
         m = arr.shape[0]
-        if self._fixed_batch is not None and m < self._fixed_batch:
-            pad = np.zeros((self._fixed_batch - m, *arr.shape[1:]), dtype=arr.dtype)
+        if self.fixed_batch_size is not None and m < self.fixed_batch_size:
+            pad = np.zeros((self.fixed_batch_size - m, *arr.shape[1:]), dtype=arr.dtype)
             arr = np.concatenate([arr, pad])
         out = self.session.run([self.output_name], {self.input_name: arr})[0]
         result: NDArray[np.floating[Any]] = np.asarray(out)[:m]

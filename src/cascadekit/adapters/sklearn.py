@@ -15,16 +15,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._validation import proba_to_logits
-from ..errors import ClassCountError, ParameterError
+from ..errors import ClassCountError, InputShapeError, ParameterError
 from ._base import ModelAdapter, check_batch_size
 
-__all__ = ["SklearnModel", "binary_decision_to_logits", "proba_to_logits"]
+__all__ = ["SklearnModel", "align_classes", "binary_decision_to_logits", "proba_to_logits"]
 
 _METHODS = ("auto", "predict_proba", "decision_function")
 
@@ -133,6 +134,13 @@ class SklearnModel(ModelAdapter):
 
     def forward(self, batch: Any) -> NDArray[np.floating[Any]]:
         """Logits of one chunk of inputs."""
+        n_features = getattr(self.estimator, "n_features_in_", None)
+        if n_features is not None and getattr(batch, "ndim", None) == 1:
+            raise InputShapeError(
+                f"{self.name} takes a batch of shape (n_inputs, {n_features}); got a 1-D array "
+                f"of shape {batch.shape}. For a single example pass x.reshape(1, -1) (or "
+                "x[None]); for a column of one feature, x.reshape(-1, 1)."
+            )
         if self.method == "predict_proba":
             z = proba_to_logits(self.estimator.predict_proba(batch), self.eps)
             floor = np.log(self.eps)
@@ -163,3 +171,80 @@ class SklearnModel(ModelAdapter):
         out = np.repeat(fill[:, None], len(self.classes), axis=1)
         out[:, self._columns] = z
         return out
+
+
+def _is_sklearn_classifier(obj: Any) -> bool:
+    return (
+        not isinstance(obj, ModelAdapter)
+        and hasattr(obj, "classes_")
+        and (hasattr(obj, "predict_proba") or hasattr(obj, "decision_function"))
+    )
+
+
+def align_classes(
+    models: Sequence[Any], classes: ArrayLike | None = None
+) -> tuple[list[Any], NDArray[Any] | None]:
+    """Put fitted scikit-learn classifiers' columns in one class order through ``classes_``.
+
+    Used by :meth:`cascadekit.Cascade.from_models` and :class:`cascadekit.CascadeClassifier`.
+    Every fitted scikit-learn classifier in ``models`` is wrapped as
+    ``SklearnModel(est, classes=order)``, so that column ``j`` of every stage is class
+    ``order[j]`` (a class a stage never saw gets the lowest logit). Other models are returned
+    unchanged: their columns are taken to be in ``order`` already.
+
+    Parameters
+    ----------
+    models : sequence
+        Stages in cascade order.
+    classes : array-like, optional
+        The class order. By default the sorted union of the classifiers' ``classes_``.
+
+    Returns
+    -------
+    models : list
+        The stages, scikit-learn classifiers wrapped.
+    classes : ndarray or None
+        The class order (None when no stage is a fitted scikit-learn classifier and no
+        ``classes`` were given).
+
+    Raises
+    ------
+    ParameterError
+        A stage without class names is mixed with classifiers whose ``classes_`` are not
+        ``0..K-1``, and ``classes`` was not given: the order of its columns is unknown.
+
+    Examples
+    --------
+    >>> from sklearn.linear_model import LogisticRegression
+    >>> X, y = np.array([[0.0], [1.0], [2.0]]), np.array(["b", "c", "b"])
+    >>> _, order = align_classes([LogisticRegression().fit(X, y)])
+    >>> order.tolist()
+    ['b', 'c']
+    """
+    models = list(models)
+    known = [i for i, m in enumerate(models) if _is_sklearn_classifier(m)]
+    if classes is not None:
+        order: NDArray[Any] | None = np.asarray(classes)
+    elif not known:
+        return models, None
+    else:
+        found = [np.asarray(models[i].classes_) for i in known]
+        if len({c.dtype.kind in "USO" for c in found}) > 1:
+            raise ParameterError(
+                "The scikit-learn stages' classes_ mix types (text and numbers), so they have "
+                "no common order; pass classes=[...] in the order you want."
+            )
+        order = np.unique(np.concatenate(found))
+        others = [i for i in range(len(models)) if i not in known]
+        natural = np.issubdtype(order.dtype, np.integer) and np.array_equal(
+            order, np.arange(order.shape[0])
+        )
+        if others and not natural:
+            raise ParameterError(
+                f"Stage(s) {others} give logit columns without class names, while the "
+                f"scikit-learn stages know the classes {order.tolist()[:10]}: the order of "
+                "those columns is unknown. Pass classes=[...] in the order of their columns."
+            )
+    assert order is not None
+    out = [SklearnModel(m, classes=order) if i in known else m for i, m in enumerate(models)]
+    return out, order
