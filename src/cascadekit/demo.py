@@ -27,8 +27,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from . import calibration, curves, stats
+from ._validation import encode_threshold
 from .errors import CascadeError, InfeasibleTargetError, UnknownNameError
-from .scores import compute_score
+from .scores import compute_score, near_threshold
 
 __all__ = ["BENCHMARKS", "Pool", "evaluate_pool", "load_pool", "run_demo"]
 
@@ -240,7 +241,10 @@ def evaluate_pool(
         correct = np.where(keep, test_cs, test_ct)
         share = float(np.mean(~keep))
         return {
-            "threshold": None if math.isinf(threshold) else float(threshold),
+            "threshold": encode_threshold(threshold),
+            # inputs whose score lies within numerical resolution of the threshold: which side
+            # they fall on could depend on rounding (the batch they arrive in)
+            "near_threshold_share": float(np.mean(near_threshold(test_s, threshold))),
             "teacher_share": share,
             "accuracy": float(np.mean(correct)),
             "flops": float(costs[0] + share * costs[1]),
@@ -252,6 +256,7 @@ def evaluate_pool(
     try:
         op_res = calibration.threshold_for_accuracy(cal_s, cal_cs, cal_ct, target, costs=costs)
         operating = on_test(_scalar(op_res.threshold))
+        operating["numerical_margin"] = op_res.numerical_margin
     except InfeasibleTargetError:
         operating = on_test(math.inf)
     operating["rule"] = "cheapest threshold reaching the teacher's calibration accuracy"
@@ -501,7 +506,7 @@ def _plots(pool: Pool, report: dict[str, Any], path: Path) -> None:
     hx.hist(sc[cs], bins=bins, density=True, alpha=0.55, label="student right")
     hx.hist(sc[~cs], bins=bins, density=True, alpha=0.55, label="student wrong")
     th = report["operating_point"]["threshold"]
-    if th is not None:
+    if isinstance(th, float | int):  # None (+inf) and "-inf" put every input on one side
         hx.axvline(th, color="k", lw=1, label="chosen threshold")
     hx.set_xlabel(f"student {chosen['score']} (T={chosen['temperature']:.2f}; higher = keep)")
     hx.set_ylabel("density")
@@ -619,6 +624,13 @@ def _print(report: dict[str, Any], console: Any) -> None:
             f"{r['speedup_at_teacher_accuracy']:.2f}x",
         )
     console.print(t2)
+    op = report["operating_point"]
+    margin = op.get("numerical_margin")
+    console.print(
+        f"operating point: threshold {op['threshold']} (numerical margin "
+        f"{'-' if margin is None else f'{margin:.3g}'}), "
+        f"{op['near_threshold_share']:.2%} of test inputs within numerical resolution of it"
+    )
     g = report["guaranteed"]
     if "error" in g:
         console.print(f"guaranteed calibration: {g['error']}")
