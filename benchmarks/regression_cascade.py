@@ -10,7 +10,7 @@ For each student the exact curve of mean absolute error (of log price) against F
 over every threshold (``cascadekit.curves`` on per-sample losses) for each confidence score:
 
 * Gaussian student: ``-log sigma`` (the right score), the naive unnormalised energy
-  ``log sigma + const`` (the wrong sign, METHODS.md 1.4), random, oracle;
+  ``log sigma + const`` (the wrong sign: it grows with sigma), random, oracle;
 * energy student: the regression energy ``-F = log ∫ exp f dy`` by quadrature, by importance
   sampling (fixed random numbers), its closed form, ``-log std`` of its binned distribution,
   random, oracle.

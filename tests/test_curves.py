@@ -298,7 +298,7 @@ def test_metrics_on_a_hand_computed_case() -> None:
 
 
 def test_apgr_gap_and_summary_of_baselines() -> None:
-    # METHODS.md example: acc_S = 0.70, acc_T = 0.80, q = 0.15 -> oracle APGR 1.39
+    # a worked example: acc_S = 0.70, acc_T = 0.80, q = 0.15 -> oracle APGR 1.39
     vs = np.repeat([1, 0, 1, 0], [65, 15, 5, 15])
     vt = np.repeat([1, 1, 0, 0], [65, 15, 5, 15])
     o = cv.oracle_curve(vs, vt)

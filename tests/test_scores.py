@@ -110,7 +110,7 @@ def test_resolution_blocks_and_separating_thresholds() -> None:
 
 
 def test_energy_temperature_limits() -> None:
-    # T -> 0 gives the max logit; large T approaches T log C + mean(z) (METHODS.md 1.1).
+    # T -> 0 gives the max logit; large T approaches T log C + mean(z).
     np.testing.assert_allclose(scores.energy(Z, 1e-3), Z.max(axis=1), atol=1e-2)
     big = 1e4
     np.testing.assert_allclose(

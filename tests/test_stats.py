@@ -71,7 +71,7 @@ def test_odds_ratio_and_interval():
 
 
 def test_ebjr_cifar10_back_calculation():
-    # METHODS.md section 7: b ~ 337, c ~ 237 reproduce EBJR's p = 3.2e-5 and OR = 1.42
+    # EBJR's reported test: b ~ 337, c ~ 237 reproduce EBJR's p = 3.2e-5 and OR = 1.42
     r = mcnemar(*_pairs(9000, 337, 237, 426))
     assert round(r.odds_ratio, 2) == 1.42
     assert 2e-5 < r.p_corrected < 5e-5 and 2e-5 < r.p_exact < 5e-5

@@ -25,7 +25,7 @@ and from a head of logits over target bins (an energy-based "regression as class
 head; :func:`binned_energy` gives its energy in closed form).
 
 .. warning::
-   **A Gaussian head's naive energy has the wrong sign** (METHODS.md 1.4). With the unnormalised
+   **A Gaussian head's naive energy has the wrong sign**. With the unnormalised
    score ``f = -(y - mu)^2 / (2 sigma^2)`` the integral is ``sigma * sqrt(2 pi)``, so
    ``-F = log sigma + const`` *grows* with the predicted uncertainty: thresholding it keeps the
    most uncertain inputs on the student. For a normalised density ``-F`` is constant (useless).
@@ -479,7 +479,7 @@ def unnormalized_gaussian_energy(sigma: ArrayLike) -> FloatArray:
     With ``f(x, y) = -(y - mu)^2 / (2 sigma^2)``, ``log ∫ exp(f) dy = log sigma + log sqrt(2 pi)``
     grows with the predicted uncertainty, so routing by it (keep when high) keeps the least
     certain inputs on the student. It is here for ablations that show the pitfall; route by
-    :func:`gaussian_confidence` instead (METHODS.md 1.4, caveat 2).
+    :func:`gaussian_confidence` instead (see the module docstring).
 
     Examples
     --------

@@ -35,7 +35,7 @@ of side ``j``::
 The integral of eq. 13 over one coordinate is computed as a sum over the head's distance bins
 (exact for a discretised head, up to the constant ``log(bin width)``, which does not change the
 ranking). For a Gaussian head, whose free energy is increasing in uncertainty and so useless for
-routing (see METHODS.md section 1.4), the box term is the confidence ``-mean log sigma``.
+routing (see :mod:`cascadekit.regression`), the box term is the confidence ``-mean log sigma``.
 
 Choices the paper leaves open, each an explicit option (defaults in brackets):
 

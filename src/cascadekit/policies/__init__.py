@@ -4,7 +4,7 @@ by weighted binary classification.
 A threshold router looks at one number. A learned policy looks at many (the node's logit
 scores and probabilities, a committee's agreement, hidden activations) and is trained to
 minimise ``E[loss] + lam * E[cost]`` by reducing it, node by node from the last one backwards,
-to weighted binary classification (METHODS.md section 3). Sweeping ``lam`` traces a trade-off
+to weighted binary classification (Bolukbasi et al. 2017). Sweeping ``lam`` traces a trade-off
 curve; a policy's per-input exit node plugs into the curve and summary functions of
 :mod:`cascadekit.curves`. The policy graph is a chain (a cascade) or a small DAG (after the
 first network: exit, go to the middle one, or jump to the largest).

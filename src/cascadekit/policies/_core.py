@@ -1,5 +1,5 @@
 """Learned routing policies: the reduction of ``E[loss] + lambda * E[cost]`` to weighted binary
-classification, node by node from the last one backwards (Bolukbasi et al. 2017, METHODS.md 3).
+classification, node by node from the last one backwards (Bolukbasi et al. 2017).
 """
 
 from __future__ import annotations
