@@ -177,8 +177,14 @@ def _others_logsumexp(zt: NDArray[np.float64]) -> tuple[NDArray[np.float64], NDA
     top = zt.argmax(axis=1)
     d = zt - zt[rows, top][:, None]
     d[rows, top] = -np.inf
-    m2 = d.max(axis=1)
-    lse = m2 + np.log(np.exp(d - m2[:, None]).sum(axis=1))
+    r = np.exp(d).sum(axis=1)  # positive terms only: no cancellation, full relative precision
+    with np.errstate(divide="ignore"):
+        lse = np.log(r)
+    tiny = r == 0.0  # every other class more than ~745 below the top: shift by the second
+    if tiny.any():
+        dt = d[tiny]
+        m2 = dt.max(axis=1)
+        lse[tiny] = m2 + np.log(np.exp(dt - m2[:, None]).sum(axis=1))
     return d, lse
 
 
