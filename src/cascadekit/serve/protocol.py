@@ -446,8 +446,8 @@ def _element_count(shape: tuple[int, ...], limit: int, name: str) -> int:
         count *= d
         if count > limit:
             raise BadRequestError(
-                f"Input {name!r} declares shape {_preview(list(shape))}, more elements than the "
-                f"request body ({limit} bytes) can hold. Check the shape."
+                f"Input {name!r} declares shape {_preview(list(shape))}: more than {limit} "
+                "elements, more than its request can hold. Check the shape."
             )
     return count
 
@@ -699,7 +699,6 @@ def parse_infer_request(
                 f"Expected at most {max_batch} inputs per request; got {shape[0]}. Split the "
                 "batch into several requests."
             )
-        count = _element_count(shape, max(len(body), 1), name)
         tparams = _check_parameters(t.get("parameters"), f"the parameters of input {name!r}")
         size = tparams.get("binary_data_size")
         if size is not None:
@@ -722,6 +721,7 @@ def parse_infer_request(
                 raise BadRequestError(
                     f"Input {name!r} has both 'data' and binary_data_size; send one of them."
                 )
+            count = _element_count(shape, 2**62, name)
             data = _decode_binary(binary[offset : offset + size], datatype, shape, name, count)
             offset += size
         else:
@@ -730,6 +730,7 @@ def parse_infer_request(
                     f"Expected input {name!r} to have 'data' (or parameters.binary_data_size "
                     "with binary data); got neither."
                 )
+            count = _element_count(shape, max(len(body), 1), name)
             data = _decode_json_data(t["data"], datatype, shape, name, count)
         inputs.append(InputTensor(name, shape, datatype, data, tparams))
     if offset != len(binary):
