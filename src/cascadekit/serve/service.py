@@ -385,10 +385,11 @@ class InferenceService:
         try:
             for size in sorted({1, min(8, st.batchers[0].policy.max_batch_size)}):
                 x = self._prepare(st.served, self._warmup_input(st.served, size))
-                for k, b in enumerate(st.batchers[:-1]):
-                    logits = await b.run_direct(x)
-                    st.see_scores(k, cascade.stages[k].decide(logits, 0.0).scores)
-                await st.batchers[-1].run_direct(x)
+                bound = self.config.request_timeout  # a hung stage cannot hang the start-up
+                for k, b in enumerate(st.batchers):
+                    logits = await asyncio.wait_for(b.run_direct(x), bound)
+                    if k < n - 1:
+                        st.see_scores(k, cascade.stages[k].decide(logits, 0.0).scores)
             st.warmed = True
         except Exception as exc:
             st.error = "warm-up failed; see the server log"
