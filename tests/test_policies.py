@@ -312,23 +312,164 @@ def test_save_load_round_trip(tmp_path: Path, classifier: str) -> None:
         load_policy_router(path)
 
 
-def test_custom_classifier_needs_allow_pickle(tmp_path: Path) -> None:
+def _custom_policy(classifier: Any = None) -> tuple[LearnedPolicy, list[Any]]:
     from sklearn.linear_model import LogisticRegression
 
     student, teacher, y = _synthetic(300, 3)
     correct = [student.argmax(1) == y, teacher.argmax(1) == y]
-    pol = LearnedPolicy([1, 10], lam=0.1, classifier=LogisticRegression()).fit(
-        [logit_features(student)], correct
-    )
+    feats = [logit_features(student)]
+    pol = LearnedPolicy([1, 10], lam=0.1, classifier=classifier or LogisticRegression())
+    return pol.fit(feats, correct), feats
+
+
+def test_custom_classifier_without_skops_needs_allow_pickle(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "skops.io", None)  # as if skops were not installed
+    pol, feats = _custom_policy()
     assert not pol.portable
     with pytest.raises(ParameterError, match="allow_pickle=True"):
         save_policy_router(PolicyRouter(pol), tmp_path / "r.json")
     save_policy_router(PolicyRouter(pol), tmp_path / "r.json", allow_pickle=True)
+    assert json.loads((tmp_path / "r.json").read_text())["policy"]["objects_file"] == "r.policy.pkl"
     with pytest.raises(RouterFileError, match="runs code"):
         load_policy_router(tmp_path / "r.json")
     back = load_policy_router(tmp_path / "r.json", allow_pickle=True)
-    feats = [logit_features(student)]
     np.testing.assert_array_equal(back.policy.route(feats).exit_node, pol.route(feats).exit_node)
+    # the pickle is covered by the router's SHA-256 too
+    pkl = tmp_path / "r.policy.pkl"
+    pkl.write_bytes(pkl.read_bytes() + b".")
+    with pytest.raises(RouterFileError, match=r"'r.policy.pkl' does not match the router"):
+        load_policy_router(tmp_path / "r.json", allow_pickle=True)
+
+
+def test_custom_classifier_round_trips_through_skops(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    pol, feats = _custom_policy()
+    save_policy_router(PolicyRouter(pol), tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    jsonschema.validate(doc, load_schema("router"))
+    assert doc["policy"]["objects_file"] == "r.policy.skops"
+    assert len(doc["policy"]["objects_sha256"]) == 64
+    back = load_policy_router(tmp_path / "r.json")  # a scikit-learn estimator is allow-listed
+    np.testing.assert_array_equal(back.policy.route(feats).exit_node, pol.route(feats).exit_node)
+    obj = tmp_path / "r.policy.skops"
+    obj.write_bytes(obj.read_bytes() + b".")
+    with pytest.raises(RouterFileError, match=r"'r.policy.skops' does not match the router"):
+        load_policy_router(tmp_path / "r.json")
+
+
+def _rewrite_skops(path: Path, edit: Any) -> str:
+    """Rewrite the schema of a .skops zip with ``edit(schema)``; return the new SHA-256."""
+    import hashlib
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        files = {n: z.read(n) for n in z.namelist()}
+    schema = json.loads(files["schema.json"])
+    edit(schema)
+    files["schema.json"] = json.dumps(schema).encode()
+    with zipfile.ZipFile(path, "w") as z:
+        for n, b in files.items():
+            z.writestr(n, b)
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_router_file_naming_code_is_refused_and_runs_nothing(tmp_path: Path) -> None:
+    """An attacker ships a router whose objects file calls os.system when it is built."""
+    import os
+    import sys
+
+    from skops.io import dump
+
+    pol, _ = _custom_policy()
+    save_policy_router(PolicyRouter(pol), tmp_path / "r.json")
+    marker = tmp_path / "pwned"
+    parts = tmp_path / "parts.skops"
+    dump({"args": (f"touch {marker}",), "attrs": {}}, parts)
+    with __import__("zipfile").ZipFile(parts) as z:
+        part = json.loads(z.read("schema.json"))["content"]
+    evil = {
+        "__class__": "system",
+        "__module__": os.system.__module__,  # "posix": the loader resolves it to os.system
+        "__loader__": "LossNode",  # a reduce node: calls the class with the args
+        "__reduce__": {"args": part["args"]},
+        "content": part["attrs"],
+    }
+
+    def inject(schema: dict[str, Any]) -> None:
+        schema["content"]["n0_d0"] = evil
+        schema["content"]["n0_d1"] = {**evil, "__module__": "antigravity", "__class__": "x"}
+
+    digest = _rewrite_skops(tmp_path / "r.policy.skops", inject)
+    doc = json.loads((tmp_path / "r.json").read_text())
+    doc["policy"]["objects_sha256"] = digest  # the attacker controls both files
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    refused = f"{os.system.__module__}.system"
+    with pytest.raises(RouterFileError, match=rf"not on the allow-list .*antigravity.x, {refused}"):
+        load_policy_router(tmp_path / "r.json")
+    assert not marker.exists()  # the command never ran
+    assert "antigravity" not in sys.modules  # and no module it names was imported
+    # the CLI refuses it the same way
+    np.save(tmp_path / "s.npy", np.zeros((2, 4)))
+    np.save(tmp_path / "t.npy", np.zeros((2, 4)))
+    res = runner.invoke(
+        app, ["route", str(tmp_path / "r.json"), str(tmp_path / "s.npy"), str(tmp_path / "t.npy")]
+    )
+    assert res.exit_code != 0 and "allow-list" in res.output
+    assert not marker.exists()
+
+
+def test_tree_classifier_is_refused_unless_its_types_are_trusted(tmp_path: Path) -> None:
+    pytest.importorskip("skops")
+    from sklearn.tree import DecisionTreeClassifier
+
+    pol, feats = _custom_policy(DecisionTreeClassifier(max_depth=3, random_state=0))
+    save_policy_router(PolicyRouter(pol), tmp_path / "r.json")
+    with pytest.raises(RouterFileError, match=r"allow-list of safe types: sklearn.tree._tree.Tree"):
+        load_policy_router(tmp_path / "r.json")
+    back = load_policy_router(tmp_path / "r.json", trusted_types=["sklearn.tree._tree.Tree"])
+    np.testing.assert_array_equal(back.policy.route(feats).exit_node, pol.route(feats).exit_node)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["../r.policy.npz", "sub/r.policy.npz", "..", "sub\\r.policy.npz", "ABSOLUTE", None],
+)
+def test_sidecar_names_must_stay_in_the_router_folder(tmp_path: Path, name: Any) -> None:
+    student, teacher, y = _synthetic(200, 4)
+    pol = LearnedPolicy([1, 10], lam=0.1).fit(
+        [logit_features(student)], [student.argmax(1) == y, teacher.argmax(1) == y]
+    )
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    side = save_policy_router(PolicyRouter(pol), inner / "r.json")
+    (inner / "sub").mkdir()
+    (inner / "sub" / "r.policy.npz").write_bytes(side.read_bytes())
+    (tmp_path / "r.policy.npz").write_bytes(side.read_bytes())
+    doc = json.loads((inner / "r.json").read_text())
+    doc["policy"]["file"] = str(side.resolve()) if name == "ABSOLUTE" else name
+    (inner / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(RouterFileError, match=r'"policy.file" to be a plain file name'):
+        load_policy_router(inner / "r.json")
+
+
+def test_sidecar_sha256_is_required(tmp_path: Path) -> None:
+    student, teacher, y = _synthetic(200, 5)
+    pol = LearnedPolicy([1, 10], lam=0.1).fit(
+        [logit_features(student)], [student.argmax(1) == y, teacher.argmax(1) == y]
+    )
+    save_policy_router(PolicyRouter(pol), tmp_path / "r.json")
+    doc = json.loads((tmp_path / "r.json").read_text())
+    del doc["policy"]["sha256"]
+    (tmp_path / "r.json").write_text(json.dumps(doc))
+    with pytest.raises(RouterFileError, match=r'SHA-256 of .r.policy.npz. in "policy.sha256"'):
+        load_policy_router(tmp_path / "r.json")
+    (tmp_path / "r.json").write_text("{not json")
+    with pytest.raises(RouterFileError, match="it is not valid JSON"):
+        load_policy_router(tmp_path / "r.json")
 
 
 def test_old_router_files_still_load_and_validate(tmp_path: Path) -> None:

@@ -220,6 +220,68 @@ def test_unreachable_server_is_unavailable() -> None:
         m(np.zeros((2, 3), dtype=np.float32))
 
 
+def _raw_server(head: bytes, body_size: int, delay: float) -> tuple[str, threading.Event]:
+    """A loopback HTTP server answering once with ``head`` then ``body_size`` spaces, one byte
+    every ``delay`` seconds (0: at once); ``done`` is set when it stops sending."""
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen()
+    done = threading.Event()
+
+    def serve() -> None:
+        conn, _ = srv.accept()
+        try:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(65536)
+            top, _, rest = request.partition(b"\r\n\r\n")
+            length = [ln for ln in top.lower().split(b"\r\n") if ln.startswith(b"content-length")]
+            want = int(length[0].split(b":")[1]) if length else 0
+            while len(rest) < want:
+                rest += conn.recv(65536)
+            conn.sendall(head)
+            if delay:
+                for _ in range(body_size):
+                    conn.sendall(b" ")
+                    time.sleep(delay)
+            else:
+                conn.sendall(b" " * body_size)
+        except OSError:
+            pass  # the client hung up
+        finally:
+            conn.close()
+            srv.close()
+            done.set()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return f"http://127.0.0.1:{srv.getsockname()[1]}", done
+
+
+def test_deadline_covers_a_dripping_response() -> None:
+    """A server that sends its answer a byte every 50 ms (400 bytes: 20 s) is cut off at the
+    deadline of 0.5 s, not once per read."""
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 400\r\n\r\n"
+    url, done = _raw_server(head, 400, 0.05)
+    m = RemoteModel(url, "m", input_name="x", timeout=0.5, retries=0)
+    with pytest.raises(StageUnavailableError, match=r"did not answer within 0.5 s .*timed out"):
+        m(np.zeros((1, 3), dtype=np.float32))
+    m.close()
+    assert done.wait(30)
+
+
+@pytest.mark.parametrize("declared", [True, False])
+def test_response_size_is_bounded(declared: bool) -> None:
+    n = 2_000_000
+    head = b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+    head += (b"Content-Length: %d\r\n" % n) if declared else b"Connection: close\r\n"
+    url, done = _raw_server(head + b"\r\n", n, 0)
+    m = RemoteModel(url, "m", input_name="x", timeout=10, retries=0, max_response_bytes=1_000_000)
+    with pytest.raises(StageError, match=r"larger than max_response_bytes=1000000"):
+        m(np.zeros((1, 3), dtype=np.float32))
+    m.close()
+    assert done.wait(30)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
@@ -230,6 +292,7 @@ def test_unreachable_server_is_unavailable() -> None:
         ({"backoff": -1.0}, "backoff to be >= 0"),
         ({"datatype": "FLOAT"}, "datatype to be one of"),
         ({"batch_size": 0}, "batch_size of RemoteModel"),
+        ({"max_response_bytes": 0}, "max_response_bytes to be a positive integer"),
     ],
 )
 def test_constructor_checks(kwargs: dict[str, Any], match: str) -> None:

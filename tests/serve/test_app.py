@@ -205,12 +205,12 @@ BAD_REQUESTS = [
     (b"{}", "99", r"Expected the Inference-Header-Content-Length header to be an integer in"),
     (
         (
-            b'{"inputs": [{"name": "image", "shape": [1, 2], "datatype": "UINT8", '
+            b'{"inputs": [{"name": "image", "shape": [1, 28, 28], "datatype": "UINT8", '
             b'"parameters": {"binary_data_size": 3}}]}',
             b"xyz",
         ),
         "auto",
-        r"needs 2 bytes of binary data \(2 x 1\); got 3",
+        r"needs 784 bytes of binary data \(784 x 1\); got 3",
     ),
 ]
 

@@ -160,6 +160,12 @@ def test_config_file_missing(tmp_path: Path) -> None:
         ({"stage_timeout": [1.0, -1]}, r"Expected each stage_timeout to be a positive number"),
         ({"host": ""}, r"Expected host to be a non-empty string"),
         ({"batching": [1]}, r"Expected batching to be a BatchPolicy or a list of them"),
+        ({"body_timeout": -1}, r"Expected body_timeout to be a positive number; got -1"),
+        ({"limit_concurrency": 0}, r"Expected limit_concurrency to be a positive integer or None"),
+        ({"threshold_override": "never"}, r"Expected threshold_override to be one of allow, clamp"),
+        ({"threshold_override": "clamp"}, r'threshold_override="clamp" needs threshold_clamp'),
+        ({"threshold_clamp": (2, 1)}, r"Expected threshold_clamp to be \[low, high\]"),
+        ({"trusted_hosts": "localhost"}, r"Expected trusted_hosts to be a list of host names"),
     ],
 )
 def test_serve_config_errors(kwargs: dict[str, Any], match: str) -> None:
@@ -183,3 +189,29 @@ async def test_yaml_thresholds_in_probability_form_keep_their_meaning(
     kept = stage.decide(logits, served.cascade.thresholds[0]).keep
     plain = scores.max_probability(logits, choice.temperature) >= 0.93
     np.testing.assert_array_equal(kept, plain)
+
+
+def test_hardening_settings_from_yaml(tmp_path: Path) -> None:
+    text = (
+        "name: m\ninput: {shape: [-1, 2]}\nthresholds: [1]\n"
+        "server: {body_timeout_s: 5, limit_concurrency: 8, threshold_override: clamp,\n"
+        "         threshold_clamp: [-1, 2], trusted_hosts: [LocalHost], docs: false}\n"
+        "stages: [{callable: 'os:getcwd'}, {callable: 'os:getcwd'}]\n"
+    )
+    _, cfg = load_config(_write(tmp_path, text))
+    assert (cfg.body_timeout, cfg.limit_concurrency, cfg.docs) == (5, 8, False)
+    assert cfg.threshold_override == "clamp" and cfg.threshold_clamp == (-1.0, 2.0)
+    assert cfg.trusted_hosts == ["localhost"]
+    from cascadekit.serve.app import uvicorn_config
+
+    assert uvicorn_config(object(), cfg).limit_concurrency == 8
+
+
+def test_a_yaml_config_is_documented_as_code() -> None:
+    import cascadekit.serve.config as config_module
+
+    root = Path(__file__).resolve().parents[2]
+    assert "**A YAML config is code.**" in (config_module.__doc__ or "")
+    page = (root / "docs" / "security.md").read_text()
+    assert "A YAML config is code" in page and "router file" in page
+    assert "docs/security.md" in (root / "README.md").read_text()

@@ -128,7 +128,13 @@ class RemoteModel(ModelAdapter):
         Open Inference Protocol datatype of the input (``"FP32"``, ``"UINT8"``, ...). By default
         the metadata's datatype when it was read, else the one matching the array's dtype.
     timeout : float, default=5.0
-        Deadline in seconds for one chunk, over every attempt and the waits between them.
+        Deadline in seconds for one chunk, over every attempt, the waits between them and the
+        whole of each response body (a server that sends its answer a byte at a time is cut
+        off at the deadline, not per read).
+    max_response_bytes : int, default=64 MiB
+        Largest response body read; a larger one raises
+        :class:`~cascadekit.errors.StageError` (it is refused from its declared
+        ``Content-Length`` when there is one, else as soon as it grows past the limit).
     retries : int, default=2
         Further attempts after a connection error, a timed-out attempt or a 429/502/503/504
         response, while the deadline allows. Waits ``backoff * 2**attempt`` seconds (with
@@ -180,6 +186,7 @@ class RemoteModel(ModelAdapter):
         probabilities: bool | None = None,
         datatype: str | None = None,
         timeout: float = 5.0,
+        max_response_bytes: int = 64 * 1024 * 1024,
         retries: int = 2,
         backoff: float = 0.05,
         batch_size: int | None = None,
@@ -202,6 +209,14 @@ class RemoteModel(ModelAdapter):
             raise ParameterError(
                 f"Expected timeout to be a positive number of seconds; got {timeout!r}."
             )
+        if (
+            isinstance(max_response_bytes, bool)
+            or not isinstance(max_response_bytes, int)
+            or max_response_bytes < 1
+        ):
+            raise ParameterError(
+                f"Expected max_response_bytes to be a positive integer; got {max_response_bytes!r}."
+            )
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ParameterError(f"Expected retries to be a non-negative integer; got {retries!r}.")
         if not (isinstance(backoff, (int, float)) and backoff >= 0):
@@ -217,6 +232,7 @@ class RemoteModel(ModelAdapter):
         self.probabilities = probabilities
         self.datatype = datatype
         self.timeout = float(timeout)
+        self.max_response_bytes = max_response_bytes
         self.retries = retries
         self.backoff = float(backoff)
         self.batch_size = check_batch_size(batch_size, "RemoteModel")
@@ -290,13 +306,7 @@ class RemoteModel(ModelAdapter):
                 break
             wait: float | None = None
             try:
-                response = client.request(
-                    method,
-                    url,
-                    content=body,
-                    headers={"Content-Type": "application/json"} if body is not None else None,
-                    timeout=httpx.Timeout(remaining),
-                )
+                response = self._send(client, method, url, body, deadline)
             except httpx.TimeoutException:
                 last = f"attempt {attempt + 1} timed out"
             except httpx.TransportError as exc:
@@ -322,6 +332,44 @@ class RemoteModel(ModelAdapter):
             f"({attempt + 1} attempt(s); last: {last}). Check that the server is up, or raise "
             "timeout=/retries=."
         )
+
+    def _send(self, client: Any, method: str, url: str, body: bytes | None, deadline: float) -> Any:
+        """One attempt: the response with its body read in full, within ``deadline`` and
+        ``max_response_bytes`` (raises ``httpx.TimeoutException`` past the deadline)."""
+        httpx = _httpx()
+        too_big = (
+            f"Remote model {self.model!r} at {self.url} sent a response larger than "
+            f"max_response_bytes={self.max_response_bytes}. Raise max_response_bytes= if the "
+            "model's outputs are that large, or check the URL."
+        )
+        with client.stream(
+            method,
+            url,
+            content=body,
+            headers={"Content-Type": "application/json"} if body is not None else None,
+            timeout=httpx.Timeout(max(1e-3, deadline - time.monotonic())),
+        ) as response:
+            declared = response.headers.get("content-length", "")
+            if declared.isdigit() and (
+                len(declared) > 18 or int(declared) > self.max_response_bytes
+            ):
+                raise StageError(too_big)
+            chunks: list[bytes] = []
+            size = 0
+            for chunk in response.iter_bytes():
+                size += len(chunk)
+                if size > self.max_response_bytes:
+                    raise StageError(too_big)
+                chunks.append(chunk)
+                if time.monotonic() > deadline:
+                    raise httpx.ReadTimeout("the response did not arrive before the deadline")
+            kept = ("content-encoding", "content-length", "transfer-encoding")
+            return httpx.Response(  # the decoded body, without the headers of its encoding
+                response.status_code,
+                headers=[(k, v) for k, v in response.headers.items() if k.lower() not in kept],
+                content=b"".join(chunks),
+                request=response.request,
+            )
 
     def _json(self, response: Any, what: str) -> dict[str, Any]:
         status = int(response.status_code)

@@ -7,6 +7,17 @@ router file) with its SHA-256. The sidecar holds only arrays (``np.load(allow_pi
 for the built-in classifiers. A custom scikit-learn classifier is stored with ``skops`` when
 it is installed, else only with ``allow_pickle=True`` (a pickle runs code when loaded: load
 such files only from sources you trust).
+
+Loading a router file runs no code it names:
+
+- sidecar names are plain file names in the router file's folder (no ``/``, ``..`` or absolute
+  paths), and each sidecar's SHA-256 is recorded in the router and checked before it is read;
+- a ``.skops`` objects file is loaded only when every type it names is on an allow-list:
+  skops' own list of safe types (scikit-learn estimators, numpy and scipy containers) plus
+  the names passed as ``trusted_types``. Anything else (a function such as ``os.system``, an
+  unknown class, scikit-learn's ``Tree`` whose raw node indices are not bounds-checked) is
+  refused with :class:`~cascadekit.errors.RouterFileError` before any object is built;
+- a pickle is read only with ``allow_pickle=True``.
 """
 
 from __future__ import annotations
@@ -24,7 +35,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..data.cache import atomic_write_bytes, atomic_write_npz
-from ..errors import DataNotFoundError, InputShapeError, ParameterError, RouterFileError
+from ..errors import (
+    DataNotFoundError,
+    InputShapeError,
+    MissingDependencyError,
+    ParameterError,
+    RouterFileError,
+)
 from ..router import FORMAT, FORMAT_VERSION, SCORE_FORM, decode_threshold, encode_threshold
 from ._classifiers import Decider
 from ._core import LearnedPolicy, PolicyRoute
@@ -178,6 +195,83 @@ def _decider_arrays(policy: LearnedPolicy) -> tuple[list[list[dict[str, Any]]], 
     return kinds, {"arrays": arrays, "objects": objects}
 
 
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _sidecar(base: Path, spec_doc: Mapping[str, Any], key: str, sha_key: str) -> Path:
+    """The sidecar named by ``spec_doc[key]``: a plain name next to the router, hash-checked."""
+    name = spec_doc.get(key)
+    if (
+        not isinstance(name, str)
+        or not name
+        or name in (".", "..")
+        or "/" in name
+        or "\\" in name
+        or "\0" in name
+        or Path(name).is_absolute()
+        or Path(name).name != name
+    ):
+        raise RouterFileError(
+            f'Expected the router\'s "policy.{key}" to be a plain file name next to the router '
+            f"file (no folders, '..' or absolute paths); got {name!r}. Keep the router JSON and "
+            "its sidecar files in one folder and re-save the router."
+        )
+    path = base / name
+    if not path.is_file():
+        raise DataNotFoundError(
+            f"The router names its file {name!r}, which is not next to it in {str(base)!r}. "
+            "Keep the router JSON and its sidecar files together."
+        )
+    want = spec_doc.get(sha_key)
+    if not isinstance(want, str) or len(want) != 64:
+        raise RouterFileError(
+            f'Expected the router to record the SHA-256 of {name!r} in "policy.{sha_key}" (64 '
+            f"hex digits); got {want!r}. Re-save the router with this version of cascadekit."
+        )
+    if _sha256(path) != want.lower():
+        raise RouterFileError(
+            f"The file {name!r} does not match the router (SHA-256 differs). Re-save the "
+            "router; do not mix files of different routers."
+        )
+    return path
+
+
+def _load_skops(path: Path, trusted_types: Sequence[str]) -> dict[str, Any]:
+    """Objects of a ``.skops`` file whose every type is on the allow-list; refuse the rest."""
+    try:
+        from skops.io import get_untrusted_types, load
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"This router stores a custom classifier in {path.name}, which needs skops: "
+            'pip install skops (or "cascadekit[dev]").'
+        ) from exc
+    try:
+        # reads the file's schema only: no module is imported and no object is built
+        untrusted = get_untrusted_types(file=path)
+    except Exception as exc:
+        raise RouterFileError(
+            f"{path.name} is not a readable skops file ({type(exc).__name__}: {exc}). Re-save "
+            "the router."
+        ) from exc
+    refused = sorted(set(untrusted) - set(trusted_types))
+    if refused:
+        raise RouterFileError(
+            f"{path.name} names type(s) that are not on the allow-list of safe types: "
+            f"{', '.join(refused)}. Loading them could run code, so nothing was loaded. Use a "
+            "built-in classifier ('logistic' or 'hgb', stored as plain arrays), or, only if you "
+            "reviewed the file and trust where it came from, pass "
+            "trusted_types=[...] with those names."
+        )
+    objects = load(path, trusted=list(trusted_types) or None)
+    if not isinstance(objects, dict):
+        raise RouterFileError(
+            f"Expected {path.name} to hold a mapping of classifiers; got "
+            f"{type(objects).__name__}. Re-save the router."
+        )
+    return objects
+
+
 def save_policy_router(
     router: PolicyRouter,
     path: str | os.PathLike[str],
@@ -214,6 +308,7 @@ def save_policy_router(
                 "trust)."
             )
     g = pol.graph_
+    objects_sha = None if objects_file is None else _sha256(objects_file)
     doc = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -237,8 +332,9 @@ def save_policy_router(
             "n_features": pol.n_features_,
             "deciders": kinds,
             "file": sidecar.name,
-            "sha256": hashlib.sha256(sidecar.read_bytes()).hexdigest(),
+            "sha256": _sha256(sidecar),
             "objects_file": None if objects_file is None else objects_file.name,
+            "objects_sha256": objects_sha,
         },
     }
     p.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
@@ -250,10 +346,30 @@ def load_policy_router(
     base_dir: str | os.PathLike[str] | None = None,
     *,
     allow_pickle: bool = False,
+    trusted_types: Sequence[str] = (),
 ) -> PolicyRouter:
-    """Read a learned router (its JSON and its sidecar).
+    """Read a learned router (its JSON and its sidecar files).
 
-    ``base_dir`` is where the sidecar is looked for when a document (not a path) is given.
+    Parameters
+    ----------
+    doc_or_path : mapping or path
+        The router document, or the router JSON file's path.
+    base_dir : path, optional
+        Where the sidecars are looked for when a document (not a path) is given; defaults to
+        the current folder.
+    allow_pickle : bool, default=False
+        Read a custom classifier saved as a pickle (loading a pickle runs code).
+    trusted_types : sequence of str, default=()
+        Fully qualified type names a ``.skops`` objects file may name beyond skops' own safe
+        types (e.g. ``"sklearn.tree._tree.Tree"``). Add only types you reviewed.
+
+    Raises
+    ------
+    RouterFileError
+        A sidecar name that leaves the router's folder, a missing or wrong SHA-256, an objects
+        file that names a type off the allow-list, a pickle without ``allow_pickle``.
+    DataNotFoundError
+        The router file or a sidecar is missing.
     """
     if isinstance(doc_or_path, Mapping):
         doc = dict(doc_or_path)
@@ -262,30 +378,24 @@ def load_policy_router(
         p = Path(doc_or_path)
         if not p.exists():
             raise DataNotFoundError(f"Expected a router file at {str(p)!r}; nothing is there.")
-        doc = json.loads(p.read_text(encoding="utf-8"))
+        try:
+            doc = json.loads(p.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise RouterFileError(
+                f"Expected {str(p)!r} to be a router JSON file; it is not valid JSON ({exc})."
+            ) from exc
+        if not isinstance(doc, dict):
+            raise RouterFileError(f"Expected {str(p)!r} to hold a JSON object (a router).")
         base = p.parent
     spec_doc = doc.get("policy")
     if not isinstance(spec_doc, Mapping):
         raise RouterFileError('Expected a learned router with a "policy" object; got none.')
-    side = base / str(spec_doc["file"])
-    if not side.is_file():
-        raise DataNotFoundError(
-            f"The router names its parameters file {side.name!r}, which is not next to it in "
-            f"{str(base)!r}. Keep the router JSON and its .policy.npz together."
-        )
-    digest = hashlib.sha256(side.read_bytes()).hexdigest()
-    if spec_doc.get("sha256") and digest != spec_doc["sha256"]:
-        raise RouterFileError(
-            f"The parameters file {side.name!r} does not match the router (SHA-256 differs). "
-            "Re-save the router; do not mix files of different routers."
-        )
+    side = _sidecar(base, spec_doc, "file", "sha256")
     objects: dict[str, Any] = {}
     if spec_doc.get("objects_file"):
-        ofile = base / str(spec_doc["objects_file"])
+        ofile = _sidecar(base, spec_doc, "objects_file", "objects_sha256")
         if ofile.suffix == ".skops":
-            from skops.io import get_untrusted_types, load
-
-            objects = load(ofile, trusted=get_untrusted_types(file=ofile))
+            objects = _load_skops(ofile, trusted_types)
         elif not allow_pickle:
             raise RouterFileError(
                 f"This router stores a custom classifier as a pickle ({ofile.name}); loading it "

@@ -5,6 +5,12 @@ endpoints, the admin threshold knob, ``/metrics``, a request body size limit, ``
 bodies for every error, start-up warm-up in the lifespan and a graceful drain on shutdown.
 :func:`run` serves an app with uvicorn, on 127.0.0.1 by default.
 
+Request bodies are size-checked early (the declared ``Content-Length``, then a running count,
+then the decompressed size: 413), must arrive within ``body_timeout`` (408) and be JSON or
+``application/octet-stream`` (else 415; a request without a ``Content-Type``, as tritonclient
+sends them, is read as JSON). A browser's cross-origin POST/PUT (an ``Origin`` that is not the
+``Host``) gets 403, and with ``trusted_hosts`` set, other ``Host`` headers get 400.
+
 =======  =========================================  ==========================================
 method   path                                       answer
 =======  =========================================  ==========================================
@@ -29,6 +35,8 @@ Examples
 ['/v2/models/{name}', '/v2/models/{name}/infer']
 """
 
+import asyncio
+import logging
 import zlib
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
@@ -45,10 +53,15 @@ from .protocol import (
     ModelNotFoundError,
     ProtocolError,
     TensorSpec,
+    encode_error,
 )
 from .service import InferenceService, Reply, ServedModel
 
-__all__ = ["INFER_REQUEST_SCHEMA", "create_app", "run"]
+__all__ = ["INFER_REQUEST_SCHEMA", "create_app", "run", "uvicorn_config"]
+
+log = logging.getLogger("cascadekit.serve")
+#: Request content types read as a body (others: 415). None: no Content-Type header.
+_BODY_TYPES = ("application/json", "application/octet-stream")
 
 _TENSOR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -105,7 +118,10 @@ _ERROR = {
 _INFER_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _ERROR,
     404: _ERROR,
+    408: _ERROR,
     413: _ERROR,
+    415: _ERROR,
+    422: _ERROR,
     503: _ERROR,
     504: _ERROR,
 }
@@ -115,22 +131,69 @@ class _BodyTooLarge(ProtocolError):
     status = 413
 
 
-async def _read_body(request: Any, limit: int) -> bytes:
-    """The request body, refusing more than ``limit`` bytes (also after decompression)."""
+class _BodyTimeout(ProtocolError):
+    status = 408
+
+
+class _ClientGone(ProtocolError):
+    status = 499  # nobody reads it: the client closed the connection
+
+
+def _check_content_type(request: Any) -> None:
+    """415 unless the body is JSON or octet-stream (or untyped, as tritonclient sends it)."""
+    raw = request.headers.get("content-type")
+    if raw is None:
+        return
+    media = raw.split(";", 1)[0].strip().lower()
+    if media in _BODY_TYPES or media.endswith("+json"):
+        return
+    raise ProtocolError(
+        f"Expected Content-Type application/json (or application/octet-stream with the "
+        f"{HEADER_LENGTH} header); got {raw[:60]!r}. Set the header, e.g. curl -H "
+        "'Content-Type: application/json'.",
+        415,
+    )
+
+
+async def _read_body(request: Any, limit: int, timeout: float | None = None) -> bytes:
+    """The request body, refusing more than ``limit`` bytes (also after decompression) and a
+    body that takes longer than ``timeout`` seconds to arrive."""
     declared = request.headers.get("content-length")
     too_big = (
         f"The request body exceeds the limit of {limit} bytes; send fewer inputs per request "
         "or use the binary tensor extension."
     )
-    if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise _BodyTooLarge(too_big)
-    chunks = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
+    if declared is not None:
+        declared = declared.strip()
+        if not declared.isdigit() or len(declared) > 18:
+            if declared.isdigit():
+                raise _BodyTooLarge(too_big)
+            raise BadRequestError(
+                f"Expected Content-Length to be an integer; got {declared[:30]!r}."
+            )
+        if int(declared) > limit:
             raise _BodyTooLarge(too_big)
-        chunks.append(chunk)
+    from starlette.requests import ClientDisconnect
+
+    async def receive() -> list[bytes]:
+        chunks = []
+        size = 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise _BodyTooLarge(too_big)
+            chunks.append(chunk)
+        return chunks
+
+    try:
+        chunks = await asyncio.wait_for(receive(), timeout)
+    except asyncio.TimeoutError:
+        raise _BodyTimeout(
+            f"The request body did not arrive within {timeout:g} s; send it at once."
+        ) from None
+    except ClientDisconnect:
+        log.debug("client %s disconnected while sending its body", request.client)
+        raise _ClientGone("The client disconnected before sending its whole body.") from None
     body = b"".join(chunks)
     encoding = (request.headers.get("content-encoding") or "identity").lower()
     if encoding in ("gzip", "deflate"):
@@ -201,14 +264,26 @@ def create_app(
         finally:
             await service.stop()
 
+    docs: dict[str, Any] = (
+        {}
+        if config.docs
+        else {
+            "docs_url": None,
+            "redoc_url": None,
+            "openapi_url": None,
+        }
+    )
     app = fastapi.FastAPI(
         title="cascadekit inference server",
         version=service.server_metadata()["version"],
         description="A model cascade behind the Open Inference Protocol (KServe v2).",
         lifespan=lifespan,
+        **docs,
     )
     app.state.service = service
+    app.add_middleware(_HostGuard, hosts=config.trusted_hosts)
     limit = config.max_body_bytes
+    body_timeout = config.body_timeout
 
     def reply(r: Reply) -> Any:
         headers = {k: v for k, v in r.headers.items() if k != "content-type"}
@@ -304,8 +379,15 @@ def create_app(
             raise ModelNotFoundError(
                 f"Unknown model {name!r}; this server serves {', '.join(map(repr, service.names))}."
             )
-        body = await _read_body(request, limit)
-        r = await service.handle_infer(name, body, request.headers.get(HEADER_LENGTH), version)
+        _check_content_type(request)
+        body = await _read_body(request, limit, body_timeout)
+        r = await service.handle_infer(
+            name,
+            body,
+            request.headers.get(HEADER_LENGTH),
+            version,
+            request.headers.get("authorization"),
+        )
         return reply(r)
 
     @app.post(
@@ -335,12 +417,14 @@ def create_app(
                 "content": {"application/json": {"schema": _THRESHOLDS_SCHEMA}},
             }
         },
-        responses={400: _ERROR, 401: _ERROR, 403: _ERROR, 404: _ERROR},
+        responses={400: _ERROR, 401: _ERROR, 403: _ERROR, 404: _ERROR, 415: _ERROR},
     )
     async def set_thresholds(request: Request, name: str) -> Any:
-        body = await _read_body(request, 64 * 1024)
+        _check_content_type(request)
+        body = await _read_body(request, 64 * 1024, body_timeout)
+        client = None if request.client is None else f"{request.client.host}"
         return reply(
-            service.handle_set_thresholds(name, body, request.headers.get("authorization"))
+            service.handle_set_thresholds(name, body, request.headers.get("authorization"), client)
         )
 
     @app.get("/metrics", tags=["metrics"])
@@ -351,21 +435,93 @@ def create_app(
     return app
 
 
-def run(app: Any, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
-    """Serve ``app`` with uvicorn on ``config.host:config.port`` (127.0.0.1:8000 by default).
+class _HostGuard:
+    """ASGI middleware: 400 for a ``Host`` not in ``hosts`` (when given), 403 for a browser's
+    cross-origin POST/PUT/DELETE (an ``Origin`` header whose host is not the ``Host``)."""
 
-    On SIGINT/SIGTERM uvicorn stops accepting connections, waits up to
-    ``config.drain_timeout`` seconds for in-flight requests, then the lifespan drains the
-    service and stops its batchers.
+    def __init__(self, app: Any, hosts: Sequence[str] | None = None) -> None:
+        self.app = app
+        self.hosts = None if hosts is None else {h.lower() for h in hosts}
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]}
+        host = headers.get("host", "")
+        status, message = 0, ""
+        if self.hosts is not None and _hostname(host) not in self.hosts:
+            status = 400
+            message = (
+                f"Host {host[:80]!r} is not served here; expected one of "
+                f"{', '.join(sorted(self.hosts))} (ServeConfig.trusted_hosts)."
+            )
+        origin = headers.get("origin")
+        if (
+            not status
+            and origin is not None
+            and scope["method"] not in ("GET", "HEAD", "OPTIONS")
+            and origin.partition("://")[2].lower() != host.lower()
+        ):
+            status = 403
+            message = (
+                f"Cross-origin requests are refused (Origin {origin[:80]!r}, Host {host[:80]!r}). "
+                "Call the API from a server, not from a web page on another site."
+            )
+        if not status:
+            await self.app(scope, receive, send)
+            return
+        body = encode_error(message)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(body)).encode()),
+                ],
+            }
+        )
+        await send({"type": "http.response.body", "body": body})
+
+
+def _hostname(host: str) -> str:
+    """``Host`` header without the port (IPv6 literals keep their brackets off)."""
+    host = host.strip().lower()
+    if host.startswith("["):
+        return host[1:].partition("]")[0]
+    return host.rpartition(":")[0] if host.count(":") == 1 else host
+
+
+def uvicorn_config(app: Any, config: ServeConfig | None = None, *, log_level: str = "info") -> Any:
+    """The ``uvicorn.Config`` :func:`run` serves ``app`` with (host, port, time-outs, limits).
+
+    Examples
+    --------
+    >>> from cascadekit.serve import ServeConfig
+    >>> uvicorn_config(object(), ServeConfig(limit_concurrency=8)).limit_concurrency
+    8
     """
     uvicorn = require("uvicorn", "serve", "The cascadekit server")
     config = config or ServeConfig()
-    uvicorn.run(
+    return uvicorn.Config(
         app,
         host=config.host,
         port=config.port,
         log_level=log_level,
         timeout_graceful_shutdown=int(max(1, config.drain_timeout)),
         timeout_keep_alive=max(1, round(config.keep_alive_timeout)),
+        limit_concurrency=config.limit_concurrency,
         access_log=False,
     )
+
+
+def run(app: Any, config: ServeConfig | None = None, *, log_level: str = "info") -> None:
+    """Serve ``app`` with uvicorn on ``config.host:config.port`` (127.0.0.1:8000 by default).
+
+    On SIGINT/SIGTERM uvicorn stops accepting connections, waits up to
+    ``config.drain_timeout`` seconds for in-flight requests, then the lifespan drains the
+    service and stops its batchers (a stage that hangs is abandoned after as long again).
+    """
+    uvicorn = require("uvicorn", "serve", "The cascadekit server")
+    uvicorn.Server(uvicorn_config(app, config, log_level=log_level)).run()

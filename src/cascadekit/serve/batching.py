@@ -11,6 +11,11 @@ with :class:`~cascadekit.serve.protocol.OverloadedError` (HTTP 503 with ``Retry-
 first stage; a fallback to the earlier stage's answer for later stages). Blocks whose deadline has
 passed, or whose caller stopped waiting, are dropped before the model runs.
 
+When a batch of several blocks fails and the batcher isolates failures (the first stage does),
+each block is run again alone, so only the blocks the model cannot process get the error. The
+model runs in a daemon thread: a model that hangs cannot keep the process alive after
+:meth:`~StageBatcher.stop`, which waits a bounded time.
+
 Examples
 --------
 >>> import asyncio, numpy as np
@@ -28,17 +33,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import queue
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Executor, Future
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from ..adapters import n_inputs
-from ..errors import ParameterError
+from ..errors import ParameterError, StageUnavailableError
 from .protocol import DeadlineExceededError, OverloadedError
 
 __all__ = ["BatchPolicy", "BatcherStats", "StageBatcher"]
@@ -95,6 +102,55 @@ class BatcherStats:
     failures: int = 0
 
 
+class DaemonExecutor(Executor):
+    """A one-thread executor whose thread is a daemon: a hung call never blocks the exit.
+
+    (A :class:`~concurrent.futures.ThreadPoolExecutor` thread is joined when the interpreter
+    exits, so a model stuck in a call would keep a stopped server's process alive.)
+
+    Examples
+    --------
+    >>> ex = DaemonExecutor("demo")
+    >>> ex.submit(sum, [1, 2]).result()
+    3
+    >>> ex.shutdown()
+    """
+
+    def __init__(self, name: str) -> None:
+        self._jobs: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._closed = False
+        self._thread = threading.Thread(target=self._work, name=name, daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while True:
+            job = self._jobs.get()
+            if job is None:
+                return
+            fut, fn, args, kwargs = job
+            if not fut.set_running_or_notify_cancel():
+                continue
+            try:
+                fut.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # handed to the caller
+                fut.set_exception(exc)
+
+    def submit(self, fn: Callable[..., Any], /, *args: Any, **kwargs: Any) -> Future[Any]:
+        """Run ``fn(*args, **kwargs)`` in the thread."""
+        if self._closed:
+            raise RuntimeError("cannot schedule new calls after shutdown")
+        fut: Future[Any] = Future()
+        self._jobs.put((fut, fn, args, kwargs))
+        return fut
+
+    def shutdown(self, wait: bool = True, *, cancel_futures: bool = False) -> None:
+        """Stop taking calls; the thread ends after its current call (``wait`` joins it)."""
+        self._closed = True
+        self._jobs.put(None)
+        if wait:
+            self._thread.join()
+
+
 @dataclass
 class _Block:
     inputs: Any
@@ -119,6 +175,10 @@ class StageBatcher:
         Called after each batch with ``(batch_size, queue_seconds_per_block, model_seconds)``.
     concat : callable, optional
         Joins blocks into one batch; defaults to :func:`numpy.concatenate`.
+    isolate_failures : bool, default=False
+        When a batch of several blocks fails, run each block again alone, so that only the
+        blocks the model fails on get the error (not after a
+        :class:`~cascadekit.errors.StageUnavailableError`, which is not about the inputs).
     """
 
     def __init__(
@@ -128,18 +188,20 @@ class StageBatcher:
         name: str = "stage",
         observer: BatchObserver | None = None,
         concat: Callable[[list[Any]], Any] | None = None,
+        isolate_failures: bool = False,
     ) -> None:
         self.model = model
         self.policy = policy or BatchPolicy()
         self.name = name
         self.observer = observer
         self.concat = concat or (lambda parts: np.concatenate(parts, axis=0))
+        self.isolate_failures = isolate_failures
         self.stats = BatcherStats()
         self._queue: deque[_Block] = deque()
         self._queued_inputs = 0
         self._wakeup: asyncio.Event | None = None
         self._task: asyncio.Task[None] | None = None
-        self._executor: ThreadPoolExecutor | None = None
+        self._executor: DaemonExecutor | None = None
         self._closing = False
 
     @property
@@ -158,7 +220,7 @@ class StageBatcher:
             return
         self._closing = False
         self._wakeup = asyncio.Event()
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix=f"cascadekit-{self.name}")
+        self._executor = DaemonExecutor(f"cascadekit-{self.name}")
         self._task = asyncio.create_task(self._run(), name=f"batcher-{self.name}")
 
     async def run_direct(self, inputs: Any) -> Any:
@@ -202,18 +264,48 @@ class StageBatcher:
         self._wakeup.set()
         return await fut
 
-    async def stop(self) -> None:
-        """Finish queued blocks, then stop the worker task and its thread."""
+    async def stop(self, timeout: float | None = None) -> bool:
+        """Finish queued blocks, then stop the worker task and its thread.
+
+        Parameters
+        ----------
+        timeout : float, optional
+            Longest wait in seconds for the queued blocks and the running batch. Past it, the
+            worker is cancelled and the blocks still waiting get
+            :class:`~cascadekit.serve.protocol.OverloadedError`; a model call still running
+            is abandoned in its daemon thread.
+
+        Returns
+        -------
+        bool
+            True when everything finished within ``timeout``.
+        """
         self._closing = True
         if self._wakeup is not None:
             self._wakeup.set()
-        if self._task is not None:
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        finished = True
+        task = self._task
+        if task is not None:
+            done, _ = await asyncio.wait({task}, timeout=timeout)
+            if not done:
+                finished = False
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            elif not task.cancelled():
+                task.exception()  # consumed: a crashed worker is reported by its blocks
         self._task = None
+        while self._queue:
+            b = self._queue.popleft()
+            self._queued_inputs -= b.n
+            if not b.future.done():
+                b.future.set_exception(
+                    OverloadedError(f"Stage {self.name!r} stopped before these inputs ran.")
+                )
         if self._executor is not None:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+            self._executor.shutdown(wait=False)
             self._executor = None
+        return finished
 
     def _take(self) -> list[_Block]:
         """Pop blocks for one batch, dropping abandoned and expired ones."""
@@ -270,22 +362,23 @@ class StageBatcher:
                 continue
             start = time.monotonic()
             waits = [start - b.enqueued for b in blocks]
+            total = sum(b.n for b in blocks)
             try:
                 batch = (
                     blocks[0].inputs
                     if len(blocks) == 1
                     else self.concat([b.inputs for b in blocks])
                 )
-                out = await loop.run_in_executor(self._executor, self.model, batch)
-                arr = np.asarray(out)
-                total = sum(b.n for b in blocks)
-                if arr.ndim < 1 or arr.shape[0] != total:
-                    raise ValueError(
-                        f"stage {self.name!r} returned {arr.shape[0] if arr.ndim else 0} rows "
-                        f"for {total} inputs"
-                    )
-            except Exception as exc:  # the model failed: every block of this batch gets it
+                arr = await self._call(loop, batch, total)
+            except Exception as exc:  # the model failed on this batch
                 self.stats.failures += 1
+                if (
+                    self.isolate_failures
+                    and len(blocks) > 1
+                    and not isinstance(exc, StageUnavailableError)
+                ):
+                    await self._run_alone(loop, blocks)
+                    continue
                 for b in blocks:
                     if not b.future.done():
                         b.future.set_exception(exc)
@@ -300,3 +393,29 @@ class StageBatcher:
                 lo += b.n
             if self.observer is not None:
                 self.observer(total, waits, model_seconds)
+
+    async def _call(self, loop: asyncio.AbstractEventLoop, batch: Any, total: int) -> Any:
+        out = await loop.run_in_executor(self._executor, self.model, batch)
+        arr = np.asarray(out)
+        if arr.ndim < 1 or arr.shape[0] != total:
+            raise ValueError(
+                f"stage {self.name!r} returned {arr.shape[0] if arr.ndim else 0} rows "
+                f"for {total} inputs"
+            )
+        return arr
+
+    async def _run_alone(self, loop: asyncio.AbstractEventLoop, blocks: list[_Block]) -> None:
+        """After a failed batch: each block alone, so only the ones the model fails on fail."""
+        for b in blocks:
+            if b.future.done():
+                continue
+            try:
+                arr = await self._call(loop, b.inputs, b.n)
+            except Exception as exc:
+                if not b.future.done():
+                    b.future.set_exception(exc)
+                continue
+            self.stats.batches += 1
+            self.stats.inputs += b.n
+            if not b.future.done():
+                b.future.set_result(arr)

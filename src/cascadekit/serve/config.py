@@ -21,10 +21,17 @@ A YAML file describes one served model::
         onnx: teacher.onnx
     batching: {max_batch_size: 64, max_wait_ms: 2, max_queue: 2048}   # default of every stage
     server: {host: 127.0.0.1, port: 8000, max_body_mb: 16, request_timeout_ms: 30000,
-             stage_timeout_ms: 1000, drain_timeout_s: 10}
+             stage_timeout_ms: 1000, drain_timeout_s: 10, body_timeout_s: 30,
+             limit_concurrency: 512, threshold_override: allow, trusted_hosts: [localhost],
+             docs: true}
 
 Relative paths are resolved against the YAML file's folder. Every mistake raises
 :class:`ConfigError` naming the field, what was expected and what was found.
+
+**A YAML config is code.** ``callable:`` and ``torch: {factory: ...}`` import and run any
+Python object they name, ``torchscript:`` and ``onnx:`` load model programs, and a ``router:``
+file decides the routing. Load only configs (and the files they name) that you would run as a
+script; never build one from a client's input.
 
 Examples
 --------
@@ -55,7 +62,10 @@ from .protocol import DATATYPES, TensorSpec
 if TYPE_CHECKING:
     from .service import ServedModel
 
-__all__ = ["ADMIN_TOKEN_ENV", "ConfigError", "ServeConfig", "load_config"]
+__all__ = ["ADMIN_TOKEN_ENV", "OVERRIDE_POLICIES", "ConfigError", "ServeConfig", "load_config"]
+
+#: What a request's ``parameters.threshold`` may do (``ServeConfig.threshold_override``).
+OVERRIDE_POLICIES = ("allow", "clamp", "token")
 
 #: Environment variable holding the admin bearer token (unset: the admin API answers 403).
 ADMIN_TOKEN_ENV = "CASCADEKIT_ADMIN_TOKEN"
@@ -114,6 +124,22 @@ class ServeConfig:
         Run every stage once at start-up before reporting ready.
     torch_threads : int, optional
         ``torch.set_num_threads`` at start-up, when torch is in use.
+    body_timeout : float, default=30.0
+        Seconds a client may take to send its whole request body; past it, 408.
+    limit_concurrency : int or None, default=512
+        Most connections and requests served at once (uvicorn answers 503 beyond it).
+    threshold_override : {"allow", "clamp", "token"}, default="allow"
+        What ``parameters.threshold`` in an inference request may do: ``"allow"`` applies it
+        as sent (any client can send every input to the teacher); ``"clamp"`` clips it into
+        ``threshold_clamp``; ``"token"`` applies it only with the admin bearer token (403
+        otherwise).
+    threshold_clamp : (float, float), optional
+        ``(low, high)`` for ``threshold_override="clamp"`` (required then).
+    trusted_hosts : sequence of str, optional
+        Host names (``Host`` header, without the port) the server answers; others get 400.
+        Set it when a browser can reach the server (it defeats DNS rebinding). None: any.
+    docs : bool, default=True
+        Serve ``/docs`` (Swagger UI, loaded from a CDN), ``/redoc`` and ``/openapi.json``.
     """
 
     host: str = "127.0.0.1"
@@ -129,6 +155,12 @@ class ServeConfig:
     admin_token: str | None = None
     warmup: bool = True
     torch_threads: int | None = None
+    body_timeout: float = 30.0
+    limit_concurrency: int | None = 512
+    threshold_override: str = "allow"
+    threshold_clamp: tuple[float, float] | None = None
+    trusted_hosts: Sequence[str] | None = None
+    docs: bool = True
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -147,6 +179,45 @@ class ServeConfig:
         _positive("drain_timeout", self.drain_timeout, allow_zero=True)
         _positive("keep_alive_timeout", self.keep_alive_timeout)
         _positive("retry_after", self.retry_after, allow_zero=True)
+        _positive("body_timeout", self.body_timeout)
+        lc = self.limit_concurrency
+        if lc is not None and (isinstance(lc, bool) or not isinstance(lc, int) or lc < 1):
+            raise ConfigError(
+                f"Expected limit_concurrency to be a positive integer or None; got {lc!r}."
+            )
+        if self.threshold_override not in OVERRIDE_POLICIES:
+            raise ConfigError(
+                f"Expected threshold_override to be one of {', '.join(OVERRIDE_POLICIES)}; got "
+                f"{self.threshold_override!r}."
+            )
+        clamp = self.threshold_clamp
+        if clamp is not None:
+            ok = (
+                isinstance(clamp, (tuple, list))
+                and len(clamp) == 2
+                and all(
+                    isinstance(v, (int, float)) and not isinstance(v, bool) and not math.isnan(v)
+                    for v in clamp
+                )
+                and clamp[0] <= clamp[1]
+            )
+            if not ok:
+                raise ConfigError(
+                    f"Expected threshold_clamp to be [low, high] with low <= high; got {clamp!r}."
+                )
+            self.threshold_clamp = (float(clamp[0]), float(clamp[1]))
+        if self.threshold_override == "clamp" and self.threshold_clamp is None:
+            raise ConfigError(
+                'threshold_override="clamp" needs threshold_clamp=(low, high): the range '
+                "per-request thresholds are clipped into."
+            )
+        hosts = self.trusted_hosts
+        if hosts is not None:
+            if isinstance(hosts, str) or not all(isinstance(h, str) and h for h in hosts):
+                raise ConfigError(
+                    f"Expected trusted_hosts to be a list of host names; got {hosts!r}."
+                )
+            self.trusted_hosts = [h.lower() for h in hosts]
         if isinstance(self.stage_timeout, (int, float)):
             _positive("stage_timeout", self.stage_timeout)
         else:
@@ -325,6 +396,9 @@ def _stage_model(doc: Mapping[str, Any], base: Path, where: str, zoo_cache: dict
 def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]:
     """Read a cascade and its server settings from a YAML file (format in the module docs).
 
+    The file is code: its ``callable:``, ``torch:`` and ``torchscript:`` stages import and run
+    what they name. Load only files you trust as you would a script.
+
     Returns
     -------
     (ServedModel, ServeConfig)
@@ -445,6 +519,12 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             "retry_after_s",
             "warmup",
             "torch_threads",
+            "body_timeout_s",
+            "limit_concurrency",
+            "threshold_override",
+            "threshold_clamp",
+            "trusted_hosts",
+            "docs",
         ),
         "'server'",
     )
@@ -526,6 +606,13 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         cfg_kwargs["warmup"] = bool(server["warmup"])
     if "torch_threads" in server:
         cfg_kwargs["torch_threads"] = server["torch_threads"]
+    if "body_timeout_s" in server:
+        cfg_kwargs["body_timeout"] = server["body_timeout_s"]
+    for key in ("limit_concurrency", "threshold_override", "threshold_clamp", "trusted_hosts"):
+        if key in server:
+            cfg_kwargs[key] = server[key]
+    if "docs" in server:
+        cfg_kwargs["docs"] = bool(server["docs"])
     config = ServeConfig(**cfg_kwargs)
     class_names = doc.get("class_names")
     served = ServedModel(

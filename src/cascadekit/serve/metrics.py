@@ -16,6 +16,7 @@ name                                   type       labels
 ``stage_seconds``                      histogram  model, stage (model time per batch)
 ``score``                              histogram  model (first stage's routing score)
 ``threshold``                          gauge      model, stage (current default threshold)
+``admin_requests_total``               counter    outcome (changed, unauthorized, rejected, ...)
 =====================================  =========  ===============================================
 
 Examples
@@ -143,6 +144,12 @@ class ServeMetrics:
             "cascadekit_threshold",
             "Current default threshold of each non-final stage.",
             ["model", "stage"],
+            registry=r,
+        )
+        self.admin_requests = pc.Counter(
+            "cascadekit_admin_requests",
+            "Admin API calls by outcome (changed, unauthorized, disabled, rejected).",
+            ["outcome"],
             registry=r,
         )
         self._answered: dict[str, list[int]] = {}

@@ -43,12 +43,20 @@ from numpy.typing import NDArray
 
 from ..errors import CascadeError
 
+_orjson: Any
+try:  # a faster parser (the serve extra installs it); the standard library otherwise
+    import orjson as _orjson
+except ImportError:  # pragma: no cover - depends on the environment
+    _orjson = None
+
 __all__ = [
     "DATATYPES",
     "HEADER_LENGTH",
+    "MAX_RANK",
     "BadRequestError",
     "DeadlineExceededError",
     "InferRequest",
+    "InputRejectedError",
     "InputTensor",
     "ModelNotFoundError",
     "ModelNotReadyError",
@@ -57,9 +65,11 @@ __all__ = [
     "ProtocolError",
     "RequestedOutput",
     "TensorSpec",
+    "check_finite",
     "datatype_of",
     "encode_error",
     "encode_infer_response",
+    "loads_json",
     "model_metadata",
     "parse_infer_request",
     "parse_threshold_parameter",
@@ -86,6 +96,8 @@ DATATYPES: dict[str, np.dtype[Any]] = {
     "FP64": np.dtype(np.float64),
     "BYTES": np.dtype(object),
 }
+#: Largest number of dimensions of a tensor (numpy's own limit is 64).
+MAX_RANK = 32
 _LITTLE = {k: v.newbyteorder("<") for k, v in DATATYPES.items() if k not in ("BOOL", "BYTES")}
 
 
@@ -107,6 +119,12 @@ class BadRequestError(ProtocolError):
     """Malformed or invalid request (HTTP 400)."""
 
     status = 400
+
+
+class InputRejectedError(ProtocolError):
+    """The model could not process this request's inputs, though it serves others (HTTP 422)."""
+
+    status = 422
 
 
 class ModelNotFoundError(ProtocolError):
@@ -167,31 +185,36 @@ class TensorSpec:
         """The protocol's ``$metadata_tensor`` object."""
         return {"name": self.name, "datatype": self.datatypes[0], "shape": list(self.shape)}
 
-    def check(self, tensor: InputTensor) -> None:
-        """Raise :class:`BadRequestError` unless ``tensor`` matches this spec."""
-        if tensor.datatype not in self.datatypes:
+    def check_header(self, datatype: str, shape: Sequence[int]) -> None:
+        """Raise :class:`BadRequestError` unless the declared datatype and shape match.
+
+        Cheap (the rank is compared first), so it runs before any data is decoded.
+        """
+        if datatype not in self.datatypes:
             raise BadRequestError(
                 f"Input {self.name!r} expects datatype {' or '.join(self.datatypes)}; got "
-                f"{tensor.datatype}. Send the tensor as {self.datatypes[0]}."
+                f"{datatype}. Send the tensor as {self.datatypes[0]}."
             )
-        shape = tensor.shape
         ok = len(shape) == len(self.shape) and all(
             want in (-1, got) for want, got in zip(self.shape, shape, strict=True)
         )
         if not ok:
             raise BadRequestError(
                 f"Input {self.name!r} expects shape {list(self.shape)} (-1 = any size); got "
-                f"{list(shape)}. Reshape the tensor, e.g. a single input as "
+                f"{_preview(list(shape))}. Reshape the tensor, e.g. a single input as "
                 f"[1, {', '.join(str(d) for d in self.shape[1:])}]."
             )
+
+    def check(self, tensor: InputTensor) -> None:
+        """Raise :class:`BadRequestError` unless ``tensor`` matches this spec.
+
+        Non-finite floats (NaN, inf) are always refused; ``value_range`` bounds the rest.
+        """
+        self.check_header(tensor.datatype, tensor.shape)
+        check_finite(self.name, tensor.data)
         if self.value_range is not None and tensor.data.size:
             lo, hi = self.value_range
             data = tensor.data
-            if data.dtype.kind == "f" and not np.isfinite(data).all():
-                raise BadRequestError(
-                    f"Input {self.name!r} holds {int((~np.isfinite(data)).sum())} non-finite "
-                    f"value(s) (NaN or inf); expected numbers in [{lo:g}, {hi:g}]."
-                )
             dmin, dmax = data.min(), data.max()
             if dmin < lo or dmax > hi:
                 raise BadRequestError(
@@ -199,6 +222,36 @@ class TensorSpec:
                     f"[{float(dmin):g}, {float(dmax):g}]. Send raw values, not normalised "
                     "or scaled ones."
                 )
+
+
+def check_finite(name: str, data: Any) -> None:
+    """Raise :class:`BadRequestError` when a floating-point input holds NaN or infinity.
+
+    Examples
+    --------
+    >>> check_finite("x", np.array([1.0, np.nan]))
+    Traceback (most recent call last):
+    ...
+    cascadekit.serve.protocol.BadRequestError: Input 'x' holds 1 non-finite value(s) ...
+    """
+    arr = np.asarray(data)
+    if arr.dtype.kind in "fc" and arr.size and not np.isfinite(arr).all():
+        raise BadRequestError(
+            f"Input {name!r} holds {int((~np.isfinite(arr)).sum())} non-finite value(s) (NaN "
+            "or inf); expected finite numbers. Clean or impute the inputs before sending them."
+        )
+
+
+def _preview(value: Any, limit: int = 8) -> str:
+    """A short description of a client's value (never the whole of a huge list or number)."""
+    if isinstance(value, list):
+        head = ", ".join(_preview(v, limit) for v in value[:limit])
+        more = f", ... ({len(value)} items)" if len(value) > limit else ""
+        return f"[{head}{more}]"
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 64:
+        return f"<an integer of {value.bit_length()} bits>"
+    text = repr(value)
+    return text if len(text) <= 40 else text[:37] + "..."
 
 
 @dataclass
@@ -285,25 +338,72 @@ def _reject_constant(name: str) -> Any:
     )
 
 
-def _loads(raw: bytes, what: str) -> Any:
+def _malformed(what: str, line: int, col: int, msg: str) -> BadRequestError:
+    return BadRequestError(
+        f"Expected the {what} to be JSON; it is malformed at line {line} column {col}: {msg}. "
+        'Send a JSON object such as {"inputs": [{"name": ..., "shape": [...], "datatype": ..., '
+        '"data": [...]}]}.'
+    )
+
+
+def loads_json(raw: bytes, what: str = "request body") -> Any:
+    """Parse a client's JSON, with every failure a :class:`BadRequestError`.
+
+    NaN and infinity are refused (they are not JSON), as are numbers beyond 64-bit integers or
+    doubles and nesting deeper than the parser allows. Uses orjson when it is installed.
+
+    Examples
+    --------
+    >>> loads_json(b'{"a": [1, 2.5]}')
+    {'a': [1, 2.5]}
+    >>> loads_json(b"[" + b"9" * 5000 + b"]")
+    Traceback (most recent call last):
+    ...
+    cascadekit.serve.protocol.BadRequestError: The request body holds a number too large ...
+    """
+    if _orjson is not None:
+        try:
+            return _orjson.loads(raw)
+        except _orjson.JSONDecodeError as exc:
+            pos = exc.pos if isinstance(exc.pos, int) else 0
+            nxt = bytes(raw[pos : pos + 9]).lstrip(b"-")
+            if nxt.startswith((b"NaN", b"Infinity")):
+                _reject_constant(nxt[:3].decode() if nxt.startswith(b"NaN") else "Infinity")
+            if "number" in exc.msg and ("infinity" in exc.msg or "range" in exc.msg):
+                raise _too_large(what) from None
+            if "recursion" in exc.msg:
+                raise _too_deep(what) from None
+            if "utf-8" in exc.msg.lower() or "surrogate" in exc.msg.lower():
+                raise _not_utf8(what, pos) from None
+            raise _malformed(what, exc.lineno, exc.colno, exc.msg) from None
     try:
         return json.loads(raw, parse_constant=_reject_constant)
     except UnicodeDecodeError as exc:
-        raise BadRequestError(
-            f"Expected the {what} to be UTF-8 JSON; got undecodable bytes at position "
-            f"{exc.start}. When sending binary tensors, set the {HEADER_LENGTH} header to the "
-            "length of the JSON part."
-        ) from exc
+        raise _not_utf8(what, exc.start) from None
     except json.JSONDecodeError as exc:
-        raise BadRequestError(
-            f"Expected the {what} to be JSON; it is malformed at line {exc.lineno} column "
-            f"{exc.colno}: {exc.msg}. Send a JSON object such as "
-            '{"inputs": [{"name": ..., "shape": [...], "datatype": ..., "data": [...]}]}.'
-        ) from exc
-    except RecursionError as exc:
-        raise BadRequestError(
-            f"The {what} is nested too deeply to decode; send flat data arrays."
-        ) from exc
+        raise _malformed(what, exc.lineno, exc.colno, exc.msg) from None
+    except RecursionError:
+        raise _too_deep(what) from None
+    except ValueError:  # an integer beyond Python's digit limit
+        raise _too_large(what) from None
+
+
+def _too_large(what: str) -> BadRequestError:
+    return BadRequestError(
+        f"The {what} holds a number too large to decode (beyond 64-bit integers or doubles, or "
+        "with thousands of digits). Send numbers that fit the tensor's datatype."
+    )
+
+
+def _too_deep(what: str) -> BadRequestError:
+    return BadRequestError(f"The {what} is nested too deeply to decode; send flat data arrays.")
+
+
+def _not_utf8(what: str, pos: int) -> BadRequestError:
+    return BadRequestError(
+        f"Expected the {what} to be UTF-8 JSON; got undecodable bytes at position {pos}. When "
+        f"sending binary tensors, set the {HEADER_LENGTH} header to the length of the JSON part."
+    )
 
 
 def _check_parameters(value: Any, where: str) -> dict[str, Any]:
@@ -323,22 +423,63 @@ def _check_parameters(value: Any, where: str) -> dict[str, Any]:
 
 
 def _check_shape(value: Any, where: str) -> tuple[int, ...]:
+    if isinstance(value, list) and len(value) > MAX_RANK:  # before any work that grows with it
+        raise BadRequestError(
+            f"Expected {where} 'shape' to have at most {MAX_RANK} dimensions; got {len(value)}."
+        )
     if not isinstance(value, list) or not all(
-        isinstance(d, int) and not isinstance(d, bool) and d >= 0 for d in value
+        isinstance(d, int) and not isinstance(d, bool) and 0 <= d < 2**63 for d in value
     ):
         raise BadRequestError(
-            f"Expected {where} 'shape' to be a list of non-negative integers; got {value!r}."
+            f"Expected {where} 'shape' to be a list of non-negative 64-bit integers; got "
+            f"{_preview(value)}."
         )
     return tuple(value)
 
 
-def _decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: str) -> NDArray[Any]:
-    count = math.prod(shape)
+def _element_count(shape: tuple[int, ...], limit: int, name: str) -> int:
+    """The number of elements of ``shape``, refusing more than ``limit`` (the body's size)."""
+    if 0 in shape:
+        return 0
+    count = 1
+    for d in shape:
+        count *= d
+        if count > limit:
+            raise BadRequestError(
+                f"Input {name!r} declares shape {_preview(list(shape))}: more than {limit} "
+                "elements, more than its request can hold. Check the shape."
+            )
+    return count
+
+
+_CHUNK = 1 << 16
+
+
+def _to_array(data: list[Any]) -> NDArray[Any]:
+    """``np.array(data)`` of a flat list, chunk by chunk (a worker thread then lets the event
+    loop run between chunks); a mix of numbers and other values comes back as the other kind."""
+    if len(data) <= _CHUNK or isinstance(data[0], list):
+        return np.array(data)
+    parts = [np.array(data[i : i + _CHUNK]) for i in range(0, len(data), _CHUNK)]
+    odd = [p for p in parts if p.dtype.kind not in "iuf"]
+    if odd and len(odd) < len(parts):
+        return odd[0]
+    return np.concatenate(parts)
+
+
+def _decode_json_data(
+    data: Any, datatype: str, shape: tuple[int, ...], name: str, count: int
+) -> NDArray[Any]:
     dtype = DATATYPES[datatype]
     if not isinstance(data, list):
         raise BadRequestError(
             f"Expected 'data' of input {name!r} to be a list of {count} value(s); got "
             f"{_type_name(data)}."
+        )
+    if data and not isinstance(data[0], list) and len(data) != count:  # flat: count cheaply
+        raise BadRequestError(
+            f"Input {name!r} has shape {list(shape)}, so {count} element(s), but its data holds "
+            f"{len(data)}. Send exactly one value per element, in row-major order."
         )
     if datatype == "BYTES":
         flat = _flatten(data)
@@ -350,7 +491,7 @@ def _decode_json_data(data: Any, datatype: str, shape: tuple[int, ...], name: st
         arr[:] = [v.encode("utf-8") for v in flat]
     else:
         try:
-            arr = np.array(data)
+            arr = _to_array(data)
         except (ValueError, TypeError) as exc:
             raise BadRequestError(
                 f"Expected 'data' of input {name!r} to be a flat (or regularly nested) list of "
@@ -408,8 +549,9 @@ def _flatten(data: list[Any]) -> list[Any]:
     return out
 
 
-def _decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str) -> NDArray[Any]:
-    count = math.prod(shape)
+def _decode_binary(
+    raw: bytes, datatype: str, shape: tuple[int, ...], name: str, count: int
+) -> NDArray[Any]:
     if datatype == "BYTES":
         items: list[bytes] = []
         pos = 0
@@ -451,7 +593,12 @@ def _decode_binary(raw: bytes, datatype: str, shape: tuple[int, ...], name: str)
 
 
 def parse_infer_request(
-    body: bytes, header_length: int | str | None = None, *, max_inputs: int = 64
+    body: bytes,
+    header_length: int | str | None = None,
+    *,
+    max_inputs: int = 64,
+    specs: Sequence[TensorSpec] = (),
+    max_batch: int | None = None,
 ) -> InferRequest:
     """Decode an inference request body (JSON, or JSON + binary tensors).
 
@@ -464,6 +611,11 @@ def parse_infer_request(
         Without it, the whole body is JSON.
     max_inputs : int, default=64
         Reject requests with more inputs than this.
+    specs : sequence of TensorSpec, optional
+        The model's inputs: an input named like one of them has its datatype and shape (rank
+        first) checked against it before its data is decoded.
+    max_batch : int, optional
+        Reject a declared first dimension larger than this, before decoding the data.
 
     Returns
     -------
@@ -501,7 +653,7 @@ def parse_infer_request(
                 f"body's length); got {header_length!r}."
             )
         json_part, binary = body[:hl], body[hl:]
-    doc = _loads(json_part, "request body")
+    doc = loads_json(json_part, "request body")
     if not isinstance(doc, dict):
         raise BadRequestError(
             f"Expected the request body to be a JSON object with an 'inputs' list; got "
@@ -539,6 +691,14 @@ def parse_infer_request(
                 f"{', '.join(DATATYPES)}; got {datatype!r}."
             )
         shape = _check_shape(t.get("shape"), f"input {name!r}")
+        for spec in specs:
+            if spec.name == name:
+                spec.check_header(datatype, shape)
+        if max_batch is not None and shape and shape[0] > max_batch:
+            raise BadRequestError(
+                f"Expected at most {max_batch} inputs per request; got {shape[0]}. Split the "
+                "batch into several requests."
+            )
         tparams = _check_parameters(t.get("parameters"), f"the parameters of input {name!r}")
         size = tparams.get("binary_data_size")
         if size is not None:
@@ -561,7 +721,8 @@ def parse_infer_request(
                 raise BadRequestError(
                     f"Input {name!r} has both 'data' and binary_data_size; send one of them."
                 )
-            data = _decode_binary(binary[offset : offset + size], datatype, shape, name)
+            count = _element_count(shape, 2**62, name)
+            data = _decode_binary(binary[offset : offset + size], datatype, shape, name, count)
             offset += size
         else:
             if "data" not in t:
@@ -569,7 +730,8 @@ def parse_infer_request(
                     f"Expected input {name!r} to have 'data' (or parameters.binary_data_size "
                     "with binary data); got neither."
                 )
-            data = _decode_json_data(t["data"], datatype, shape, name)
+            count = _element_count(shape, max(len(body), 1), name)
+            data = _decode_json_data(t["data"], datatype, shape, name, count)
         inputs.append(InputTensor(name, shape, datatype, data, tparams))
     if offset != len(binary):
         raise BadRequestError(
@@ -588,7 +750,8 @@ def parse_infer_request(
         for i, o in enumerate(raw_outputs):
             if not isinstance(o, dict) or not isinstance(o.get("name"), str):
                 raise BadRequestError(
-                    f"Expected outputs[{i}] to be an object with a string 'name'; got {o!r}."
+                    f"Expected outputs[{i}] to be an object with a string 'name'; got "
+                    f"{_preview(o)}."
                 )
             oparams = _check_parameters(o.get("parameters"), f"outputs[{i}].parameters")
             binary_flag = oparams.get("binary_data")
@@ -626,20 +789,20 @@ def parse_threshold_parameter(value: Any, n_thresholds: int) -> tuple[float, ...
             if isinstance(v, bool):
                 raise ValueError
             f = float(v)
-        except (TypeError, ValueError):
+        except (TypeError, ValueError, OverflowError):
             f = math.nan
         if math.isnan(f):
             raise BadRequestError(
                 f"Expected parameters.threshold to be a number (or, for {n_thresholds + 1} "
                 f'stages, {n_thresholds} comma-separated numbers such as "1.5,0.8"); got '
-                f"{value!r}."
+                f"{_preview(value)}."
             )
         out.append(f)
     if len(out) != n_thresholds:
         raise BadRequestError(
             f"Expected {n_thresholds} threshold(s) in parameters.threshold for a "
-            f"{n_thresholds + 1}-stage cascade; got {len(out)} ({value!r}). Separate them with "
-            "commas."
+            f"{n_thresholds + 1}-stage cascade; got {len(out)} ({_preview(value)}). Separate "
+            "them with commas."
         )
     return tuple(out)
 
@@ -654,10 +817,12 @@ def parse_timeout_parameter(value: Any) -> float | None:
     """
     if value is None:
         return None
+    if isinstance(value, int) and value > 2**62:
+        return None  # far beyond any deadline: none
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
         raise BadRequestError(
             f"Expected parameters.timeout to be a positive number of microseconds (e.g. "
-            f"1000000 for one second); got {value!r}."
+            f"1000000 for one second); got {_preview(value)}."
         )
     if not math.isfinite(value):
         return None

@@ -12,6 +12,15 @@ to the next stage's batcher, re-batched with other requests' deferred inputs. Wh
 is slow (its timeout or the request's deadline passes), failing, or overloaded, its inputs keep
 the earlier stage's answer with ``fallback = true``: the request still succeeds.
 
+One client cannot hurt the others: a request's shape is checked against the model's input before
+its data is decoded, large bodies are decoded in a worker thread, non-finite floats are refused,
+and when a first-stage batch fails each request in it is run again alone, so only a request the
+model cannot process gets an error (422). Whether the model itself is broken is decided by
+running it on the warm-up input: only then is the model reported not ready (503). A model's
+exception text never reaches a client: the answer carries an error id, the log the details.
+Threshold changes and refused admin calls are logged at WARNING on the ``cascadekit.audit``
+logger (printed even when logging is not configured) and counted.
+
 Examples
 --------
 >>> import asyncio, numpy as np
@@ -40,6 +49,7 @@ import json
 import logging
 import math
 import time
+import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -51,7 +61,7 @@ from ..adapters import n_inputs, take
 from ..cascade import Cascade, _stage_probabilities
 from ..errors import CascadeError
 from ..router import decode_threshold, encode_threshold
-from .batching import StageBatcher
+from .batching import DaemonExecutor, StageBatcher
 from .config import ServeConfig
 from .metrics import ServeMetrics
 from .protocol import (
@@ -60,14 +70,17 @@ from .protocol import (
     BadRequestError,
     DeadlineExceededError,
     InferRequest,
+    InputRejectedError,
     ModelNotFoundError,
     ModelNotReadyError,
     OutputTensor,
     OverloadedError,
     ProtocolError,
     TensorSpec,
+    check_finite,
     encode_error,
     encode_infer_response,
+    loads_json,
     model_metadata,
     parse_infer_request,
     parse_threshold_parameter,
@@ -78,6 +91,72 @@ from .protocol import (
 __all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply", "ServedModel"]
 
 log = logging.getLogger("cascadekit.serve")
+#: Threshold changes and refused admin calls, at WARNING (shown even without logging set up).
+audit = logging.getLogger("cascadekit.audit")
+#: Bodies larger than this are decoded in a worker thread, off the event loop.
+_PARSE_INLINE_BYTES = 64 * 1024
+
+
+class LogLimiter:
+    """At most ``burst`` log lines per ``period`` seconds per key; the rest are counted and the
+    count is reported with the next line that gets through.
+
+    Examples
+    --------
+    >>> lim = LogLimiter(burst=2, period=60.0)
+    >>> [lim.allow("k", now=0.0) for _ in range(3)]
+    [0, 0, None]
+    >>> lim.allow("k", now=61.0)  # a new period: the one suppressed line is reported
+    1
+    """
+
+    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
+        self.burst = burst
+        self.period = period
+        self._state: dict[str, list[float]] = {}
+
+    def allow(self, key: str, now: float | None = None) -> int | None:
+        """None to drop this line; else the number of lines dropped since the last one."""
+        t = time.monotonic() if now is None else now
+        start, used, dropped = self._state.get(key, [t, 0.0, 0.0])
+        if t - start >= self.period:
+            start, used = t, 0.0
+        if used >= self.burst:
+            self._state[key] = [start, used, dropped + 1]
+            return None
+        self._state[key] = [start, used + 1, 0.0]
+        return int(dropped)
+
+
+def _error_id() -> str:
+    return uuid.uuid4().hex[:12]
+
+
+def threshold_range(
+    observed: tuple[float, float] | None, current: Sequence[float]
+) -> tuple[float, float] | None:
+    """The finite thresholds an admin may set for one stage: around the scores seen so far.
+
+    ``observed`` is the (min, max) of the stage's finite scores seen at warm-up and on traffic;
+    ``current`` the thresholds in use. The range spans them, widened by their width (at least
+    1) on each side, so a slip such as 90 for 0.9 is caught while any threshold that could
+    split real scores passes. None when nothing is known yet (every finite value passes).
+
+    Examples
+    --------
+    >>> threshold_range((0.2, 1.0), [0.9])
+    (-0.8, 2.0)
+    >>> threshold_range(None, [math.inf]) is None
+    True
+    """
+    values = [v for v in (observed or ()) if math.isfinite(v)]
+    values += [v for v in current if math.isfinite(v)]
+    if not values:
+        return None
+    lo, hi = min(values), max(values)
+    width = max(hi - lo, 1.0)
+    return lo - width, hi + width
+
 
 #: Outputs of every served cascade, in response order.
 OUTPUTS: tuple[TensorSpec, ...] = (
@@ -188,6 +267,20 @@ class _ModelState:
         self.student_ok = True
         self.error: str | None = None
         self.failing: set[int] = set()
+        self.scores: list[tuple[float, float] | None] = []
+        self.probe: asyncio.Task[bool] | None = None
+
+    def see_scores(self, k: int, scores: Any) -> None:
+        """Widen stage k's observed score range."""
+        arr = np.asarray(scores, dtype=np.float64)
+        arr = arr[np.isfinite(arr)]
+        if not arr.size:
+            return
+        while len(self.scores) <= k:
+            self.scores.append(None)
+        lo, hi = float(arr.min()), float(arr.max())
+        old = self.scores[k]
+        self.scores[k] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
 
 class InferenceService:
@@ -230,6 +323,8 @@ class InferenceService:
         self._started = False
         self._inflight = 0
         self._idle: asyncio.Event | None = None
+        self._parser: DaemonExecutor | None = None
+        self.log_limiter = LogLimiter()
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,6 +354,7 @@ class InferenceService:
                 sys.modules["torch"].set_num_threads(int(self.config.torch_threads))
         self._idle = asyncio.Event()
         self._idle.set()
+        self._parser = DaemonExecutor("cascadekit-parse")
         for st in self._models.values():
             await self._start_model(st)
         self._started = True
@@ -276,6 +372,7 @@ class InferenceService:
                 self.config.policy(k, n),
                 name=stage_name,
                 observer=self._observer(st.served.name, k),
+                isolate_failures=k == 0,
             )
             await batcher.start()
             st.batchers.append(batcher)
@@ -288,12 +385,15 @@ class InferenceService:
         try:
             for size in sorted({1, min(8, st.batchers[0].policy.max_batch_size)}):
                 x = self._prepare(st.served, self._warmup_input(st.served, size))
-                for b in st.batchers:
-                    await b.run_direct(x)
+                bound = self.config.request_timeout  # a hung stage cannot hang the start-up
+                for k, b in enumerate(st.batchers):
+                    logits = await asyncio.wait_for(b.run_direct(x), bound)
+                    if k < n - 1:
+                        st.see_scores(k, cascade.stages[k].decide(logits, 0.0).scores)
             st.warmed = True
         except Exception as exc:
-            st.error = f"warm-up failed: {type(exc).__name__}: {exc}"
-            log.error("model %s: %s", st.served.name, st.error)
+            st.error = "warm-up failed; see the server log"
+            log.error("model %s: warm-up failed: %s: %s", st.served.name, type(exc).__name__, exc)
 
     @staticmethod
     def _stage_fn(cascade: Cascade, k: int, model: Any) -> Callable[[Any], np.ndarray]:
@@ -324,7 +424,12 @@ class InferenceService:
         return np.zeros(shape, dtype=DATATYPES[served.input.datatypes[0]])
 
     async def stop(self, drain_timeout: float | None = None) -> None:
-        """Refuse new requests (503), wait for in-flight ones, then stop the batchers."""
+        """Refuse new requests (503), wait for in-flight ones, then stop the batchers.
+
+        Bounded: after ``drain_timeout`` (default ``config.drain_timeout``) seconds for the
+        in-flight requests, and as long again for the batchers, a stage still running (a hung
+        model) is abandoned in its daemon thread, which cannot keep the process alive.
+        """
         self._draining = True
         timeout = self.config.drain_timeout if drain_timeout is None else drain_timeout
         if self._idle is not None and self._inflight:
@@ -332,9 +437,19 @@ class InferenceService:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except asyncio.TimeoutError:
                 log.warning("drain timed out with %d request(s) in flight", self._inflight)
+        end = time.monotonic() + max(timeout, 0.05)
         for st in self._models.values():
             for b in st.batchers:
-                await b.stop()
+                if not await b.stop(max(0.0, end - time.monotonic())):
+                    log.warning(
+                        "model %s: stage %s did not stop within %.1f s; abandoning its call",
+                        st.served.name,
+                        b.name,
+                        timeout,
+                    )
+        if self._parser is not None:
+            self._parser.shutdown(wait=False)
+            self._parser = None
 
     # ------------------------------------------------------------------ lookups
 
@@ -412,6 +527,7 @@ class InferenceService:
         *,
         probabilities: bool = False,
         version: str | None = None,
+        authorized: bool = False,
     ) -> InferResult:
         """Run one request through the cascade.
 
@@ -427,6 +543,8 @@ class InferenceService:
         probabilities : bool, default=False
             Also compute the answering stage's softmax probabilities.
         version : str, optional
+        authorized : bool, default=False
+            The caller showed the admin token (for ``threshold_override="token"``).
 
         Raises
         ------
@@ -451,6 +569,7 @@ class InferenceService:
                 f"{list(spec.shape)}); got input(s) {', '.join(map(repr, inputs)) or 'none'}."
             )
         x = inputs[spec.name]
+        check_finite(spec.name, x)
         n = n_inputs(x)
         if n > self.config.max_request_inputs:
             raise BadRequestError(
@@ -459,7 +578,9 @@ class InferenceService:
             )
         cascade = served.cascade
         n_stages = cascade.n_stages
-        override = parse_threshold_parameter(params.get("threshold"), n_stages - 1)
+        override = self._override(
+            parse_threshold_parameter(params.get("threshold"), n_stages - 1), authorized
+        )
         ths = override if override is not None else cascade.thresholds
         assert ths is not None
         timeout = parse_timeout_parameter(params.get("timeout"))
@@ -474,6 +595,60 @@ class InferenceService:
             self._inflight -= 1
             if self._inflight == 0 and self._idle is not None:
                 self._idle.set()
+
+    def _override(
+        self, override: tuple[float, ...] | None, authorized: bool
+    ) -> tuple[float, ...] | None:
+        """Apply ``config.threshold_override`` to a request's ``parameters.threshold``."""
+        policy = self.config.threshold_override
+        if override is None or policy == "allow":
+            return override
+        if policy == "token":
+            if not authorized:
+                raise ProtocolError(
+                    "This server applies parameters.threshold only with the admin token: send "
+                    "'Authorization: Bearer <token>', or leave the threshold out to use the "
+                    "server's.",
+                    403,
+                )
+            return override
+        assert self.config.threshold_clamp is not None
+        lo, hi = self.config.threshold_clamp
+        return tuple(min(max(t, lo), hi) for t in override)
+
+    def authorized(self, authorization: str | None) -> bool:
+        """Whether an ``Authorization`` header carries the admin token (constant-time compare)."""
+        if self.admin_token is None or not authorization:
+            return False
+        scheme, _, token = authorization.partition(" ")
+        return scheme.lower() == "bearer" and hmac.compare_digest(
+            token.strip().encode(), self.admin_token.encode()
+        )
+
+    async def _probe(self, st: _ModelState, deadline: float) -> bool:
+        """Whether the first stage still answers its warm-up input (shared by concurrent calls)."""
+        if st.probe is None or st.probe.done():
+
+            async def probe() -> bool:
+                x = self._prepare(st.served, self._warmup_input(st.served, 1))
+                try:
+                    await self._run_stage(st, 0, x, min(deadline, time.monotonic() + 10.0))
+                except Exception:
+                    return False
+                return True
+
+            st.probe = asyncio.create_task(probe())
+        return await asyncio.shield(st.probe)
+
+    def _log_error(self, key: str, msg: str, *args: Any, exc: BaseException | None = None) -> None:
+        """An ERROR line, at most a few per minute per ``key`` (a client cannot flood the log)."""
+        dropped = self.log_limiter.allow(key)
+        if dropped is None:
+            return
+        if dropped:
+            msg += " (%d similar message(s) suppressed)"
+            args = (*args, dropped)
+        log.error(msg, *args, exc_info=exc)
 
     async def _run_stage(self, st: _ModelState, k: int, batch: Any, deadline: float) -> np.ndarray:
         wait = deadline - time.monotonic()
@@ -545,12 +720,32 @@ class InferenceService:
                 break
             except Exception as exc:
                 if k == 0:
+                    eid = _error_id()
+                    healthy = await self._probe(st, deadline)
+                    self._log_error(
+                        f"{name}/stage0/{healthy}",
+                        "model %s: first stage %s failed on a request (error id %s; the model %s "
+                        "its warm-up input): %s: %s",
+                        name,
+                        st_k.name,
+                        eid,
+                        "answers" if healthy else "also fails on",
+                        type(exc).__name__,
+                        exc,
+                    )
+                    if healthy:
+                        raise InputRejectedError(
+                            f"The first stage {st_k.name!r} of model {name!r} could not process "
+                            f"this request's inputs (error id {eid}; the server log has the "
+                            "details). Other inputs are served: check these against the model's "
+                            f"input (GET /v2/models/{name})."
+                        ) from exc
                     st.student_ok = False
-                    st.error = f"stage {st_k.name!r} failed: {type(exc).__name__}: {exc}"
-                    log.error("model %s: %s", name, st.error)
+                    st.error = f"its first stage {st_k.name!r} is failing"
                     raise ModelNotReadyError(
-                        f"The first stage {st_k.name!r} of model {name!r} failed "
-                        f"({type(exc).__name__}: {exc}); the model is not ready. Retry later.",
+                        f"The first stage {st_k.name!r} of model {name!r} failed (error id "
+                        f"{eid}; the server log has the details); the model is not ready. "
+                        "Retry later.",
                         self.config.retry_after,
                     ) from exc
                 if k not in st.failing:  # log once per failure episode, not per request
@@ -579,6 +774,7 @@ class InferenceService:
                 log.warning("model %s: stage %s answers again", name, st_k.name)
             if k < n_stages - 1:
                 d = st_k.decide(logits, ths[k])
+                st.see_scores(k, d.scores)
                 if k == 0:
                     score[:] = d.scores
                 keep = d.keep
@@ -638,22 +834,31 @@ class InferenceService:
         body: bytes,
         header_length: int | str | None = None,
         version: str | None = None,
+        authorization: str | None = None,
     ) -> Reply:
         """Answer ``POST /v2/models/{name}[/versions/{v}]/infer`` from the raw body.
 
         Never raises for a request: protocol errors become their status with
-        ``{"error": ...}``, anything unexpected a 500 (and a log line).
+        ``{"error": ...}``, anything unexpected a 500 with an error id (the log has the details).
+        ``authorization`` is the request's ``Authorization`` header (for
+        ``threshold_override="token"``).
         """
         t0 = time.perf_counter()
         metric_name = name if name in self._models else "_unknown"
         try:
-            self._state(name, version)
-            req = parse_infer_request(body, header_length)
-            reply = await self._infer_reply(name, req, version)
-        except ProtocolError as exc:
-            reason = {400: "bad_request", 404: "not_found", 504: "deadline"}.get(
-                exc.status, "unavailable"
+            st = self._state(name, version)
+            req = await self.parse(st, body, header_length)
+            reply = await self._infer_reply(
+                name, req, version, self.authorized(authorization) if authorization else False
             )
+        except ProtocolError as exc:
+            reason = {
+                400: "bad_request",
+                403: "forbidden",
+                404: "not_found",
+                422: "model_rejected",
+                504: "deadline",
+            }.get(exc.status, "unavailable")
             if isinstance(exc, OverloadedError) and not isinstance(exc, ModelNotReadyError):
                 reason = "draining" if self._draining else "overloaded"
             self.metrics.failures.labels(model=metric_name, reason=reason).inc()
@@ -662,18 +867,40 @@ class InferenceService:
             self.metrics.failures.labels(model=metric_name, reason="bad_request").inc()
             reply = Reply.error(BadRequestError(str(exc)))
         except Exception as exc:
-            log.exception("internal error while serving %s", name)
+            eid = _error_id()
+            self._log_error("internal", "internal error %s while serving %s", eid, name, exc=exc)
             self.metrics.failures.labels(model=metric_name, reason="internal").inc()
             reply = Reply(
                 500,
-                encode_error(f"Internal server error ({type(exc).__name__}); see the server log."),
+                encode_error(f"Internal server error (error id {eid}); see the server log."),
                 {"content-type": _JSON},
             )
         self.metrics.requests.labels(model=metric_name, code=str(reply.status)).inc()
         self.metrics.request_seconds.labels(model=metric_name).observe(time.perf_counter() - t0)
         return reply
 
-    async def _infer_reply(self, name: str, req: InferRequest, version: str | None) -> Reply:
+    async def parse(
+        self, st: _ModelState, body: bytes, header_length: int | str | None
+    ) -> InferRequest:
+        """Decode a request body for model ``st``: its declared shape is checked against the
+        model's input before the data is decoded; large bodies are decoded in a worker thread
+        so the event loop (health probes, other requests) keeps running."""
+
+        def run() -> InferRequest:
+            return parse_infer_request(
+                body,
+                header_length,
+                specs=[st.served.input],
+                max_batch=self.config.max_request_inputs,
+            )
+
+        if len(body) <= _PARSE_INLINE_BYTES or self._parser is None:
+            return run()
+        return await asyncio.get_running_loop().run_in_executor(self._parser, run)
+
+    async def _infer_reply(
+        self, name: str, req: InferRequest, version: str | None, authorized: bool = False
+    ) -> Reply:
         st = self._state(name, version)
         known = {o.name for o in OUTPUTS}
         if req.outputs is not None:
@@ -696,7 +923,12 @@ class InferenceService:
                 spec.check(t)
             tensors[t.name] = t.data
         result = await self.infer(
-            name, tensors, req.parameters, probabilities=want_proba, version=version
+            name,
+            tensors,
+            req.parameters,
+            probabilities=want_proba,
+            version=version,
+            authorized=authorized,
         )
         binary: set[str] = set()
         for nm in names:
@@ -719,25 +951,40 @@ class InferenceService:
             headers[HEADER_LENGTH.lower()] = str(hl)
         return Reply(200, body, headers)
 
-    def handle_set_thresholds(self, name: str, body: bytes, authorization: str | None) -> Reply:
+    def handle_set_thresholds(
+        self, name: str, body: bytes, authorization: str | None, client: str | None = None
+    ) -> Reply:
         """Answer ``PUT /admin/models/{name}/thresholds`` with body ``{"thresholds": [...]}``.
 
-        Thresholds are numbers, ``null`` (+inf: every input moves on) or ``"-inf"``. Needs
-        ``Authorization: Bearer <token>`` matching ``$CASCADEKIT_ADMIN_TOKEN``; without a
-        configured token the admin API is disabled (403). In-flight requests keep the thresholds
-        they started with; new requests use the new ones.
+        Thresholds are numbers, ``null`` or ``"inf"`` (+inf: every input moves on) or
+        ``"-inf"`` (every input stays); infinities only spelled so. A finite threshold far
+        outside the scores seen so far (see :func:`threshold_range`) is refused unless the body
+        also holds ``"force": true``. Needs ``Authorization: Bearer <token>`` matching
+        ``$CASCADEKIT_ADMIN_TOKEN``; without a configured token the admin API is disabled
+        (403). In-flight requests keep the thresholds they started with; new requests use the
+        new ones. Every change and every refused call is logged on ``cascadekit.audit`` and
+        counted in ``cascadekit_admin_requests_total``; ``client`` (the caller's address) goes
+        into the log.
         """
+        who = client or "unknown client"
+        admin = self.metrics.admin_requests
         try:
             if self.admin_token is None:
+                admin.labels(outcome="disabled").inc()
                 raise ProtocolError(
                     "The admin API is disabled: set CASCADEKIT_ADMIN_TOKEN (or "
                     "ServeConfig.admin_token) before starting the server to enable it.",
                     403,
                 )
-            scheme, _, token = (authorization or "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                token.strip().encode(), self.admin_token.encode()
-            ):
+            if not self.authorized(authorization):
+                admin.labels(outcome="unauthorized").inc()
+                if self.log_limiter.allow(f"admin-auth/{who}") is not None:
+                    audit.warning(
+                        "refused admin call from %s on model %r: %s",
+                        who,
+                        name,
+                        "no Authorization header" if not authorization else "wrong token",
+                    )
                 exc = ProtocolError(
                     "Expected 'Authorization: Bearer <token>' with the admin token; got "
                     + ("no Authorization header." if not authorization else "a wrong token."),
@@ -747,29 +994,36 @@ class InferenceService:
                 reply.headers["www-authenticate"] = "Bearer"
                 return reply
             st = self._state(name)
-            from .protocol import _loads
-
-            doc = _loads(body, "request body")
+            doc = loads_json(body)
             if (
                 not isinstance(doc, dict)
-                or set(doc) != {"thresholds"}
-                or not isinstance(doc["thresholds"], list)
+                or not set(doc) <= {"thresholds", "force"}
+                or not isinstance(doc.get("thresholds"), list)
+                or not isinstance(doc.get("force", False), bool)
             ):
                 raise BadRequestError(
                     'Expected a JSON body {"thresholds": [t1, ...]} with one number per '
-                    f"non-final stage; got {json.dumps(doc)[:100]}."
+                    'non-final stage (and optionally "force": true); got '
+                    f"{json.dumps(doc)[:100]}."
                 )
+            cascade = st.served.cascade
+            old = cascade.thresholds or ()
+            values = self._check_admin_thresholds(st, doc["thresholds"], bool(doc.get("force")))
             try:
-                values = [decode_threshold(v) for v in doc["thresholds"]]
-                cascade = st.served.cascade
-                old = cascade.thresholds or ()
                 cascade.thresholds = values  # validated; one atomic assignment
             except CascadeError as exc:
                 raise BadRequestError(f"{exc}") from exc
             new = cascade.thresholds or ()
             for k, t in enumerate(new):
                 self.metrics.threshold.labels(model=name, stage=str(k)).set(t)
-            log.info("model %s: thresholds %s -> %s", name, old, new)
+            admin.labels(outcome="changed").inc()
+            audit.warning(
+                "model %r: thresholds %s -> %s by %s",
+                name,
+                [encode_threshold(t) for t in old],
+                [encode_threshold(t) for t in new],
+                who,
+            )
             return Reply.json(
                 {
                     "model": name,
@@ -778,4 +1032,46 @@ class InferenceService:
                 }
             )
         except ProtocolError as exc:
+            if exc.status in (400, 404):
+                admin.labels(outcome="rejected").inc()
             return Reply.error(exc)
+
+    def _check_admin_thresholds(self, st: _ModelState, raw: list[Any], force: bool) -> list[float]:
+        """Decode admin thresholds: infinities only when spelled so; finite values near the
+        scores seen (unless ``force``)."""
+        n = st.served.cascade.n_stages - 1
+        if len(raw) != n:
+            raise BadRequestError(
+                f"Expected {n} threshold(s) for a {n + 1}-stage cascade; got {len(raw)}."
+            )
+        current = st.served.cascade.thresholds or ()
+        values: list[float] = []
+        for k, v in enumerate(raw):
+            explicit = v is None or v in ("inf", "-inf")
+            if not explicit and (isinstance(v, bool) or not isinstance(v, (int, float))):
+                raise BadRequestError(
+                    f'Expected threshold {k} to be a number, null, "inf" or "-inf"; got '
+                    f"{json.dumps(v)[:40]}."
+                )
+            try:
+                t = decode_threshold(v)
+            except (CascadeError, OverflowError, ValueError) as exc:
+                raise BadRequestError(f"Threshold {k}: {exc}") from exc
+            if not explicit and not math.isfinite(t):
+                raise BadRequestError(
+                    f'Threshold {k} is {t} but was not written as an infinity; write "inf", '
+                    '"-inf" or null to mean it.'
+                )
+            if math.isfinite(t) and not force:
+                observed = st.scores[k] if k < len(st.scores) else None
+                rng = threshold_range(observed, [current[k]] if k < len(current) else [])
+                if rng is not None and not rng[0] <= t <= rng[1]:
+                    seen = "" if observed is None else f" (scores seen: {observed[0]:.4g} to "
+                    seen += "" if observed is None else f"{observed[1]:.4g})"
+                    raise BadRequestError(
+                        f"Threshold {k} = {t:g} is far outside the scores of stage {k}{seen}; "
+                        f"expected a value in [{rng[0]:.4g}, {rng[1]:.4g}]. Check for a typo; "
+                        'send "force": true to set it anyway.'
+                    )
+            values.append(t)
+        return values
