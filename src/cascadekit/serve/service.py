@@ -138,14 +138,18 @@ def threshold_range(
     """The finite thresholds an admin may set for one stage: around the scores seen so far.
 
     ``observed`` is the (min, max) of the stage's finite scores seen at warm-up and on traffic;
-    ``current`` the thresholds in use. The range spans them, widened by their width (at least
-    1) on each side, so a slip such as 90 for 0.9 is caught while any threshold that could
-    split real scores passes. None when nothing is known yet (every finite value passes).
+    ``current`` the thresholds in use and those the model was configured with. The range spans
+    them, widened on each side by their width or their magnitude, whichever is larger (at least
+    1): few scores may have been seen yet (the warm-up input alone), and a slip of an order of magnitude (90 for 9) is still caught
+    while any threshold that could split real scores passes. None when nothing is known yet
+    (every finite value passes).
 
     Examples
     --------
     >>> threshold_range((0.2, 1.0), [0.9])
     (-0.8, 2.0)
+    >>> threshold_range((10.0, 10.0), [-math.inf])
+    (0.0, 20.0)
     >>> threshold_range(None, [math.inf]) is None
     True
     """
@@ -154,7 +158,7 @@ def threshold_range(
     if not values:
         return None
     lo, hi = min(values), max(values)
-    width = max(hi - lo, 1.0)
+    width = max(hi - lo, abs(lo), abs(hi), 1.0)
     return lo - width, hi + width
 
 
@@ -269,6 +273,9 @@ class _ModelState:
         self.failing: set[int] = set()
         self.scores: list[tuple[float, float] | None] = []
         self.probe: asyncio.Task[bool] | None = None
+        # the thresholds the model was configured with (calibrated on real scores): admin
+        # values are checked against them as well as against the scores seen
+        self.configured: tuple[float, ...] = tuple(served.cascade.thresholds or ())
 
     def see_scores(self, k: int, scores: Any) -> None:
         """Widen stage k's observed score range."""
@@ -1064,7 +1071,8 @@ class InferenceService:
                 )
             if math.isfinite(t) and not force:
                 observed = st.scores[k] if k < len(st.scores) else None
-                rng = threshold_range(observed, [current[k]] if k < len(current) else [])
+                refs = [ts[k] for ts in (current, st.configured) if k < len(ts)]
+                rng = threshold_range(observed, refs)
                 if rng is not None and not rng[0] <= t <= rng[1]:
                     seen = "" if observed is None else f" (scores seen: {observed[0]:.4g} to "
                     seen += "" if observed is None else f"{observed[1]:.4g})"
