@@ -140,9 +140,9 @@ def threshold_range(
     ``observed`` is the (min, max) of the stage's finite scores seen at warm-up and on traffic;
     ``current`` the thresholds in use and those the model was configured with. The range spans
     them, widened on each side by their width or their magnitude, whichever is larger (at least
-    1): few scores may have been seen yet (the warm-up input alone), and a slip of an order of magnitude (90 for 9) is still caught
-    while any threshold that could split real scores passes. None when nothing is known yet
-    (every finite value passes).
+    1): few scores may have been seen yet (the warm-up input alone), and a slip of an order of
+    magnitude (90 for 9) is still caught while any threshold that could split real scores
+    passes. None when nothing is known yet (every finite value passes).
 
     Examples
     --------
