@@ -111,9 +111,10 @@ def main() -> None:
         s, vs, vt, t_energy = make_data(n, args.seed)
         exact = partial(curves.cascade_curve, s, vs, vt, costs=[1, 8])
         t_exact, curve = best_of(exact, args.repeats)
-        ths = np.quantile(s, np.linspace(0, 1, args.n_thresholds))
+        # score quantiles, as the thresholds that keep them (midway to the next lower block)
+        ths = curves.threshold_grid(s, args.n_thresholds)
         t_loop, (share, acc) = best_of(partial(loop_curve, s, vs, vt, ths), args.repeats)
-        # the loop's points lie on the exact curve: the first curve threshold >= t routes alike
+        # the loop's points lie on the exact curve: its thresholds are curve thresholds
         j = np.searchsorted(curve.thresholds, ths)
         diff = max(
             float(np.max(np.abs(curve.accuracy[j] - acc))),

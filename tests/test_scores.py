@@ -209,3 +209,18 @@ def test_other_class_out_of_range() -> None:
         scores.other_gate(np.zeros((2, 3)), other_class=5)
     with pytest.raises(InputShapeError, match="at least 3 classes"):
         scores.specialized_energy(np.zeros((2, 2)))
+
+
+def test_dense_distinct_scores_keep_their_own_blocks() -> None:
+    # 200,000 distinct scores packed into [0, 1] (neighbours ~5e-6 apart, below resolution):
+    # few of them lie near any midpoint, so no two are merged; a saturated cluster still is
+    rng = np.random.default_rng(4)
+    dense = np.sort(rng.uniform(size=200_000))
+    assert scores.resolution_blocks(dense).shape[0] == np.unique(dense).shape[0]
+    cluster = np.sort(np.r_[dense, 1.5 + rng.normal(size=100) * 1e-9])
+    starts = scores.resolution_blocks(cluster)
+    assert starts.shape[0] == np.unique(dense).shape[0] + 1  # the 100 form one block
+    thr = scores.separating_thresholds(cluster, starts)[1:]
+    tol = scores.SCORE_RTOL * np.maximum(1.0, np.abs(thr))
+    near = np.searchsorted(cluster, thr + tol, "right") - np.searchsorted(cluster, thr - tol)
+    assert near.max() <= scores.MAX_NEAR_SHARE * cluster.shape[0]

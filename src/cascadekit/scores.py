@@ -68,6 +68,7 @@ from ._validation import as_logits, check_temperature
 from .errors import InputShapeError, UnknownNameError
 
 __all__ = [
+    "MAX_NEAR_SHARE",
     "SCORES",
     "SCORE_RTOL",
     "ScoreFn",
@@ -99,6 +100,10 @@ SCORE_RTOL = 1e-5
 Float32 logits carry about 7 significant digits, and the same input's logits differ in their
 last digits between batch sizes and kernels; a threshold is never placed closer than this to a
 calibration score (see :func:`separating_thresholds`)."""
+
+MAX_NEAR_SHARE = 1e-4
+"""Largest share of calibration scores allowed within resolution of a threshold (see
+:func:`resolution_blocks`): 0 below 10,000 scores, at most one in 10,000 above."""
 
 FloatArray = NDArray[np.floating[Any]]
 
@@ -463,13 +468,19 @@ def _tolerance(values: NDArray[np.float64], rtol: float) -> NDArray[np.float64]:
     return out
 
 
-def resolution_blocks(sorted_scores: ArrayLike, rtol: float = SCORE_RTOL) -> NDArray[np.intp]:
-    """Start of each block of numerically indistinguishable scores in an ascending array.
+def resolution_blocks(
+    sorted_scores: ArrayLike, rtol: float = SCORE_RTOL, max_near_share: float = MAX_NEAR_SHARE
+) -> NDArray[np.intp]:
+    """Start of each block of scores that no threshold may separate, in an ascending array.
 
-    A new block starts wherever a score exceeds the previous one by more than twice the
-    resolution ``rtol * max(1, |score|)``, so that the midpoint between two blocks is farther
-    than the resolution from both (see :func:`separating_thresholds`). Within a block, scores
-    differ by rounding only (ties), and a threshold must not split them.
+    Between two neighbouring distinct scores the candidate threshold is their midpoint. It is
+    allowed (a new block starts) when at most ``floor(max_near_share * n)`` scores lie within
+    numerical resolution of it, ``rtol * max(1, |threshold|)`` (:func:`near_threshold`): with
+    fewer than ``1 / max_near_share`` scores, none may. So a threshold never sits in a cluster
+    of scores that differ by rounding only (confident inputs whose scores saturate, ties):
+    which side of it such inputs fall on would depend on the batch they arrive in. Where
+    scores are merely dense (a million of them), the share of them near any midpoint stays
+    below ``max_near_share`` and every distinct score keeps its own block.
 
     Examples
     --------
@@ -481,8 +492,11 @@ def resolution_blocks(sorted_scores: ArrayLike, rtol: float = SCORE_RTOL) -> NDA
         raise InputShapeError(f"Expected a non-empty 1-D array of scores; got shape {ss.shape}.")
     new = np.empty(ss.shape[0], dtype=bool)
     new[0] = True
-    scale = np.maximum(np.abs(ss[1:]), np.abs(ss[:-1]))
-    np.greater(ss[1:] - ss[:-1], 2.0 * _tolerance(scale, rtol), out=new[1:])
+    mid = 0.5 * (ss[1:] + ss[:-1])
+    tol = _tolerance(mid, rtol)
+    near = np.searchsorted(ss, mid + tol, side="right") - np.searchsorted(ss, mid - tol, "left")
+    allowed = math.floor(max_near_share * ss.shape[0])
+    np.logical_and(ss[1:] > ss[:-1], near <= allowed, out=new[1:])
     return np.flatnonzero(new)
 
 
