@@ -103,7 +103,8 @@ def p_norm_softmax(logits: ArrayLike, temperature: float = 1.0, p: float = 2.0) 
     if pv > 0.0:
         norm = np.linalg.norm(u, ord=pv, axis=1, keepdims=True)
         u = u / np.where(norm > 0.0, norm, 1.0)
-    return max_softmax(u, temperature)
+    out: FloatArray = np.asarray(max_softmax(u, temperature), dtype=np.float64)
+    return out
 
 
 def _split_routing_column(outputs: ArrayLike, what: str) -> tuple[FloatArray, FloatArray]:
