@@ -378,7 +378,7 @@ def confidence_tune(
     teacher_correct: ArrayLike | None = None,
     epochs: int = 1,
     batch_size: int = 128,
-    lr: float = 1e-3,
+    lr: float = 5e-4,
     weight_decay: float = 0.0,
     seed: int = 0,
     threads: int | None = None,
