@@ -241,7 +241,13 @@ def test_confidence_tuning_lowers_confidence_on_wrong_answers(
 ) -> None:
     before = logits_of(kd.model, data["x_test"])
     tuned = training.confidence_tune(
-        copy.deepcopy(kd.model), scaled(data["x"]), data["y"], alpha=0.3, epochs=2, cache_dir=cache
+        copy.deepcopy(kd.model),
+        scaled(data["x"]),
+        data["y"],
+        alpha=0.3,
+        epochs=2,
+        lr=1e-3,
+        cache_dir=cache,
     )
     after = logits_of(tuned.model, data["x_test"])
 
