@@ -418,3 +418,17 @@ def test_gap_captured_of_the_trained_students_is_measured_not_assumed(
     cs = z.argmax(1) == data["y_test"]
     c = curves.cascade_curve(compute_score("max_softmax", z), cs, data["ct_test"])
     assert 0.0 < curves.gap_captured(c, cs, data["ct_test"]) < 1.0
+
+
+def test_zoo_student_is_trained_once_and_cached(zoo: Any, tmp_path: Path) -> None:
+    from cascadekit.training.zoo import train_zoo_student
+
+    kw: dict[str, Any] = {"hidden": 16, "epochs": 1, "tune_alpha": 0.5, "cache_dir": tmp_path}
+    first = train_zoo_student(zoo, **kw)
+    again = train_zoo_student(zoo, **kw)
+    assert not first.result.from_cache and again.result.from_cache
+    np.testing.assert_array_equal(first.logits["test"], again.logits["test"])
+    assert first.label == "MLP 16" and first.flops < zoo.flops["student"]
+    assert np.mean(first.logits["test"].argmax(1) == zoo.labels["test"]) > 0.6
+    with pytest.raises(UnknownNameError, match="method 'fit' or 'distill'; got 'svm'"):
+        train_zoo_student(zoo, method="svm", cache_dir=tmp_path)
