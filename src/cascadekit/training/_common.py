@@ -255,7 +255,8 @@ def check_width(torch: Any, student: Any, x: Any, n_classes: int, what: str) -> 
         )
 
 
-def check_common(torch: Any, student: Any, x: Any, n: int, epochs: int, lr: float) -> None:
+def check_common(student: Any, n: int, epochs: int, lr: float) -> None:
+    """A torch module, at least one input, ``epochs >= 1`` and ``lr > 0``."""
     if not hasattr(student, "parameters") or not callable(student):
         raise ParameterError(
             f"Expected the student to be a torch.nn.Module; got {type(student).__name__}."
@@ -266,7 +267,6 @@ def check_common(torch: Any, student: Any, x: Any, n: int, epochs: int, lr: floa
         raise ParameterError(f"Expected epochs >= 1; got {epochs!r}.")
     if not (float(lr) > 0.0):
         raise ParameterError(f"Expected a learning rate lr > 0; got {lr!r}.")
-    del torch, x
 
 
 # --------------------------------------------------------------------------------------------
@@ -287,15 +287,13 @@ def run_loop(
     seed: int,
     progress: ProgressFn | None,
     desc: str,
-    parameters: Any = None,
     schedule: str = "onecycle",
 ) -> list[float]:
     """Adam (+ one-cycle schedule) over shuffled mini-batches; ``loss_fn(out, idx)``.
 
     Raises :class:`TrainingError` as soon as a loss is not finite.
     """
-    params = list(model.parameters() if parameters is None else parameters)
-    opt = torch.optim.Adam(params, lr=float(lr), weight_decay=float(weight_decay))
+    opt = torch.optim.Adam(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
     steps_per_epoch = (n + batch_size - 1) // batch_size
     total = int(epochs) * steps_per_epoch
     sched = (
@@ -386,15 +384,17 @@ def train_cached(
 def prepare(
     student: Any, inputs: Any, labels: ArrayLike, epochs: int, lr: float
 ) -> tuple[Any, Any, NDArray[np.int64]]:
+    """torch, the inputs as a tensor and the checked labels."""
     torch = import_torch()
     x = as_tensor(torch, inputs)
     n = int(x.shape[0])
-    check_common(torch, student, x, n, epochs, lr)
+    check_common(student, n, epochs, lr)
     y = check_labels(labels, n)
     return torch, x, y
 
 
 def out_width(torch: Any, student: Any, x: Any) -> int:
+    """Number of output columns of the student on one input (-1 if not 2-D)."""
     was = student.training
     student.eval()
     try:
