@@ -65,10 +65,18 @@ def test_demo_fashion_mnist_reduced(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     t1 = {r["model"]: r for r in rep["table1"]}
     assert t1["teacher int8"]["accuracy"] == q["accuracy_int8"]
     assert "int8 teacher" in res.output
+    # the student trained for the cascade: a row alone and a row routed to the teacher
+    cs = rep["cascade_student"]
+    assert not cs["from_cache"] and 0.0 <= cs["teacher_share"] <= 1.0
+    assert t1[f"{cs['label']} (trained for the cascade)"]["flops"] < t1["teacher"]["flops"]
+    assert f"cascade {cs['label']}->teacher (max_softmax)" in t1
+    assert "student trained for the cascade" in res.output
     # the second run reads the int8 teacher from the cache: same figures, no recompilation
     res2 = runner.invoke(app, ["demo", "fashion-mnist-reduced", "--out", str(out)])
     assert res2.exit_code == 0, res2.output
     rep2 = json.loads((out / "report.json").read_text())
+    assert rep2["cascade_student"]["from_cache"]
+    assert rep2["cascade_student"]["accuracy"] == cs["accuracy"]
     assert rep2["quantized_teacher"]["latency_same_run_ms"] == json.loads(
         json.dumps(q["latency_same_run_ms"])
     )

@@ -177,6 +177,14 @@ class Stage:
         """The score function of this stage (raises for an unknown name)."""
         return get_score(self.score)
 
+    @property
+    def routing_columns(self) -> int:
+        """Trailing output columns that carry a routing signal, not a class (0 for the scores
+        of :mod:`cascadekit.scores`; 1 for ``deferral`` and ``agreement`` of
+        :mod:`cascadekit.training.scores`, whose models emit their signal in a last column).
+        The score reads the whole row; predictions and probabilities use the class columns."""
+        return int(getattr(self.score_fn(), "routing_columns", 0))
+
     def decide(self, logits: ArrayLike, threshold: float) -> StageDecision:
         """Score ``logits`` of this stage and decide which inputs stay at ``threshold``.
 
@@ -205,7 +213,7 @@ class Stage:
             keep = (scores >= threshold) & ~gate
         else:
             scores = np.asarray(fn(z, temperature), dtype=np.float64)
-            local = np.argmax(z, axis=1)
+            local = np.argmax(z[:, : z.shape[1] - self.routing_columns], axis=1)
             keep = scores >= threshold
         if scores.shape != (z.shape[0],):
             raise InputShapeError(
@@ -372,8 +380,10 @@ def _softmax(z: FloatArray) -> FloatArray:
     return out
 
 
-def _stage_probabilities(stage: Stage, z: FloatArray) -> FloatArray:
+def _stage_probabilities(stage: Stage, z: FloatArray, last: bool = False) -> FloatArray:
     """Softmax of a stage's logits in the final label space (see PredictResult)."""
+    if not last and stage.routing_columns:
+        z = z[:, : z.shape[1] - stage.routing_columns]
     if stage.other_class is not None:
         z = z.copy()
         z[:, stage.other_class % z.shape[1]] = -np.inf
@@ -564,15 +574,16 @@ class Cascade:
         last = outs[-1]
         final_c = last.shape[1] if last.ndim == 2 else None
         named = []
-        for st, o in zip(self.stages, outs, strict=True):
+        for k, (st, o) in enumerate(zip(self.stages, outs, strict=True)):
             if o.ndim != 2:
                 continue
+            width = o.shape[1] - (st.routing_columns if k < self.n_stages - 1 else 0)
             if st.class_map is not None:
                 cmap = np.asarray(st.class_map)
-                if cmap.ndim != 1 or cmap.shape[0] != o.shape[1]:
+                if cmap.ndim != 1 or cmap.shape[0] != width:
                     raise ClassCountError(
                         f"Expected class_map of stage {st.name!r} to have one entry per class "
-                        f"({o.shape[1]}); got shape {cmap.shape}."
+                        f"({width}); got shape {cmap.shape}."
                     )
                 if final_c is not None and cmap.max() >= final_c:
                     raise ClassCountError(
@@ -580,7 +591,7 @@ class Cascade:
                         f"last stage has {final_c} classes. Fix the mapping."
                     )
             else:
-                named.append((f"Stage {st.name!r}", o.shape[1]))
+                named.append((f"Stage {st.name!r}", width))
         check_same_classes(named)
 
     def route(
@@ -750,6 +761,8 @@ class Cascade:
     def _check_stage_classes(self, k: int, c: int, seen: dict[int, int]) -> None:
         """Check stage k's class count against the other stages (as route() does)."""
         st = self.stages[k]
+        if k < self.n_stages - 1:
+            c -= st.routing_columns
         if st.class_map is not None:
             cmap = np.asarray(st.class_map)
             if cmap.ndim != 1 or cmap.shape[0] != c:
@@ -884,7 +897,7 @@ class Cascade:
             else:
                 predictions[undecided] = st.map_classes(np.argmax(logits, axis=1))
                 if probabilities:
-                    parts.append((undecided, _stage_probabilities(st, logits)))
+                    parts.append((undecided, _stage_probabilities(st, logits, last=True)))
         proba: FloatArray | None = None
         if probabilities:
             last_c = getattr(models[-1], "n_classes", None)

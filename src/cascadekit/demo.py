@@ -98,6 +98,12 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
             zoo,
             progress=None if progress is None else (lambda d, f: progress(d, 0.5 + 0.1 * f)),
         )
+        from .training.zoo import train_zoo_student
+
+        trained = train_zoo_student(
+            zoo,
+            progress=None if progress is None else (lambda d, f: progress(d, 0.55 + 0.05 * f)),
+        )
         return Pool(
             title="Fashion-MNIST: MLP student -> CNN -> CNN teacher (trained here, cached)",
             names=list(zoo.names),
@@ -105,7 +111,12 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
             labels=dict(zoo.labels),
             flops={m: float(zoo.flops[m]) for m in zoo.names},
             latency={m: dict(zoo.latency[m]) for m in zoo.names},
-            extra={"trained": bool(zoo.trained), "zoo": zoo, "quantized": quantized},
+            extra={
+                "trained": bool(zoo.trained),
+                "zoo": zoo,
+                "quantized": quantized,
+                "cascade_student": trained,
+            },
         )
     if benchmark == "text":
         from .data.text import load_text_pool
@@ -320,11 +331,84 @@ def evaluate_pool(
         "guaranteed": guaranteed,
         "significance": significance,
     }
+    if "cascade_student" in pool.extra:
+        report["cascade_student"] = _cascade_student(pool, table1)
     if "quantized" in pool.extra:
         report["quantized_teacher"] = _quantized(pool, score, temperature, table1)
     if len(pool.names) >= 3:
         report["pool_frontier"] = _frontier(pool, score, temperature)
     return report
+
+
+def _cascade_student(pool: Pool, table1: list[dict[str, Any]]) -> dict[str, Any]:
+    """Rows for the student trained for the cascade (:mod:`cascadekit.training`), alone and
+    routed to the teacher: max-softmax, temperature chosen on select, the threshold reaching the
+    teacher's calibration accuracy; student latency measured here (the others: the zoo's)."""
+    import torch
+
+    from .costs import measure_latency
+
+    st = pool.extra["cascade_student"]
+    t_name = pool.names[-1]
+    costs = np.array([st.flops, pool.flops[t_name]], dtype=np.float64)
+    correct = {s: curves.correctness(st.logits[s], pool.labels[s]) for s in st.logits}
+    t_correct = {s: pool.correct(s, t_name) for s in st.logits}
+
+    def gap(split: str, t: float) -> float:
+        sc = compute_score("max_softmax", st.logits[split], t)
+        c = curves.cascade_curve(sc, correct[split], t_correct[split], costs=costs)
+        return curves.gap_captured(c, correct[split], t_correct[split])
+
+    temperature = max(TEMPERATURES, key=lambda t: gap("select", t))
+    sc = {s: compute_score("max_softmax", st.logits[s], temperature) for s in st.logits}
+    target = float(np.mean(t_correct["calibrate"]))
+    try:
+        thr = _scalar(
+            calibration.threshold_for_accuracy(
+                sc["calibrate"], correct["calibrate"], t_correct["calibrate"], target
+            ).threshold
+        )
+    except InfeasibleTargetError:
+        thr = math.inf
+    keep = sc["test"] >= thr
+    share = float(np.mean(~keep))
+    acc = float(np.mean(np.where(keep, correct["test"], t_correct["test"])))
+    images = torch.from_numpy(np.asarray(pool.extra["zoo"].images["test"][:1024], np.float32))
+    lat_t = pool.latency.get(t_name, {})
+
+    def run(b: Any) -> Any:
+        with torch.inference_mode():
+            return st.result.model(b)
+
+    lat = {b: measure_latency(run, images, int(b), repeats=10, warmup=2) for b in lat_t}
+    table1.append(
+        {
+            "model": f"{st.label} (trained for the cascade)",
+            "accuracy": float(np.mean(correct["test"])),
+            "flops": float(st.flops),
+            **{f"latency_ms_b{b}": 1e3 * v for b, v in lat.items()},
+        }
+    )
+    table1.append(
+        {
+            "model": f"cascade {st.label}->{t_name} (max_softmax)",
+            "accuracy": acc,
+            "flops": float(costs[0] + share * costs[1]),
+            **{f"latency_ms_b{b}": 1e3 * (lat[b] + share * lat_t[b]) for b in lat},
+        }
+    )
+    return {
+        "name": st.name,
+        "label": st.label,
+        "recipe": st.recipe,
+        "from_cache": bool(st.result.from_cache),
+        "temperature": temperature,
+        "gap_captured": gap("test", temperature),
+        "threshold": None if math.isinf(thr) else thr,
+        "teacher_share": share,
+        "accuracy": acc,
+        "speedup_flops": float(costs[1] / (costs[0] + share * costs[1])),
+    }
 
 
 def _quantized(
@@ -611,6 +695,14 @@ def _print(report: dict[str, Any], console: Any) -> None:
                 for b, v in c["speedup_over_int8_teacher"].items()
             )
             + f" (teacher share {c['teacher_share']:.3f}; latencies measured in one run)"
+        )
+    if "cascade_student" in report:
+        cs = report["cascade_student"]
+        console.print(
+            f"student trained for the cascade ({cs['name']}; cascadekit.training): gap captured "
+            f"{cs['gap_captured']:.3f}, {cs['speedup_flops']:.2f}x fewer FLOPs than the teacher "
+            f"at the threshold calibrated for its accuracy (test accuracy {cs['accuracy']:.4f}, "
+            f"teacher share {cs['teacher_share']:.3f})"
         )
     t2 = Table(title="Routers side by side (test split)")
     for col in ("router", "AUC", "gap captured", "teacher share @ T acc", "speed-up @ T acc"):

@@ -32,6 +32,7 @@ __all__ = [
     "StageError",
     "StageUnavailableError",
     "ThresholdRangeWarning",
+    "TrainingError",
     "UnknownNameError",
 ]
 
@@ -118,6 +119,10 @@ class StageUnavailableError(StageError):
     :meth:`cascadekit.Cascade.predict` answers the inputs such a stage should have taken with the
     previous stage's prediction and flags them ``fallback``, instead of failing the call.
     """
+
+
+class TrainingError(CascadeError):
+    """Training a student failed (its loss diverged to NaN or inf); nothing was cached."""
 
 
 class ThresholdRangeWarning(UserWarning):

@@ -16,6 +16,11 @@ thresholds are converted with :func:`~cascadekit.scores.from_probability_form`, 
 exactly as before (up to the rounding the new forms remove). ``calibration`` may hold
 ``numerical_margin``: the distance from the thresholds to the nearest calibration score.
 
+Version 2 also describes the scores of students built for the cascade
+(:mod:`cascadekit.training.scores`): ``"deferral"`` (a deferral head's column),
+``"agreement"`` (a committee's column) and ``"p_norm_softmax"``, whose ``p`` goes in the
+optional ``"score_params": {"p": 2.0}``. Files without ``score_params`` read as before.
+
 Examples
 --------
 >>> import numpy as np, tempfile, os
@@ -45,7 +50,8 @@ from numpy.typing import ArrayLike
 from ._validation import decode_threshold, encode_threshold
 from .cascade import Cascade, Stage
 from .errors import DataNotFoundError, RouterFileError
-from .scores import from_probability_form, get_score
+from .scores import ScoreFn, from_probability_form
+from .training.scores import resolve_score
 
 __all__ = [
     "FORMAT",
@@ -88,6 +94,8 @@ class Router:
         For ``score="learned"``: the learned policy's description (routing graph, which may be
         a DAG, features, classifier) and the sidecar file holding its parameters; apply it with
         :func:`cascadekit.policies.load_policy_router`.
+    score_params : dict, optional
+        Keyword parameters of the score (``{"p": 3.0}`` for ``p_norm_softmax``).
     """
 
     score: str
@@ -99,6 +107,13 @@ class Router:
     other_class: list[int | None] | None = None
     calibration: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] | None = None
+    score_params: dict[str, float] | None = None
+
+    @property
+    def stage_score(self) -> str | ScoreFn:
+        """What a :class:`~cascadekit.Stage` routes by: the score's name, or for the scores of
+        :mod:`cascadekit.training.scores` the score with its ``score_params`` bound."""
+        return resolve_score(self.score, self.score_params)
 
     @property
     def n_stages(self) -> int:
@@ -120,6 +135,7 @@ class Router:
                 f"This router routes {n} stages; got outputs for {len(outputs)}. Pass one file "
                 "per stage in the order the router was calibrated."
             )
+        score = self.stage_score
         stages = []
         for k in range(n):
             stages.append(
@@ -127,7 +143,7 @@ class Router:
                     outputs=None if outputs is None else outputs[k],
                     cost=1.0 if self.costs is None else float(self.costs[k]),
                     name=None if self.stage_names is None else self.stage_names[k],
-                    score=self.score,
+                    score=score,
                     temperature=self.temperature,
                     class_map=None if self.class_maps is None else self.class_maps[k],
                     other_class=None if self.other_class is None else self.other_class[k],
@@ -150,6 +166,8 @@ class Router:
             "other_class": self.other_class,
             "calibration": self.calibration,
         }
+        if self.score_params:
+            doc["score_params"] = dict(self.score_params)
         if self.policy is not None:
             doc["policy"] = self.policy
         return doc
@@ -192,8 +210,14 @@ class Router:
                 'Expected "policy" only with "score": "learned", as an object; got score '
                 f"{doc['score']!r} and policy {type(policy).__name__}."
             )
-        if policy is None:
-            get_score(doc["score"])  # unknown names fail here, not at routing time
+        params = doc.get("score_params")
+        if params is not None and not isinstance(params, dict):
+            raise RouterFileError(
+                f'Expected "score_params" to be an object such as {{"p": 2.0}}; got '
+                f"{type(params).__name__} {params!r}."
+            )
+        if policy is None:  # unknown names and parameters fail here, not at routing time
+            resolve_score(doc["score"], params)
         thresholds = [decode_threshold(v) for v in ths]
         if form == "probability" and policy is None:
             # version 1: p_max and -H thresholds, converted to today's routing forms
@@ -208,6 +232,7 @@ class Router:
             other_class=doc.get("other_class"),
             calibration=doc.get("calibration") or {},
             policy=policy,
+            score_params=None if not params else {str(k): float(v) for k, v in params.items()},
         )
         for name in ("costs", "stage_names", "class_maps", "other_class"):
             val = getattr(router, name)

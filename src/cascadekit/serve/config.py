@@ -471,7 +471,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     )
 
     router = Router.load(_path(base, doc["router"], "router")) if "router" in doc else None
-    score = doc.get("score", router.score if router else "energy")
+    score = doc.get("score", router.stage_score if router else "energy")
     temperature = doc.get("temperature", router.temperature if router else 1.0)
     raw_ths = doc.get("thresholds", None)
     thresholds = (
