@@ -164,7 +164,9 @@ class TestRayData:
         ok = ~exempt
         np.testing.assert_array_equal(rows["prediction"][ok], ref.predictions[ok])
         np.testing.assert_array_equal(rows["stage"][ok], ref.stage[ok])
-        np.testing.assert_allclose(rows["score_0"], ref.scores[:, 0], rtol=0, atol=1e-5)
+        np.testing.assert_allclose(
+            rows["score_0"], ref.scores[:, 0], rtol=scores.SCORE_RTOL, atol=1e-5
+        )
         assert result.teacher_share == pytest.approx(ref.teacher_share, abs=0.01)
         assert result.accuracy == pytest.approx(ref.accuracy(labels), abs=0.01)
 
@@ -298,7 +300,7 @@ class TestRayServe:
             ok = ~_near(w["score"], threshold)
             np.testing.assert_array_equal(g["label"][ok], w["label"][ok])
             np.testing.assert_array_equal(g["stage"][ok], w["stage"][ok])
-            np.testing.assert_allclose(g["score"], w["score"], atol=1e-5)
+            np.testing.assert_allclose(g["score"], w["score"], rtol=scores.SCORE_RTOL, atol=1e-5)
             assert not g["fallback"].any()
             n_compared += int(ok.sum())
         assert n_compared >= sum(sizes) - 1
