@@ -161,7 +161,7 @@ def test_first_torch_import_defaults_omp_wait_policy(preset: str | None, expecte
     if preset is not None:
         env["OMP_WAIT_POLICY"] = preset
     code = (
-        "import os; from cascadekit.costs import _import_torch; _import_torch(); "
+        "import os; from cascadekit.costs import import_torch; import_torch(); "
         "print(os.environ['OMP_WAIT_POLICY'])"
     )
     out = subprocess.run(

@@ -32,10 +32,17 @@ from .errors import EmptyInputError, InputShapeError, MissingDependencyError, Pa
 if TYPE_CHECKING:  # pragma: no cover
     import torch
 
-__all__ = ["count_flops", "count_macs", "count_params", "measure_latency", "serialized_size"]
+__all__ = [
+    "count_flops",
+    "count_macs",
+    "count_params",
+    "import_torch",
+    "measure_latency",
+    "serialized_size",
+]
 
 
-def _import_torch() -> Any:
+def import_torch() -> Any:
     """Import torch or raise :class:`MissingDependencyError` with the install command.
 
     If this is the process's first import of torch and ``OMP_WAIT_POLICY`` is unset, it is set
@@ -80,7 +87,7 @@ def count_flops(module: torch.nn.Module, example_input: Any) -> int:
     >>> count_flops(torch.nn.Linear(784, 10), torch.zeros(1, 784))
     15680
     """
-    torch = _import_torch()
+    torch = import_torch()
     from torch.utils.flop_counter import FlopCounterMode
 
     if not isinstance(module, torch.nn.Module):
@@ -137,7 +144,7 @@ def count_macs(module: torch.nn.Module, example_input: Any) -> int:
     >>> count_macs(net, torch.zeros(1, 1, 8, 8)) * 2 == count_flops(net, torch.zeros(1, 1, 8, 8))
     True
     """
-    torch = _import_torch()
+    torch = import_torch()
     if not isinstance(module, torch.nn.Module):
         raise ParameterError(f"Expected a torch.nn.Module; got {type(module).__name__}.")
     x = torch.as_tensor(example_input)
@@ -186,7 +193,7 @@ def serialized_size(obj: Any) -> int:
     """
     import io
 
-    torch = _import_torch()
+    torch = import_torch()
     if isinstance(obj, torch.fx.GraphModule):
         state: dict[str, Any] = {}
         for node in obj.graph.nodes:
@@ -213,7 +220,7 @@ def count_params(module: torch.nn.Module, trainable_only: bool = False) -> int:
     >>> count_params(torch.nn.Linear(784, 10))
     7850
     """
-    torch = _import_torch()
+    torch = import_torch()
     if not isinstance(module, torch.nn.Module):
         raise ParameterError(f"Expected a torch.nn.Module; got {type(module).__name__}.")
     return int(sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable_only))

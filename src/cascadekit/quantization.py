@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from .costs import _import_torch
+from .costs import import_torch
 from .errors import EmptyInputError, InputShapeError, MissingDependencyError, ParameterError
 
 __all__ = ["Int8Model", "quantize_int8"]
@@ -100,7 +100,7 @@ class Int8Model:
 
     def __call__(self, x: Any) -> Any:
         """Logits of a batch (a float tensor, like the float model's input), no gradients."""
-        torch = _import_torch()
+        torch = import_torch()
         fn = self.compiled if self.compiled is not None else self.graph
         with torch.no_grad():
             return fn(torch.as_tensor(x).to(torch.float32))
@@ -162,7 +162,7 @@ def quantize_int8(
     ...
     cascadekit.errors.EmptyInputError: Expected calibration inputs ...
     """
-    torch = _import_torch()
+    torch = import_torch()
     if not isinstance(module, torch.nn.Module):
         raise ParameterError(f"Expected a torch.nn.Module; got {type(module).__name__}.")
     x = torch.as_tensor(calibration_inputs).to(torch.float32)

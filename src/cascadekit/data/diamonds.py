@@ -337,9 +337,9 @@ def load_diamonds_models(
                     )
         except Exception:  # partial or corrupt entry: train again
             pass
-    from ..costs import _import_torch, count_flops
+    from ..costs import count_flops, import_torch
 
-    torch = _import_torch()
+    torch = import_torch()
     from .zoo import _torch_settings
 
     t0 = time.perf_counter()

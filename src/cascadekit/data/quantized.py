@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..costs import _import_torch, count_macs, measure_latency, serialized_size
+from ..costs import count_macs, import_torch, measure_latency, serialized_size
 from ..errors import UnknownNameError
 from .cache import atomic_write_json, atomic_write_npz, read_json, recipe_hash
 from .zoo import FashionMnistZoo, _torch_settings
@@ -122,7 +122,7 @@ def load_quantized_teacher(
     """
     if model not in zoo.models:
         raise UnknownNameError(f"Expected a model in {list(zoo.names)}; got {model!r}.")
-    torch = _import_torch()
+    torch = import_torch()
     from ..quantization import _quiet_torchao
 
     with _quiet_torchao():  # its import logs missing CUDA kernels on a CPU machine

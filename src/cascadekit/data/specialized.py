@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..costs import _import_torch, count_flops, count_params
+from ..costs import count_flops, count_params, import_torch
 from ..errors import CascadeError, ParameterError
 from ..specialized import Specialization
 from .cache import atomic_write_bytes, atomic_write_json, atomic_write_npz, cache_root, read_json
@@ -216,7 +216,7 @@ def load_specialized_student(
     doc, model_recipe = _recipe(spec, split_sizes, hidden, epochs, batch_size, lr, seed, threads)
     key = _recipe_hash(doc)
     folder = cache_root(cache_dir) / _CACHE_SUBDIR / key
-    torch = _import_torch()
+    torch = import_torch()
     from ._nets import build_network
 
     data_root = Path(root) if root is not None else None

@@ -47,7 +47,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import NDArray
 
-from ..costs import _import_torch, count_flops, count_params, measure_latency
+from ..costs import count_flops, count_params, import_torch, measure_latency
 from ..errors import CascadeError, ParameterError, UnknownNameError
 from .cache import (
     atomic_write_bytes,
@@ -364,7 +364,7 @@ def _model_seed(seed: int, name: str) -> int:
 
 
 def _logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
-    torch = _import_torch()
+    torch = import_torch()
     out = []
     with torch.inference_mode():
         for start in range(0, images.shape[0], _EVAL_BATCH):
@@ -381,7 +381,7 @@ def _train_one(
     report: Callable[[str, float], None],
 ) -> Any:
     """Train one network deterministically; ``report(description, fraction_of_this_model)``."""
-    torch = _import_torch()
+    torch = import_torch()
     from ._nets import build_network
 
     with torch.random.fork_rng(devices=[]):
@@ -439,7 +439,7 @@ def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnis
     meta_path = folder / _META
     if not meta_path.is_file():
         return None
-    torch = _import_torch()
+    torch = import_torch()
     from ._nets import build_network
 
     try:
@@ -502,7 +502,7 @@ def _train_and_save(
     recipe: ZooRecipe, folder: Path, root: Path | None, progress: ProgressFn | None
 ) -> None:
     """Train every model and save its weights and logits (run with pinned kernels)."""
-    torch = _import_torch()
+    torch = import_torch()
     from ._nets import build_network
 
     indices, images, labels = _split_data(recipe, root)
@@ -552,7 +552,7 @@ def _train_and_save(
 def _build(
     recipe: ZooRecipe, folder: Path, root: Path | None, progress: ProgressFn | None
 ) -> FashionMnistZoo:
-    torch = _import_torch()
+    torch = import_torch()
     from ._nets import build_network
 
     t_start = time.perf_counter()
@@ -695,7 +695,7 @@ def load_fashion_mnist_zoo(
     >>> zoo.trained, zoo.logits["test"]["teacher"].shape  # doctest: +SKIP
     (True, (2000, 10))
     """
-    torch = _import_torch()  # fail early, with the install command, if torch is missing
+    torch = import_torch()  # fail early, with the install command, if torch is missing
     del torch
     recipe = default_recipe(reduced) if recipe is None else recipe
     if not isinstance(recipe, ZooRecipe):

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from ..costs import _import_torch, count_flops
+from ..costs import count_flops, import_torch
 from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
 from ..data.zoo import _torch_settings  # fixed threads + deterministic algorithms, restored
 from ..errors import ParameterError, UnknownNameError
@@ -184,7 +184,7 @@ def predict(
     Returns one dict per image with ``boxes``, ``labels``, ``scores``, ``logits`` and
     ``box_logits`` (see :func:`cascadekit.detection.nets.decode` for ``decode_options``).
     """
-    torch = _import_torch()
+    torch = import_torch()
     from .nets import decode
 
     out: list[dict[str, np.ndarray]] = []
@@ -200,7 +200,7 @@ def predict(
 def _train(
     recipe: DetectorRecipe, root: Path | None, progress: Callable[[str, float], None] | None
 ) -> Any:
-    torch = _import_torch()
+    torch = import_torch()
     from .nets import assign_targets, build_detector, detector_loss
 
     seed = int(recipe_hash({"seed": recipe.seed, "name": recipe.name}, length=8), 16)
@@ -278,7 +278,7 @@ def load_detector(
     >>> det.flops  # doctest: +SKIP
     3103744
     """
-    torch = _import_torch()
+    torch = import_torch()
     from .nets import build_detector
 
     if not isinstance(recipe, DetectorRecipe):

@@ -64,9 +64,9 @@ def prefix_flops(
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from ..costs import _import_torch
+    from ..costs import import_torch
 
-    torch = _import_torch()
+    torch = import_torch()
     mods = dict(module.named_modules())
     x = (
         example_input
@@ -279,9 +279,9 @@ def fit_exit_heads(
     >>> heads.graph().n_nodes
     2
     """
-    from ..costs import _import_torch
+    from ..costs import import_torch
 
-    torch = _import_torch()
+    torch = import_torch()
     names = list(layers)
     if not names:
         raise ParameterError("Expected at least one layer to attach an exit head to.")

@@ -201,9 +201,9 @@ def hidden_features(
     >>> [h.shape for h in hidden_features(net, np.zeros((5, 4), np.float32), "1")]
     [(5, 3)]
     """
-    from ..costs import _import_torch
+    from ..costs import import_torch
 
-    torch = _import_torch()
+    torch = import_torch()
     names = [layers] if isinstance(layers, str) else list(layers)
     mods = dict(module.named_modules())
     missing = [nm for nm in names if nm not in mods]

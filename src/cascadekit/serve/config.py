@@ -356,9 +356,9 @@ def _stage_model(doc: Mapping[str, Any], base: Path, where: str, zoo_cache: dict
             raise ConfigError(f"{where}.callable {doc['callable']!r} is not callable.")
         return fn
     from ..adapters import TorchModel
-    from ..costs import _import_torch
+    from ..costs import import_torch
 
-    torch = _import_torch()
+    torch = import_torch()
     if kind == "torchscript":
         module = torch.jit.load(str(_path(base, doc["torchscript"], f"{where}.torchscript")))
         return TorchModel(module, batch_size=batch)

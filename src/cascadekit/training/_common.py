@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..costs import _import_torch
+from ..costs import import_torch
 from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
 from ..errors import (
     ClassCountError,
@@ -25,12 +25,6 @@ from ..errors import (
     SampleCountError,
     TrainingError,
 )
-
-
-def import_torch() -> Any:
-    """torch, or :class:`~cascadekit.errors.MissingDependencyError` naming the pip command."""
-    return _import_torch()
-
 
 #: Bump when a training loop changes in a way that changes the trained weights.
 CODE_VERSION = "training/1"
@@ -240,14 +234,7 @@ def check_teacher_logits(t: Any, n: int, labels: NDArray[np.int64]) -> NDArray[n
 
 def check_width(torch: Any, student: Any, x: Any, n_classes: int, what: str) -> None:
     """The student's output width on one input must be ``n_classes``."""
-    was = student.training
-    student.eval()
-    try:
-        with torch.no_grad():
-            out = student(model_input(torch, x[:1]))
-    finally:
-        student.train(was)
-    shape = tuple(out.shape)
+    shape = probe_shape(torch, student, x)
     if len(shape) != 2 or shape[1] != n_classes:
         raise ClassCountError(
             f"Expected the student to output {n_classes} logits per input ({what}); got shape "
@@ -393,8 +380,8 @@ def prepare(
     return torch, x, y
 
 
-def out_width(torch: Any, student: Any, x: Any) -> int:
-    """Number of output columns of the student on one input (-1 if not 2-D)."""
+def probe_shape(torch: Any, student: Any, x: Any) -> tuple[int, ...]:
+    """Shape of the student's output on one input, in eval mode (its mode is restored)."""
     was = student.training
     student.eval()
     try:
@@ -402,7 +389,13 @@ def out_width(torch: Any, student: Any, x: Any) -> int:
             out = student(model_input(torch, x[:1]))
     finally:
         student.train(was)
-    return int(out.shape[1]) if out.ndim == 2 else -1
+    return tuple(int(d) for d in out.shape)
+
+
+def out_width(torch: Any, student: Any, x: Any) -> int:
+    """Number of output columns of the student on one input (-1 if not 2-D)."""
+    shape = probe_shape(torch, student, x)
+    return shape[1] if len(shape) == 2 else -1
 
 
 def check_label_width(torch: Any, student: Any, x: Any, y: NDArray[np.int64]) -> int:
