@@ -664,16 +664,14 @@ def test_the_command_needs_only_the_core_dependencies() -> None:
     core dependencies, and importing the command pulls no optional one."""
     import subprocess
     import sys
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
     core = {re.split(r"[<>=\[ ]", d)[0] for d in meta["project"]["dependencies"]}
     assert {"numpy", "scipy", "typer", "rich"} <= core
     optional = ["torch", "sklearn", "fastapi", "yaml", "matplotlib", "onnxruntime", "ray", "pandas"]
-    code = (
-        "import sys, cascadekit.cli; "
-        f"print(sorted(m for m in {optional!r} if m in sys.modules))"
-    )
+    code = f"import sys, cascadekit.cli; print(sorted(m for m in {optional!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout

@@ -43,7 +43,7 @@ from .._validation import check_costs
 from ..curves import Curve, speedup_at_teacher_accuracy, threshold_grid
 from ..errors import InfeasibleTargetError, InputShapeError, NonFiniteError, ParameterError
 from .energy import Detections, DetectionScorer
-from .metrics import _MAX_DETS, CocoMAP, MatchedDetections
+from .metrics import MAX_DETECTIONS, CocoMAP, MatchedDetections
 
 __all__ = [
     "DetectionComparison",
@@ -253,12 +253,12 @@ def _flatten_class(
     for i, e in enumerate(eval_imgs):
         if e is None or len(e["dtScores"]) == 0:
             continue
-        dm = np.asarray(e["dtMatches"])[:, :_MAX_DETS]
-        di = np.asarray(e["dtIgnore"], dtype=bool)[:, :_MAX_DETS]
+        dm = np.asarray(e["dtMatches"])[:, :MAX_DETECTIONS]
+        di = np.asarray(e["dtIgnore"], dtype=bool)[:, :MAX_DETECTIONS]
         if rows is not None:
             dm, di = dm[rows], di[rows]
         img.append(np.full(dm.shape[1], i, dtype=np.intp))
-        sc.append(np.asarray(e["dtScores"][:_MAX_DETS], dtype=np.float64))
+        sc.append(np.asarray(e["dtScores"][:MAX_DETECTIONS], dtype=np.float64))
         tp.append(dm > 0)
         ok.append(~di)
     n_t = 10 if rows is None else len(rows)

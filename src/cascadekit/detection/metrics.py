@@ -38,11 +38,11 @@ from numpy.typing import ArrayLike, NDArray
 from ..adapters._base import require
 from ..errors import EmptyInputError, InputShapeError, LabelError, SampleCountError
 from .energy import Detections
-from .nms import _scores, as_boxes
+from .nms import as_box_scores, as_boxes
 
 __all__ = ["CocoMAP", "MatchedDetections", "mean_average_precision"]
 
-_MAX_DETS = 100
+MAX_DETECTIONS = 100
 
 
 def _cocoeval() -> tuple[Any, Any]:
@@ -177,7 +177,7 @@ class CocoMAP:
             where = f"Predictions of image {i}"
             try:
                 b = as_boxes(_get(p, "boxes", where), "boxes")
-                s = _scores(_get(p, "scores", where), b.shape[0])
+                s = as_box_scores(_get(p, "scores", where), b.shape[0])
             except (InputShapeError, SampleCountError) as exc:
                 raise type(exc)(f"{where}: {exc}") from None
             lab = _labels(_get(p, "labels", where), b.shape[0], where, self.n_classes)
@@ -206,7 +206,7 @@ class CocoMAP:
         e = eval_cls(self._gt, self._predictions_coco(predictions), iouType="bbox")
         e.params.areaRng = [[0.0, 1e10]]
         e.params.areaRngLbl = ["all"]
-        e.params.maxDets = [_MAX_DETS]
+        e.params.maxDets = [MAX_DETECTIONS]
         with contextlib.redirect_stdout(io.StringIO()):
             e.evaluate()
         if self._template is None:
