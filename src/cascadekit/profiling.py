@@ -45,7 +45,7 @@ def torch_flops(module: Any, example: Any) -> float:
     60.0
     """
     model = module if isinstance(module, TorchModel) else TorchModel(module)
-    return float(count_flops(model.module, model._to_tensor(example)))
+    return float(count_flops(model.module, model.to_tensor(example)))
 
 
 def onnx_flops(model: Any) -> float:

@@ -130,7 +130,8 @@ class TorchModel(ModelAdapter):
             (p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32
         )
 
-    def _to_tensor(self, batch: Any) -> Any:
+    def to_tensor(self, batch: Any) -> Any:
+        """``batch`` as a tensor of the module's floating dtype on its device (numbers only)."""
         torch = _torch()
         if isinstance(batch, torch.Tensor):
             x = batch
@@ -165,7 +166,7 @@ class TorchModel(ModelAdapter):
     def forward(self, batch: Any) -> NDArray[np.floating[Any]]:
         """Logits of one chunk of inputs."""
         torch = _torch()
-        x = self._to_tensor(batch)
+        x = self.to_tensor(batch)
         with torch.inference_mode():
             try:
                 out = self.module(x)

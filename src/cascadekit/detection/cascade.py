@@ -146,7 +146,7 @@ def detection_cascade_curve(
     n = evaluator.n_images
     s = _as_image_scores(scores, n)
     c = check_costs(costs, 2)
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     finite = s[np.isfinite(s)]
     if finite.size:
         grid = threshold_grid(finite, grid_size)
@@ -212,7 +212,7 @@ def random_detection_curve(
     if isinstance(n_repeats, bool) or not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
         raise ParameterError(f"Expected n_repeats to be an integer >= 1; got {n_repeats!r}.")
     c = check_costs(costs, 2)
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
     rng = np.random.default_rng(seed)
     share = np.linspace(0.0, 1.0, int(n_points))
@@ -350,7 +350,7 @@ def detection_oracle_gains(
         raise ParameterError(
             f"Expected reference 'student', 'teacher' or 'both'; got {reference!r}."
         )
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
     rows = _T_ROWS[key]
     n_rows = 10 if rows is None else len(rows)
@@ -434,7 +434,7 @@ def oracle_detection_curve(
             f"Expected reference in {list(_ORACLE_REFERENCES)}; got {reference!r}."
         )
     c = check_costs(costs, 2)
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
     if shares is None:
         if (

@@ -226,7 +226,8 @@ class CocoMAP:
 
         return {"map": mean(prec), "map_50": mean(prec[0]), "map_75": mean(prec[5])}
 
-    def _as_matched(self, x: Any) -> MatchedDetections:
+    def as_matched(self, x: Any) -> MatchedDetections:
+        """``x`` matched against this evaluator's ground truth (a matching is checked)."""
         m = x if isinstance(x, MatchedDetections) else self.evaluate(x)
         if m.n_images != self.n_images:
             raise SampleCountError(
@@ -236,7 +237,7 @@ class CocoMAP:
 
     def compute(self, predictions: MatchedDetections | Sequence[Any]) -> dict[str, float]:
         """``{"map", "map_50", "map_75"}`` of one detector (predictions or their matching)."""
-        return self._accumulate(self._as_matched(predictions).eval_imgs)
+        return self._accumulate(self.as_matched(predictions).eval_imgs)
 
     def mixed(
         self, matched: Sequence[MatchedDetections | Sequence[Any]], choice: ArrayLike
@@ -245,7 +246,7 @@ class CocoMAP:
 
         A boolean ``choice`` picks ``matched[1]`` where True (e.g. "sent to the teacher").
         """
-        ms = [self._as_matched(m) for m in matched]
+        ms = [self.as_matched(m) for m in matched]
         ch = np.asarray(choice)
         if ch.ndim != 1 or ch.shape[0] != self.n_images:
             raise SampleCountError(
