@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from .adapters import ModelAdapter, OnnxModel, TorchModel, as_model, n_inputs, take, take_slice
-from .adapters._base import require
 from .costs import count_flops, measure_latency
 from .errors import EmptyInputError, ParameterError
 

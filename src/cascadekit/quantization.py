@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._optional import require
 from .costs import import_torch
-from .errors import EmptyInputError, InputShapeError, MissingDependencyError, ParameterError
+from .errors import EmptyInputError, InputShapeError, ParameterError
 
 __all__ = ["Int8Model", "quantize_int8"]
 
@@ -61,16 +62,14 @@ def quiet_torchao() -> Iterator[None]:
 
 
 def _import_pt2e() -> tuple[Any, Any, Any]:
-    try:
-        with quiet_torchao():
-            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    except ImportError as exc:  # pragma: no cover - torchao is installed with the torch extra
-        raise MissingDependencyError(
-            'Int8 quantization needs torchao: pip install "cascadekit[torch]" (or pip install '
-            "torchao)."
-        ) from exc
-    return xiq, prepare_pt2e, convert_pt2e
+    with quiet_torchao():
+        xiq = require(
+            "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer",
+            "torch",
+            "Int8 quantization",
+        )
+        pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "torch", "Int8 quantization")
+    return xiq, pt2e.prepare_pt2e, pt2e.convert_pt2e
 
 
 @dataclass

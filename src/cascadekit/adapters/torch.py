@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import InputShapeError, ParameterError
-from ._base import ModelAdapter, check_batch_size, require
+from ._base import ModelAdapter, check_batch_size
 
 __all__ = ["TorchModel", "expected_input"]
 

@@ -35,7 +35,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..adapters._base import require
+from .._optional import require
 from ..errors import EmptyInputError, InputShapeError, LabelError, SampleCountError
 from .energy import Detections
 from .nms import as_box_scores, as_boxes
