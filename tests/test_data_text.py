@@ -346,7 +346,7 @@ def test_accuracy_unknown_split_or_model() -> None:
     pool = T.TextPool(names=("m",), logits={"test": {"m": np.eye(3)}}, labels=labels)
     with pytest.raises(UnknownNameError, match="Expected a split in"):
         pool.accuracy("dev", "m")
-    with pytest.raises(UnknownNameError, match=r"Expected a model in \['m'\], got 'x'"):
+    with pytest.raises(UnknownNameError, match=r"Expected a model in \['m'\]; got 'x'"):
         pool.accuracy("test", "x")
 
 

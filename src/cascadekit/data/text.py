@@ -78,6 +78,7 @@ from ..errors import (
     UnknownNameError,
 )
 from .cache import atomic_write_npz, cache_root, recipe_hash
+from .pool import LogitPool
 
 __all__ = [
     "CLASSES",
@@ -597,8 +598,8 @@ def _fit_head(
 # the pool
 
 
-@dataclass
-class TextPool:
+@dataclass(kw_only=True)
+class TextPool(LogitPool):
     """Logits, labels and costs of the three text encoders (+ heads) on the tweet splits.
 
     Attributes
@@ -635,36 +636,14 @@ class TextPool:
         True when everything was loaded from the cache (no model was run).
     """
 
-    names: tuple[str, ...]
-    logits: dict[str, dict[str, NDArray[np.float64]]] = field(default_factory=dict)
-    labels: dict[str, NDArray[np.int64]] = field(default_factory=dict)
     texts: dict[str, list[str]] = field(default_factory=dict)
-    latency: dict[str, dict[int, float]] = field(default_factory=dict)
-    flops: dict[str, float] = field(default_factory=dict)
     flops_method: dict[str, str] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
     mean_tokens: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     cache_path: Path = field(default_factory=Path)
     from_cache: bool = False
-
-    def accuracy(self, split: str, name: str) -> float:
-        """Top-1 accuracy of model ``name`` on ``split``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> pool = TextPool(names=("m",), logits={"test": {"m": np.eye(3)}},
-        ...                 labels={"test": np.array([0, 1, 1])})
-        >>> round(pool.accuracy("test", "m"), 3)
-        0.667
-        """
-        if split not in self.logits:
-            raise UnknownNameError(f"Expected a split in {list(self.logits)}, got {split!r}.")
-        if name not in self.logits[split]:
-            raise UnknownNameError(f"Expected a model in {list(self.names)}, got {name!r}.")
-        pred = np.argmax(self.logits[split][name], axis=1)
-        return float(np.mean(pred == self.labels[split]))
+    title: str = "Tweet sentiment: MiniLM-L3 (ONNX) -> MiniLM-L6 -> MPNet-base, linear heads"
 
 
 def _recipe(n_tweets: int, models: tuple[str, ...], seed: int, csv_path: Path) -> dict[str, Any]:

@@ -64,6 +64,7 @@ from .fashion_mnist import (
     load_fashion_mnist,
 )
 from .kernels import KERNELS_ID, kernels_pinned, report_error, report_progress, run_pinned
+from .pool import LogitPool
 
 __all__ = [
     "CODE_VERSION",
@@ -80,6 +81,7 @@ __all__ = [
 #: Bump when the training code changes in a way that changes the trained models.
 CODE_VERSION = "fashion-mnist-zoo/2"
 MODEL_NAMES: tuple[str, ...] = ("student", "intermediate", "teacher")
+ZOO_TITLE = "Fashion-MNIST: MLP student -> CNN -> CNN teacher (trained here, cached)"
 #: ``progress(description, fraction)``: fraction of the whole job done, in [0, 1].
 ProgressFn = Callable[[str, float], None]
 
@@ -231,8 +233,8 @@ class _LazyImages(Mapping[str, NDArray[np.uint8]]):
         return len(self._indices)
 
 
-@dataclass
-class FashionMnistZoo:
+@dataclass(kw_only=True)
+class FashionMnistZoo(LogitPool):
     """Trained Fashion-MNIST models with their logits on every split and their costs.
 
     Attributes
@@ -265,21 +267,12 @@ class FashionMnistZoo:
     recipe: ZooRecipe
     path: Path
     models: dict[str, Any]
-    logits: dict[str, dict[str, NDArray[np.float32]]]
-    labels: dict[str, NDArray[np.int64]]
     indices: dict[str, NDArray[np.int64]]
-    flops: dict[str, int]
-    latency: dict[str, dict[int, float]]
     params: dict[str, int]
     trained: bool
     build_seconds: float
     root: Path | None = None
     _images: _LazyImages | None = field(default=None, repr=False)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Model names in cascade order (cheapest first)."""
-        return self.recipe.names
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -293,37 +286,9 @@ class FashionMnistZoo:
             self._images = _LazyImages(self.indices, self.root)
         return self._images
 
-    def _check(self, split: str | None = None, model: str | None = None) -> None:
-        if split is not None and split not in self.labels:
-            raise UnknownNameError(f"Expected a split in {list(SPLITS)}; got {split!r}.")
-        if model is not None and model not in self.models:
-            raise UnknownNameError(f"Expected a model in {list(self.names)}; got {model!r}.")
-
-    def accuracy(self, split: str, model: str) -> float:
-        """Top-1 accuracy of ``model`` on ``split``, from the cached logits."""
-        self._check(split, model)
-        pred = self.logits[split][model].argmax(axis=1)
-        return float(np.mean(pred == self.labels[split]))
-
-    def costs(self, kind: str = "flops", batch_size: int = 1) -> list[float]:
-        """Per-model costs in cascade order: ``"flops"`` or ``"latency"`` (at ``batch_size``).
-
-        Ready to pass as ``costs=`` to a cascade.
-        """
-        if kind == "flops":
-            return [float(self.flops[n]) for n in self.names]
-        if kind == "latency":
-            if batch_size not in self.latency[self.names[0]]:
-                raise ParameterError(
-                    f"Expected batch_size in {sorted(self.latency[self.names[0]])} (the measured "
-                    f"ones); got {batch_size!r}."
-                )
-            return [float(self.latency[n][batch_size]) for n in self.names]
-        raise UnknownNameError(f"Expected kind 'flops' or 'latency'; got {kind!r}.")
-
     def forward(self, model: str, images: Any) -> NDArray[np.float32]:
         """Run ``model`` on raw pixels ``(n, 28, 28)`` and return float32 logits ``(n, 10)``."""
-        self._check(model=model)
+        self.check(name=model)
         return logits_of(self.models[model], np.asarray(images))
 
     def summary(self) -> dict[str, dict[str, float]]:
@@ -464,6 +429,8 @@ def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnis
     if any(not np.array_equal(current[s], labels[s]) for s in SPLITS):
         return None
     return FashionMnistZoo(
+        names=recipe.names,
+        title=ZOO_TITLE,
         recipe=recipe,
         path=folder,
         models=models,
@@ -603,6 +570,8 @@ def _build(
 
     build_seconds = time.perf_counter() - t_start
     zoo = FashionMnistZoo(
+        names=recipe.names,
+        title=ZOO_TITLE,
         recipe=recipe,
         path=folder,
         models=models,
