@@ -77,6 +77,7 @@ from ..errors import (
     ParameterError,
     UnknownNameError,
 )
+from ..profiling import onnx_flops
 from .cache import atomic_write_npz, cache_root, recipe_hash
 from .pool import LogitPool
 
@@ -362,33 +363,6 @@ def _offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _flops_matmul_graph(model_path: Path, n_tokens: int) -> float:
-    """FLOPs per sequence of an ONNX transformer encoder, counted from its MatMul nodes.
-
-    A MatMul with a weight initializer of shape (k, m) costs ``2 * L * k * m`` FLOPs for ``L``
-    tokens; a MatMul of two activations is an attention product (scores ``Q K^T`` or the
-    weighted sum ``A V``), which costs ``2 * L * L * d`` summed over heads, with ``d`` the hidden
-    size (the width of the word-embedding initializer). Element-wise ops, softmax and layer
-    norms are not counted, as in ``torch.utils.flop_counter``.
-    """
-    onnx = require("onnx", "text", "The text benchmark")
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    inits = {t.name: list(t.dims) for t in graph.initializer}
-    # All weights of this export are initializers; the word embeddings give the hidden size.
-    hidden = max(d[1] for n, d in inits.items() if len(d) == 2 and "word_embeddings" in n)
-    total = 0.0
-    for node in graph.node:
-        if node.op_type != "MatMul":
-            continue
-        w = [inits[i] for i in node.input if i in inits and len(inits[i]) == 2]
-        if w:
-            k, m = w[0]
-            total += 2.0 * n_tokens * k * m
-        else:
-            total += 2.0 * n_tokens * n_tokens * hidden
-    return total
-
-
 class _OnnxMiniLM:
     """paraphrase-MiniLM-L3-v2 on onnxruntime: WordPiece -> token embeddings -> mean pool."""
 
@@ -432,7 +406,9 @@ class _OnnxMiniLM:
         return out.astype(np.float32)
 
     def flops(self, n_tokens: int) -> tuple[float, str]:
-        return _flops_matmul_graph(self.model_path, n_tokens), "onnx-graph-matmuls"
+        onnx = require("onnx", "text", "The text benchmark")
+        proto = onnx.load(str(self.model_path), load_external_data=False)
+        return onnx_flops(proto, sequence_length=n_tokens), "onnx-graph-matmuls"
 
 
 class _STEncoder:
