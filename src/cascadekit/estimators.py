@@ -21,8 +21,9 @@ from numpy.typing import NDArray
 from ._validation import check_temperature
 from .adapters import align_classes, as_model, n_inputs, take
 from .calibration import calibrate_cascade
-from .cascade import Cascade, PredictResult, Stage
+from .cascade import Cascade, Stage
 from .errors import InputShapeError, LabelError, MissingDependencyError, ParameterError
+from .routing import PredictResult
 
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, clone
@@ -345,7 +346,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def predict_cascade(self, X: Any) -> PredictResult:
-        """Run the cascade and return the full :class:`~cascadekit.cascade.PredictResult`.
+        """Run the cascade and return the full :class:`~cascadekit.routing.PredictResult`.
 
         Its ``stage`` says which stage answered each input; ``teacher_share`` how many went to
         the teacher. Its predictions are class indices (``classes_[predictions]`` are labels).

@@ -37,12 +37,12 @@ def reference(served: Any, images: np.ndarray, thresholds: Any = None) -> dict[s
     x = images.astype(np.float32)
     cascade = served.cascade
     r = cascade.predict(x, thresholds=thresholds, probabilities=False)
-    models = cascade._live_models()
+    models = cascade.live_models()
     student = np.argmax(models[0](x), axis=1)
     return {
         "label": r.predictions,
         "stage": r.stage,
-        "score": r.scores[:, 0],
+        "score": r.stage_scores[:, 0],
         "student": student,
     }
 

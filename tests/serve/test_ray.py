@@ -131,7 +131,7 @@ class TestRayData:
         np.testing.assert_array_equal(rows["prediction"], ref.predictions)
         np.testing.assert_array_equal(rows["stage"], ref.stage)
         for k in range(2):
-            np.testing.assert_array_equal(rows[f"score_{k}"], ref.scores[:, k])
+            np.testing.assert_array_equal(rows[f"score_{k}"], ref.stage_scores[:, k])
         np.testing.assert_array_equal(rows["correct"], ref.predictions == labels)
         assert result.n == labels.shape[0]
         np.testing.assert_array_equal(result.stage_counts, np.bincount(ref.stage, minlength=3))
@@ -159,13 +159,13 @@ class TestRayData:
         ref = cascade.predict(images, probabilities=False)
         rows = read_results(tmp_path / "out")
         threshold = float(cascade.thresholds[0])  # type: ignore[index]
-        exempt = _near(ref.scores[:, 0], threshold)
+        exempt = _near(ref.stage_scores[:, 0], threshold)
         assert exempt.mean() < 0.001
         ok = ~exempt
         np.testing.assert_array_equal(rows["prediction"][ok], ref.predictions[ok])
         np.testing.assert_array_equal(rows["stage"][ok], ref.stage[ok])
         np.testing.assert_allclose(
-            rows["score_0"], ref.scores[:, 0], rtol=scores.SCORE_RTOL, atol=1e-5
+            rows["score_0"], ref.stage_scores[:, 0], rtol=scores.SCORE_RTOL, atol=1e-5
         )
         assert result.teacher_share == pytest.approx(ref.teacher_share, abs=0.01)
         assert result.accuracy == pytest.approx(ref.accuracy(labels), abs=0.01)

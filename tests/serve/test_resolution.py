@@ -39,7 +39,7 @@ def whole(served: Any, zoo: Any) -> Any:
 @pytest.fixture(scope="module")
 def near(served: Any, whole: Any) -> np.ndarray:
     t = float(served.cascade.thresholds[0])
-    out = scores.near_threshold(whole.scores[:, 0], t)
+    out = scores.near_threshold(whole.stage_scores[:, 0], t)
     st = served.cascade.stages[0]
     print(
         f"\n{out.mean():.4%} of {N} test inputs lie within numerical resolution of the "
