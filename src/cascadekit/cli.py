@@ -613,12 +613,10 @@ def calibrate(
     out.print(table)
     _write_json(doc, json_out)
     if save_router is not None:
-        th = result.threshold
-        ths = [float(t) for t in th] if isinstance(th, (list, tuple)) else [float(th)]
-        router = Router(
-            score=score,
+        router = Router.from_calibration(
+            result,
+            score,
             temperature=temperature,
-            thresholds=ths,
             costs=cost_list,
             stage_names=[p.stem for p in stages],
             calibration={k: v for k, v in doc.items() if k not in ("score", "temperature")},
@@ -696,10 +694,10 @@ def _calibrate_auto(
             allow_pickle=allow_pickle,
         )
     else:
-        Router(
-            score=res.score,
+        Router.from_calibration(
+            result,
+            res.score,
             temperature=res.temperature,
-            thresholds=[threshold],
             costs=cost_list,
             stage_names=[p.stem for p in stages],
             calibration=cal,
