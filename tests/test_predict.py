@@ -13,7 +13,6 @@ from sklearn.linear_model import LogisticRegression
 
 from cascadekit import Cascade, Stage, scores
 from cascadekit.adapters import CallableModel, OnnxModel, TorchModel, as_model, export_onnx
-from cascadekit.routing import PredictResult
 from cascadekit.errors import (
     ClassCountError,
     InputShapeError,
@@ -23,6 +22,7 @@ from cascadekit.errors import (
     SampleCountError,
     StageError,
 )
+from cascadekit.routing import PredictResult
 
 
 class Recorder:

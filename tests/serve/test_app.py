@@ -12,8 +12,8 @@ import pytest
 from conftest import app_client, make_served
 from serve_helpers import FaultyModel, check_correct_or_flagged, reference
 
+from cascadekit.oip import HEADER_LENGTH
 from cascadekit.serve import BatchPolicy, ServeConfig, create_app
-from cascadekit.serve.protocol import HEADER_LENGTH
 
 pytestmark = pytest.mark.anyio
 URL = "/v2/models/fashion-mnist/infer"

@@ -19,8 +19,8 @@ import pytest
 from conftest import app_client, make_served
 
 from cascadekit import scores
+from cascadekit.oip import HEADER_LENGTH
 from cascadekit.serve import create_app
-from cascadekit.serve.protocol import HEADER_LENGTH
 
 N = 1500
 URL = "/v2/models/fashion-mnist/infer"

@@ -181,13 +181,13 @@ class PolicyRouter:
         g = self.graph
         if not g.is_chain:
             raise RouterFileError(
-                "This learned router's graph is a DAG (an input may skip stages), so it cannot "
+                "This learned policy's graph is a DAG (an input may skip stages), so it cannot "
                 "run as a cascade of stages in order. Route saved logits with "
                 "`cascadekit route` or PolicyRouter.route, or learn a chain policy to serve."
             )
         if self.spec.n_extra:
             raise RouterFileError(
-                f"This learned router also needs {self.spec.n_extra} extra feature columns "
+                f"This learned policy also needs {self.spec.n_extra} extra feature columns "
                 "besides the logits, which a cascade of models does not produce. Route saved "
                 "logits with `cascadekit route --features`, or learn a policy on logits alone."
             )

@@ -51,16 +51,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import CascadeError, DataNotFoundError
+from ..oip import DATATYPES, TensorSpec
 from .batching import BatchPolicy
-from .protocol import DATATYPES, TensorSpec
-
-if TYPE_CHECKING:
-    from .service import ServedModel
+from .model import ServedModel
 
 __all__ = ["ADMIN_TOKEN_ENV", "OVERRIDE_POLICIES", "ConfigError", "ServeConfig", "load_config"]
 
@@ -412,7 +410,6 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     """
     from ..router import Router, decode_threshold
     from ..scores import from_probability_form
-    from .service import ServedModel
 
     p = Path(path)
     doc = _mapping(_load_yaml(p), str(p))
@@ -582,6 +579,11 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         class_maps=class_maps,
         other_class=others,
     )
+    if rule.policy is None and len(rule.thresholds) != len(models) - 1:
+        raise ConfigError(
+            f"The cascade in {str(p)!r} is invalid: Expected {len(models) - 1} threshold(s) for a "
+            f"{len(models)}-stage cascade; got {list(rule.thresholds)}."
+        )
     try:
         cascade = rule.to_cascade(models=models)
     except CascadeError as exc:

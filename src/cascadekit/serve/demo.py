@@ -22,8 +22,8 @@ import numpy as np
 from ..cascade import Cascade, Stage
 from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..errors import InfeasibleTargetError
-from .protocol import TensorSpec
-from .service import ServedModel
+from ..oip import TensorSpec
+from .model import ServedModel
 
 __all__ = ["CLASS_NAMES", "DEMO_INPUT", "DemoChoice", "choose_router", "fashion_mnist_model"]
 

@@ -55,10 +55,11 @@ from ..adapters import ModelAdapter
 from ..adapters._base import require
 from ..cascade import Cascade
 from ..errors import MissingDependencyError, ParameterError, StageError
+from ..oip import DATATYPES, DeadlineExceededError, OverloadedError
 from ..router import decode_threshold, encode_threshold
 from .config import ServeConfig
-from .protocol import DATATYPES, DeadlineExceededError, OverloadedError
-from .service import InferenceService, ServedModel
+from .model import ServedModel
+from .service import InferenceService
 
 __all__ = [
     "ROUTER_NAME",

@@ -25,7 +25,7 @@ Examples
 --------
 >>> import asyncio, numpy as np
 >>> from cascadekit import Cascade, Stage
->>> from cascadekit.serve.protocol import TensorSpec
+>>> from cascadekit.oip import TensorSpec
 >>> student = lambda x: np.stack([x[:, 0], -x[:, 0]], axis=1)
 >>> teacher = lambda x: np.stack([x[:, 0] - 1, 1 - x[:, 0]], axis=1)
 >>> cascade = Cascade([Stage(model=student, score="margin"), Stage(model=teacher)],
@@ -60,12 +60,7 @@ from numpy.typing import NDArray
 from ..adapters import n_inputs, take
 from ..cascade import Cascade
 from ..errors import CascadeError
-from ..router import decode_threshold, encode_threshold
-from ..routing import RoutingState
-from .batching import DaemonExecutor, StageBatcher
-from .config import ServeConfig
-from .metrics import ServeMetrics
-from .protocol import (
+from ..oip import (
     DATATYPES,
     HEADER_LENGTH,
     BadRequestError,
@@ -88,8 +83,14 @@ from .protocol import (
     parse_timeout_parameter,
     server_metadata,
 )
+from ..router import decode_threshold, encode_threshold
+from ..routing import RoutingState
+from .batching import DaemonExecutor, StageBatcher
+from .config import ServeConfig
+from .metrics import ServeMetrics
+from .model import ServedModel
 
-__all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply", "ServedModel"]
+__all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply"]
 
 log = logging.getLogger("cascadekit.serve")
 #: Threshold changes and refused admin calls, at WARNING (shown even without logging set up).
@@ -174,36 +175,6 @@ OUTPUTS: tuple[TensorSpec, ...] = (
 )
 _DEFAULT_OUTPUTS = ("label", "score", "stage", "fallback")
 _JSON = "application/json"
-
-
-@dataclass
-class ServedModel:
-    """A cascade served under a name, with its single input tensor.
-
-    Parameters
-    ----------
-    name : str
-        Model name in the URLs (``/v2/models/{name}``).
-    cascade : Cascade
-        Its stages need live models (``Stage(model=...)``) and thresholds.
-    input : TensorSpec
-        The input tensor (shape with -1 for the batch dimension).
-    preprocess : callable, optional
-        Applied to the decoded input array before the first stage (e.g. a dtype cast).
-    version : str, default="1"
-    class_names : list of str, optional
-        Shown in the metadata.
-    warmup_input : callable, optional
-        ``warmup_input(n)`` returns n valid inputs for the start-up warm-up; defaults to zeros.
-    """
-
-    name: str
-    cascade: Cascade
-    input: TensorSpec
-    preprocess: Callable[[Any], Any] | None = None
-    version: str = "1"
-    class_names: list[str] | None = None
-    warmup_input: Callable[[int], Any] | None = None
 
 
 @dataclass
