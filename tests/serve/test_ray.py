@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray")
 yaml = pytest.importorskip("yaml")
 httpx = pytest.importorskip("httpx")
 
-from cascadekit import Cascade, scores  # noqa: E402
+from cascadekit import Cascade, oip, scores  # noqa: E402
 from cascadekit.errors import ParameterError  # noqa: E402
 from cascadekit.offline import evaluate_offline, read_results, write_parquet_dataset  # noqa: E402
 
@@ -68,7 +68,7 @@ def _free_port() -> int:
 
 
 def _outputs(doc: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {o["name"]: np.asarray(o["data"]) for o in doc["outputs"]}
+    return {o["name"]: oip.decode_tensor(o) for o in doc["outputs"]}
 
 
 def _body(images: np.ndarray, **parameters: Any) -> bytes:
