@@ -25,6 +25,13 @@ A YAML file describes one served model::
              limit_concurrency: 512, threshold_override: allow, trusted_hosts: [localhost],
              docs: true}
 
+The routing rule is one :class:`~cascadekit.router.Router`: the router file's, with the YAML's
+``score``, ``temperature``, ``thresholds`` and each stage's ``cost``, ``name``, ``class_map``
+and ``other_class`` (a specialized student's "other" column) taking precedence, or the YAML's
+alone. :meth:`Router.to_cascade(models=...) <cascadekit.router.Router.to_cascade>` turns it into
+the served cascade, so a specialized router answers in the teacher's classes and keeps its
+"other" gate, and a learned chain policy is served by its exit deciders.
+
 Relative paths are resolved against the YAML file's folder. Every mistake raises
 :class:`ConfigError` naming the field, what was expected and what was found.
 
