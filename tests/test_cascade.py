@@ -52,7 +52,7 @@ def test_route_matches_per_sample_reference(n_stages: int, score: str) -> None:
     np.testing.assert_array_equal(r.stage, stage)
     # scores are NaN exactly where a stage did not run
     for k in range(n_stages - 1):
-        np.testing.assert_array_equal(np.isnan(r.scores[:, k]), r.stage < k)
+        np.testing.assert_array_equal(np.isnan(r.stage_scores[:, k]), r.stage < k)
     expected_cost = np.cumsum(range(1, n_stages + 1))[np.array(stage)].mean() / n_stages
     assert r.relative_cost == pytest.approx(expected_cost)
     assert r.stage_shares.sum() == pytest.approx(1.0)
@@ -99,7 +99,7 @@ def test_specialized_student_gate_and_class_map() -> None:
     np.testing.assert_array_equal(r.stage, [0, 0, 1, 1])
     np.testing.assert_array_equal(r.predictions, [3, 7, 5, 7])
     # the energy is computed over the real classes only
-    assert r.scores[2, 0] == pytest.approx(np.log(2.0))
+    assert r.stage_scores[2, 0] == pytest.approx(np.log(2.0))
     c.thresholds = [-np.inf]
     assert c.route().stage[2] == 1  # the gate holds whatever the threshold
 
@@ -205,7 +205,7 @@ def test_saved_probabilities_are_converted_not_taken_as_logits() -> None:
     for name in ("max_softmax", "margin", "entropy"):
         from_p = Cascade.from_outputs([p, z], score=name, thresholds=[1.0]).route()
         from_z = Cascade.from_outputs([z, z], score=name, thresholds=[1.0]).route()
-        np.testing.assert_allclose(from_p.scores, from_z.scores, rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(from_p.stage_scores, from_z.stage_scores, rtol=1e-6, atol=1e-6)
         np.testing.assert_array_equal(from_p.stage, from_z.stage)
 
 
@@ -213,7 +213,7 @@ def test_a_few_rows_are_taken_as_they_are() -> None:
     # fewer than MIN_ROWS_TO_DETECT rows cannot tell probabilities from logits: no conversion
     rows = np.array([[1.0, 0.0], [0.3, 0.7]])
     res = Cascade.from_outputs([rows, rows], score="margin", thresholds=[0.5]).route()
-    np.testing.assert_allclose(res.scores[:, 0], [1.0, 0.4])
+    np.testing.assert_allclose(res.stage_scores[:, 0], [1.0, 0.4])
 
 
 def test_energy_on_a_live_model_with_probabilities_is_refused_at_construction() -> None:

@@ -641,3 +641,28 @@ def test_brute_force_enumerates_every_policy_on_a_tiny_problem() -> None:
             tot += (1 - correct[k, i]) + lam * sum(g.costs[v] for v in visited) / g.reference_cost
         best = min(best, tot)
     assert best == pytest.approx(_brute_force(g, correct, lam).sum())
+
+
+def test_a_learned_chain_router_routes_as_a_cascade(tmp_path: Path) -> None:
+    """Router.to_cascade runs a chain policy on the routing engine; the CLI's route uses it and
+    answers as the policy itself does."""
+    student, teacher, y = _synthetic(400, 3)
+    spec = FeatureSpec()
+    correct = [student.argmax(1) == y, teacher.argmax(1) == y]
+    pol = LearnedPolicy([1.0, 10.0], lam=0.05).fit([spec.build(student)], correct)
+    save_policy_router(PolicyRouter(pol, spec), tmp_path / "r.json")
+    route, preds = load_policy_router(tmp_path / "r.json").predict([student, teacher])
+    assert 0 < route.teacher_share < 1
+    result = Router.load(tmp_path / "r.json").to_cascade([student, teacher]).route()
+    np.testing.assert_array_equal(result.stage, route.exit_node)
+    np.testing.assert_array_equal(result.predictions, preds)
+    np.save(tmp_path / "s.npy", student)
+    np.save(tmp_path / "t.npy", teacher)
+    out = tmp_path / "routed.json"
+    files = [str(tmp_path / name) for name in ("r.json", "s.npy", "t.npy")]
+    res = runner.invoke(app, ["route", *files, "--json", str(out)])
+    assert res.exit_code == 0, res.output
+    doc = json.loads(out.read_text())
+    assert doc["score"] == "learned" and doc["stage"] == route.exit_node.tolist()
+    assert doc["prediction"] == preds.tolist()
+    assert doc["relative_cost"] == pytest.approx(route.relative_cost)

@@ -13,7 +13,6 @@ from sklearn.linear_model import LogisticRegression
 
 from cascadekit import Cascade, Stage, scores
 from cascadekit.adapters import CallableModel, OnnxModel, TorchModel, as_model, export_onnx
-from cascadekit.cascade import PredictResult
 from cascadekit.errors import (
     ClassCountError,
     InputShapeError,
@@ -23,6 +22,7 @@ from cascadekit.errors import (
     SampleCountError,
     StageError,
 )
+from cascadekit.routing import PredictResult
 
 
 class Recorder:
@@ -90,7 +90,7 @@ def test_teacher_runs_only_on_undecided_rows_and_agrees_with_route(digits, score
     ref = Cascade.from_outputs([z_s, z_t], costs=[1, 20], score=score, thresholds=[th]).route()
     np.testing.assert_array_equal(r.predictions, ref.predictions)
     np.testing.assert_array_equal(r.stage, ref.stage)
-    np.testing.assert_allclose(r.scores, ref.scores)
+    np.testing.assert_allclose(r.stage_scores, ref.stage_scores)
     undecided = np.flatnonzero(ref.stage == 1)
     # the teacher saw exactly the undecided inputs, in order, in dense batches of 16
     np.testing.assert_array_equal(rt.rows, X[undecided])
@@ -136,7 +136,7 @@ def test_thresholds_live_and_per_call(digits) -> None:
     assert r.teacher_share == 0.0 and rt.batches == [] and r.stage_inputs.tolist() == [100, 0]
     c.thresholds = np.inf  # the knob on a live cascade: everything to the teacher
     r = c.predict(X)
-    assert r.teacher_share == 1.0 and np.isnan(r.scores).sum() == 0
+    assert r.teacher_share == 1.0 and np.isnan(r.stage_scores).sum() == 0
     assert c.thresholds == (np.inf,)
 
 
@@ -144,7 +144,7 @@ def test_empty_batch_gives_empty_results(digits) -> None:
     c, rs, rt = _cascade(digits, 8, 8)
     r = c.predict(digits["X"][:0], thresholds=0.5)
     assert isinstance(r, PredictResult)
-    assert r.predictions.shape == (0,) and r.stage.shape == (0,) and r.scores.shape == (0, 1)
+    assert r.predictions.shape == (0,) and r.stage.shape == (0,) and r.stage_scores.shape == (0, 1)
     assert r.probabilities.shape[0] == 0 and rt.batches == [] and rs.batches == []
     assert r.teacher_share == 0.0 and r.relative_cost == 0.0
 
@@ -399,4 +399,4 @@ def test_models_returning_probabilities_are_read_as_probabilities() -> None:
     # the softmax of the answering stage is p itself, not softmax(p)
     np.testing.assert_allclose(r.probabilities, p, atol=1e-9)
     ref = Cascade.from_outputs([p, p], score="margin").route(thresholds=[-np.inf])
-    np.testing.assert_allclose(r.scores, ref.scores)
+    np.testing.assert_allclose(r.stage_scores, ref.stage_scores)

@@ -136,7 +136,7 @@ def test_edge_cloud_split_answers_like_the_local_cascade(
     assert teacher.input_name == "image" and teacher.datatype == "UINT8"  # from the metadata
     want = served.cascade.predict(images.astype(np.float32))
     np.testing.assert_array_equal(got.stage, want.stage)  # same local student, same routing
-    ok = ~(np.abs(want.scores[:, 0] - served.cascade.thresholds[0]) <= TOL)
+    ok = ~(np.abs(want.stage_scores[:, 0] - served.cascade.thresholds[0]) <= TOL)
     np.testing.assert_array_equal(got.predictions[ok], want.predictions[ok])
     assert 0 < got.teacher_share < 1 and not got.fallback.any()
     assert got.stage_inputs[1] == int((got.stage == 1).sum())

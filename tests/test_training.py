@@ -298,7 +298,7 @@ def test_deferral_student_routes_through_a_cascade(
     assert 0 < kept.mean() < 1
     np.testing.assert_array_equal(r.predictions[kept], student.argmax(1)[kept])
     assert r.probabilities is not None and r.probabilities.shape[1] == 10
-    np.testing.assert_array_equal(r.scores[:, 0], deferral(out))
+    np.testing.assert_array_equal(r.stage_scores[:, 0], deferral(out))
     again = training.train_deferral(
         kd.model,
         scaled(data["x_sel"][half]),
@@ -377,7 +377,7 @@ def test_router_files_describe_the_new_scores(tmp_path: Path) -> None:
     loaded = Router.load(path)
     cascade = loaded.to_cascade([z, np.eye(4)[np.arange(50) % 4] * 5])
     assert isinstance(cascade.stages[0].score, RoutingScore)
-    np.testing.assert_allclose(cascade.route().scores[:, 0], p_norm_softmax(z, p=3.0))
+    np.testing.assert_allclose(cascade.route().stage_scores[:, 0], p_norm_softmax(z, p=3.0))
     for name in ("deferral", "agreement"):
         Router(score=name, thresholds=[0.0]).save(path)
         assert routing_columns(Router.load(path).stage_score) == 1

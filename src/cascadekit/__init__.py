@@ -17,8 +17,9 @@ from __future__ import annotations
 
 from . import adapters, calibration, curves, scores, stats
 from ._validation import binary_logits
-from .cascade import Cascade, PredictResult, RouteResult, Stage, assign_stages
+from .cascade import Cascade, Stage, assign_stages
 from .errors import CascadeError
+from .routing import PredictResult, RouteResult
 
 __version__ = "0.1.0"
 

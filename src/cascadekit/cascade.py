@@ -27,16 +27,14 @@ array([0, 1, 1])
 from __future__ import annotations
 
 import time
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import (
-    as_labels,
     as_logits,
     as_stage_output,
     check_costs,
@@ -44,7 +42,6 @@ from ._validation import (
     check_same_samples,
     check_score_suits,
     check_temperature,
-    encode_labels,
 )
 from .adapters import align_classes, as_model, n_inputs, take, take_slice
 from .errors import (
@@ -57,11 +54,11 @@ from .errors import (
     SampleCountError,
     StageError,
     StageUnavailableError,
-    ThresholdRangeWarning,
 )
+from .routing import PredictResult, RouteResult, RoutingState
 from .scores import ScoreFn, get_score
 
-__all__ = ["Cascade", "PredictResult", "RouteResult", "Stage", "StageDecision", "assign_stages"]
+__all__ = ["Cascade", "Stage", "StageDecision", "assign_stages"]
 
 FloatArray = NDArray[np.floating[Any]]
 IntArray = NDArray[np.integer[Any]]
@@ -233,174 +230,6 @@ class Stage:
         return out
 
 
-@dataclass
-class RouteResult:
-    """Per-input outcome of routing through a cascade.
-
-    Attributes
-    ----------
-    predictions : ndarray of shape (n_samples,)
-        Final predicted label of each input.
-    stage : ndarray of shape (n_samples,), int32
-        Index of the stage that answered (0 = first stage, N-1 = last).
-    scores : ndarray of shape (n_samples, N-1)
-        Routing score of each non-final stage that ran on the input; NaN where it did not run.
-    costs : ndarray of shape (N,)
-        Cost of each stage.
-    fallback : ndarray of shape (n_samples,), bool
-        True where a later stage should have answered but could not (it raised
-        :class:`~cascadekit.errors.StageUnavailableError`): ``predictions`` and ``stage`` then
-        come from the last stage that did answer.
-    classes : ndarray of shape (n_classes,) or None
-        The class labels when the stages know them (scikit-learn classifiers' ``classes_``, or
-        ``classes=`` of :meth:`Cascade.from_models`): ``predictions`` are indices into it, and
-        :attr:`predicted_labels` are the labels themselves.
-    """
-
-    predictions: NDArray[np.int64]
-    stage: NDArray[np.int32]
-    scores: FloatArray
-    costs: FloatArray
-    fallback: BoolArray = field(default_factory=lambda: np.zeros(0, dtype=bool))
-    classes: NDArray[Any] | None = None
-
-    def __post_init__(self) -> None:
-        if self.fallback.shape[0] != self.stage.shape[0]:
-            self.fallback = np.zeros(self.stage.shape[0], dtype=bool)
-
-    @property
-    def n_stages(self) -> int:
-        """Number of stages."""
-        return int(self.costs.shape[0])
-
-    @property
-    def score(self) -> FloatArray:
-        """The first stage's routing score of every input."""
-        out: FloatArray = self.scores[:, 0]
-        return out
-
-    @property
-    def stage_shares(self) -> FloatArray:
-        """Share of inputs answered by each stage."""
-        n = max(self.stage.shape[0], 1)
-        out: FloatArray = np.bincount(self.stage, minlength=self.n_stages) / n
-        return out
-
-    @property
-    def teacher_share(self) -> float:
-        """Share of inputs answered by the last stage."""
-        return float(self.stage_shares[-1]) if self.stage.shape[0] else 0.0
-
-    @property
-    def cost_per_input(self) -> FloatArray:
-        """Cost of each input: the sum of the costs of every stage it ran (EBJR)."""
-        out: FloatArray = np.cumsum(self.costs)[self.stage]
-        return out
-
-    @property
-    def relative_cost(self) -> float:
-        """Mean cost per input divided by the cost of the last stage alone."""
-        if self.stage.shape[0] == 0:
-            return 0.0
-        return float(self.cost_per_input.mean() / self.costs[-1])
-
-    @property
-    def predicted_labels(self) -> NDArray[Any]:
-        """Predicted labels: ``classes[predictions]``, or the class indices without ``classes``."""
-        if self.classes is None:
-            return self.predictions
-        out: NDArray[Any] = np.asarray(self.classes)[self.predictions]
-        return out
-
-    def accuracy(self, labels: ArrayLike) -> float:
-        """Share of inputs whose prediction equals ``labels``.
-
-        With ``classes``, ``labels`` are class labels (``"cat"``) or class indices.
-        """
-        y = as_labels(encode_labels(labels, self.classes), n_samples=self.stage.shape[0])
-        return float(np.mean(self.predictions == y))
-
-
-@dataclass
-class PredictResult(RouteResult):
-    """Outcome of :meth:`Cascade.predict` on live models: a :class:`RouteResult` plus extras.
-
-    Attributes
-    ----------
-    probabilities : ndarray of shape (n_samples, n_classes) or None
-        Softmax of the answering stage's logits, in the final label space (through
-        ``class_map``; an "other" column gets probability 0).
-    stage_inputs : ndarray of shape (N,), int64
-        How many inputs each stage's model ran on.
-    stage_seconds : ndarray of shape (N,)
-        Wall-clock time spent inside each stage's model.
-    total_seconds : float
-        Wall-clock time of the whole call.
-    """
-
-    probabilities: FloatArray | None = None
-    stage_inputs: NDArray[np.int64] = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
-    stage_seconds: FloatArray = field(default_factory=lambda: np.zeros(0))
-    total_seconds: float = 0.0
-
-    @property
-    def overhead_seconds(self) -> float:
-        """Time outside the models: scoring, gathering, scattering and checks."""
-        return float(self.total_seconds - self.stage_seconds.sum())
-
-
-def _warn_out_of_range(stage: Stage, threshold: float, d: StageDecision) -> None:
-    """ThresholdRangeWarning when a finite threshold outside the scores sends all of >= 2
-    inputs the same way (an "other" gate that still sends some on is not that)."""
-    scores = d.scores
-    if scores.shape[0] < 2 or not np.isfinite(threshold):
-        return
-    lo, hi = float(scores.min()), float(scores.max())
-    if lo <= threshold <= hi or (threshold < lo and not d.keep.all()):
-        return
-    name = stage.score if isinstance(stage.score, str) else getattr(stage.score, "__name__", "")
-    where, fate, inf = (
-        ("above", "all of them move on to the next stage", "+inf")
-        if threshold > hi
-        else ("below", "all of them stay at this stage", "-inf")
-    )
-    warnings.warn(
-        f"Threshold {threshold:g} of stage {stage.name!r} is {where} every {name} score of the "
-        f"{scores.shape[0]} inputs it sees (they range from {lo:.4g} to {hi:.4g}): {fate}. Use "
-        f"{inf} if that is meant, or a threshold on this score's scale (calibrate one).",
-        ThresholdRangeWarning,
-        stacklevel=3,
-    )
-
-
-def _softmax(z: FloatArray) -> FloatArray:
-    shifted = z - z.max(axis=1, keepdims=True)
-    e = np.exp(shifted)
-    out: FloatArray = e / e.sum(axis=1, keepdims=True)
-    return out
-
-
-def _stage_probabilities(stage: Stage, z: FloatArray, last: bool = False) -> FloatArray:
-    """Softmax of a stage's logits in the final label space (see PredictResult)."""
-    if not last and stage.routing_columns:
-        z = z[:, : z.shape[1] - stage.routing_columns]
-    if stage.other_class is not None:
-        z = z.copy()
-        z[:, stage.other_class % z.shape[1]] = -np.inf
-    p = _softmax(z)
-    if stage.class_map is None:
-        return p
-    cmap = np.asarray(stage.class_map, dtype=np.int64)
-    valid = cmap >= 0
-    width = int(cmap[valid].max()) + 1 if valid.any() else 0
-    onehot = np.zeros((cmap.shape[0], width), dtype=p.dtype)
-    onehot[np.flatnonzero(valid), cmap[valid]] = 1.0
-    out: FloatArray = p @ onehot
-    total = out.sum(axis=1, keepdims=True)
-    np.divide(out, total, out=out, where=total > 0)
-    return out
-
-
 class Cascade:
     """A cascade of N >= 2 stages with a live threshold knob.
 
@@ -532,7 +361,10 @@ class Cascade:
             )
         return tuple(float(v) for v in arr)
 
-    def _resolve_thresholds(self, thresholds: Sequence[float] | float | None) -> tuple[float, ...]:
+    def resolve_thresholds(
+        self, thresholds: Sequence[float] | float | None = None
+    ) -> tuple[float, ...]:
+        """``thresholds`` checked, or the cascade's own; raises when neither is set."""
         if thresholds is not None:
             return self._check_thresholds(thresholds)
         if self._thresholds is None:
@@ -612,33 +444,37 @@ class Cascade:
         -------
         RouteResult
         """
-        ths = self._resolve_thresholds(thresholds)
+        ths = self.resolve_thresholds(thresholds)
         outs = self.stage_outputs(outputs)
-        n = outs[0].shape[0]
-        predictions = np.full(n, -1, dtype=np.int64)
-        stage = np.full(n, self.n_stages - 1, dtype=np.int32)
-        scores = np.full((n, self.n_stages - 1), np.nan, dtype=np.float64)
-        undecided = np.arange(n)
-        for k in range(self.n_stages - 1):
-            if undecided.size == 0:
+        state = self.routing_state(outs[0].shape[0], ths, warn_range=True)
+        rows = np.arange(outs[0].shape[0], dtype=np.int64)
+        for k in range(self.n_stages):
+            if rows.size == 0:
                 break
-            d = self.stages[k].decide(outs[k][undecided], ths[k])
-            _warn_out_of_range(self.stages[k], ths[k], d)
-            scores[undecided, k] = d.scores
-            kept = undecided[d.keep]
-            predictions[kept] = d.predictions[d.keep]
-            stage[kept] = k
-            undecided = undecided[~d.keep]
-        if undecided.size:
-            last = outs[-1][undecided]
-            local = last if last.ndim == 1 else np.argmax(last, axis=1)
-            predictions[undecided] = self.stages[-1].map_classes(local)
-        return RouteResult(
-            predictions=predictions,
-            stage=stage,
-            scores=scores,
+            rows = state.update(k, rows, outs[k][rows])
+        return state.compute()
+
+    def routing_state(
+        self,
+        n_rows: int,
+        thresholds: Sequence[float] | float | None = None,
+        *,
+        probabilities: bool = False,
+        warn_range: bool = False,
+    ) -> RoutingState:
+        """A :class:`~cascadekit.routing.RoutingState` for ``n_rows`` inputs of this cascade.
+
+        ``thresholds`` default to the cascade's own. Every driver (:meth:`route`,
+        :meth:`predict`, the server, Ray Data evaluation) feeds its stages' outputs to one.
+        """
+        return RoutingState(
+            self.stages,
+            self.resolve_thresholds(thresholds),
+            n_rows,
             costs=self.costs,
             classes=self.classes,
+            probabilities=probabilities,
+            warn_range=warn_range,
         )
 
     @classmethod
@@ -690,7 +526,8 @@ class Cascade:
         cascade.classes = found
         return cascade
 
-    def _live_models(self) -> list[Any]:
+    def live_models(self) -> list[Any]:
+        """Every stage's model (wrapped as an adapter); raises for a stage without one."""
         models = []
         for st in self.stages:
             if st.model is None:
@@ -703,8 +540,10 @@ class Cascade:
             models.append(st.model)
         return models
 
-    def _call_stage(self, k: int, model: Any, batch: Any, m: int) -> np.ndarray:
-        """Run stage k's model on one chunk of ``m`` inputs and validate its logits."""
+    def call_stage(self, k: int, model: Any, batch: Any, m: int) -> np.ndarray:
+        """Run stage k's ``model`` on one chunk of ``m`` inputs and check its logits
+        (:meth:`check_stage_output`); a model's exception becomes a
+        :class:`~cascadekit.errors.StageError` naming the stage."""
         st = self.stages[k]
         label = f"Stage {st.name!r} ({getattr(model, 'name', type(model).__name__)})"
         try:
@@ -721,6 +560,13 @@ class Cascade:
                 f"{label} raised {type(exc).__name__}: {exc}. Check that the inputs suit this "
                 "model (the cause is chained below)."
             ) from exc
+        return self.check_stage_output(k, out, m, getattr(model, "name", type(model).__name__))
+
+    def check_stage_output(self, k: int, out: Any, m: int, model_name: str = "") -> np.ndarray:
+        """Stage k's output for ``m`` inputs as a float array, checked: numeric, shape
+        ``(m, n_classes >= 2)``, finite. Raises an error naming the stage otherwise."""
+        st = self.stages[k]
+        label = f"Stage {st.name!r}" + (f" ({model_name})" if model_name else "")
         arr = out if type(out) is np.ndarray else np.asarray(out)
         if arr.dtype.kind not in "fiu":
             raise StageError(
@@ -831,91 +677,64 @@ class Cascade:
         array([0], dtype=int32)
         """
         t_start = time.perf_counter()
-        ths = self._resolve_thresholds(thresholds)
-        models = self._live_models()
+        ths = self.resolve_thresholds(thresholds)
+        models = self.live_models()
         n_stages = self.n_stages
         n = n_inputs(X)
-        predictions = np.full(n, -1, dtype=np.int64)
-        stage = np.full(n, n_stages - 1, dtype=np.int32)
-        scores = np.full((n, n_stages - 1), np.nan, dtype=np.float64)
+        state = self.routing_state(n, ths, probabilities=probabilities)
         stage_inputs = np.zeros(n_stages, dtype=np.int64)
         stage_seconds = np.zeros(n_stages, dtype=np.float64)
-        fallback = np.zeros(n, dtype=bool)
-        prev: tuple[Stage, NDArray[np.int64], FloatArray] | None = None  # deferred inputs' answer
-        parts: list[tuple[NDArray[np.int64], FloatArray]] = []
         seen: dict[int, int] = {}
-        undecided = np.arange(n, dtype=np.int64)
+        rows = np.arange(n, dtype=np.int64)
         for k in range(n_stages):
-            if undecided.size == 0:
+            if rows.size == 0:
                 break
-            st, model = self.stages[k], models[k]
-            m = int(undecided.size)
+            model = models[k]
+            m = int(rows.size)
             bs = getattr(model, "batch_size", None) or m
             chunks: list[np.ndarray] = []
             for lo in range(0, m, bs):
                 hi = min(lo + bs, m)
-                batch = take_slice(X, lo, hi) if k == 0 else take(X, undecided[lo:hi])
+                batch = take_slice(X, lo, hi) if k == 0 else take(X, rows[lo:hi])
                 t0 = time.perf_counter()
                 try:
-                    out = self._call_stage(k, model, batch, hi - lo)
+                    out = self.call_stage(k, model, batch, hi - lo)
                 except StageUnavailableError:
-                    if prev is None:
+                    if k == 0:
                         raise
                     # the previous stage answers inputs lo: of this stage, flagged fallback
                     stage_seconds[k] += time.perf_counter() - t0
-                    rest, (prev_stage, prev_pred, prev_logits) = undecided[lo:], prev
-                    predictions[rest] = prev_pred[lo:]
-                    stage[rest] = k - 1
-                    fallback[rest] = True
-                    if probabilities:
-                        parts.append((rest, _stage_probabilities(prev_stage, prev_logits[lo:])))
-                    undecided, m = undecided[:lo], lo
+                    state.fall_back(k, rows[lo:])
+                    rows, m = rows[:lo], lo
                     break
                 stage_seconds[k] += time.perf_counter() - t0
                 if not chunks:
                     self._check_stage_classes(k, out.shape[1], seen)
                 elif out.shape[1] != chunks[0].shape[1]:
                     raise ClassCountError(
-                        f"Stage {st.name!r} returned {chunks[0].shape[1]} classes for one chunk "
-                        f"and {out.shape[1]} for another; a model must give a fixed number."
+                        f"Stage {self.stages[k].name!r} returned {chunks[0].shape[1]} classes for "
+                        f"one chunk and {out.shape[1]} for another; a model must give a fixed "
+                        "number."
                     )
                 chunks.append(out)
             stage_inputs[k] = m
             if not chunks:
                 break
             logits = chunks[0] if len(chunks) == 1 else np.concatenate(chunks, axis=0)
-            if k < n_stages - 1:
-                d = st.decide(logits, ths[k])
-                scores[undecided, k] = d.scores
-                kept = undecided[d.keep]
-                predictions[kept] = d.predictions[d.keep]
-                stage[kept] = k
-                if probabilities and kept.size:
-                    parts.append((kept, _stage_probabilities(st, logits[d.keep])))
-                undecided = undecided[~d.keep]
-                prev = (st, d.predictions[~d.keep], logits[~d.keep])
-            else:
-                predictions[undecided] = st.map_classes(np.argmax(logits, axis=1))
-                if probabilities:
-                    parts.append((undecided, _stage_probabilities(st, logits, last=True)))
-        proba: FloatArray | None = None
-        if probabilities:
-            last_c = getattr(models[-1], "n_classes", None)
-            width = max([p.shape[1] for _, p in parts] + [int(last_c or 0)])
-            proba = np.zeros((n, width), dtype=np.float64)
-            for idx, p in parts:
-                proba[idx, : p.shape[1]] = p
+            rows = state.update(k, rows, logits)
+        routed = state.compute()
+        last_c = getattr(models[-1], "n_classes", None)
         return PredictResult(
-            predictions=predictions,
-            stage=stage,
-            scores=scores,
-            costs=self.costs,
-            fallback=fallback,
-            probabilities=proba,
+            predictions=routed.predictions,
+            stage=routed.stage,
+            stage_scores=routed.stage_scores,
+            costs=routed.costs,
+            fallback=routed.fallback,
+            classes=routed.classes,
+            probabilities=state.probabilities(last_c),
             stage_inputs=stage_inputs,
             stage_seconds=stage_seconds,
             total_seconds=time.perf_counter() - t_start,
-            classes=self.classes,
         )
 
     def __repr__(self) -> str:

@@ -606,12 +606,10 @@ def calibrate(
     out.print(table)
     _write_json(doc, json_out)
     if save_router is not None:
-        th = result.threshold
-        ths = [float(t) for t in th] if isinstance(th, (list, tuple)) else [float(th)]
-        router = Router(
-            score=score,
+        router = Router.from_calibration(
+            result,
+            score,
             temperature=temperature,
-            thresholds=ths,
             costs=cost_list,
             stage_names=[p.stem for p in stages],
             calibration={k: v for k, v in doc.items() if k not in ("score", "temperature")},
@@ -689,10 +687,10 @@ def _calibrate_auto(
             allow_pickle=allow_pickle,
         )
     else:
-        Router(
-            score=res.score,
+        Router.from_calibration(
+            result,
+            res.score,
             temperature=res.temperature,
-            thresholds=[threshold],
             costs=cost_list,
             stage_names=[p.stem for p in stages],
             calibration=cal,
@@ -726,15 +724,16 @@ def route(
     y = None if labels is None else _load_labels(labels, labels_key, names_)
     if rt.costs is None:
         _note_costs(None)
-    if rt.policy is not None:
-        _route_policy(router, outs, features, y, json_out)
+    if rt.policy is not None and (features is not None or not _is_chain_policy(rt)):
+        _route_policy(router, outs, features, y, json_out)  # a DAG, or extra feature columns
         return
     if features is not None:
         raise ParameterError("--features applies to learned routers only; this one uses a score.")
-    result = rt.to_cascade(outs).route()
+    result = rt.to_cascade(outs).route()  # a learned chain policy too: the same engine
     doc: dict[str, Any] = {
         "n_samples": int(result.stage.shape[0]),
         "thresholds": [None if math.isinf(t) and t > 0 else t for t in rt.thresholds],
+        **({"score": "learned"} if rt.policy is not None else {}),
         "teacher_share": result.teacher_share,
         "relative_cost": result.relative_cost,
         "stage_shares": [float(v) for v in result.stage_shares],
@@ -748,6 +747,15 @@ def route(
         msg += f", accuracy {doc['accuracy']:.4f}"
     out.print(msg)
     _write_json(doc, json_out)
+
+
+def _is_chain_policy(rt: Any) -> bool:
+    """A learned router that runs as a cascade (a chain on logit features alone)."""
+    from .policies import PolicyGraph
+
+    policy = rt.policy or {}
+    graph = PolicyGraph.from_dict(policy["graph"])
+    return graph.is_chain and not (policy.get("features") or {}).get("n_extra")
 
 
 def _route_policy(

@@ -19,11 +19,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ._optional import require
-from ._validation import check_temperature
+from ._validation import check_costs, check_temperature
 from .adapters import align_classes, as_model, n_inputs, take
 from .calibration import calibrate_cascade
-from .cascade import Cascade, PredictResult, Stage
 from .errors import InputShapeError, LabelError, ParameterError
+from .router import Router
+from .routing import PredictResult
+from .scores import get_score
 
 require("sklearn", "sklearn", "CascadeClassifier")
 from sklearn.base import BaseEstimator, ClassifierMixin, clone  # noqa: E402
@@ -138,8 +140,11 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
     classes_ : ndarray of shape (n_classes,)
     threshold_ : float
         The calibrated threshold on the student's routing score.
+    router_ : cascadekit.router.Router
+        The calibrated routing rule (save it with ``router_.save(path)``).
     cascade_ : cascadekit.Cascade
-        The fitted cascade (its ``thresholds`` can be changed live).
+        The fitted cascade, ``router_.to_cascade(models=[student_, teacher_])`` (its
+        ``thresholds`` can be changed live).
     student_, teacher_ : model adapters
         The fitted stages.
     calibration_ : cascadekit.calibration.CalibrationResult
@@ -243,22 +248,8 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         # Cascade.from_models does); logit column j is classes_[j]
         aligned, _ = align_classes(raw, classes=self.classes_)
         self.student_, self.teacher_ = (as_model(m) for m in aligned)
-        self.cascade_ = Cascade(
-            [
-                Stage(
-                    model=self.student_,
-                    cost=1.0 if self.costs is None else float(self.costs[0]),
-                    name="student",
-                    score=self.routing_score,
-                    temperature=self.temperature,
-                ),
-                Stage(
-                    model=self.teacher_,
-                    cost=1.0 if self.costs is None else float(self.costs[1]),
-                    name="teacher",
-                ),
-            ]
-        )
+        self._costs = [float(c) for c in check_costs(self.costs, 2)]
+        get_score(self.routing_score)  # an unknown score name fails before any model runs
         self._calibrate(take(X, cal_idx), y_enc[cal_idx], kind, value, n_fit=fit_idx.size)
         return self
 
@@ -308,21 +299,29 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
                 "No samples are left to calibrate the threshold; pass more data or a larger "
                 "calibration_size."
             )
-        student = self.cascade_.stages[0]
         logits_s = self.student_(X_cal)
         logits_t = self.teacher_(X_cal)
-        scores = np.asarray(student.score_fn()(logits_s, self.temperature), dtype=np.float64)
+        score_fn = get_score(self.routing_score)
+        scores = np.asarray(score_fn(logits_s, self.temperature), dtype=np.float64)
         correct = [np.argmax(z, axis=1) == y_cal for z in (logits_s, logits_t)]
         res = calibrate_cascade(
             [scores],
             correct,
-            self.cascade_.costs,
+            self._costs,
             teacher_share=value if kind == "teacher_share" else None,
             target_accuracy=value if kind == "accuracy" else None,
             max_relative_cost=value if kind == "relative_cost" else None,
         )
-        self.threshold_ = float(np.atleast_1d(res.threshold)[0])
-        self.cascade_.thresholds = [self.threshold_]
+        # the calibrated rule is a router; the router makes the cascade (as everywhere)
+        self.router_ = Router.from_calibration(
+            res,
+            self.routing_score,
+            temperature=self.temperature,
+            costs=self._costs,
+            stage_names=["student", "teacher"],
+        )
+        self.cascade_ = self.router_.to_cascade(models=[self.student_, self.teacher_])
+        self.threshold_ = float(self.router_.thresholds[0])
         self.calibration_ = res
         self.n_fit_ = int(n_fit)
 
@@ -342,7 +341,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         return X
 
     def predict_cascade(self, X: Any) -> PredictResult:
-        """Run the cascade and return the full :class:`~cascadekit.cascade.PredictResult`.
+        """Run the cascade and return the full :class:`~cascadekit.routing.PredictResult`.
 
         Its ``stage`` says which stage answered each input; ``teacher_share`` how many went to
         the teacher. Its predictions are class indices (``classes_[predictions]`` are labels).

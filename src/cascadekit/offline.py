@@ -4,9 +4,10 @@
 one Ray Data operator per stage, each with its own pool of actors: the student scores every row
 and keeps the confident ones (``score >= threshold``, higher = keep); the next stage's model runs
 only on the rows passed on to it, and so on. Per-row results (``id``, ``prediction``, ``stage``,
-``score_0`` ... and, with labels, ``label`` and ``correct``) are written as Parquet; the
-summary (stage shares, accuracy, relative cost) is counted by scanning those files, so nothing
-is ever held in memory whole.
+``fallback``, ``score_0`` ... and, with labels, ``label`` and ``correct``: the fields of
+:class:`~cascadekit.RouteResult`, from the same :class:`~cascadekit.routing.RoutingState`)
+are written as Parquet; the summary (stage shares, accuracy, relative cost) is counted by
+scanning those files, so nothing is ever held in memory whole.
 
 Stages either run their live models on an input column (raw pixels, features, token ids) or
 read saved logits from one column per stage. On saved logits the result is identical to
@@ -49,6 +50,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .cascade import Cascade
 from .errors import MissingDependencyError, ParameterError
+from .routing import RoutingState
 
 __all__ = ["OfflineResult", "evaluate_offline", "read_results", "write_parquet_dataset"]
 
@@ -153,7 +155,7 @@ class _StagePass:
         self.input_column = input_column
         self.logits_column = logits_column
         self.n_stages = cascade.n_stages
-        self.model = None if logits_column is not None else cascade._live_models()[k]
+        self.model = None if logits_column is not None else cascade.live_models()[k]
 
     def _logits(self, batch: Mapping[str, Any], rows: NDArray[np.int64]) -> np.ndarray:
         if self.logits_column is not None:
@@ -163,41 +165,25 @@ class _StagePass:
         x = np.asarray(batch[self.input_column])[rows]
         bs = getattr(self.model, "batch_size", None) or rows.size
         parts = [
-            self.cascade._call_stage(self.k, self.model, x[lo : lo + bs], min(bs, rows.size - lo))
+            self.cascade.call_stage(self.k, self.model, x[lo : lo + bs], min(bs, rows.size - lo))
             for lo in range(0, rows.size, bs)
         ]
         return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        k, n_stages = self.k, self.n_stages
+        k, cascade = self.k, self.cascade
         n = len(batch["id"])
         if k == 0:
-            prediction = np.full(n, -1, dtype=np.int64)
-            stage = np.full(n, -1, dtype=np.int32)
-            scores = [np.full(n, np.nan) for _ in range(n_stages - 1)]
-        else:
-            prediction = np.array(batch["prediction"], dtype=np.int64)
-            stage = np.array(batch["stage"], dtype=np.int32)
-            scores = [np.array(batch[f"score_{j}"], dtype=np.float64) for j in range(n_stages - 1)]
-        rows = np.flatnonzero(stage == -1)
+            state = RoutingState(cascade.stages, self.thresholds, n, costs=cascade.costs)
+        else:  # the routing state travels between the stages' actors as columns
+            state = RoutingState.from_columns(
+                cascade.stages, self.thresholds, batch, costs=cascade.costs
+            )
+        rows = state.pending()
         if rows.size:
-            logits = self._logits(batch, rows)
-            st = self.cascade.stages[k]
-            if k < n_stages - 1:
-                d = st.decide(logits, self.thresholds[k])
-                scores[k][rows] = d.scores
-                kept = rows[d.keep]
-                prediction[kept] = d.predictions[d.keep]
-                stage[kept] = k
-            else:
-                local = logits if logits.ndim == 1 else np.argmax(logits, axis=1)
-                prediction[rows] = st.map_classes(local)
-                stage[rows] = k
+            state.update(k, rows, self._logits(batch, rows))
         out = dict(batch)
-        out["prediction"] = prediction
-        out["stage"] = stage
-        for j, s in enumerate(scores):
-            out[f"score_{j}"] = s
+        out.update(state.to_columns())
         return out
 
 
@@ -272,7 +258,7 @@ def evaluate_offline(
     if not isinstance(cascade, Cascade):
         raise ParameterError(f"Expected a Cascade; got {type(cascade).__name__}.")
     n_stages = cascade.n_stages
-    ths = cascade._resolve_thresholds(thresholds)
+    ths = cascade.resolve_thresholds(thresholds)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ParameterError(f"Expected batch_size to be a positive integer; got {batch_size!r}.")
     n_replicas = _as_list(replicas, n_stages, "replicas", int)
@@ -285,7 +271,7 @@ def evaluate_offline(
             )
         needed = [id_column, *logits_columns]
     else:
-        cascade._live_models()  # a stage without a model fails here, with its message
+        cascade.live_models()  # a stage without a model fails here, with its message
         needed = [id_column, input_column]
     if label_column is not None:
         needed.append(label_column)
@@ -347,7 +333,8 @@ def evaluate_offline(
             compute=ray.data.ActorPoolStrategy(size=n_replicas[k]),
             num_cpus=cpus[k],
         )
-    keep = ["id", "prediction", "stage", *[f"score_{j}" for j in range(n_stages - 1)]]
+    keep = ["id", "prediction", "stage", "fallback"]
+    keep += [f"score_{j}" for j in range(n_stages - 1)]
     if label_column is not None:
         lbl = label_column
 

@@ -40,10 +40,10 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike
 
@@ -52,6 +52,9 @@ from .cascade import Cascade, Stage
 from .errors import DataNotFoundError, RouterFileError
 from .scores import ScoreFn, from_probability_form
 from .training.scores import resolve_score
+
+if TYPE_CHECKING:
+    from .calibration import CalibrationResult
 
 __all__ = [
     "FORMAT",
@@ -76,8 +79,9 @@ class Router:
 
     Parameters
     ----------
-    score : str
-        Registered score name (higher = keep on the stage).
+    score : str or callable
+        Registered score name (higher = keep on the stage); a score function works in memory
+        but cannot be saved.
     thresholds : list of float
         One per non-final stage.
     temperature : float, default=1.0
@@ -96,9 +100,12 @@ class Router:
         :func:`cascadekit.policies.load_policy_router`.
     score_params : dict, optional
         Keyword parameters of the score (``{"p": 3.0}`` for ``p_norm_softmax``).
+    source : Path, optional
+        The file it was loaded from (set by :meth:`load`; a learned policy's parameters are
+        read next to it). Not saved.
     """
 
-    score: str
+    score: str | Callable[..., Any]
     thresholds: list[float]
     temperature: float = 1.0
     costs: list[float] | None = None
@@ -108,11 +115,59 @@ class Router:
     calibration: dict[str, Any] = field(default_factory=dict)
     policy: dict[str, Any] | None = None
     score_params: dict[str, float] | None = None
+    source: Path | None = field(default=None, compare=False, repr=False)
+
+    @classmethod
+    def from_calibration(
+        cls,
+        result: CalibrationResult,
+        score: str | Callable[..., Any],
+        *,
+        temperature: float = 1.0,
+        costs: Sequence[float] | None = None,
+        stage_names: Sequence[str] | None = None,
+        class_maps: Sequence[Sequence[int] | None] | None = None,
+        other_class: Sequence[int | None] | None = None,
+        score_params: dict[str, float] | None = None,
+        calibration: dict[str, Any] | None = None,
+    ) -> Router:
+        """The routing rule of a calibration result: its thresholds on ``score``.
+
+        ``calibration`` (default: ``result.to_dict()``) is kept for the record.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from cascadekit.calibration import calibrate_outputs
+        >>> z = np.array([[3.0, 0.0], [0.5, 0.0], [0.0, 2.0], [0.1, 0.0]])
+        >>> res = calibrate_outputs([z, z], np.array([0, 1, 1, 0]), score="margin",
+        ...                         teacher_share=0.5)
+        >>> r = Router.from_calibration(res, "margin", costs=[1.0, 5.0])
+        >>> r.thresholds, r.to_cascade([z, z]).route().teacher_share
+        ([1.25], 0.5)
+        """
+        th = result.threshold
+        ths = [float(t) for t in th] if isinstance(th, (list, tuple)) else [float(th)]
+        return cls(
+            score=score,
+            thresholds=ths,
+            temperature=float(temperature),
+            costs=None if costs is None else [float(c) for c in costs],
+            stage_names=None if stage_names is None else [str(n) for n in stage_names],
+            class_maps=None
+            if class_maps is None
+            else [None if m is None else list(m) for m in class_maps],
+            other_class=None if other_class is None else list(other_class),
+            calibration=result.to_dict() if calibration is None else dict(calibration),
+            score_params=score_params,
+        )
 
     @property
     def stage_score(self) -> str | ScoreFn:
         """What a :class:`~cascadekit.Stage` routes by: the score's name, or for the scores of
         :mod:`cascadekit.training.scores` the score with its ``score_params`` bound."""
+        if callable(self.score):
+            return self.score
         return resolve_score(self.score, self.score_params)
 
     @property
@@ -122,37 +177,78 @@ class Router:
             return len(self.policy["graph"].get("names") or []) or len(self.thresholds) + 1
         return len(self.thresholds) + 1
 
-    def to_cascade(self, outputs: Sequence[ArrayLike] | None = None) -> Cascade:
-        """Build a :class:`~cascadekit.Cascade` with this rule, optionally over saved outputs."""
-        if self.policy is not None:
-            raise RouterFileError(
-                "This router is a learned policy, not thresholds on a score; apply it with "
-                "cascadekit.policies.load_policy_router(path).route(outputs) or `cascadekit route`."
-            )
+    def to_cascade(
+        self,
+        outputs: Sequence[ArrayLike] | None = None,
+        *,
+        models: Sequence[Any] | None = None,
+        classes: ArrayLike | None = None,
+    ) -> Cascade:
+        """The :class:`~cascadekit.Cascade` this rule describes, over saved outputs or models.
+
+        This is the one way a routing rule becomes a cascade: the CLI, the server's YAML
+        config, its Ray Serve backend and :class:`~cascadekit.CascadeClassifier` all call it.
+        Every field applies: score (with ``score_params``), temperature, thresholds, costs,
+        names, class maps and the "other" gate of a specialized student. A learned policy
+        whose graph is a chain and whose features come from the logits alone routes as a
+        cascade whose scores are its exit deciders (its parameters are read next to
+        :attr:`source`).
+
+        Parameters
+        ----------
+        outputs : sequence of N arrays, optional
+            Saved outputs, one per stage, for :meth:`Cascade.route`.
+        models : sequence of N models, optional
+            Live models, one per stage, for :meth:`Cascade.predict` (anything
+            :func:`cascadekit.adapters.as_model` takes).
+        classes : array-like, optional
+            Class labels of the results.
+
+        Raises
+        ------
+        RouterFileError
+            Not one output or model per stage, or a learned policy that is not a chain of
+            stages fed by their logits.
+        """
         n = self.n_stages
-        if outputs is not None and len(outputs) != n:
-            raise RouterFileError(
-                f"This router routes {n} stages; got outputs for {len(outputs)}. Pass one file "
-                "per stage in the order the router was calibrated."
-            )
-        score = self.stage_score
+        for what, items in (("outputs", outputs), ("models", models)):
+            if items is not None and len(items) != n:
+                raise RouterFileError(
+                    f"This router routes {n} stages; got {what} for {len(items)}. Pass one per "
+                    "stage in the order the router was calibrated."
+                )
+        scores: Sequence[str | ScoreFn]
+        if self.policy is not None:
+            from .policies import load_policy_router
+
+            base = None if self.source is None else self.source.parent
+            scores = load_policy_router(self.to_dict(), base).exit_scores()
+        else:
+            scores = [self.stage_score] * n
         stages = []
         for k in range(n):
             stages.append(
                 Stage(
                     outputs=None if outputs is None else outputs[k],
+                    model=None if models is None else models[k],
                     cost=1.0 if self.costs is None else float(self.costs[k]),
                     name=None if self.stage_names is None else self.stage_names[k],
-                    score=score,
+                    score=scores[min(k, len(scores) - 1)],
                     temperature=self.temperature,
                     class_map=None if self.class_maps is None else self.class_maps[k],
                     other_class=None if self.other_class is None else self.other_class[k],
                 )
             )
-        return Cascade(stages, thresholds=self.thresholds)
+        return Cascade(stages, thresholds=self.thresholds, classes=classes)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (see ``schemas/router.schema.json``)."""
+        if callable(self.score):
+            raise RouterFileError(
+                f"This router routes by the function {getattr(self.score, '__name__', '?')!r}, "
+                "which a router file cannot hold. Register it by name "
+                "(cascadekit.scores.register_score) to save the router."
+            )
         doc = {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
@@ -256,4 +352,6 @@ class Router:
                 f"{str(p)!r} is not valid JSON ({exc}). Re-create it with "
                 "`cascadekit calibrate ... --save-router`."
             ) from exc
-        return cls.from_dict(doc)
+        router = cls.from_dict(doc)
+        router.source = p
+        return router

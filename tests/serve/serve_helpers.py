@@ -37,12 +37,12 @@ def reference(served: Any, images: np.ndarray, thresholds: Any = None) -> dict[s
     x = images.astype(np.float32)
     cascade = served.cascade
     r = cascade.predict(x, thresholds=thresholds, probabilities=False)
-    models = cascade._live_models()
+    models = cascade.live_models()
     student = np.argmax(models[0](x), axis=1)
     return {
         "label": r.predictions,
         "stage": r.stage,
-        "score": r.scores[:, 0],
+        "score": r.stage_scores[:, 0],
         "student": student,
     }
 
@@ -73,3 +73,39 @@ def check_correct_or_flagged(
     sel = same_route
     assert np.array_equal(label[ok][sel], ref["label"][idx][ok][sel]), "wrong labels"
     return int(ok.sum()), int(flagged.sum())
+
+
+# -- toy stages of the driver tests: each input row holds every stage's logits side by side ----
+#: Columns of each toy stage in an input row: a specialized student (2 real classes + "other"),
+#: an intermediate model and the teacher (5 classes each).
+TOY_SLICES = (slice(0, 3), slice(3, 8), slice(8, 13))
+
+
+def toy_student(x: Any) -> np.ndarray:
+    """The specialized student's logits: its classes are the teacher's 4 and 2, then "other"."""
+    return np.asarray(x)[:, TOY_SLICES[0]]
+
+
+def toy_middle(x: Any) -> np.ndarray:
+    """The intermediate stage's logits (the teacher's 5 classes)."""
+    return np.asarray(x)[:, TOY_SLICES[1]]
+
+
+def toy_teacher(x: Any) -> np.ndarray:
+    """The teacher's logits (5 classes)."""
+    return np.asarray(x)[:, TOY_SLICES[2]]
+
+
+def toy_teacher_down(x: Any) -> np.ndarray:
+    """A teacher that cannot be reached (a remote stage timing out, for instance)."""
+    from cascadekit.errors import StageUnavailableError
+
+    raise StageUnavailableError("the toy teacher is down")
+
+
+def toy_inputs(n: int = 400, seed: int = 0) -> np.ndarray:
+    """Rows of toy logits (float32): some confident, some not, some whose student says "other"."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(scale=2.0, size=(n, 13)).astype(np.float32)
+    x[: n // 8, 2] += 6.0  # the student's "other" wins, however confident it is otherwise
+    return x

@@ -12,8 +12,8 @@ import pytest
 from conftest import app_client, make_served
 from serve_helpers import FaultyModel, check_correct_or_flagged, reference
 
+from cascadekit.oip import HEADER_LENGTH
 from cascadekit.serve import BatchPolicy, ServeConfig, create_app
-from cascadekit.serve.protocol import HEADER_LENGTH
 
 pytestmark = pytest.mark.anyio
 URL = "/v2/models/fashion-mnist/infer"
@@ -84,7 +84,7 @@ async def test_infer_matches_offline_cascade(served: Any, test_images: Any) -> N
 async def test_threshold_override_and_probabilities(served: Any, test_images: Any) -> None:
     images = test_images[0][:50]
     ref_student = reference(served, images)["student"]
-    teacher = np.argmax(served.cascade._live_models()[1](images.astype(np.float32)), axis=1)
+    teacher = np.argmax(served.cascade.live_models()[1](images.astype(np.float32)), axis=1)
     async with app_client(create_app(served)) as c:
         r = await c.post(URL, json=body(images, threshold="-inf", probabilities=True))
         out = outputs(r)

@@ -24,8 +24,8 @@ import pytest
 from conftest import app_client, free_port, uvicorn_thread
 
 from cascadekit import Cascade, Stage
+from cascadekit.oip import HEADER_LENGTH
 from cascadekit.serve import BatchPolicy, ServeConfig, TensorSpec, create_app
-from cascadekit.serve.protocol import HEADER_LENGTH
 
 pytestmark = pytest.mark.anyio
 URL = "/v2/models/toy/infer"

@@ -27,7 +27,7 @@ ray = pytest.importorskip("ray")
 yaml = pytest.importorskip("yaml")
 httpx = pytest.importorskip("httpx")
 
-from cascadekit import Cascade, scores  # noqa: E402
+from cascadekit import Cascade, oip, scores  # noqa: E402
 from cascadekit.errors import ParameterError  # noqa: E402
 from cascadekit.offline import evaluate_offline, read_results, write_parquet_dataset  # noqa: E402
 
@@ -68,7 +68,7 @@ def _free_port() -> int:
 
 
 def _outputs(doc: dict[str, Any]) -> dict[str, np.ndarray]:
-    return {o["name"]: np.asarray(o["data"]) for o in doc["outputs"]}
+    return {o["name"]: oip.decode_tensor(o) for o in doc["outputs"]}
 
 
 def _body(images: np.ndarray, **parameters: Any) -> bytes:
@@ -131,13 +131,46 @@ class TestRayData:
         np.testing.assert_array_equal(rows["prediction"], ref.predictions)
         np.testing.assert_array_equal(rows["stage"], ref.stage)
         for k in range(2):
-            np.testing.assert_array_equal(rows[f"score_{k}"], ref.scores[:, k])
+            np.testing.assert_array_equal(rows[f"score_{k}"], ref.stage_scores[:, k])
+        np.testing.assert_array_equal(rows["fallback"], ref.fallback)
         np.testing.assert_array_equal(rows["correct"], ref.predictions == labels)
         assert result.n == labels.shape[0]
         np.testing.assert_array_equal(result.stage_counts, np.bincount(ref.stage, minlength=3))
         assert result.accuracy == ref.accuracy(labels)
         assert result.relative_cost == pytest.approx(ref.relative_cost, rel=1e-12)
         assert 0 < result.stage_shares[1] and 0 < result.teacher_share < 1
+
+    def test_specialized_router_equals_route_field_by_field(
+        self, ray_session: Any, tmp_path: Path
+    ) -> None:
+        """The checked-in toy router of test_drivers.py ("other" gate, class map, 3 stages)."""
+        from serve_helpers import TOY_SLICES, toy_inputs
+
+        from cascadekit.router import Router
+
+        x = toy_inputs(1000)
+        outputs = [x[:, s] for s in TOY_SLICES]
+        names = ["student", "middle", "teacher"]
+        write_parquet_dataset(tmp_path / "data", logits=dict(zip(names, outputs, strict=True)))
+        cascade = Router.load(ROOT / "tests" / "data" / "router_toy_specialized.json").to_cascade(
+            outputs
+        )
+        evaluate_offline(
+            tmp_path / "data",
+            cascade,
+            tmp_path / "out",
+            logits_columns=names,
+            batch_size=300,
+            num_cpus=0.25,
+        )
+        ref = cascade.route()
+        rows = read_results(tmp_path / "out")
+        np.testing.assert_array_equal(rows["prediction"], ref.predictions)
+        np.testing.assert_array_equal(rows["stage"], ref.stage)
+        np.testing.assert_array_equal(rows["fallback"], ref.fallback)
+        for k in range(2):
+            np.testing.assert_array_equal(rows[f"score_{k}"], ref.stage_scores[:, k])
+        assert set(ref.stage.tolist()) == {0, 1, 2}
 
     def test_live_models_equal_in_process_predict(
         self, ray_session: Any, zoo: Any, choice: Any, tmp_path: Path
@@ -159,13 +192,13 @@ class TestRayData:
         ref = cascade.predict(images, probabilities=False)
         rows = read_results(tmp_path / "out")
         threshold = float(cascade.thresholds[0])  # type: ignore[index]
-        exempt = _near(ref.scores[:, 0], threshold)
+        exempt = _near(ref.stage_scores[:, 0], threshold)
         assert exempt.mean() < 0.001
         ok = ~exempt
         np.testing.assert_array_equal(rows["prediction"][ok], ref.predictions[ok])
         np.testing.assert_array_equal(rows["stage"][ok], ref.stage[ok])
         np.testing.assert_allclose(
-            rows["score_0"], ref.scores[:, 0], rtol=scores.SCORE_RTOL, atol=1e-5
+            rows["score_0"], ref.stage_scores[:, 0], rtol=scores.SCORE_RTOL, atol=1e-5
         )
         assert result.teacher_share == pytest.approx(ref.teacher_share, abs=0.01)
         assert result.accuracy == pytest.approx(ref.accuracy(labels), abs=0.01)
@@ -304,6 +337,19 @@ class TestRayServe:
             assert not g["fallback"].any()
             n_compared += int(ok.sum())
         assert n_compared >= sum(sizes) - 1
+        # every field of the routing engine, also every stage's score
+        fields = ["label", "stage", "stage_scores", "fallback"]
+        doc = json.loads(_body(images[:200]))
+        doc["outputs"] = [{"name": n} for n in fields]
+        body = json.dumps(doc).encode()
+        g = _outputs(client.post(path, content=body).json())
+        w = _outputs(_in_process(served, [body], path)[0][1])
+        ok = ~_near(w["stage_scores"][:, 0], threshold)
+        for name in ("label", "stage", "fallback"):
+            np.testing.assert_array_equal(g[name][ok], w[name][ok])
+        np.testing.assert_allclose(
+            g["stage_scores"], w["stage_scores"], rtol=scores.SCORE_RTOL, atol=1e-5
+        )
         # errors and metadata are the same documents
         assert got[-2] == want[-2] and got[-2][0] == 400
         assert got[-1] == want[-1]

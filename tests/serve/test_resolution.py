@@ -19,8 +19,8 @@ import pytest
 from conftest import app_client, make_served
 
 from cascadekit import scores
+from cascadekit.oip import HEADER_LENGTH
 from cascadekit.serve import create_app
-from cascadekit.serve.protocol import HEADER_LENGTH
 
 N = 1500
 URL = "/v2/models/fashion-mnist/infer"
@@ -39,7 +39,7 @@ def whole(served: Any, zoo: Any) -> Any:
 @pytest.fixture(scope="module")
 def near(served: Any, whole: Any) -> np.ndarray:
     t = float(served.cascade.thresholds[0])
-    out = scores.near_threshold(whole.scores[:, 0], t)
+    out = scores.near_threshold(whole.stage_scores[:, 0], t)
     st = served.cascade.stages[0]
     print(
         f"\n{out.mean():.4%} of {N} test inputs lie within numerical resolution of the "

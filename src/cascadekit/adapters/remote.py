@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .. import oip
 from .._optional import require
 from ..errors import ParameterError, StageError, StageUnavailableError
 from ._base import ModelAdapter, check_batch_size, n_inputs
@@ -55,16 +56,17 @@ def _httpx() -> Any:
 
 
 def _datatypes() -> dict[str, np.dtype[Any]]:
-    """Protocol datatype -> numpy dtype, from the server's codec (numpy-only, no web framework)."""
-    from ..serve.protocol import DATATYPES
-
-    return {k: v for k, v in DATATYPES.items() if k != "BYTES"}
+    """Protocol datatype -> numpy dtype (numeric and boolean), from :mod:`cascadekit.oip`."""
+    return {k: v for k, v in oip.DATATYPES.items() if k != "BYTES"}
 
 
 def _oip_datatype(arr: np.ndarray, owner: str) -> str:
-    for name, dtype in _datatypes().items():
-        if dtype == arr.dtype:
-            return name
+    try:
+        name = oip.datatype_of(arr.dtype)
+    except oip.ProtocolError:
+        name = "BYTES"
+    if name != "BYTES":
+        return name
     raise StageError(
         f"{owner} can send numeric or boolean arrays; got dtype {arr.dtype}. Convert the "
         "inputs (e.g. np.asarray(x, dtype=np.float32)) before calling the remote model."
@@ -492,14 +494,9 @@ class RemoteModel(ModelAdapter):
                 "RemoteModel; is a proxy rewriting the response?)."
             )
         try:
-            arr = np.asarray(data, dtype=np.float64)
-        except (TypeError, ValueError):
-            raise StageError(f"{where}: expected a flat list of numbers in 'data'.") from None
-        if arr.size != shape[0] * shape[1]:
-            raise StageError(
-                f"{where}: shape {shape} needs {shape[0] * shape[1]} values; got {arr.size}."
-            )
-        arr = arr.reshape(shape)
+            arr = oip.decode_tensor(out).astype(np.float64, copy=False)
+        except oip.ProtocolError as exc:
+            raise StageError(f"{where}: {exc}") from None
         as_proba = self.probabilities
         if as_proba is None:
             as_proba = "prob" in str(oname).lower()
@@ -528,22 +525,15 @@ class RemoteModel(ModelAdapter):
                 f"RemoteModel {self.name!r} got {int((~np.isfinite(arr)).sum())} non-finite "
                 "input values (NaN or inf), which JSON cannot carry. Clean the inputs first."
             )
-        payload: list[Any] = arr.astype(_datatypes()[datatype], copy=False).ravel().tolist()
-        request: dict[str, Any] = {
-            "inputs": [
-                {
-                    "name": input_name,
-                    "shape": list(arr.shape),
-                    "datatype": datatype,
-                    "data": payload,
-                }
-            ]
-        }
-        if self.output is not None:
-            request["outputs"] = [{"name": self.output}]
-        if self.parameters:
-            request["parameters"] = self.parameters
-        body = json.dumps(request).encode()
+        body, _ = oip.encode_infer_request(
+            [
+                oip.OutputTensor(
+                    input_name, arr.astype(_datatypes()[datatype], copy=False), datatype
+                )
+            ],
+            outputs=None if self.output is None else [self.output],
+            parameters=self.parameters or None,
+        )
         response = self._request("POST", self.infer_url, body, deadline)
         out = self._decode(self._json(response, "inference request"), m)
         if self.n_classes is None:

@@ -43,7 +43,13 @@ from ._core import (
     wbc_targets,
 )
 from ._graph import PolicyGraph
-from ._io import FeatureSpec, PolicyRouter, load_policy_router, save_policy_router
+from ._io import (
+    FeatureSpec,
+    PolicyExitScore,
+    PolicyRouter,
+    load_policy_router,
+    save_policy_router,
+)
 from .auto import AutoResult, auto_select
 from .early_exit import ExitHeads, fit_exit_heads
 from .features import (
@@ -62,6 +68,7 @@ __all__ = [
     "ExitHeads",
     "FeatureSpec",
     "LearnedPolicy",
+    "PolicyExitScore",
     "PolicyGraph",
     "PolicyRoute",
     "PolicyRouter",

@@ -48,7 +48,13 @@ from ._core import LearnedPolicy, PolicyRoute
 from ._graph import PolicyGraph
 from .features import logit_features, stack_features
 
-__all__ = ["FeatureSpec", "PolicyRouter", "load_policy_router", "save_policy_router"]
+__all__ = [
+    "FeatureSpec",
+    "PolicyExitScore",
+    "PolicyRouter",
+    "load_policy_router",
+    "save_policy_router",
+]
 
 
 @dataclass(frozen=True)
@@ -159,6 +165,34 @@ class PolicyRouter:
                 feats.append(spec.build(outputs[k], extra if k == 0 else None))
         return feats
 
+    def exit_scores(self) -> list[PolicyExitScore]:
+        """Per non-final stage, its exit decider as a routing score of that stage's logits.
+
+        Higher = exit (keep on this stage); an input stays at stage k when the score is
+        ``>= thresholds[k]``, exactly as :meth:`route` decides on a chain. This is how
+        :meth:`cascadekit.router.Router.to_cascade` turns a learned router into a cascade.
+
+        Raises
+        ------
+        RouterFileError
+            The graph is not a chain (a DAG skips stages), or the policy needs extra feature
+            columns besides the logits.
+        """
+        g = self.graph
+        if not g.is_chain:
+            raise RouterFileError(
+                "This learned policy's graph is a DAG (an input may skip stages), so it cannot "
+                "run as a cascade of stages in order. Route saved logits with "
+                "`cascadekit route` or PolicyRouter.route, or learn a chain policy to serve."
+            )
+        if self.spec.n_extra:
+            raise RouterFileError(
+                f"This learned policy also needs {self.spec.n_extra} extra feature columns "
+                "besides the logits, which a cascade of models does not produce. Route saved "
+                "logits with `cascadekit route --features`, or learn a policy on logits alone."
+            )
+        return [PolicyExitScore(self, k) for k in range(g.n_nodes - 1)]
+
     def route(self, outputs: Sequence[ArrayLike], extra: ArrayLike | None = None) -> PolicyRoute:
         """Route saved per-node logits (the last node may be labels only)."""
         return self.policy.route(self.features(outputs, extra))
@@ -175,6 +209,26 @@ class PolicyRouter:
             ]
         )
         return r, r.predictions(preds)
+
+
+class PolicyExitScore:
+    """Node ``node``'s exit decider of a learned policy, as a score of that node's logits.
+
+    Called as ``score(logits, temperature)`` like the scores of :mod:`cascadekit.scores`
+    (the temperature is the policy's own, from its feature recipe); higher = exit here.
+    """
+
+    def __init__(self, router: PolicyRouter, node: int) -> None:
+        self.router = router
+        self.node = node
+        self.__name__ = f"learned[{node}]"
+
+    def __call__(self, logits: ArrayLike, temperature: float = 1.0) -> NDArray[np.float64]:
+        spec = replace(self.router.spec, n_extra=0)
+        return self.router.policy.exit_score(spec.build(logits), node=self.node)
+
+    def __repr__(self) -> str:
+        return f"PolicyExitScore(node={self.node})"
 
 
 def _decider_arrays(policy: LearnedPolicy) -> tuple[list[list[dict[str, Any]]], dict[str, Any]]:

@@ -3,7 +3,9 @@ a live threshold knob, graceful fallback to the student, and Prometheus metrics.
 
 Install with ``pip install "cascadekit[serve]"``. Layers, each usable on its own:
 
-- :mod:`~cascadekit.serve.protocol`: the v2 codec (JSON and binary tensor data), numpy only;
+- :mod:`cascadekit.oip` (outside this package): the v2 codec (JSON and binary tensor data),
+  numpy only, shared with :class:`~cascadekit.adapters.RemoteModel`;
+- :mod:`~cascadekit.serve.model`: :class:`ServedModel`, a cascade served under a name;
 - :mod:`~cascadekit.serve.batching`: :class:`StageBatcher`, one dynamic batcher per stage;
 - :mod:`~cascadekit.serve.service`: :class:`InferenceService`, the framework-free core
   (routing, fallbacks, readiness, draining, admin), from raw bytes to a :class:`Reply`;
@@ -20,12 +22,7 @@ Examples
 
 from __future__ import annotations
 
-from .app import create_app, run
-from .batching import BatchPolicy, StageBatcher
-from .config import ADMIN_TOKEN_ENV, ConfigError, ServeConfig, load_config
-from .demo import fashion_mnist_model
-from .metrics import ServeMetrics
-from .protocol import (
+from ..oip import (
     BadRequestError,
     DeadlineExceededError,
     ModelNotFoundError,
@@ -34,7 +31,13 @@ from .protocol import (
     ProtocolError,
     TensorSpec,
 )
-from .service import InferenceService, InferResult, Reply, ServedModel
+from .app import create_app, run
+from .batching import BatchPolicy, StageBatcher
+from .config import ADMIN_TOKEN_ENV, ConfigError, ServeConfig, load_config
+from .demo import fashion_mnist_model
+from .metrics import ServeMetrics
+from .model import ServedModel
+from .service import InferenceService, InferResult, Reply
 
 __all__ = [
     "ADMIN_TOKEN_ENV",

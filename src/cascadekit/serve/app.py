@@ -44,9 +44,7 @@ from typing import Any
 
 from .._optional import require
 from ..cascade import Cascade
-from .config import ServeConfig
-from .metrics import ServeMetrics
-from .protocol import (
+from ..oip import (
     DATATYPES,
     HEADER_LENGTH,
     BadRequestError,
@@ -55,7 +53,10 @@ from .protocol import (
     TensorSpec,
     encode_error,
 )
-from .service import InferenceService, Reply, ServedModel
+from .config import ServeConfig
+from .metrics import ServeMetrics
+from .model import ServedModel
+from .service import InferenceService, Reply
 
 __all__ = ["INFER_REQUEST_SCHEMA", "create_app", "run", "uvicorn_config"]
 

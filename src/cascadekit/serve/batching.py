@@ -7,7 +7,7 @@ at most ``max_batch_size`` inputs, waiting at most ``max_wait`` seconds after th
 arrives, runs the model once in a dedicated thread, and hands each block its rows back.
 
 The queue is bounded in *inputs* (``max_queue``): a block that does not fit is refused at once
-with :class:`~cascadekit.serve.protocol.OverloadedError` (HTTP 503 with ``Retry-After`` for the
+with :class:`~cascadekit.oip.OverloadedError` (HTTP 503 with ``Retry-After`` for the
 first stage; a fallback to the earlier stage's answer for later stages). Blocks whose deadline has
 passed, or whose caller stopped waiting, are dropped before the model runs.
 
@@ -46,7 +46,7 @@ import numpy as np
 
 from ..adapters import n_inputs
 from ..errors import ParameterError, StageUnavailableError
-from .protocol import DeadlineExceededError, OverloadedError
+from ..oip import DeadlineExceededError, OverloadedError
 
 __all__ = ["BatchPolicy", "BatcherStats", "StageBatcher"]
 
@@ -272,7 +272,7 @@ class StageBatcher:
         timeout : float, optional
             Longest wait in seconds for the queued blocks and the running batch. Past it, the
             worker is cancelled and the blocks still waiting get
-            :class:`~cascadekit.serve.protocol.OverloadedError`; a model call still running
+            :class:`~cascadekit.oip.OverloadedError`; a model call still running
             is abandoned in its daemon thread.
 
         Returns

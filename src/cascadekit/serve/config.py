@@ -25,6 +25,13 @@ A YAML file describes one served model::
              limit_concurrency: 512, threshold_override: allow, trusted_hosts: [localhost],
              docs: true}
 
+The routing rule is one :class:`~cascadekit.router.Router`: the router file's, with the YAML's
+``score``, ``temperature``, ``thresholds`` and each stage's ``cost``, ``name``, ``class_map``
+and ``other_class`` (a specialized student's "other" column) taking precedence, or the YAML's
+alone. :meth:`Router.to_cascade(models=...) <cascadekit.router.Router.to_cascade>` turns it into
+the served cascade, so a specialized router answers in the teacher's classes and keeps its
+"other" gate, and a learned chain policy is served by its exit deciders.
+
 Relative paths are resolved against the YAML file's folder. Every mistake raises
 :class:`ConfigError` naming the field, what was expected and what was found.
 
@@ -51,16 +58,14 @@ import os
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from ..errors import CascadeError, DataNotFoundError
+from ..oip import DATATYPES, TensorSpec
 from .batching import BatchPolicy
-from .protocol import DATATYPES, TensorSpec
-
-if TYPE_CHECKING:
-    from .service import ServedModel
+from .model import ServedModel
 
 __all__ = ["ADMIN_TOKEN_ENV", "OVERRIDE_POLICIES", "ConfigError", "ServeConfig", "load_config"]
 
@@ -410,10 +415,8 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     DataNotFoundError
         The YAML file or a model file it names does not exist.
     """
-    from ..cascade import Cascade, Stage
     from ..router import Router, decode_threshold
     from ..scores import from_probability_form
-    from .service import ServedModel
 
     p = Path(path)
     doc = _mapping(_load_yaml(p), str(p))
@@ -471,7 +474,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     )
 
     router = Router.load(_path(base, doc["router"], "router")) if "router" in doc else None
-    score = doc.get("score", router.stage_score if router else "energy")
+    score = doc.get("score", router.score if router else "energy")
     temperature = doc.get("temperature", router.temperature if router else 1.0)
     raw_ths = doc.get("thresholds", None)
     thresholds = (
@@ -535,7 +538,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         else 1.0
     )
     zoo_cache: dict[str, Any] = {}
-    stages, policies, timeouts = [], [], []
+    models, costs, names, class_maps, others, policies, timeouts = [], [], [], [], [], [], []
     for i, sd in enumerate(stage_docs):
         where = f"stages[{i}]"
         sd = _mapping(sd, where)
@@ -549,31 +552,47 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
                 "timeout_ms",
                 "model_batch_size",
                 "class_map",
+                "other_class",
                 "zoo_reduced",
             ),
             where,
         )
-        model = _stage_model(sd, base, where, zoo_cache)
-        cost = sd.get("cost", router.costs[i] if router and router.costs else 1.0)
-        stages.append(
-            Stage(
-                model=model,
-                cost=cost,
-                name=sd.get("name")
-                or (router.stage_names[i] if router and router.stage_names else None),
-                score=score,
-                temperature=temperature,
-                class_map=sd.get("class_map"),
+        models.append(_stage_model(sd, base, where, zoo_cache))
+        costs.append(
+            sd.get(
+                "cost",
+                router.costs[i] if router and router.costs and i < len(router.costs) else 1.0,
             )
         )
+        names.append(sd.get("name") or _entry(router.stage_names if router else None, i))
+        class_maps.append(sd.get("class_map", _entry(router.class_maps if router else None, i)))
+        others.append(sd.get("other_class", _entry(router.other_class if router else None, i)))
         policies.append(_batching(sd.get("batching"), f"{where}.batching", default_policy))
         timeouts.append(
             _positive(f"{where}.timeout_ms", sd["timeout_ms"]) / 1e3
             if "timeout_ms" in sd
             else (None if i == 0 else default_stage_timeout)
         )
+    # the YAML's fields and the router file make one rule; the rule makes the cascade
+    rule = Router(score=score, thresholds=thresholds) if router is None else router
+    rule = replace(
+        rule,
+        score=score,
+        score_params=rule.score_params if score == rule.score else None,
+        temperature=float(temperature),
+        thresholds=list(thresholds),
+        costs=[float(c) for c in costs],
+        stage_names=names,
+        class_maps=class_maps,
+        other_class=others,
+    )
+    if rule.policy is None and len(rule.thresholds) != len(models) - 1:
+        raise ConfigError(
+            f"The cascade in {str(p)!r} is invalid: Expected {len(models) - 1} threshold(s) for a "
+            f"{len(models)}-stage cascade; got {list(rule.thresholds)}."
+        )
     try:
-        cascade = Cascade(stages, thresholds=thresholds)
+        cascade = rule.to_cascade(models=models)
     except CascadeError as exc:
         raise ConfigError(f"The cascade in {str(p)!r} is invalid: {exc}") from exc
     dtype = np.float32
@@ -624,6 +643,11 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         class_names=None if class_names is None else [str(c) for c in class_names],
     )
     return served, config
+
+
+def _entry(values: Sequence[Any] | None, i: int) -> Any:
+    """``values[i]``, or None when there are no values (or too few)."""
+    return None if values is None or i >= len(values) else values[i]
 
 
 def with_overrides(config: ServeConfig, **changes: Any) -> ServeConfig:

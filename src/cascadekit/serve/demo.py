@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
-from ..cascade import Cascade, Stage
 from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..errors import InfeasibleTargetError
-from .protocol import TensorSpec
-from .service import ServedModel
+from ..oip import TensorSpec
+from ..router import Router
+from .model import ServedModel
 
 __all__ = ["CLASS_NAMES", "DEMO_INPUT", "DemoChoice", "choose_router", "fashion_mnist_model"]
 
@@ -142,31 +142,19 @@ def fashion_mnist_model(
     costs = [float(zoo.flops["student"]), float(zoo.flops["teacher"])]
     student = TorchModel(zoo.models["student"], batch_size=model_batch_size, name="student")
     teacher = TorchModel(zoo.models["teacher"], batch_size=model_batch_size, name="teacher")
-    if teacher_only:
-        stages = [
-            Stage(
-                model=teacher,
-                cost=costs[1],
-                name="teacher",
-                score=choice.score,
-                temperature=choice.temperature,
-            ),
-            Stage(model=teacher, cost=costs[1], name="unused"),
-        ]
-        threshold = -np.inf
+    if teacher_only:  # every input stays on the teacher
+        models, names, threshold = [teacher, teacher], ["teacher", "unused"], -np.inf
+        costs = [costs[1], costs[1]]
     else:
-        stages = [
-            Stage(
-                model=student,
-                cost=costs[0],
-                name="student",
-                score=choice.score,
-                temperature=choice.temperature,
-            ),
-            Stage(model=teacher, cost=costs[1], name="teacher"),
-        ]
-        threshold = choice.threshold
-    cascade = Cascade(stages, thresholds=[threshold])
+        models, names, threshold = [student, teacher], ["student", "teacher"], choice.threshold
+    rule = Router(
+        score=choice.score,
+        thresholds=[threshold],
+        temperature=choice.temperature,
+        costs=costs,
+        stage_names=names,
+    )
+    cascade = rule.to_cascade(models=models)
     return ServedModel(
         name=name,
         cascade=cascade,

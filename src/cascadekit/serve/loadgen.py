@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._optional import require
-from .protocol import HEADER_LENGTH
+from ..oip import HEADER_LENGTH
 
 __all__ = ["LoadStats", "run_load"]
 

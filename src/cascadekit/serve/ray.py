@@ -55,10 +55,11 @@ from .._optional import require
 from ..adapters import ModelAdapter
 from ..cascade import Cascade
 from ..errors import MissingDependencyError, ParameterError, StageError
+from ..oip import DATATYPES, DeadlineExceededError, OverloadedError
 from ..router import decode_threshold, encode_threshold
 from .config import ServeConfig
-from .protocol import DATATYPES, DeadlineExceededError, OverloadedError
-from .service import InferenceService, ServedModel
+from .model import ServedModel
+from .service import InferenceService
 
 __all__ = [
     "ROUTER_NAME",
@@ -163,17 +164,6 @@ class _StageProxy(ModelAdapter):
         )
 
 
-class _Fixed:
-    """A 'model' that returns precomputed logits (to reuse Cascade's output checks)."""
-
-    def __init__(self, logits: Any, name: str) -> None:
-        self.logits = logits
-        self.name = name
-
-    def __call__(self, batch: Any) -> Any:
-        return self.logits
-
-
 class RayInferenceService(InferenceService):
     """:class:`InferenceService` whose stages run in Ray Serve deployments.
 
@@ -227,8 +217,7 @@ class RayInferenceService(InferenceService):
         except BackPressureError as exc:
             raise OverloadedError(f"Stage {name!r} is overloaded: {exc}") from exc
         cascade = st.served.cascade
-        checked: np.ndarray = cascade._call_stage(k, _Fixed(out, name), x, x.shape[0])
-        return checked
+        return cascade.check_stage_output(k, out, x.shape[0])
 
     def set_thresholds(self, thresholds: Sequence[Any]) -> tuple[float, ...]:
         """Set the default thresholds of the served model (JSON form: None = +inf, "-inf")."""
@@ -377,7 +366,7 @@ def build_app(
             raise ParameterError(
                 f"Expected one DeploymentOptions per stage ({len(names)}); got {len(per_stage)}."
             )
-    models = cascade._live_models()
+    models = cascade.live_models()
     spec = served.input
     warm_shape = [1] + [1 if d == -1 else int(d) for d in spec.shape[1:]]
     warm_dtype = DATATYPES[spec.datatypes[0]].name

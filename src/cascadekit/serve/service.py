@@ -25,7 +25,7 @@ Examples
 --------
 >>> import asyncio, numpy as np
 >>> from cascadekit import Cascade, Stage
->>> from cascadekit.serve.protocol import TensorSpec
+>>> from cascadekit.oip import TensorSpec
 >>> student = lambda x: np.stack([x[:, 0], -x[:, 0]], axis=1)
 >>> teacher = lambda x: np.stack([x[:, 0] - 1, 1 - x[:, 0]], axis=1)
 >>> cascade = Cascade([Stage(model=student, score="margin"), Stage(model=teacher)],
@@ -58,13 +58,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..adapters import n_inputs, take
-from ..cascade import Cascade, _stage_probabilities
+from ..cascade import Cascade
 from ..errors import CascadeError
-from ..router import decode_threshold, encode_threshold
-from .batching import DaemonExecutor, StageBatcher
-from .config import ServeConfig
-from .metrics import ServeMetrics
-from .protocol import (
+from ..oip import (
     DATATYPES,
     HEADER_LENGTH,
     BadRequestError,
@@ -87,8 +83,14 @@ from .protocol import (
     parse_timeout_parameter,
     server_metadata,
 )
+from ..router import decode_threshold, encode_threshold
+from ..routing import RoutingState
+from .batching import DaemonExecutor, StageBatcher
+from .config import ServeConfig
+from .metrics import ServeMetrics
+from .model import ServedModel
 
-__all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply", "ServedModel"]
+__all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply"]
 
 log = logging.getLogger("cascadekit.serve")
 #: Threshold changes and refused admin calls, at WARNING (shown even without logging set up).
@@ -169,44 +171,19 @@ OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("stage", ("INT32",), (-1,)),
     TensorSpec("fallback", ("BOOL",), (-1,)),
     TensorSpec("probabilities", ("FP32",), (-1, -1)),
+    TensorSpec("stage_scores", ("FP64",), (-1, -1)),
 )
 _DEFAULT_OUTPUTS = ("label", "score", "stage", "fallback")
 _JSON = "application/json"
 
 
 @dataclass
-class ServedModel:
-    """A cascade served under a name, with its single input tensor.
-
-    Parameters
-    ----------
-    name : str
-        Model name in the URLs (``/v2/models/{name}``).
-    cascade : Cascade
-        Its stages need live models (``Stage(model=...)``) and thresholds.
-    input : TensorSpec
-        The input tensor (shape with -1 for the batch dimension).
-    preprocess : callable, optional
-        Applied to the decoded input array before the first stage (e.g. a dtype cast).
-    version : str, default="1"
-    class_names : list of str, optional
-        Shown in the metadata.
-    warmup_input : callable, optional
-        ``warmup_input(n)`` returns n valid inputs for the start-up warm-up; defaults to zeros.
-    """
-
-    name: str
-    cascade: Cascade
-    input: TensorSpec
-    preprocess: Callable[[Any], Any] | None = None
-    version: str = "1"
-    class_names: list[str] | None = None
-    warmup_input: Callable[[int], Any] | None = None
-
-
-@dataclass
 class InferResult:
-    """Per-input outputs of one request, and the thresholds that were applied."""
+    """Per-input outputs of one request, and the thresholds that were applied.
+
+    ``score`` is the first stage's routing score; ``stage_scores`` (n, N-1) every non-final
+    stage's (NaN where the stage did not run), as in :class:`~cascadekit.RouteResult`.
+    """
 
     label: NDArray[np.int64]
     score: NDArray[np.float32]
@@ -214,6 +191,7 @@ class InferResult:
     fallback: NDArray[np.bool_]
     thresholds: tuple[float, ...]
     probabilities: NDArray[np.float32] | None = None
+    stage_scores: NDArray[np.floating[Any]] | None = None
 
     def output(self, name: str) -> NDArray[Any]:
         """The output array called ``name``."""
@@ -369,7 +347,7 @@ class InferenceService:
     async def _start_model(self, st: _ModelState) -> None:
         cascade = st.served.cascade
         n = cascade.n_stages
-        models = cascade._live_models()
+        models = cascade.live_models()
         st.timeouts = [self.config.timeout(k, n) for k in range(n)]
         st.batchers = []
         for k in range(n):
@@ -405,7 +383,7 @@ class InferenceService:
     @staticmethod
     def _stage_fn(cascade: Cascade, k: int, model: Any) -> Callable[[Any], np.ndarray]:
         def run(batch: Any) -> np.ndarray:
-            return cascade._call_stage(k, model, batch, n_inputs(batch))
+            return cascade.call_stage(k, model, batch, n_inputs(batch))
 
         return run
 
@@ -681,23 +659,18 @@ class InferenceService:
         deadline: float,
         want_proba: bool,
     ) -> InferResult:
+        """Drive the cascade's routing engine with the stages' batchers."""
         served = st.served
         cascade = served.cascade
         n_stages = cascade.n_stages
         name = served.name
-        label = np.full(n, -1, dtype=np.int64)
-        stage = np.full(n, n_stages - 1, dtype=np.int32)
-        fallback = np.zeros(n, dtype=bool)
-        score = np.full(n, np.nan, dtype=np.float32)
-        proba_parts: list[tuple[np.ndarray, np.ndarray]] = []
-        undecided = np.arange(n, dtype=np.int64)
-        prev_pred: np.ndarray | None = None
-        prev_logits: np.ndarray | None = None
+        state = cascade.routing_state(n, ths, probabilities=want_proba)
+        rows = np.arange(n, dtype=np.int64)
         for k in range(n_stages):
-            if undecided.size == 0:
+            if rows.size == 0:
                 break
             st_k = cascade.stages[k]
-            batch = x if k == 0 else take(x, undecided)
+            batch = x if k == 0 else take(x, rows)
             try:
                 logits = await self._run_stage(st, k, batch, deadline)
             except (OverloadedError, DeadlineExceededError) as exc:
@@ -710,20 +683,7 @@ class InferenceService:
                         ) from exc
                     raise OverloadedError(str(exc), self.config.retry_after) from exc
                 reason = "overload" if isinstance(exc, OverloadedError) else "timeout"
-                self._fall_back(
-                    name,
-                    k,
-                    reason,
-                    undecided,
-                    prev_pred,
-                    prev_logits,
-                    st,
-                    label,
-                    stage,
-                    fallback,
-                    proba_parts,
-                    want_proba,
-                )
+                self._fall_back(state, name, k, reason, rows)
                 break
             except Exception as exc:
                 if k == 0:
@@ -758,20 +718,7 @@ class InferenceService:
                 if k not in st.failing:  # log once per failure episode, not per request
                     st.failing.add(k)
                     log.warning("model %s: stage %s fails, falling back: %s", name, st_k.name, exc)
-                self._fall_back(
-                    name,
-                    k,
-                    "error",
-                    undecided,
-                    prev_pred,
-                    prev_logits,
-                    st,
-                    label,
-                    stage,
-                    fallback,
-                    proba_parts,
-                    want_proba,
-                )
+                self._fall_back(state, name, k, "error", rows)
                 break
             if k == 0 and not st.student_ok:
                 st.student_ok = True
@@ -779,59 +726,31 @@ class InferenceService:
             if k in st.failing:
                 st.failing.discard(k)
                 log.warning("model %s: stage %s answers again", name, st_k.name)
+            seen = rows
+            rows = state.update(k, rows, logits)
             if k < n_stages - 1:
-                d = st_k.decide(logits, ths[k])
-                st.see_scores(k, d.scores)
-                if k == 0:
-                    score[:] = d.scores
-                keep = d.keep
-                kept = undecided[keep]
-                label[kept] = d.predictions[keep]
-                stage[kept] = k
-                if want_proba and kept.size:
-                    proba_parts.append((kept, _stage_probabilities(st_k, logits[keep])))
-                move = ~keep
-                undecided = undecided[move]
-                prev_pred = d.predictions[move]
-                prev_logits = logits[move]
-            else:
-                label[undecided] = st_k.map_classes(np.argmax(logits, axis=1))
-                if want_proba:
-                    proba_parts.append((undecided, _stage_probabilities(st_k, logits)))
-        self.metrics.observe_answers(name, stage.tolist(), n_stages)
+                st.see_scores(k, state.stage_scores[seen, k])
+        result = state.compute()
+        score = result.stage_scores[:, 0].astype(np.float32)
+        self.metrics.observe_answers(name, result.stage.tolist(), n_stages)
         self.metrics.observe_scores(name, score)
-        proba = None
-        if want_proba:
-            width = max([p.shape[1] for _, p in proba_parts] + [0])
-            proba = np.zeros((n, width), dtype=np.float32)
-            for idx, p in proba_parts:
-                proba[idx, : p.shape[1]] = p
-        return InferResult(label, score, stage, fallback, tuple(ths), proba)
+        proba = state.probabilities(dtype=np.float32)
+        return InferResult(
+            result.predictions,
+            score,
+            result.stage,
+            result.fallback,
+            tuple(ths),
+            proba,
+            result.stage_scores,
+        )
 
     def _fall_back(
-        self,
-        name: str,
-        k: int,
-        reason: str,
-        idx: np.ndarray,
-        prev_pred: np.ndarray | None,
-        prev_logits: np.ndarray | None,
-        st: _ModelState,
-        label: np.ndarray,
-        stage: np.ndarray,
-        fallback: np.ndarray,
-        proba_parts: list[tuple[np.ndarray, np.ndarray]],
-        want_proba: bool,
+        self, state: RoutingState, name: str, k: int, reason: str, rows: np.ndarray
     ) -> None:
-        """Inputs ``idx`` that stage k could not answer keep stage k-1's answer."""
-        assert prev_pred is not None and prev_logits is not None
-        label[idx] = prev_pred
-        stage[idx] = k - 1
-        fallback[idx] = True
-        self.metrics.fallbacks.labels(model=name, stage=str(k), reason=reason).inc(idx.size)
-        if want_proba:
-            prev_stage = st.served.cascade.stages[k - 1]
-            proba_parts.append((idx, _stage_probabilities(prev_stage, prev_logits)))
+        """Inputs ``rows`` that stage k could not answer keep stage k-1's answer."""
+        state.fall_back(k, rows)
+        self.metrics.fallbacks.labels(model=name, stage=str(k), reason=reason).inc(rows.size)
 
     # ------------------------------------------------------------------ byte-level handlers
 

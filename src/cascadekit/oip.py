@@ -1,5 +1,9 @@
 """The Open Inference Protocol (KServe v2) over HTTP/JSON: a pure codec, no web framework.
 
+One codec for both ends: the server (:mod:`cascadekit.serve`) decodes requests and encodes
+responses with it, and :class:`~cascadekit.adapters.RemoteModel` encodes requests
+(:func:`encode_infer_request`) and decodes responses (:func:`decode_tensor`) with it.
+
 This module turns request bodies into numpy tensors and results into response bodies, following
 the protocol's field names (``inputs``/``outputs`` with ``name``, ``shape``, ``datatype``,
 ``data``; ``parameters``; ``{"error": "..."}`` on errors) and Triton's *binary tensor data
@@ -9,8 +13,8 @@ header of that many bytes followed by raw tensor bytes; an input carries
 (``outputs[i].parameters.binary_data`` or the request-level ``parameters.binary_data_output``).
 
 It imports numpy only, so any HTTP front end (the FastAPI app of :mod:`cascadekit.serve.app`,
-a Ray Serve ingress, a test) can reuse it. Errors are :class:`ProtocolError` subclasses carrying
-the HTTP status to answer with.
+a Ray Serve ingress, a client, a test) can reuse it. Errors are :class:`ProtocolError`
+subclasses carrying the HTTP status to answer with.
 
 Examples
 --------
@@ -41,7 +45,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import CascadeError
+from .errors import CascadeError
 
 _orjson: Any
 try:  # a faster parser (the serve extra installs it); the standard library otherwise
@@ -67,7 +71,9 @@ __all__ = [
     "TensorSpec",
     "check_finite",
     "datatype_of",
+    "decode_tensor",
     "encode_error",
+    "encode_infer_request",
     "encode_infer_response",
     "loads_json",
     "model_metadata",
@@ -232,7 +238,7 @@ def check_finite(name: str, data: Any) -> None:
     >>> check_finite("x", np.array([1.0, np.nan]))
     Traceback (most recent call last):
     ...
-    cascadekit.serve.protocol.BadRequestError: Input 'x' holds 1 non-finite value(s) ...
+    cascadekit.oip.BadRequestError: Input 'x' holds 1 non-finite value(s) ...
     """
     arr = np.asarray(data)
     if arr.dtype.kind in "fc" and arr.size and not np.isfinite(arr).all():
@@ -359,7 +365,7 @@ def loads_json(raw: bytes, what: str = "request body") -> Any:
     >>> loads_json(b"[" + b"9" * 5000 + b"]")
     Traceback (most recent call last):
     ...
-    cascadekit.serve.protocol.BadRequestError: The request body holds a number too large ...
+    cascadekit.oip.BadRequestError: The request body holds a number too large ...
     """
     if _orjson is not None:
         try:
@@ -638,7 +644,7 @@ def parse_infer_request(
     >>> parse_infer_request(b"{")
     Traceback (most recent call last):
     ...
-    cascadekit.serve.protocol.BadRequestError: Expected the request body to be JSON; ...
+    cascadekit.oip.BadRequestError: Expected the request body to be JSON; ...
     """
     if header_length is None:
         json_part, binary = body, b""
@@ -900,9 +906,17 @@ def encode_infer_response(
         doc["id"] = request_id
     if parameters:
         doc["parameters"] = dict(parameters)
-    tensors = []
+    doc["outputs"], blobs = _encode_tensors(outputs, binary_names)
+    return _join(doc, blobs)
+
+
+def _encode_tensors(
+    tensors: Sequence[OutputTensor], binary_names: set[str]
+) -> tuple[list[dict[str, Any]], list[bytes]]:
+    """The JSON entries of ``tensors`` and the raw bytes of those sent as binary data."""
+    entries = []
     blobs: list[bytes] = []
-    for o in outputs:
+    for o in tensors:
         arr = np.asarray(o.data)
         datatype = o.datatype or datatype_of(arr.dtype)
         entry: dict[str, Any] = {
@@ -919,12 +933,98 @@ def encode_infer_response(
             entry["data"] = _json_data(arr)
         if oparams:
             entry["parameters"] = oparams
-        tensors.append(entry)
-    doc["outputs"] = tensors
+        entries.append(entry)
+    return entries, blobs
+
+
+def _join(doc: dict[str, Any], blobs: list[bytes]) -> tuple[bytes, int | None]:
     header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)
+
+
+def encode_infer_request(
+    inputs: Sequence[OutputTensor],
+    *,
+    outputs: Sequence[str] | None = None,
+    request_id: str | None = None,
+    parameters: Mapping[str, Any] | None = None,
+    binary: bool | Sequence[str] = False,
+) -> tuple[bytes, int | None]:
+    """Encode an inference request (the client's side of :func:`parse_infer_request`).
+
+    Parameters
+    ----------
+    inputs : sequence of OutputTensor
+        The tensors to send (name, array, optional datatype).
+    outputs : sequence of str, optional
+        Names of the outputs to ask for (default: the server's default outputs).
+    request_id : str, optional
+    parameters : mapping, optional
+        Request-level parameters (scalars).
+    binary : bool or sequence of str
+        Send every input (True) or the named ones as binary data.
+
+    Returns
+    -------
+    body : bytes
+    header_length : int or None
+        Set the ``Inference-Header-Content-Length`` header to it when not None.
+
+    Examples
+    --------
+    >>> body, n = encode_infer_request([OutputTensor("x", np.array([[1.0, 2.0]], np.float32))])
+    >>> parse_infer_request(body, n).inputs[0].data
+    array([[1., 2.]], dtype=float32)
+    """
+    names = {t.name for t in inputs} if binary is True else set(binary or ())
+    doc: dict[str, Any] = {}
+    if request_id is not None:
+        doc["id"] = request_id
+    if parameters:
+        doc["parameters"] = dict(parameters)
+    doc["inputs"], blobs = _encode_tensors(inputs, names)
+    if outputs is not None:
+        doc["outputs"] = [{"name": str(o)} for o in outputs]
+    return _join(doc, blobs)
+
+
+def decode_tensor(
+    entry: Mapping[str, Any], raw: bytes | None = None, *, limit: int | None = None
+) -> NDArray[Any]:
+    """The array of one tensor of a request or response: its JSON ``data``, or ``raw`` bytes
+    of the binary extension. Datatype, shape and element count are checked; JSON ``null``
+    (how a non-finite float travels) becomes NaN in a floating-point tensor.
+
+    Raises
+    ------
+    BadRequestError
+        An unknown datatype, a bad shape, data that does not match them.
+
+    Examples
+    --------
+    >>> decode_tensor({"name": "p", "datatype": "FP64", "shape": [2], "data": [0.5, None]})
+    array([0.5, nan])
+    """
+    name = str(entry.get("name"))
+    datatype = entry.get("datatype")
+    if datatype not in DATATYPES:
+        raise BadRequestError(
+            f"Expected the datatype of tensor {name!r} to be one of {sorted(DATATYPES)}; got "
+            f"{_preview(datatype)}."
+        )
+    shape = _check_shape(entry.get("shape"), f"tensor {name!r}")
+    data = entry.get("data")
+    if limit is None:  # no more elements than the data holds
+        size = len(raw) if raw is not None else len(_flatten(data)) if isinstance(data, list) else 0
+        limit = max(size, 1)
+    count = _element_count(shape, limit, name)
+    if raw is not None:
+        return _decode_binary(raw, datatype, shape, name, count)
+    if datatype.startswith("FP") and isinstance(data, list) and None in data:
+        data = [math.nan if v is None else v for v in data]
+    return _decode_json_data(data, datatype, shape, name, count)
 
 
 def encode_error(message: str) -> bytes:
