@@ -294,7 +294,8 @@ def plot_evaluation(
     student_correct: ArrayLike | None = None,
 ) -> None:
     """Write a PNG: accuracy vs relative cost with random and oracle curves, and (given the
-    student's scores and correctness) the two score histograms of EBJR Fig. 4."""
+    student's scores and correctness) where the student's right and wrong answers fall
+    (:func:`plot_score_histogram`, EBJR Fig. 4 on a rank scale)."""
     try:
         import matplotlib
 
@@ -335,19 +336,18 @@ def plot_evaluation(
     ax.set_xlabel("relative cost (cascade cost / last-stage cost)")
     ax.set_ylabel("accuracy")
     ax.set_title(f"Accuracy vs cost, {report['n_samples']} samples")
-    ax.legend(fontsize=8)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     if with_hist:
-        s = np.asarray(student_scores, dtype=np.float64)
-        c = np.asarray(student_correct, dtype=bool)
-        bins = np.histogram_bin_edges(s, bins=50)
-        axes[1].hist(s[c], bins=bins, density=True, alpha=0.55, label="student right")
-        axes[1].hist(s[~c], bins=bins, density=True, alpha=0.55, label="student wrong")
-        axes[1].set_xlabel(f"student score ({first['score']}, higher = keep)")
-        axes[1].set_ylabel("density")
-        axes[1].set_title("Score distributions (EBJR Fig. 4)")
-        axes[1].legend(fontsize=8)
+        threshold = first.get("operating_point", {}).get("threshold")
+        plot_score_histogram(
+            axes[1],
+            np.asarray(student_scores, dtype=np.float64),
+            np.asarray(student_correct, dtype=bool),
+            threshold if isinstance(threshold, float | int) else None,
+            label=f"student's {first['score']} score",
+        )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
