@@ -15,7 +15,7 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):  # type: igno
                 continue
             if report.skipped:
                 reason = str(report.longrepr[2]) if isinstance(report.longrepr, tuple) else ""
-                reason = reason.split(": ", 2)[-1] if reason.count(": ") >= 2 else reason
+                reason = reason.split(" block(s) ", 1)[-1]
                 skipped[reason] = skipped.get(reason, 0) + int(props["docs_blocks"])
             else:
                 executed += int(props["docs_blocks"])

@@ -24,10 +24,10 @@ BLOCK = re.compile(
 )
 TIERS = {
     "ci": "",
-    "zoo": "needs the full Fashion-MNIST zoo (the first `cascadekit demo` trains it)",
-    "server": "needs `cascadekit serve --demo --port 8000` running",
-    "text": "needs the text encoders (`bash scripts/setup.sh --text`)",
-    "fragment": "an illustration over the reader's own data; never run",
+    "zoo": "need the full Fashion-MNIST zoo (the first `cascadekit demo` trains it)",
+    "server": "need `cascadekit serve --demo --port 8000` running",
+    "text": "need the text encoders (`bash scripts/setup.sh --text`)",
+    "fragment": "are illustrations over the reader's own data (never run)",
 }
 
 
@@ -84,7 +84,7 @@ def test_doc_blocks_run(
     record_property("docs_blocks", len(code))  # type: ignore[operator]
     record_property("docs_tier", tier)  # type: ignore[operator]
     if tier not in enabled_tiers():
-        pytest.skip(f"{len(code)} block(s) of {page}: {TIERS[tier]}")
+        pytest.skip(f"{page}: {len(code)} block(s) {TIERS[tier]}")
     monkeypatch.chdir(tmp_path)
     namespace: dict[str, object] = {"__name__": "docs"}
     for i, block in enumerate(code):
