@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from .adapters import ModelAdapter, OnnxModel, TorchModel, as_model, n_inputs, take, take_slice
-from .adapters._base import require
 from .costs import count_flops, measure_latency
 from .errors import EmptyInputError, ParameterError
 
@@ -45,7 +45,7 @@ def torch_flops(module: Any, example: Any) -> float:
     60.0
     """
     model = module if isinstance(module, TorchModel) else TorchModel(module)
-    return float(count_flops(model.module, model._to_tensor(example)))
+    return float(count_flops(model.module, model.to_tensor(example)))
 
 
 def onnx_flops(model: Any) -> float:

