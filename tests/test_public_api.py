@@ -1,9 +1,8 @@
 """The public surface: `__all__` is exactly what the package exports, the core imports no heavy
-extra, and the README's Python examples run as written."""
+extra (the README's and the site's Python blocks run in tests/test_docs.py)."""
 
 from __future__ import annotations
 
-import re
 import subprocess
 import sys
 from pathlib import Path
@@ -38,13 +37,3 @@ def test_core_imports_no_heavy_extra() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
-
-
-def test_readme_python_examples_run() -> None:
-    text = (ROOT / "README.md").read_text()
-    # ```python blocks run here; ```py blocks need the trained Fashion-MNIST zoo (minutes of
-    # training on a fresh machine) and were run by hand.
-    blocks = re.findall(r"```python\n(.*?)```", text, re.S)
-    assert blocks
-    for block in blocks:
-        exec(compile(block, "README.md", "exec"), {"__name__": "readme"})

@@ -524,7 +524,7 @@ def run_demo(benchmark: str, out_dir: Path, console: Any = None) -> dict[str, An
     _save_logits(pool, out_dir / "logits")
     (out_dir / "report.json").write_text(json.dumps(report, indent=2, default=_jsonable) + "\n")
     _plots(pool, report, out_dir / "report.png")
-    _html(report, out_dir)
+    _html(pool, report, out_dir)
     if console is not None:
         _print(report, console)
         console.print(
@@ -559,16 +559,26 @@ def _plots(pool: Pool, report: dict[str, Any], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .report import format_count, plot_score_histogram
+
     s_name, t_name = pool.names[0], pool.names[-1]
     costs = np.array([pool.flops[s_name], pool.flops[t_name]])
-    fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 4.8))
+    chosen = report["chosen_router"]
+    fig, (ax, hx) = plt.subplots(1, 2, figsize=(13, 5.4))
     for row in report["routers_on_test"]:
         if row["score"] in ("random", "oracle") or row["router"].startswith("energy (T=1)"):
             continue
         _, curve = _curve_metrics(pool, "test", row["score"], row["temperature"], costs)
-        ax.plot(curve.relative_cost * costs[1], curve.accuracy, lw=1.4, label=row["router"])
+        is_chosen = row["score"] == chosen["score"]
+        ax.plot(
+            curve.relative_cost * costs[1],
+            curve.accuracy,
+            lw=2.4 if is_chosen else 1.1,
+            alpha=1.0 if is_chosen else 0.7,
+            label=row["router"] + (" (chosen)" if is_chosen else ""),
+        )
     _, e1 = _curve_metrics(pool, "test", "energy", 1.0, costs)
-    ax.plot(e1.relative_cost * costs[1], e1.accuracy, lw=1.4, ls="-.", label="energy (T=1)")
+    ax.plot(e1.relative_cost * costs[1], e1.accuracy, lw=1.1, ls="-.", label="energy (T=1)")
     acc = {m: pool.accuracy("test", m) for m in pool.names}
     ax.plot([costs[0], costs.sum()], [acc[s_name], acc[t_name]], "k--", lw=1, label="random")
     cs, ct = pool.correct("test", s_name), pool.correct("test", t_name)
@@ -578,88 +588,179 @@ def _plots(pool: Pool, report: dict[str, Any], path: Path) -> None:
         costs[0] + ks * costs[1], acc[s_name] + np.minimum(ks, q), ":", c="grey", label="oracle"
     )
     for m in pool.names:
-        ax.scatter([pool.flops[m]], [acc[m]], zorder=5, c="black")
+        ax.scatter([pool.flops[m]], [acc[m]], zorder=5, c="black", s=14)
         ax.annotate(m, (pool.flops[m], acc[m]), textcoords="offset points", xytext=(4, -12))
+    op = report["operating_point"]
+    ax.scatter([op["flops"]], [op["accuracy"]], zorder=6, c="#dd5555", edgecolors="black", s=60)
+    ax.annotate(
+        "operating point",
+        (op["flops"], op["accuracy"]),
+        textcoords="offset points",
+        xytext=(-20, 10),
+        ha="right",
+    )
+    ax.set_ylim(min(acc.values()) - 0.01, max(acc[s_name] + q, acc[t_name]) + 0.005)
+    ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda v, _: format_count(v)))
     ax.set_xlabel("FLOPs per input")
     ax.set_ylabel("test accuracy")
-    ax.set_title("Accuracy vs FLOPs (test split)")
-    ax.legend(fontsize=7)
-    chosen = report["chosen_router"]
+    ax.set_title("Accuracy against cost (test split)")
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=3, fontsize=8, frameon=False)
     sc = compute_score(chosen["score"], pool.logits["test"][s_name], chosen["temperature"])
-    bins = np.histogram_bin_edges(sc, bins=60)
-    hx.hist(sc[cs], bins=bins, density=True, alpha=0.55, label="student right")
-    hx.hist(sc[~cs], bins=bins, density=True, alpha=0.55, label="student wrong")
     th = report["operating_point"]["threshold"]
-    if isinstance(th, float | int):  # None (+inf) and "-inf" put every input on one side
-        hx.axvline(th, color="k", lw=1, label="chosen threshold")
-    hx.set_xlabel(f"student {chosen['score']} (T={chosen['temperature']:.2f}; higher = keep)")
-    hx.set_ylabel("density")
-    hx.set_title("Student score distributions (EBJR Fig. 4)")
-    hx.legend(fontsize=8)
+    plot_score_histogram(
+        hx,
+        sc,
+        cs,
+        th if isinstance(th, float | int) else None,
+        label=f"student's {chosen['score']} score",
+    )
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
     plt.close(fig)
 
 
-def _html(report: dict[str, Any], out_dir: Path) -> None:
-    from .report import write_html
+def _html(pool: Pool, report: dict[str, Any], out_dir: Path) -> None:
+    from .report import (
+        Section,
+        describe_router,
+        format_count,
+        format_ratio,
+        threshold_knob_html,
+        write_html,
+    )
 
+    s_name, t_name = pool.names[0], pool.names[-1]
+    costs = np.array([pool.flops[s_name], pool.flops[t_name]])
+    chosen, op, splits = report["chosen_router"], report["operating_point"], report["splits"]
     t1 = report["table1"]
+    acc = {r["model"]: r["accuracy"] for r in t1}
+    th = op["threshold"] if isinstance(op["threshold"], float | int) else None
+
+    def ms(v: Any) -> str:
+        return "-" if v is None else f"{v:.3f}"
+
+    def pct(v: Any) -> str:
+        return "-" if v is None else f"{100 * float(v):.1f}%"
+
+    notes = [
+        report["benchmark"] + ".",
+        describe_router(chosen["score"], chosen["temperature"], th, student=s_name, teacher=t_name)
+        + f" The score and its temperature were chosen on the select split ({splits['select']:,}"
+        " images) as the best share of the random-to-oracle gap captured; the threshold is the "
+        f"{op['rule']} on the calibrate split ({splits['calibrate']:,}); every figure below is "
+        f"measured on the test split ({splits['test']:,}).",
+        f"On the test split the cascade is {op['accuracy']:.4f} accurate ({s_name} "
+        f"{acc.get(s_name, float('nan')):.4f}, {t_name} {acc.get(t_name, float('nan')):.4f}) and "
+        f"sends {pct(op['teacher_share'])} of the images on to the {t_name}: "
+        f"{format_count(op['flops'], 'FLOPs')} per image instead of "
+        f"{format_count(pool.flops[t_name], 'FLOPs')}, {format_ratio(1 / op['relative_cost'])} "
+        f"fewer. Run time {report.get('seconds', 0):.1f} s.",
+    ]
+    _, curve = _curve_metrics(pool, "test", chosen["score"], chosen["temperature"], costs)
+    knob = threshold_knob_html(
+        curve, teacher_cost=float(costs[1]), start_share=float(op["teacher_share"])
+    )
     lat_cols = sorted({k for r in t1 for k in r if k.startswith("latency")})
     routers = report["routers_on_test"]
     g = report["guaranteed"]
     sections = [
-        (
-            "Table 1 (test split)",
-            ["model", "accuracy", "FLOPs", "int8 MACs", "size (MB)", *lat_cols],
+        Section(
+            "Models and cascades",
+            "Each row is one model alone or a cascade at its operating point, on the test split. "
+            "A cascade's FLOPs count every stage an input actually ran; latencies were measured "
+            "on this machine at batch 1 and 256 and vary between runs, accuracies and FLOPs do "
+            "not.",
+            ["model", "accuracy", "FLOPs per input", "int8 MACs", "size (MB)"]
+            + [c.replace("latency_ms_b", "ms at batch ") for c in lat_cols],
             [
                 [
                     r["model"],
-                    r["accuracy"],
-                    r["flops"],
-                    r.get("int8_macs"),
-                    r.get("size_mb"),
-                    *[r.get(c) for c in lat_cols],
+                    f"{r['accuracy']:.4f}",
+                    format_count(r.get("flops")),
+                    format_count(r.get("int8_macs")),
+                    "-" if r.get("size_mb") is None else f"{r['size_mb']:.3g}",
+                    *[ms(r.get(c)) for c in lat_cols],
                 ]
                 for r in t1
             ],
         ),
-        (
-            "Routers side by side (test split; temperatures and choice on select)",
-            ["router", "AUC", "gap captured", "APGR", "teacher share @ T acc", "speed-up @ T acc"],
+        Section(
+            "Every score side by side",
+            "Each row routes the same student and teacher by a different score. Gap captured "
+            "places its curve between the random router (0) and the oracle (1); the last two "
+            "columns are read at the cheapest threshold that reaches the teacher's accuracy. "
+            "Temperatures and the choice were made on the select split, these figures on test.",
+            [
+                "router",
+                "AUC",
+                "gap captured",
+                "teacher share at the teacher's accuracy",
+                "speed-up at the teacher's accuracy",
+            ],
             [
                 [
                     r["router"],
-                    r["auc"],
-                    r["gap_captured"],
-                    r["apgr"],
-                    r["teacher_share_at_teacher_accuracy"],
-                    r["speedup_at_teacher_accuracy"],
+                    f"{r['auc']:.4f}",
+                    "-" if r["gap_captured"] is None else f"{r['gap_captured']:.3f}",
+                    pct(r["teacher_share_at_teacher_accuracy"]),
+                    format_ratio(r["speedup_at_teacher_accuracy"]),
                 ]
                 for r in routers
             ],
         ),
-        (
-            f"Guaranteed calibration (epsilon={g.get('epsilon')}, delta={g.get('delta')})",
-            ["field", "value"],
-            [[k, v] for k, v in g.items()],
-        ),
-        (
-            "McNemar (cascade at the operating point)",
-            ["comparison", "b", "c", "p exact", "p corrected", "odds ratio"],
+        Section(
+            "A threshold with a guarantee",
+            f"Learn-then-Test certified, on the calibrate split, that the cascade loses at most "
+            f"{100 * float(g.get('epsilon', 0)):.1f} points of accuracy against the teacher with "
+            f"probability at least {1 - float(g.get('delta', 0)):.0%} over the calibration draw. "
+            "The test row shows how the promise held on this one draw.",
+            ["", "threshold", "teacher share", "accuracy", "accuracy drop", "FLOPs per input"],
             [
-                [k, v["b"], v["c"], v["p_exact"], v["p_corrected"], v["odds_ratio"]]
+                [
+                    "calibrate split",
+                    "-" if g.get("threshold") is None else f"{g['threshold']:.4g}",
+                    pct(g.get("calibration_teacher_share")),
+                    "-",
+                    "-",
+                    "-",
+                ],
+                [
+                    "test split",
+                    "-" if g.get("threshold") is None else f"{g['threshold']:.4g}",
+                    pct(g.get("teacher_share")),
+                    "-" if g.get("accuracy") is None else f"{g['accuracy']:.4f}",
+                    "-"
+                    if g.get("test_accuracy_drop") is None
+                    else f"{100 * g['test_accuracy_drop']:.2f} points",
+                    format_count(g.get("flops")),
+                ],
+            ],
+        ),
+        Section(
+            "Does the cascade differ from each model? (McNemar)",
+            "b counts the test images the cascade gets right and the other model wrong, c the "
+            "reverse; the exact p-value says how likely so uneven a split would be if the two "
+            "were equally accurate (b = c = 0: they answered every image alike).",
+            ["comparison", "b", "c", "p (exact)", "odds ratio b/c"],
+            [
+                [
+                    k.replace("_", " "),
+                    f"{v['b']:,}",
+                    f"{v['c']:,}",
+                    f"{v['p_exact']:.2g}",
+                    "-" if v["odds_ratio"] is None else f"{v['odds_ratio']:.3g}",
+                ]
                 for k, v in report["significance"].items()
             ],
         ),
     ]
-    notes = [
-        report["benchmark"],
-        f"Chosen router (on the select split): {report['chosen_router']}. Splits: "
-        f"{report['splits']}. Run time {report.get('seconds', 0):.1f} s.",
-    ]
     write_html(
-        out_dir / "report.html", "cascadekit demo", sections, [out_dir / "report.png"], notes
+        out_dir / "report.html",
+        "cascadekit demo",
+        sections,
+        [out_dir / "report.png"],
+        notes,
+        knob=knob,
     )
 
 

@@ -86,7 +86,9 @@ class SingleShotDetector(nn.Module):
     reg_max : int
         Distances are predicted over the bins ``0 .. reg_max`` (in cells).
 
-    Returns of ``forward``: class logits ``(n, n_classes, G, G)`` and box logits
+    Notes
+    -----
+    ``forward`` returns class logits ``(n, n_classes, G, G)`` and box logits
     ``(n, 4, reg_max + 1, G, G)``.
     """
 

@@ -89,6 +89,8 @@ def train_deferral(
     hidden : int
         Hidden units of the head.
 
+    Notes
+    -----
     Other parameters are those of :func:`~cascadekit.training.fit`.
 
     Raises

@@ -274,6 +274,8 @@ def distill(
     alpha : float
         Weight of the label term, in [0, 1].
 
+    Notes
+    -----
     Other parameters are those of :func:`fit`.
 
     Raises
@@ -406,6 +408,8 @@ def confidence_tune(
         In (0, 1].
     teacher_correct : array-like of bool, shape (n_inputs,), optional
 
+    Notes
+    -----
     Other parameters are those of :func:`fit` (fewer epochs and a lower ``lr`` by default:
     this fine-tunes a trained student, and starts from its weights, which enter the key).
 
