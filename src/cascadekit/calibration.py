@@ -644,7 +644,7 @@ _TRI_Z = np.unique(
 # a fixed fraction of the standard error of the drop there), where the size is evaluated.
 _TRI_NUISANCE_STEP = 0.5
 _TRI_EDGE_COUNT = 30.0
-_TRI_TAIL_SD = 9.0
+_TRI_TAIL_SD = 7.0
 # Safety factor on the sizes: between the nuisance grid points the size can exceed its grid
 # maximum; a 10x finer grid raised it by at most 0.15% (n = 450 .. 2,500), this allows 1%.
 _TRI_MARGIN = 1.01
@@ -716,7 +716,8 @@ def _tri_size_at(c: NDArray[np.int64], n: int, a: float, eps: float) -> FloatArr
     ms = np.arange(m_lo, m_hi + 1)
     w = binom.pmf(ms, n, s)
     missed = max(0.0, 1.0 - float(w.sum()))  # rows of m outside the window (<~ 1e-18)
-    # conditional law of n+ given m: Binomial(m, q), on a band of +-9 sd around its mean
+    # conditional law of n+ given m: Binomial(m, q), on a band of +-7 sd around its mean (the
+    # mass outside the band and outside the window of m is added: an upper bound)
     sdk = np.sqrt(ms * q * (1 - q))
     k_lo = np.clip(np.floor(ms * q - _TRI_TAIL_SD * sdk - 1), 0, ms).astype(np.int64)
     k_hi = np.clip(np.ceil(ms * q + _TRI_TAIL_SD * sdk + 1), 0, ms).astype(np.int64)
