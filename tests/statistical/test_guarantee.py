@@ -204,3 +204,41 @@ def test_harness_detects_an_invalid_test_at_the_null():
     se = np.sqrt(np.maximum((k + g) / n - d * d, 1e-12) / n)
     rejected = int(np.sum(norm.cdf((d - eps) / se) <= DELTA))
     assert not _not_above(rejected, N_SIM, DELTA), rejected / N_SIM
+
+
+# ------------------------------------------------------------------------------------------
+# 4. N stages: the population check on a three-stage population
+
+
+@pytest.mark.parametrize("method", ["trinomial", "betting"])
+def test_three_stage_population_guarantee_holds(method):
+    # a fixed population of 4,000 rows (two routing scores, the correctness of three stages);
+    # each trial draws 1,000 calibration rows i.i.d. from it and measures the drop of the
+    # guaranteed thresholds on all 4,000 rows: the exact population drop
+    from cascadekit.cascade import assign_stages
+
+    rng = np.random.default_rng(11)
+    n_pop, n_cal, eps, trials = 4000, 1000, 0.03, 300
+    s = [rng.uniform(size=n_pop), rng.uniform(size=n_pop)]
+    correct = np.vstack(
+        [
+            rng.uniform(size=n_pop) < 0.55 + 0.45 * s[0],
+            rng.uniform(size=n_pop) < 0.75 + 0.25 * s[1],
+            rng.uniform(size=n_pop) < 0.92,
+        ]
+    )
+    rows = np.arange(n_pop)
+    violations, shares = 0, []
+    for _ in range(trials):
+        idx = rng.integers(0, n_pop, n_cal)
+        r = cal.calibrate_cascade(
+            [x[idx] for x in s], [c[idx] for c in correct], epsilon=eps, delta=DELTA, method=method
+        )
+        stage = assign_stages(s, list(r.threshold))
+        drop = correct[-1].mean() - correct[stage, rows].mean()
+        violations += drop > eps
+        shares.append(np.mean(stage == 2))
+    rate, share = violations / trials, np.mean(shares)
+    msg = f"three stages, {method}: violation rate {rate:.3f}, mean share {share:.3f}"
+    assert _not_above(violations, trials, DELTA), msg
+    assert np.mean(shares) < 0.7, msg
