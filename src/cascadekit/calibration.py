@@ -998,8 +998,8 @@ def guaranteed_threshold(
       of the whole null. It uses both counts like betting, and its level is exact rather than
       Markov's bound: it certifies the most. The first call for a calibration size and epsilon
       computes a table of rejection regions, in time growing like ``n ** 1.5`` (measured on a
-      busy 2-core machine: n = 450 in 0.5 s, 5,000 in 5-9 s, 20,000 in about 30 s); later
-      calls in the same process reuse it.
+      shared 2-core machine: n = 450 in 0.2 s, 5,000 in 2.5 s, 20,000 in 14 s; up to twice
+      that under heavy load); later calls in the same process reuse it.
     * ``"betting"``: tests the exact drop ``d_i = 1{s_i >= t}(cT_i - cS_i)`` in
       {-1, 0, 1}, so inputs the student gets right and the teacher wrong count in the
       student's favour. With ``x = (1 - d) / 2`` in [0, 1] and ``m = (1 - epsilon) / 2``, the
