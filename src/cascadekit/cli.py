@@ -476,8 +476,8 @@ def calibrate(
     method: Annotated[
         str,
         typer.Option(
-            help="Guarantee test: auto (betting with labels, binomial label-free), betting, "
-            "binomial or hb."
+            help="Guarantee test: auto (trinomial with labels, binomial label-free), "
+            "trinomial, betting, binomial or hb."
         ),
     ] = "auto",
     json_out: JsonOpt = None,
