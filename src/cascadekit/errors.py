@@ -23,6 +23,7 @@ __all__ = [
     "InsufficientDataError",
     "LabelError",
     "MissingDependencyError",
+    "MonitorLogError",
     "NonFiniteError",
     "NotCalibratedError",
     "ParameterError",
@@ -99,6 +100,10 @@ class InsufficientDataError(CascadeError):
 
 class RouterFileError(CascadeError):
     """A saved router file is malformed or of an unsupported format version."""
+
+
+class MonitorLogError(CascadeError):
+    """A monitoring log (JSONL) is missing, malformed, or holds too little for the request."""
 
 
 class DataNotFoundError(CascadeError, FileNotFoundError):
