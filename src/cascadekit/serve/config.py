@@ -24,6 +24,8 @@ A YAML file describes one served model::
              stage_timeout_ms: 1000, drain_timeout_s: 10, body_timeout_s: 30,
              limit_concurrency: 512, threshold_override: allow, trusted_hosts: [localhost],
              docs: true}
+    monitoring: {window: 1000, false_alarms_per_100k: 0.5, audit_rate: 0.02, epsilon: 0.02,
+                 reference: calibration_scores.npy, log: monitor.jsonl}   # optional
 
 Relative paths are resolved against the YAML file's folder. Every mistake raises
 :class:`ConfigError` naming the field, what was expected and what was found.
@@ -55,7 +57,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import CascadeError, DataNotFoundError
+from ..errors import CascadeError, DataNotFoundError, ParameterError
+from ..monitoring.serving import MonitorSettings
 from .batching import BatchPolicy
 from .protocol import DATATYPES, TensorSpec
 
@@ -140,6 +143,9 @@ class ServeConfig:
         Set it when a browser can reach the server (it defeats DNS rebinding). None: any.
     docs : bool, default=True
         Serve ``/docs`` (Swagger UI, loaded from a CDN), ``/redoc`` and ``/openapi.json``.
+    monitoring : MonitorSettings, optional
+        Drift monitoring, shadow audits and the recalibration log
+        (:mod:`cascadekit.monitoring.serving`); off when None.
     """
 
     host: str = "127.0.0.1"
@@ -161,6 +167,7 @@ class ServeConfig:
     threshold_clamp: tuple[float, float] | None = None
     trusted_hosts: Sequence[str] | None = None
     docs: bool = True
+    monitoring: MonitorSettings | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -228,6 +235,11 @@ class ServeConfig:
             isinstance(b, BatchPolicy) for b in self.batching
         ):
             raise ConfigError("Expected batching to be a BatchPolicy or a list of them.")
+        if self.monitoring is not None and not isinstance(self.monitoring, MonitorSettings):
+            raise ConfigError(
+                "Expected monitoring to be a cascadekit.monitoring.serving.MonitorSettings or "
+                f"None; got {type(self.monitoring).__name__}."
+            )
 
     def policy(self, stage: int, n_stages: int) -> BatchPolicy:
         """Batching policy of ``stage``."""
@@ -433,6 +445,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             "batching",
             "server",
             "class_names",
+            "monitoring",
         ),
         str(p),
     )
@@ -613,6 +626,11 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             cfg_kwargs[key] = server[key]
     if "docs" in server:
         cfg_kwargs["docs"] = bool(server["docs"])
+    if "monitoring" in doc:
+        try:
+            cfg_kwargs["monitoring"] = MonitorSettings.from_dict(doc["monitoring"], base, name)
+        except ParameterError as exc:
+            raise ConfigError(str(exc)) from exc
     config = ServeConfig(**cfg_kwargs)
     class_names = doc.get("class_names")
     served = ServedModel(

@@ -60,6 +60,7 @@ from numpy.typing import NDArray
 from ..adapters import n_inputs, take
 from ..cascade import Cascade, _stage_probabilities
 from ..errors import CascadeError
+from ..monitoring.serving import ServingMonitor
 from ..router import decode_threshold, encode_threshold
 from .batching import DaemonExecutor, StageBatcher
 from .config import ServeConfig
@@ -326,6 +327,17 @@ class InferenceService:
                     f"Model {m.name!r} has no thresholds; calibrate its cascade first."
                 )
             self._models[m.name] = _ModelState(m)
+        # drift monitoring and shadow audits (cascadekit.monitoring.serving); None when off
+        self.monitoring: ServingMonitor | None = None
+        if self.config.monitoring is not None:
+            self.monitoring = ServingMonitor(
+                self.config.monitoring,
+                self.metrics.registry,
+                [
+                    (m.name, (m.cascade.thresholds or [math.inf])[0], m.cascade.n_stages)
+                    for m in served
+                ],
+            )
         self._draining = False
         self._started = False
         self._inflight = 0
@@ -444,6 +456,8 @@ class InferenceService:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except asyncio.TimeoutError:
                 log.warning("drain timed out with %d request(s) in flight", self._inflight)
+        if self.monitoring is not None:
+            await self.monitoring.stop()  # cancels shadow audits, closes the log
         end = time.monotonic() + max(timeout, 0.05)
         for st in self._models.values():
             for b in st.batchers:
@@ -693,6 +707,7 @@ class InferenceService:
         undecided = np.arange(n, dtype=np.int64)
         prev_pred: np.ndarray | None = None
         prev_logits: np.ndarray | None = None
+        first_pred: np.ndarray | None = None
         for k in range(n_stages):
             if undecided.size == 0:
                 break
@@ -784,6 +799,7 @@ class InferenceService:
                 st.see_scores(k, d.scores)
                 if k == 0:
                     score[:] = d.scores
+                    first_pred = d.predictions
                 keep = d.keep
                 kept = undecided[keep]
                 label[kept] = d.predictions[keep]
@@ -800,6 +816,8 @@ class InferenceService:
                     proba_parts.append((undecided, _stage_probabilities(st_k, logits)))
         self.metrics.observe_answers(name, stage.tolist(), n_stages)
         self.metrics.observe_scores(name, score)
+        if self.monitoring is not None and first_pred is not None:
+            self._monitor(st, x, score, stage, first_pred, label, ths)
         proba = None
         if want_proba:
             width = max([p.shape[1] for _, p in proba_parts] + [0])
@@ -807,6 +825,41 @@ class InferenceService:
             for idx, p in proba_parts:
                 proba[idx, : p.shape[1]] = p
         return InferResult(label, score, stage, fallback, tuple(ths), proba)
+
+    def _monitor(
+        self,
+        st: _ModelState,
+        x: Any,
+        score: np.ndarray,
+        stage: np.ndarray,
+        first_pred: np.ndarray,
+        label: np.ndarray,
+        ths: Sequence[float],
+    ) -> None:
+        """The monitoring hook: one call per routed request (logic in
+        :class:`~cascadekit.monitoring.serving.ServingMonitor`); shadow audits run on the
+        teacher's batcher in the background."""
+        assert self.monitoring is not None
+        cascade = st.served.cascade
+        teacher = st.batchers[-1]
+        bound = self.config.request_timeout
+
+        async def shadow(rows: np.ndarray) -> np.ndarray:
+            logits = await asyncio.wait_for(teacher.submit(take(x, rows), None), bound)
+            return cascade.stages[-1].map_classes(np.argmax(logits, axis=1))
+
+        self.monitoring.observe(
+            st.served.name,
+            score=score,
+            stage=stage,
+            student=first_pred,
+            label=label,
+            thresholds=ths,
+            default_thresholds=tuple(cascade.thresholds or ()),
+            teacher_queue=teacher.queued,
+            shadow=shadow,
+            inputs=x,
+        )
 
     def _fall_back(
         self,
@@ -957,6 +1010,20 @@ class InferenceService:
         if hl is not None:
             headers[HEADER_LENGTH.lower()] = str(hl)
         return Reply(200, body, headers)
+
+    def handle_monitor(self, name: str) -> Reply:
+        """Answer ``GET /v2/models/{name}/monitor``: the model's monitoring status (JSON)."""
+        try:
+            self._state(name)
+            if self.monitoring is None:
+                raise ProtocolError(
+                    "Monitoring is off on this server: add a 'monitoring:' section to its "
+                    "configuration (ServeConfig(monitoring=MonitorSettings()) in Python).",
+                    404,
+                )
+        except ProtocolError as exc:
+            return Reply.error(exc)
+        return Reply.json(self.monitoring.status(name))
 
     def handle_set_thresholds(
         self, name: str, body: bytes, authorization: str | None, client: str | None = None

@@ -1,0 +1,204 @@
+"""Monitoring in the server: the status endpoint, metrics, shadow audits and the log, on the real
+Fashion-MNIST cascade."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import yaml
+from conftest import app_client, make_served
+from serve_helpers import FaultyModel, reference
+
+from cascadekit.monitoring import read_log
+from cascadekit.monitoring.serving import MonitorSettings
+from cascadekit.scores import compute_score
+from cascadekit.serve import ServeConfig, create_app
+from cascadekit.serve.config import ConfigError, load_config
+
+pytestmark = pytest.mark.anyio
+MODEL = "fashion-mnist"
+URL = f"/v2/models/{MODEL}/infer"
+
+
+def body(images: np.ndarray, **params: Any) -> dict[str, Any]:
+    doc: dict[str, Any] = {
+        "inputs": [
+            {
+                "name": "image",
+                "shape": list(images.shape),
+                "datatype": "UINT8",
+                "data": images.reshape(-1).tolist(),
+            }
+        ]
+    }
+    if params:
+        doc["parameters"] = params
+    return doc
+
+
+def calibration_scores(zoo: Any, choice: Any) -> np.ndarray:
+    cal = zoo.logits["calibrate"]["student"]
+    return np.asarray(compute_score(choice.score, cal, choice.temperature), dtype=np.float64)
+
+
+async def settle(c: Any) -> dict[str, Any]:
+    """The status once no shadow audit is running."""
+    for _ in range(500):
+        doc: dict[str, Any] = (await c.get(f"/v2/models/{MODEL}/monitor")).json()
+        if doc["audits"]["in_flight"] == 0:
+            return doc
+        await asyncio.sleep(0.01)
+    raise AssertionError("shadow audits did not finish")
+
+
+async def test_status_metrics_audits_and_log(
+    zoo: Any, choice: Any, test_images: Any, tmp_path: Path
+) -> None:
+    served = make_served(zoo, choice)
+    images = test_images[0][:300]
+    ref = reference(served, images)
+    teacher = np.argmax(served.cascade._live_models()[1](images.astype(np.float32)), axis=1)
+    settings = MonitorSettings(
+        window=100,
+        audit_rate=0.5,
+        epsilon=0.05,
+        references={MODEL: calibration_scores(zoo, choice)},
+        log=tmp_path / "monitor.jsonl",
+        seed=0,
+    )
+    async with app_client(create_app(served, ServeConfig(monitoring=settings))) as c:
+        for k in range(3):
+            assert (
+                await c.post(URL, json=body(images[k * 100 : (k + 1) * 100]))
+            ).status_code == 200
+        doc = await settle(c)
+        assert doc["model"] == MODEL and doc["requests"] == 300 and doc["windows_tested"] == 3
+        assert doc["teacher_share"] == pytest.approx(np.mean(ref["stage"] == 1))
+        assert 0 < doc["expected_teacher_share"] < 1
+        a = doc["audits"]
+        kept = ref["stage"] == 0
+        assert a["sample"] > 100 and a["shadow_calls"] > 0 and a["dropped"] == 0
+        assert a["cost"] == pytest.approx(a["shadow_calls"] / (np.sum(~kept) + a["shadow_calls"]))
+        assert a["disagreement"] is not None and a["disagreement"] <= a["disagreement_upper"]
+        metrics = (await c.get("/metrics")).text
+        for series in (
+            f'cascadekit_monitor_windows_total{{model="{MODEL}"}} 3.0',
+            f'cascadekit_monitor_alarms_total{{kind="score_drift",model="{MODEL}"}}',
+            f'cascadekit_monitor_audits_total{{model="{MODEL}",outcome="shadow"}}',
+            f'cascadekit_monitor_epsilon{{model="{MODEL}"}} 0.05',
+        ):
+            assert series in metrics
+    # the log: every request's scores and stages; audits whose teacher answers are the teacher's
+    recs = list(read_log(tmp_path / "monitor.jsonl"))
+    routes = [r for r in recs if r["kind"] == "route"]
+    assert np.array_equal(np.concatenate([r["stage"] for r in routes]), ref["stage"])
+    assert np.allclose(np.concatenate([r["score"] for r in routes]), ref["score"], atol=1e-4)
+    audits = [r for r in recs if r["kind"] == "audit"]
+    assert len(audits) == a["sample"] and "inputs" not in routes[0]
+    for r in audits:
+        i = int(np.argmin(np.abs(ref["score"] - r["score"])))
+        assert r["teacher"] == teacher[i] and r["student"] == ref["student"][i]
+        assert r["shadow"] == bool(kept[i])
+
+
+async def test_shift_raises_a_drift_alarm(zoo: Any, choice: Any, test_images: Any) -> None:
+    served = make_served(zoo, choice)
+    rng = np.random.default_rng(0)
+    images = test_images[0][:400]
+    noisy = np.clip(images + rng.normal(0, 90, images.shape), 0, 255).astype(np.uint8)
+    settings = MonitorSettings(window=200, references={MODEL: calibration_scores(zoo, choice)})
+    async with app_client(create_app(served, ServeConfig(monitoring=settings))) as c:
+        await c.post(URL, json=body(images))
+        clean = (await c.get(f"/v2/models/{MODEL}/monitor")).json()
+        assert clean["windows_tested"] == 2 and clean["alarms"] == {
+            "teacher_share": 0,
+            "score_drift": 0,
+        }
+        await c.post(URL, json=body(noisy))
+        doc = (await c.get(f"/v2/models/{MODEL}/monitor")).json()
+        assert doc["alarms"]["score_drift"] >= 1 and doc["alarms"]["teacher_share"] >= 1
+        assert doc["recent_alarms"][0]["requests"] == 600
+
+
+async def test_audits_are_off_the_response_path_and_dropped_when_busy(
+    zoo: Any, choice: Any, test_images: Any
+) -> None:
+    served = make_served(zoo, choice)
+    images = test_images[0][:64]
+    ref = reference(served, images)
+    faulty = FaultyModel(served.cascade.stages[1].model, delay=0.5)
+    served.cascade.stages[1].model = faulty
+    settings = MonitorSettings(audit_rate=1.0, audit_max_inflight=1)
+    async with app_client(create_app(served, ServeConfig(monitoring=settings))) as c:
+        faulty.mode = "slow"
+        # everything stays on the student: the response needs no teacher, the audits do
+        r = await c.post(URL, json=body(images, threshold="-inf"))
+        assert r.status_code == 200
+        doc = (await c.get(f"/v2/models/{MODEL}/monitor")).json()
+        assert doc["audits"]["in_flight"] == 1 and doc["audits"]["shadow_calls"] == 0
+        # a second request while the audit runs: its audits are dropped, it is answered
+        assert (await c.post(URL, json=body(images, threshold="-inf"))).status_code == 200
+        doc = await settle(c)
+        assert doc["audits"]["dropped"] == 64 and doc["audits"]["shadow_calls"] == 64
+        assert doc["overridden_requests"] == 128 and doc["requests"] == 0
+        assert ref["stage"].size == 64
+
+
+async def test_monitor_endpoint_errors(zoo: Any, choice: Any) -> None:
+    served = make_served(zoo, choice)
+    async with app_client(create_app(served)) as c:
+        r = await c.get(f"/v2/models/{MODEL}/monitor")
+        assert r.status_code == 404 and "Monitoring is off" in r.json()["error"]
+    settings = MonitorSettings()
+    async with app_client(
+        create_app(make_served(zoo, choice), ServeConfig(monitoring=settings))
+    ) as c:
+        r = await c.get("/v2/models/nope/monitor")
+        assert r.status_code == 404 and "nope" in r.json()["error"]
+
+
+def test_yaml_monitoring_section(tmp_path: Path) -> None:
+    np.save(tmp_path / "ref.npy", np.linspace(-1, 1, 50))
+    doc = {
+        "name": "m",
+        "input": {"name": "x", "datatypes": ["FP32"], "shape": [-1, 2]},
+        "score": "margin",
+        "thresholds": [0.5],
+        "stages": [{"callable": "numpy:negative"}, {"callable": "numpy:positive"}],
+        "monitoring": {"window": 500, "reference": "ref.npy", "log": "logs/m.jsonl"},
+    }
+    path = tmp_path / "c.yaml"
+    path.write_text(yaml.safe_dump(doc))
+    _, cfg = load_config(path)
+    assert cfg.monitoring is not None and cfg.monitoring.window == 500
+    assert cfg.monitoring.log == tmp_path / "logs" / "m.jsonl"
+    assert np.array_equal(cfg.monitoring.references["m"], np.linspace(-1, 1, 50))
+    for bad, match in (
+        ({"windw": 5}, "Unknown key.*'windw'.*expected some of window"),
+        ({"window": 0}, r"monitoring.window to be an integer >= 1"),
+        ({"audit_rate": "high"}, "monitoring.audit_rate to be a number"),
+        ({"log_inputs": "yes"}, "monitoring.log_inputs to be true or false"),
+        ({"log": 3}, "monitoring.log to be a file path"),
+        ([1], "monitoring to be a mapping"),
+    ):
+        doc["monitoring"] = bad
+        path.write_text(yaml.safe_dump(doc))
+        with pytest.raises(ConfigError, match=match):
+            load_config(path)
+    doc["monitoring"] = {"reference": "missing.npy"}
+    path.write_text(yaml.safe_dump(doc))
+    from cascadekit.errors import DataNotFoundError
+
+    with pytest.raises(DataNotFoundError, match="reference scores .* nothing is there"):
+        load_config(path)
+    (tmp_path / "bad.npy").write_text("nope")
+    doc["monitoring"] = {"reference": "bad.npy"}
+    path.write_text(yaml.safe_dump(doc))
+    with pytest.raises(ConfigError, match="Cannot read reference scores"):
+        load_config(path)
+    with pytest.raises(ConfigError, match="Expected monitoring to be a .*MonitorSettings"):
+        ServeConfig(monitoring={"window": 5})  # type: ignore[arg-type]
