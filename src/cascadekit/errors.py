@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 __all__ = [
+    "AdminRequestError",
     "CascadeError",
     "ClassCountError",
     "DataNotFoundError",
@@ -100,6 +101,10 @@ class InsufficientDataError(CascadeError):
 
 class RouterFileError(CascadeError):
     """A saved router file is malformed or of an unsupported format version."""
+
+
+class AdminRequestError(CascadeError):
+    """A call to a server's admin API failed (unreachable, refused, or rejected the change)."""
 
 
 class MonitorLogError(CascadeError):

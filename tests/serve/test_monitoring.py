@@ -202,3 +202,106 @@ def test_yaml_monitoring_section(tmp_path: Path) -> None:
         load_config(path)
     with pytest.raises(ConfigError, match="Expected monitoring to be a .*MonitorSettings"):
         ServeConfig(monitoring={"window": 5})  # type: ignore[arg-type]
+
+
+def test_recalibrate_cli_proposes_and_applies_through_the_admin_api(
+    zoo: Any, choice: Any, test_images: Any, tmp_path: Path, monkeypatch: Any
+) -> None:
+    import httpx
+    from conftest import uvicorn_thread
+    from typer.testing import CliRunner
+
+    from cascadekit.cli import app as cli
+    from cascadekit.monitoring.recalibrate import propose_from_log
+    from cascadekit.router import Router
+
+    runner = CliRunner()
+    served = make_served(zoo, choice)
+    log = tmp_path / "monitor.jsonl"
+    settings = MonitorSettings(audit_rate=0.5, log=log, seed=1)
+    cfg = ServeConfig(admin_token="tok", monitoring=settings)
+    router = tmp_path / "router.json"
+    Router(score=choice.score, temperature=choice.temperature, thresholds=[choice.threshold]).save(
+        router
+    )
+    images = test_images[0][:1000]
+    with uvicorn_thread(create_app(served, cfg)) as host:
+        with httpx.Client(base_url=f"http://{host}", timeout=60) as c:
+            for k in range(0, 1000, 250):
+                assert c.post(URL, json=body(images[k : k + 250])).status_code == 200
+            for _ in range(500):  # shadow audits finish in the background
+                if c.get(f"/v2/models/{MODEL}/monitor").json()["audits"]["in_flight"] == 0:
+                    break
+            args = [
+                "recalibrate",
+                str(log),
+                "--router",
+                str(router),
+                "--max-accuracy-drop",
+                "0.05",
+                "--delta",
+                "0.1",
+            ]
+            res = runner.invoke(
+                cli,
+                [
+                    *args,
+                    "--json",
+                    str(tmp_path / "p.json"),
+                    "--save-router",
+                    str(tmp_path / "new.json"),
+                ],
+            )
+            assert res.exit_code == 0, res.output
+            assert "not applied" in res.output and "old" in res.output
+            doc = __import__("json").loads((tmp_path / "p.json").read_text())
+            name, p = propose_from_log(log, choice.threshold, 0.05, 0.1)
+            assert name == MODEL and doc["n_audits"] == p.n_audits > 200
+            assert doc["new_threshold"] == p.new_threshold and doc["applied"] is False
+            assert Router.load(tmp_path / "new.json").thresholds == [p.new_threshold]
+            # applying needs the token; a wrong one is refused by the server
+            monkeypatch.delenv("CASCADEKIT_ADMIN_TOKEN", raising=False)
+            res = runner.invoke(cli, [*args, "--apply", f"http://{host}"])
+            assert res.exit_code == 1 and "needs the server's admin token" in res.output
+            monkeypatch.setenv("CASCADEKIT_ADMIN_TOKEN", "wrong")
+            res = runner.invoke(cli, [*args, "--apply", f"http://{host}"])
+            assert res.exit_code == 1 and "refused the new thresholds (401)" in res.output
+            monkeypatch.setenv("CASCADEKIT_ADMIN_TOKEN", "tok")
+            res = runner.invoke(cli, [*args, "--apply", f"http://{host}"])
+            assert res.exit_code == 0, res.output
+            meta = c.get(f"/v2/models/{MODEL}").json()
+            assert meta["parameters"]["threshold"] == pytest.approx(p.new_threshold)
+            # the monitor follows the new default threshold
+            c.post(URL, json=body(images[:10]))
+            assert c.get(f"/v2/models/{MODEL}/monitor").json()["threshold"] == pytest.approx(
+                p.new_threshold
+            )
+    res = runner.invoke(cli, [*args, "--apply", "ftp://x"])
+    assert res.exit_code == 1 and "Expected a server URL like http://host:8000" in res.output
+    res = runner.invoke(cli, [*args, "--apply", f"http://{host}"])  # server stopped
+    assert res.exit_code == 1 and "Cannot reach" in res.output
+
+
+def test_recalibrate_cli_errors(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from cascadekit.cli import app as cli
+    from cascadekit.monitoring import MonitorLog
+    from cascadekit.router import Router
+
+    runner = CliRunner()
+    router = tmp_path / "router.json"
+    Router(score="margin", thresholds=[0.5]).save(router)
+    log = MonitorLog(tmp_path / "m.jsonl")
+    log.route("a", 0.5, [1.0], [0])
+    log.route("b", 0.5, [1.0], [0])
+    log.close()
+    args = ["--router", str(router), "--max-accuracy-drop", "0.05"]
+    res = runner.invoke(cli, ["recalibrate", str(tmp_path / "m.jsonl"), *args])
+    assert res.exit_code == 1 and "several models (a, b)" in res.output
+    res = runner.invoke(cli, ["recalibrate", str(tmp_path / "m.jsonl"), *args, "--model", "a"])
+    assert res.exit_code == 1 and "no audit record for model 'a'" in res.output
+    res = runner.invoke(cli, ["recalibrate", str(tmp_path / "m.jsonl"), *args, "--model", "c"])
+    assert res.exit_code == 1 and "no record of model 'c'" in res.output
+    res = runner.invoke(cli, ["recalibrate", str(tmp_path / "none.jsonl"), *args])
+    assert res.exit_code == 1 and "no such file" in res.output

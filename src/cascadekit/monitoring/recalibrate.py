@@ -27,7 +27,12 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -41,10 +46,17 @@ from ..calibration import (
     min_calibration_size,
     quantile_grid,
 )
-from ..errors import ParameterError
+from ..errors import AdminRequestError, MonitorLogError, ParameterError
+from .log import audit_sample, read_log
 from .statistics import DropBound, disagreement_bound
 
-__all__ = ["AdaptiveThreshold", "Proposal", "propose_thresholds"]
+__all__ = [
+    "AdaptiveThreshold",
+    "Proposal",
+    "apply_thresholds",
+    "propose_from_log",
+    "propose_thresholds",
+]
 
 
 @dataclass
@@ -166,6 +178,115 @@ def propose_thresholds(
         new_drop=disagreement_bound(s, student_predictions, teacher_predictions, new, dlt),
         calibration=res,
     )
+
+
+def propose_from_log(
+    path: str | os.PathLike[str],
+    old_threshold: float,
+    epsilon: float,
+    delta: float,
+    *,
+    model: str | None = None,
+    n_grid: int = 100,
+) -> tuple[str, Proposal]:
+    """:func:`propose_thresholds` on a monitoring log (and its rotated files).
+
+    Parameters
+    ----------
+    path : path-like
+        The log (:class:`~cascadekit.monitoring.MonitorLog`).
+    old_threshold, epsilon, delta, n_grid
+        As in :func:`propose_thresholds`.
+    model : str, optional
+        The model whose records to use; required when the log holds several.
+
+    Returns
+    -------
+    (str, Proposal)
+        The model name and the proposal.
+
+    Raises
+    ------
+    MonitorLogError
+        If the log is missing, malformed, holds no record of ``model``, several models and no
+        ``model`` was named, or no audit at all.
+    """
+    records = list(read_log(path, model=model))
+    models = sorted({str(r.get("model")) for r in records})
+    if not records:
+        which = f"model {model!r}" if model is not None else "any model"
+        raise MonitorLogError(f"The log {str(path)!r} holds no record of {which}.")
+    if len(models) > 1:
+        raise MonitorLogError(
+            f"The log {str(path)!r} holds several models ({', '.join(models)}); name one with "
+            "model= (--model)."
+        )
+    s, ps, pt, route = audit_sample(records)
+    if s.shape[0] == 0:
+        raise MonitorLogError(
+            f"The log {str(path)!r} holds no audit record for model {models[0]!r}: recalibration "
+            "needs the shadow-audit sample. Set monitoring.audit_rate > 0 on the server."
+        )
+    proposal = propose_thresholds(
+        s,
+        ps,
+        pt,
+        old_threshold,
+        epsilon,
+        delta,
+        route_scores=route if route.shape[0] else None,
+        n_grid=n_grid,
+    )
+    return models[0], proposal
+
+
+def apply_thresholds(
+    url: str, model: str, thresholds: list[float], token: str | None, *, timeout: float = 10.0
+) -> dict[str, Any]:
+    """Set a served model's thresholds through the server's admin API (which audits the change).
+
+    Sends ``PUT {url}/admin/models/{model}/thresholds`` with ``Authorization: Bearer token``.
+
+    Returns
+    -------
+    dict
+        The server's answer (``thresholds`` and ``previous``).
+
+    Raises
+    ------
+    AdminRequestError
+        Without a token, when the server is unreachable, or when it refuses the change (the
+        server's message is included).
+    """
+    if not token:
+        raise AdminRequestError(
+            "Applying thresholds needs the server's admin token: set CASCADEKIT_ADMIN_TOKEN."
+        )
+    base = url.rstrip("/")
+    if not base.startswith(("http://", "https://")):
+        raise AdminRequestError(f"Expected a server URL like http://host:8000; got {url!r}.")
+    target = f"{base}/admin/models/{urllib.parse.quote(model, safe='')}/thresholds"
+    body = json.dumps({"thresholds": [encode_threshold(t) for t in thresholds]}).encode()
+    req = urllib.request.Request(
+        target,
+        data=body,
+        method="PUT",
+        headers={"content-type": "application/json", "authorization": f"Bearer {token}"},
+    )
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            doc: dict[str, Any] = json.loads(resp.read())
+            return doc
+    except urllib.error.HTTPError as exc:
+        try:
+            msg = json.loads(exc.read()).get("error", "")
+        except (ValueError, AttributeError):
+            msg = ""
+        raise AdminRequestError(
+            f"The server refused the new thresholds ({exc.code}): {msg or exc.reason}"
+        ) from exc
+    except (urllib.error.URLError, OSError) as exc:
+        raise AdminRequestError(f"Cannot reach {target}: {exc}. Is the server running?") from exc
 
 
 class AdaptiveThreshold:
