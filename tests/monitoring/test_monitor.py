@@ -59,10 +59,16 @@ def test_share_test_matches_scipy() -> None:
     r = share_test(130, 1000, 0.1)
     assert r.statistic == 0.13
     assert r.p_value == pytest.approx(sps.binomtest(130, 1000, 0.1).pvalue)
-    f = share_test(130, 1000, 0.1, n_reference=5000)
-    assert f.p_value == pytest.approx(sps.fisher_exact(np.array([[130, 870], [500, 4500]])).pvalue)
-    # the reference's own noise makes Fisher's test less eager than the binomial one
-    assert f.p_value > r.p_value
+    # with a reference of 5000: tested against the end of the reference's 99% interval
+    f = share_test(130, 1000, 0.1, n_reference=5000, reference_level=0.01)
+    hi = sps.binomtest(500, 5000).proportion_ci(0.99, method="exact").high
+    assert f.p_value == pytest.approx(2 * sps.binom.sf(129, 1000, hi))
+    assert f.p_value > r.p_value  # the reference's noise makes the test less eager
+    lo = sps.binomtest(500, 5000).proportion_ci(0.99, method="exact").low
+    assert share_test(70, 1000, 0.1, 5000, 0.01).p_value == pytest.approx(
+        2 * sps.binom.cdf(70, 1000, lo)
+    )
+    assert share_test(100, 1000, 0.1, 5000, 0.01).p_value == 1.0
 
 
 @pytest.mark.parametrize(
@@ -72,6 +78,7 @@ def test_share_test_matches_scipy() -> None:
         ((11, 10, 0.1), {}, "0 <= n_teacher <= n"),
         ((1, 10, 1.5), {}, r"expected in \[0, 1\]"),
         ((1, 10, 0.1), {"n_reference": 0}, "n_reference >= 1"),
+        ((1, 10, 0.1), {"n_reference": 10, "reference_level": 0.0}, "reference_level strictly"),
     ],
 )
 def test_share_test_rejects(args: tuple[float, ...], kwargs: dict[str, int], match: str) -> None:
@@ -88,7 +95,21 @@ def test_score_drift_test_is_ks() -> None:
     assert r.p_value == pytest.approx(ref.pvalue)
 
 
+def test_score_drift_test_with_a_reference_margin() -> None:
+    rng = np.random.default_rng(1)
+    a, b = rng.normal(0.3, 1, size=1000), rng.normal(size=5000)
+    r = score_drift_test(a, b, reference_level=0.01)
+    d = sps.ks_2samp(a, b).statistic
+    e = math.sqrt(math.log(2 / 0.01) / 10_000)
+    assert r.statistic == pytest.approx(d)
+    assert r.p_value == pytest.approx(sps.kstwo.sf(d - e, 1000))
+    # a window closer to the reference than its margin never alarms
+    assert score_drift_test(b[:1000], b, reference_level=0.01).p_value == 1.0
+
+
 def test_score_drift_test_rejects() -> None:
+    with pytest.raises(ParameterError, match="reference_level strictly between 0 and 1"):
+        score_drift_test([1.0], [1.0], reference_level=1.0)
     with pytest.raises(EmptyInputError, match="at least one sample"):
         score_drift_test([], [1.0])
     with pytest.raises(InputShapeError, match=r"reference of shape \(n_samples,\)"):
@@ -270,6 +291,7 @@ def test_no_audit_no_estimate() -> None:
         ({"n_stages": 1}, "n_stages >= 2"),
         ({"reference_size": 0}, "reference_size to be a positive integer"),
         ({"window": 0}, "window to be a positive integer"),
+        ({"reference_level": 0.0}, "reference_level strictly between 0 and 1"),
         ({"expected_teacher_share": 2.0}, r"expected_teacher_share in \[0, 1\]"),
     ],
 )

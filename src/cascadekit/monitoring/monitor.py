@@ -95,8 +95,8 @@ class CascadeMonitor:
         The student's threshold (an input stays on the student when ``score >= threshold``).
     reference_scores : array-like of shape (n_reference,), optional
         Student scores of the calibration data. The expected teacher share is their share below
-        ``threshold``, tested with Fisher's exact test (which accounts for the reference's own
-        sampling noise). Without it, ``expected_teacher_share`` is used if given (binomial
+        ``threshold``; both tests account for the reference's own sampling noise (see
+        ``reference_level``). Without it, ``expected_teacher_share`` is used if given (binomial
         test, share taken as exact) and the first ``reference_size`` inputs become the score
         reference (so drift is then measured against the start of the stream).
     expected_teacher_share : float, optional
@@ -107,7 +107,7 @@ class CascadeMonitor:
     false_alarms_per_100k : float, default=0.5
         Expected false alarms per 100,000 inputs of unshifted traffic, split over the windows
         and the two tests (see :func:`~cascadekit.monitoring.statistics.window_level`).
-    audit_rate : float in [0, 1], default=0.02
+    audit_rate : float in [0, 1], default=0.01
         Share of inputs in the audit sample (:meth:`audit_mask`).
     audit_window : int, default=50000
         Most recent audits kept for the drop estimate.
@@ -120,6 +120,13 @@ class CascadeMonitor:
         Stages of the cascade; the last one is the teacher.
     reference_size : int, default=5000
         Inputs taken as the reference when ``reference_scores`` is not given.
+    reference_level : float in (0, 1), default=0.01
+        The reference sample is drawn once; with probability at least ``1 - reference_level``
+        it is close enough to its population that the stated false-alarm rate holds for the
+        whole stream (split over the two tests, see
+        :func:`~cascadekit.monitoring.statistics.share_test` and
+        :func:`~cascadekit.monitoring.statistics.score_drift_test`). Larger references lose
+        less sensitivity to this margin.
     random_state : int or numpy Generator, optional
         Seeds :meth:`audit_mask`.
 
@@ -141,12 +148,13 @@ class CascadeMonitor:
         expected_teacher_share: float | None = None,
         window: int = 1000,
         false_alarms_per_100k: float = 0.5,
-        audit_rate: float = 0.02,
+        audit_rate: float = 0.01,
         audit_window: int = 50_000,
         epsilon: float | None = None,
         delta: float = 0.05,
         n_stages: int = 2,
         reference_size: int = 5000,
+        reference_level: float = 0.01,
         random_state: int | np.random.Generator | None = None,
     ) -> None:
         self.window = int(window)
@@ -167,6 +175,7 @@ class CascadeMonitor:
                 f"Expected reference_size to be a positive integer; got {reference_size!r}."
             )
         self.reference_size = int(reference_size)
+        self.reference_level = check_open_unit("reference_level", reference_level)
         self._reference: NDArray[np.float64] | None = None
         self._expected: float | None = None
         if expected_teacher_share is not None:
@@ -311,8 +320,9 @@ class CascadeMonitor:
         expected = self.expected_teacher_share
         assert expected is not None
         n_ref = None if self._expected is not None else int(self._reference.shape[0])
-        share = share_test(n_teacher, s.shape[0], expected, n_reference=n_ref)
-        drift = score_drift_test(s, self._reference)
+        half = self.reference_level / 2
+        share = share_test(n_teacher, s.shape[0], expected, n_ref, reference_level=half)
+        drift = score_drift_test(s, self._reference, reference_level=half)
         idx = self.n_windows_
         self.n_windows_ += 1
         out: list[Alarm] = []

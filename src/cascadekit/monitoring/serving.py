@@ -137,7 +137,7 @@ class MonitorSettings:
 
     window: int = 1000
     false_alarms_per_100k: float = 0.5
-    audit_rate: float = 0.02
+    audit_rate: float = 0.01
     audit_max_queue: int = 0
     audit_max_inflight: int = 4
     epsilon: float | None = None

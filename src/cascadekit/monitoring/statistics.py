@@ -6,6 +6,9 @@ With ``n_tests`` tests per window, each run at level :func:`window_level`
 ``= false_alarms_per_100k * window / 100_000 / n_tests`` (a Bonferroni split over the windows of
 100k requests and over the tests), the expected number of false alarms in any 100k requests of
 unshifted traffic is at most ``false_alarms_per_100k``, whatever the dependence between tests.
+The reference (calibration) sample is drawn once and re-used by every window; the tests pay for
+its noise once (``reference_level``) instead of letting an unlucky reference raise alarms in
+window after window.
 
 Examples
 --------
@@ -17,6 +20,8 @@ Examples
 >>> score_drift_test(rng.normal(size=1000), ref).p_value > 0.01     # same distribution
 True
 >>> score_drift_test(rng.normal(0.3, 1, size=1000), ref).p_value < 1e-6   # shifted
+True
+>>> score_drift_test(rng.normal(0.3, 1, size=1000), ref, reference_level=0.005).p_value < 1e-3
 True
 """
 
@@ -133,61 +138,90 @@ def window_level(false_alarms_per_100k: float, window: int, n_tests: int = 1) ->
 
 
 def share_test(
-    n_teacher: int, n: int, expected: float, n_reference: int | None = None
+    n_teacher: int,
+    n: int,
+    expected: float,
+    n_reference: int | None = None,
+    reference_level: float = 0.005,
 ) -> WindowTest:
     """Two-sided test that a window's teacher share equals the share expected at calibration.
 
-    With ``n_reference=None`` the expected share is taken as exact: a binomial test of
-    ``n_teacher`` out of ``n``. With ``n_reference`` (the size of the reference sample the
-    expected share was measured on) the uncertainty of that estimate is accounted for: Fisher's
-    exact test of the window against the reference (the binomial test conditional on the
-    total), which keeps the stated false-alarm rate when the reference is not much larger than
-    a window.
+    With ``n_reference=None`` the expected share is taken as exact: the two-sided binomial test
+    of ``n_teacher`` out of ``n``. With ``n_reference`` (the size of the reference sample the
+    share was measured on), the reference's own sampling noise is paid once for the whole
+    stream rather than per window: ``[lo, hi]`` is the exact (Clopper-Pearson) confidence
+    interval of the reference share at level ``1 - reference_level``, and the window is tested
+    against the nearest end (``p = 2 P(Bin(n, hi) >= n_teacher)`` above the interval, ``2
+    P(Bin(n, lo) <= n_teacher)`` below it, 1 inside). With probability at least ``1 -
+    reference_level`` over the reference draw, every window of unshifted traffic then has a
+    false-alarm probability of at most its level, however many windows are tested: re-using
+    one reference in every window cannot pile up false alarms.
 
     Examples
     --------
     >>> r = share_test(300, 1000, 0.2)
     >>> r.statistic, r.p_value < 1e-10
     (0.3, True)
-    >>> share_test(200, 1000, 0.2, n_reference=5000).p_value > 0.5
-    True
+    >>> share_test(205, 1000, 0.2, n_reference=5000).p_value      # inside the interval
+    1.0
     """
     if n < 1 or not 0 <= n_teacher <= n:
         raise ParameterError(f"Expected 0 <= n_teacher <= n and n >= 1; got {n_teacher} of {n}.")
     p0 = check_unit("expected", expected)
-    obs = n_teacher / n
+    k, n = int(n_teacher), int(n)
+    obs = k / n
     if n_reference is None:
-        p = float(sps.binomtest(int(n_teacher), int(n), p0).pvalue)
+        p = float(sps.binomtest(k, n, p0).pvalue)
     else:
-        if n_reference < 1:
+        if int(n_reference) != n_reference or n_reference < 1:
             raise ParameterError(f"Expected n_reference >= 1; got {n_reference!r}.")
+        level = check_open_unit("reference_level", reference_level)
         k_ref = round(p0 * n_reference)
-        table = np.array(
-            [[int(n_teacher), int(n - n_teacher)], [k_ref, int(n_reference) - k_ref]],
-            dtype=np.int64,
-        )
-        p = float(sps.fisher_exact(table).pvalue)
+        ci = sps.binomtest(k_ref, int(n_reference)).proportion_ci(1 - level, method="exact")
+        lo, hi = float(ci.low), float(ci.high)
+        if obs > hi:
+            p = 2 * float(sps.binom.sf(k - 1, n, hi))
+        elif obs < lo:
+            p = 2 * float(sps.binom.cdf(k, n, lo))
+        else:
+            p = 1.0
     return WindowTest(statistic=obs, p_value=min(p, 1.0), expected=p0)
 
 
-def score_drift_test(scores: ArrayLike, reference: ArrayLike) -> WindowTest:
-    """Two-sample Kolmogorov-Smirnov test of a window's scores against the reference scores.
+def score_drift_test(
+    scores: ArrayLike, reference: ArrayLike, reference_level: float | None = None
+) -> WindowTest:
+    """Kolmogorov-Smirnov test of a window's scores against the reference scores.
 
-    The statistic is the largest distance between the two empirical distribution functions;
-    its p-value comes from scipy (exact when ``n * n_reference <= 10_000``, the asymptotic
-    Kolmogorov distribution otherwise).
+    The statistic ``D`` is the largest distance between the two empirical distribution
+    functions. With ``reference_level=None``, the two-sample KS p-value (scipy: exact when
+    ``n * n_reference <= 10_000``, asymptotic otherwise), which treats the reference as a fresh
+    sample for every window. With ``reference_level``, the reference's deviation from its
+    population is bounded once for the whole stream (Dvoretzky-Kiefer-Wolfowitz with Massart's
+    constant: ``sup |F_ref - F| <= e_ref = sqrt(ln(2 / reference_level) / (2 n_reference))``
+    with probability ``>= 1 - reference_level``), and the window is tested with the exact
+    one-sample Kolmogorov distribution: ``p = P(D_n >= D - e_ref)``. Then, on a good reference,
+    every window of unshifted traffic alarms with probability at most its level.
 
     Raises
     ------
     InputShapeError, EmptyInputError, NonFiniteError
         If either array is not a non-empty 1-D array of finite scores.
+    ParameterError
+        If ``reference_level`` is not strictly between 0 and 1.
     """
     s = as_scores(scores)
     ref = as_scores(reference, name="reference")
-    # the exact null distribution costs ~5x more and changes the p-value by <1% at these sizes
-    method: Any = "asymp" if s.shape[0] * ref.shape[0] > 10_000 else "auto"
-    res: Any = sps.ks_2samp(s, ref, method=method)
-    return WindowTest(statistic=float(res.statistic), p_value=float(res.pvalue))
+    if reference_level is None:
+        # the exact null distribution costs ~5x more and changes the p-value by <1% here
+        method: Any = "asymp" if s.shape[0] * ref.shape[0] > 10_000 else "auto"
+        res: Any = sps.ks_2samp(s, ref, method=method)
+        return WindowTest(statistic=float(res.statistic), p_value=float(res.pvalue))
+    level = check_open_unit("reference_level", reference_level)
+    d = float(sps.ks_2samp(s, ref, method="asymp").statistic)
+    e_ref = math.sqrt(math.log(2 / level) / (2 * ref.shape[0]))
+    p = float(sps.kstwo.sf(d - e_ref, s.shape[0])) if d > e_ref else 1.0
+    return WindowTest(statistic=d, p_value=min(p, 1.0))
 
 
 def disagreement_bound(

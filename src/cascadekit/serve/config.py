@@ -24,7 +24,7 @@ A YAML file describes one served model::
              stage_timeout_ms: 1000, drain_timeout_s: 10, body_timeout_s: 30,
              limit_concurrency: 512, threshold_override: allow, trusted_hosts: [localhost],
              docs: true}
-    monitoring: {window: 1000, false_alarms_per_100k: 0.5, audit_rate: 0.02, epsilon: 0.02,
+    monitoring: {window: 1000, false_alarms_per_100k: 0.5, audit_rate: 0.01, epsilon: 0.01,
                  reference: calibration_scores.npy, log: monitor.jsonl}   # optional
 
 Relative paths are resolved against the YAML file's folder. Every mistake raises
