@@ -90,6 +90,7 @@ async def test_status_metrics_audits_and_log(
             f'cascadekit_monitor_alarms_total{{kind="score_drift",model="{MODEL}"}}',
             f'cascadekit_monitor_audits_total{{model="{MODEL}",outcome="shadow"}}',
             f'cascadekit_monitor_epsilon{{model="{MODEL}"}} 0.05',
+            f'cascadekit_monitor_disagreement_upper{{model="{MODEL}"}} {a["disagreement_upper"]!r}',
         ):
             assert series in metrics
     # the log: every request's scores and stages; audits whose teacher answers are the teacher's

@@ -454,10 +454,11 @@ class ServingMonitor:
             self.m_windows.labels(model=name).inc(behind)
             self._windows[name] = mon.n_windows_
 
-    def _refresh(self, name: str, mon: CascadeMonitor, force: bool = False) -> None:
-        """Recompute the drop bound (bisection: milliseconds) at most every interval."""
+    def _refresh(self, name: str, mon: CascadeMonitor) -> None:
+        """Recompute the drop bound (a bisection: tens of milliseconds) at most every
+        ``bound_interval_s``."""
         now = time.monotonic()
-        if not force and now - self._bound_at.get(name, -math.inf) < self.settings.bound_interval_s:
+        if now - self._bound_at.get(name, -math.inf) < self.settings.bound_interval_s:
             return
         b = mon.drop_estimate()
         if b is None:
@@ -476,7 +477,11 @@ class ServingMonitor:
         doc["overridden_requests"] = self.overridden[name]
         doc["audits"]["in_flight"] = len(self._tasks)
         doc["log"] = None if self.log is None else str(self.log.path)
-        self._refresh(name, mon, force=True)
+        a = doc["audits"]
+        if a["disagreement"] is not None:  # the bound just computed also feeds the gauges
+            self._bound_at[name] = time.monotonic()
+            self.gauges["disagreement"].labels(model=name).set(a["disagreement"])
+            self.gauges["disagreement_upper"].labels(model=name).set(a["disagreement_upper"])
         return doc
 
     async def stop(self) -> None:
