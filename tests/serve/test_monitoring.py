@@ -68,7 +68,7 @@ async def test_status_metrics_audits_and_log(
         epsilon=0.05,
         references={MODEL: calibration_scores(zoo, choice)},
         log=tmp_path / "monitor.jsonl",
-        seed=0,
+        random_state=0,
     )
     async with app_client(create_app(served, ServeConfig(monitoring=settings))) as c:
         for k in range(3):
@@ -219,7 +219,7 @@ def test_recalibrate_cli_proposes_and_applies_through_the_admin_api(
     runner = CliRunner()
     served = make_served(zoo, choice)
     log = tmp_path / "monitor.jsonl"
-    settings = MonitorSettings(audit_rate=0.5, log=log, seed=1)
+    settings = MonitorSettings(audit_rate=0.5, log=log, random_state=1)
     cfg = ServeConfig(admin_token="tok", monitoring=settings)
     router = tmp_path / "router.json"
     Router(score=choice.score, temperature=choice.temperature, thresholds=[choice.threshold]).save(

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from .._validation import as_scores, check_open_unit, check_unit
+from .._validation import as_scores, check_open_unit, check_unit, encode_threshold
 from ..cascade import RouteResult
 from ..errors import InputShapeError, ParameterError, SampleCountError
 from .statistics import DropBound, disagreement_bound, score_drift_test, share_test, window_level
@@ -444,14 +444,24 @@ class CascadeMonitor:
     # ------------------------------------------------------------------ reporting
 
     def status(self, *, with_bound: bool = True) -> dict[str, Any]:
-        """Everything the monitor knows, as a JSON-friendly dict."""
+        """Everything the monitor knows, as a JSON-friendly dict.
+
+        ``with_bound=False`` skips the drop's confidence bound (a bisection over the audits).
+
+        Examples
+        --------
+        >>> mon = CascadeMonitor(0.5, expected_teacher_share=0.3, epsilon=0.02)
+        >>> doc = mon.status()
+        >>> doc["threshold"], doc["expected_teacher_share"], doc["audits"]["guarantee"]
+        (0.5, 0.3, None)
+        """
         drop = self.drop_estimate() if with_bound else None
         guarantee: str | None = None
         if drop is not None and self.epsilon is not None:
             guarantee = "certified" if drop.upper <= self.epsilon else "not certified"
         t = self.threshold
         return {
-            "threshold": t if math.isfinite(t) else ("-inf" if t < 0 else None),
+            "threshold": encode_threshold(t),
             "requests": self.n_seen_,
             "teacher_share": self.n_teacher_ / self.n_seen_ if self.n_seen_ else None,
             "expected_teacher_share": self.expected_teacher_share,

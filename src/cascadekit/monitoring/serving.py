@@ -73,7 +73,7 @@ _KEYS = (
     "log_backups",
     "log_inputs",
     "bound_interval_s",
-    "seed",
+    "random_state",
 )
 
 
@@ -131,7 +131,7 @@ class MonitorSettings:
         Its rotation size, rotated files kept, and whether raw inputs are written.
     bound_interval_s : float, default=10.0
         Recompute the drop's confidence bound (for the gauges) at most this often.
-    seed : int, optional
+    random_state : int, optional
         Seeds the audit sampling.
     """
 
@@ -148,7 +148,7 @@ class MonitorSettings:
     log_backups: int = 5
     log_inputs: bool = False
     bound_interval_s: float = 10.0
-    seed: int | None = None
+    random_state: int | None = None
 
     @classmethod
     def from_dict(cls, doc: Any, base: str | Path, model: str) -> MonitorSettings:
@@ -184,8 +184,8 @@ class MonitorSettings:
                 kw[key] = _number(key, doc[key])
         if "bound_interval_s" in doc:
             kw["bound_interval_s"] = _number("bound_interval_s", doc["bound_interval_s"])
-        if "seed" in doc:
-            kw["seed"] = _number("seed", doc["seed"], integer=True)
+        if "random_state" in doc:
+            kw["random_state"] = _number("random_state", doc["random_state"], integer=True)
         if "log_inputs" in doc:
             if not isinstance(doc["log_inputs"], bool):
                 raise ParameterError(
@@ -243,7 +243,7 @@ class ServingMonitor:
                 epsilon=settings.epsilon,
                 delta=settings.delta,
                 n_stages=n_stages,
-                random_state=None if settings.seed is None else settings.seed + k,
+                random_state=None if settings.random_state is None else settings.random_state + k,
             )
         self.log: MonitorLog | None = None
         if settings.log is not None:
