@@ -464,3 +464,11 @@ def test_sklearn_adapter_single_example_and_class_alignment() -> None:
     assert wrapped[0](X[:5] / 16).argmax(1).tolist() == [
         order.tolist().index(w) for w in lr.predict(X[:5] / 16)
     ]
+
+
+def test_onnx_sequence_length_needs_a_transformer_encoder(tmp_path: Path) -> None:
+    path = export_onnx(_cnn(), np.zeros((2, 1, 8, 8), dtype=np.float32), tmp_path / "m.onnx")
+    with pytest.raises(ParameterError, match="Expected a transformer encoder"):
+        onnx_flops(path, sequence_length=16)
+    with pytest.raises(ParameterError, match="Expected sequence_length >= 1"):
+        onnx_flops(path, sequence_length=0)

@@ -657,3 +657,21 @@ def test_profile_fixed_batch_onnx_says_how_to_fix(tmp_path: Path) -> None:
         "1",
     )
     assert code == 0, text
+
+
+def test_the_command_needs_only_the_core_dependencies() -> None:
+    """``pip install cascadekit`` gives a working command for saved logits: typer and rich are
+    core dependencies, and importing the command pulls no optional one."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    import tomllib
+
+    meta = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    core = {re.split(r"[<>=\[ ]", d)[0] for d in meta["project"]["dependencies"]}
+    assert {"numpy", "scipy", "typer", "rich"} <= core
+    optional = ["torch", "sklearn", "fastapi", "yaml", "matplotlib", "onnxruntime", "ray", "pandas"]
+    code = f"import sys, cascadekit.cli; print(sorted(m for m in {optional!r} if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]", out.stdout

@@ -346,7 +346,7 @@ def test_accuracy_unknown_split_or_model() -> None:
     pool = T.TextPool(names=("m",), logits={"test": {"m": np.eye(3)}}, labels=labels)
     with pytest.raises(UnknownNameError, match="Expected a split in"):
         pool.accuracy("dev", "m")
-    with pytest.raises(UnknownNameError, match=r"Expected a model in \['m'\], got 'x'"):
+    with pytest.raises(UnknownNameError, match=r"Expected a model in \['m'\]; got 'x'"):
         pool.accuracy("test", "x")
 
 
@@ -511,3 +511,16 @@ def test_live_mpnet_reproduces_the_pools_saved_test_logits() -> None:
     model = T.load_text_models(("mpnet",), batch_size=4, encode_missing=False)["mpnet"]
     texts = pool.texts["test"][:6]
     np.testing.assert_allclose(model(texts), pool.logits["test"]["mpnet"][:6], rtol=0, atol=1e-4)
+
+
+@needs_minilms
+def test_encoder_flops_grow_linearly_in_weights_and_quadratically_in_attention() -> None:
+    """MiniLM-L3 (3 layers, hidden 384): f(L) = a L + b L^2 with b = 2 * 384 * (2 attention
+    products per layer) * 3 layers; the linear part is twice the weight matmuls' parameters."""
+    from cascadekit.profiling import onnx_flops
+
+    path = T._OnnxMiniLM().model_path
+    f20, f37 = (onnx_flops(path, sequence_length=n) for n in (20, 37))
+    b = (f37 / 37 - f20 / 20) / (37 - 20)
+    assert b == pytest.approx(2 * 384 * 2 * 3)
+    assert f20 / 20 - 20 * b == pytest.approx(2 * 384 * (4 * 384 + 2 * 1536) * 3)

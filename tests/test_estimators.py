@@ -203,3 +203,19 @@ def test_default_score_works_for_a_student_with_probabilities_only(digits) -> No
     np.testing.assert_array_equal(np.concatenate([clf.predict(Xt[:7]), clf.predict(Xt[7:])]), whole)
     with pytest.raises(ScoreInputError, match="energy needs raw logits; the outputs of stage"):
         clone(clf).set_params(routing_score="energy").fit(X, y)
+
+
+def test_answers_do_not_depend_on_the_rest_of_the_batch() -> None:
+    """scikit-learn's subset-invariance check with the pair it once failed on. The cause: the
+    default score was energy, and a scikit-learn student's outputs were probabilities, whose
+    logsumexp is constant, so the threshold sat in float rounding that changes with the batch.
+    Now the student's per-class decision_function is used when it has one, the default score is
+    max_softmax, and energy on probabilities is refused."""
+    from sklearn.utils.estimator_checks import check_methods_subset_invariance
+
+    est = CascadeClassifier(
+        LogisticRegression(max_iter=1000),
+        RandomForestClassifier(n_estimators=20, random_state=0),
+        random_state=0,
+    )
+    check_methods_subset_invariance("CascadeClassifier", est)

@@ -191,7 +191,7 @@ def test_second_call_loads_without_training(
     def no_training(*args: Any, **kwargs: Any) -> None:
         raise AssertionError("the cache should have been used")
 
-    monkeypatch.setattr(zoo_module, "_train_one", no_training)
+    monkeypatch.setattr(zoo_module, "train_one", no_training)
     events: list[tuple[str, float]] = []
     again = load_fashion_mnist_zoo(
         reduced=True, cache_dir=cache, progress=lambda d, f: events.append((d, f))

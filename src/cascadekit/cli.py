@@ -21,24 +21,17 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import numpy as np
+import typer
+from rich.console import Console
+from rich.table import Table
 
 from .errors import (
     CascadeError,
     ClassCountError,
     InputShapeError,
-    MissingDependencyError,
     ParameterError,
     ThresholdRangeWarning,
 )
-
-try:
-    import typer
-    from rich.console import Console
-    from rich.table import Table
-except ImportError as exc:  # pragma: no cover - only without the cli extra
-    raise MissingDependencyError(
-        'The cascadekit command needs typer and rich: pip install "cascadekit[cli]".'
-    ) from exc
 
 app = typer.Typer(
     name="cascadekit",

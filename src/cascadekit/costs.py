@@ -27,7 +27,8 @@ import time
 from collections.abc import Callable, Sized
 from typing import TYPE_CHECKING, Any
 
-from .errors import EmptyInputError, InputShapeError, MissingDependencyError, ParameterError
+from ._optional import require
+from .errors import EmptyInputError, InputShapeError, ParameterError
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -54,14 +55,7 @@ def import_torch() -> Any:
     """
     if "torch" not in sys.modules:
         os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    try:
-        import torch
-    except ImportError as exc:  # pragma: no cover - torch is installed in the dev env
-        raise MissingDependencyError(
-            "This needs PyTorch, which is not installed. Install it with `pip install "
-            '"cascadekit[torch]"`.'
-        ) from exc
-    return torch
+    return require("torch", "torch", "This")
 
 
 def count_flops(module: torch.nn.Module, example_input: Any) -> int:

@@ -18,21 +18,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._optional import require
 from ._validation import check_temperature
 from .adapters import align_classes, as_model, n_inputs, take
 from .calibration import calibrate_cascade
 from .cascade import Cascade, PredictResult, Stage
-from .errors import InputShapeError, LabelError, MissingDependencyError, ParameterError
+from .errors import InputShapeError, LabelError, ParameterError
 
-try:
-    from sklearn.base import BaseEstimator, ClassifierMixin, clone
-    from sklearn.model_selection import train_test_split
-    from sklearn.utils.multiclass import check_classification_targets
-    from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data
-except ImportError as _exc:  # pragma: no cover - depends on the environment
-    raise MissingDependencyError(
-        'CascadeClassifier needs scikit-learn: pip install "cascadekit[sklearn]".'
-    ) from _exc
+require("sklearn", "sklearn", "CascadeClassifier")
+from sklearn.base import BaseEstimator, ClassifierMixin, clone  # noqa: E402
+from sklearn.model_selection import train_test_split  # noqa: E402
+from sklearn.utils.multiclass import check_classification_targets  # noqa: E402
+from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data  # noqa: E402
 
 __all__ = ["CascadeClassifier", "parse_target"]
 

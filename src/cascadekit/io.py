@@ -40,6 +40,7 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from ._validation import encode_labels
 from .errors import (
     CascadeError,
@@ -48,7 +49,6 @@ from .errors import (
     EmptyInputError,
     InputShapeError,
     LabelError,
-    MissingDependencyError,
     UnknownNameError,
 )
 
@@ -246,12 +246,7 @@ def _numbered_header(first: list[str], rest: list[tuple[int, list[str]]]) -> boo
 
 
 def _load_parquet(p: Path) -> tuple[list[str], np.ndarray]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError as exc:
-        raise MissingDependencyError(
-            'Reading .parquet files needs pyarrow: pip install "cascadekit[parquet]".'
-        ) from exc
+    pq = require("pyarrow.parquet", "parquet", "Reading .parquet files")
     table: Any = pq.read_table(p)
     cols = [np.asarray(table.column(i).to_numpy()) for i in range(table.num_columns)]
     if not cols:

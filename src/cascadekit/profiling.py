@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
+from ._optional import require
 from .adapters import ModelAdapter, OnnxModel, TorchModel, as_model, n_inputs, take, take_slice
-from .adapters._base import require
 from .costs import count_flops, measure_latency
 from .errors import EmptyInputError, ParameterError
 
@@ -45,14 +45,21 @@ def torch_flops(module: Any, example: Any) -> float:
     60.0
     """
     model = module if isinstance(module, TorchModel) else TorchModel(module)
-    return float(count_flops(model.module, model._to_tensor(example)))
+    return float(count_flops(model.module, model.to_tensor(example)))
 
 
-def onnx_flops(model: Any) -> float:
+def onnx_flops(model: Any, *, sequence_length: int | None = None) -> float:
     """FLOPs per input of an ONNX graph from its MatMul, Gemm and Conv shapes (batch size 1).
 
     ``model`` is a path, an ``onnx.ModelProto`` or an :class:`~cascadekit.adapters.OnnxModel`
     built from a path.
+
+    With ``sequence_length`` (a transformer encoder with a dynamic sequence axis, whose shapes
+    ONNX shape inference cannot resolve), the FLOPs per sequence of that many tokens are counted
+    from the MatMul nodes instead: a MatMul with a weight initializer of shape ``(k, m)`` costs
+    ``2 L k m`` for ``L`` tokens; a MatMul of two activations is an attention product (``Q K^T``
+    or ``A V``), ``2 L^2 d`` summed over heads, with ``d`` the hidden size (the width of the
+    word-embedding initializer). Element-wise ops, softmax and layer norms are not counted.
 
     Examples
     --------
@@ -72,6 +79,8 @@ def onnx_flops(model: Any) -> float:
             )
         model = model.path
     proto = model if isinstance(model, onnx.ModelProto) else onnx.load(str(model))
+    if sequence_length is not None:
+        return _encoder_flops(proto, int(sequence_length))
     proto = onnx.ModelProto.FromString(proto.SerializeToString())
     init_names = {i.name for i in proto.graph.initializer}
     for inp in proto.graph.input:
@@ -101,6 +110,31 @@ def onnx_flops(model: Any) -> float:
             total += 2.0 * float(np.prod(out)) * k
         elif node.op_type == "Conv" and len(ins) > 1 and ins[1] and out is not None:
             total += 2.0 * float(np.prod(out)) * float(np.prod(ins[1][1:]))
+    return total
+
+
+def _encoder_flops(proto: Any, n_tokens: int) -> float:
+    if n_tokens < 1:
+        raise ParameterError(f"Expected sequence_length >= 1 tokens; got {n_tokens}.")
+    inits = {t.name: list(t.dims) for t in proto.graph.initializer}
+    widths = [d[1] for n, d in inits.items() if len(d) == 2 and "word_embeddings" in n]
+    if not widths:
+        raise ParameterError(
+            "Expected a transformer encoder with a word-embedding initializer (its width is the "
+            "hidden size) when sequence_length is given; this graph has none. Count it without "
+            "sequence_length."
+        )
+    hidden = max(widths)
+    total = 0.0
+    for node in proto.graph.node:
+        if node.op_type != "MatMul":
+            continue
+        w = [inits[i] for i in node.input if i in inits and len(inits[i]) == 2]
+        if w:
+            k, m = w[0]
+            total += 2.0 * n_tokens * k * m
+        else:
+            total += 2.0 * n_tokens * n_tokens * hidden
     return total
 
 

@@ -33,8 +33,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from ._optional import require
 from .costs import import_torch
-from .errors import EmptyInputError, InputShapeError, MissingDependencyError, ParameterError
+from .errors import EmptyInputError, InputShapeError, ParameterError
 
 __all__ = ["Int8Model", "quantize_int8"]
 
@@ -43,7 +44,7 @@ RECIPE = "PT2E static int8 (torchao X86InductorQuantizer) + torch.compile (Induc
 
 
 @contextmanager
-def _quiet_torchao() -> Iterator[None]:
+def quiet_torchao() -> Iterator[None]:
     """Silence torchao's import-time chatter (missing CUDA kernels, deprecations) on CPU."""
     loggers = [logging.getLogger(n) for n in ("torchao", "torch.utils._pytree")]
     levels = [lg.level for lg in loggers]
@@ -61,16 +62,14 @@ def _quiet_torchao() -> Iterator[None]:
 
 
 def _import_pt2e() -> tuple[Any, Any, Any]:
-    try:
-        with _quiet_torchao():
-            import torchao.quantization.pt2e.quantizer.x86_inductor_quantizer as xiq
-            from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
-    except ImportError as exc:  # pragma: no cover - torchao is installed with the torch extra
-        raise MissingDependencyError(
-            'Int8 quantization needs torchao: pip install "cascadekit[torch]" (or pip install '
-            "torchao)."
-        ) from exc
-    return xiq, prepare_pt2e, convert_pt2e
+    with quiet_torchao():
+        xiq = require(
+            "torchao.quantization.pt2e.quantizer.x86_inductor_quantizer",
+            "torch",
+            "Int8 quantization",
+        )
+        pt2e = require("torchao.quantization.pt2e.quantize_pt2e", "torch", "Int8 quantization")
+    return xiq, pt2e.prepare_pt2e, pt2e.convert_pt2e
 
 
 @dataclass
@@ -180,7 +179,7 @@ def quantize_int8(
     xiq, prepare_pt2e, convert_pt2e = _import_pt2e()
     module = module.eval()
     t0 = time.perf_counter()
-    with _quiet_torchao():
+    with quiet_torchao():
         example = x[: min(8, len(x))]
         if len(example) < 2:  # a batch of 1 would specialise the batch axis
             example = example.repeat(2, *([1] * (example.ndim - 1)))
@@ -199,7 +198,7 @@ def quantize_int8(
     compiled, error = None, None
     if compile:
         try:
-            with _quiet_torchao(), torch.no_grad():
+            with quiet_torchao(), torch.no_grad():
                 compiled = torch.compile(graph, dynamic=True)
                 for b in warm_batch_sizes:
                     rows = x[:b] if len(x) >= b else x[:1].repeat(b, *([1] * (x.ndim - 1)))

@@ -28,6 +28,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from . import curves
+from ._optional import require
 from ._validation import (
     LOGSUMEXP_SCORES,
     as_labels,
@@ -36,7 +37,7 @@ from ._validation import (
     output_kind,
 )
 from .cascade import Cascade, Stage
-from .errors import MissingDependencyError, ParameterError
+from .errors import ParameterError
 from .router import encode_threshold
 from .scores import compute_score
 
@@ -288,15 +289,8 @@ def plot_evaluation(
 ) -> None:
     """Write a PNG: accuracy vs relative cost with random and oracle curves, and (given the
     student's scores and correctness) the two score histograms of EBJR Fig. 4."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise MissingDependencyError(
-            'Plots need matplotlib: pip install "cascadekit[plot]".'
-        ) from exc
+    require("matplotlib", "plot", "Plotting").use("Agg")
+    plt = require("matplotlib.pyplot", "plot", "Plotting")
     blocks = report["scores"] if "scores" in report else {report["score"]: report}
     stages = report["stages"]
     acc_s, acc_t = stages[0]["accuracy"], stages[-1]["accuracy"]

@@ -8,26 +8,15 @@ heavy library (a torch tensor is only indexed with torch when the input already 
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import InputShapeError, MissingDependencyError, ParameterError
+from ..errors import InputShapeError, ParameterError
 
-__all__ = ["ModelAdapter", "n_inputs", "require", "take", "take_slice"]
-
-
-def require(module: str, extra: str, what: str) -> Any:
-    """Import ``module`` or raise :class:`MissingDependencyError` naming the pip command."""
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise MissingDependencyError(
-            f'{what} needs {module.split(".")[0]}: pip install "cascadekit[{extra}]".'
-        ) from exc
+__all__ = ["ModelAdapter", "n_inputs", "take", "take_slice"]
 
 
 def _is_torch_tensor(x: Any) -> bool:

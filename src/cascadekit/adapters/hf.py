@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import DataNotFoundError, InputShapeError, MissingDependencyError, ParameterError
 from ._base import ModelAdapter, check_batch_size
 
@@ -98,12 +99,7 @@ class HFModel(ModelAdapter):
             )
         os.environ.setdefault("HF_HUB_OFFLINE", "1")
         os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-        try:
-            st = importlib.import_module("sentence_transformers")
-        except ImportError as exc:  # pragma: no cover - depends on the environment
-            raise MissingDependencyError(
-                'HFModel needs sentence-transformers: pip install "cascadekit[text]".'
-            ) from exc
+        st = require("sentence_transformers", "text", "HFModel")
         self.encoder = st.SentenceTransformer(str(path), device=device, local_files_only=True)
         self.model_dir = path
         self.batch_size = check_batch_size(batch_size, "HFModel")

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import CascadeError, InputShapeError, ParameterError
-from ._base import ModelAdapter, check_batch_size, n_inputs, require
+from ._base import ModelAdapter, check_batch_size, n_inputs
 
 __all__ = ["ExportMismatchError", "OnnxModel", "export_onnx"]
 

@@ -39,8 +39,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import ParameterError, StageError, StageUnavailableError
-from ._base import ModelAdapter, check_batch_size, n_inputs, require
+from ._base import ModelAdapter, check_batch_size, n_inputs
 
 __all__ = ["RemoteModel"]
 

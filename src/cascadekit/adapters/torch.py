@@ -11,8 +11,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import InputShapeError, ParameterError
-from ._base import ModelAdapter, check_batch_size, require
+from ._base import ModelAdapter, check_batch_size
 
 __all__ = ["TorchModel", "expected_input"]
 
@@ -130,7 +131,8 @@ class TorchModel(ModelAdapter):
             (p.dtype for p in module.parameters() if p.is_floating_point()), torch.float32
         )
 
-    def _to_tensor(self, batch: Any) -> Any:
+    def to_tensor(self, batch: Any) -> Any:
+        """``batch`` as a tensor of the module's floating dtype on its device (numbers only)."""
         torch = _torch()
         if isinstance(batch, torch.Tensor):
             x = batch
@@ -165,7 +167,7 @@ class TorchModel(ModelAdapter):
     def forward(self, batch: Any) -> NDArray[np.floating[Any]]:
         """Logits of one chunk of inputs."""
         torch = _torch()
-        x = self._to_tensor(batch)
+        x = self.to_tensor(batch)
         with torch.inference_mode():
             try:
                 out = self.module(x)

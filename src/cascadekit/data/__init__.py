@@ -25,6 +25,7 @@ from .fashion_mnist import (
     load_fashion_mnist,
     load_fashion_mnist_splits,
 )
+from .pool import LogitPool
 from .zoo import (
     CODE_VERSION,
     MODEL_NAMES,
@@ -45,6 +46,7 @@ __all__ = [
     "MODEL_NAMES",
     "SPLITS",
     "FashionMnistZoo",
+    "LogitPool",
     "ModelRecipe",
     "ProgressFn",
     "ZooRecipe",

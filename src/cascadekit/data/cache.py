@@ -39,6 +39,7 @@ __all__ = [
     "cache_root",
     "read_json",
     "recipe_hash",
+    "state_dict_bytes",
 ]
 
 CACHE_ENV = "CASCADEKIT_CACHE_DIR"
@@ -97,6 +98,23 @@ def recipe_hash(recipe: Mapping[str, Any], length: int = 16) -> str:
         raise ParameterError(f"Expected length in [1, 64] hex characters; got {length!r}.")
     text = json.dumps(_canonical(recipe), sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[: int(length)]
+
+
+def state_dict_bytes(torch: Any, module: Any) -> bytes:
+    """A torch module's ``state_dict`` serialised by ``torch.save``, as bytes to write atomically.
+
+    ``torch`` is the imported module (passed in so that this module never imports it).
+
+    Examples
+    --------
+    >>> import torch
+    >>> data = state_dict_bytes(torch, torch.nn.Linear(2, 1))
+    >>> sorted(torch.load(io.BytesIO(data), weights_only=True))
+    ['bias', 'weight']
+    """
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    return buf.getvalue()
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:

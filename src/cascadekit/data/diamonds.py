@@ -340,7 +340,7 @@ def load_diamonds_models(
     from ..costs import count_flops, import_torch
 
     torch = import_torch()
-    from .zoo import _torch_settings
+    from .zoo import torch_settings
 
     t0 = time.perf_counter()
     xtr = data.X[idx["train"]]
@@ -361,7 +361,7 @@ def load_diamonds_models(
     out: dict[str, dict[str, NDArray[np.float64]]] = {
         k: {} for k in ("gauss_mean", "gauss_sigma", "ebm_logits", "teacher")
     }
-    with _torch_settings(torch, int(threads)), torch.random.fork_rng(devices=[]):
+    with torch_settings(torch, int(threads)), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         x = tx("train")
         gauss = _mlp(torch, d, [student_hidden], 2)

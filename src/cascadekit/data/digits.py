@@ -17,22 +17,23 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import MissingDependencyError
+from .._optional import require
+from .pool import LogitPool
 
 __all__ = ["DigitsPair", "load_digits_pair"]
 
 SPLITS = ("train", "select", "calibrate", "test")
 
 
-@dataclass
-class DigitsPair:
-    """Logits of a student and a teacher on the digits splits.
+@dataclass(kw_only=True)
+class DigitsPair(LogitPool):
+    """Logits of a student and a teacher on the digits splits (a :class:`LogitPool`).
 
     Attributes
     ----------
@@ -44,14 +45,8 @@ class DigitsPair:
         Multiply-add FLOPs per input of each model, counted from the fitted weights' shapes.
     """
 
-    logits: dict[str, dict[str, NDArray[np.float64]]] = field(default_factory=dict)
-    labels: dict[str, NDArray[np.int64]] = field(default_factory=dict)
-    flops: dict[str, float] = field(default_factory=dict)
-
-    def accuracy(self, split: str, model: str) -> float:
-        """Top-1 accuracy of ``model`` on ``split``."""
-        pred = np.argmax(self.logits[split][model], axis=1)
-        return float(np.mean(pred == self.labels[split]))
+    names: tuple[str, ...] = ("student", "teacher")
+    title: str = "Handwritten digits (scikit-learn): logistic regression -> MLP"
 
 
 def _pool(x: NDArray[Any]) -> NDArray[np.float64]:
@@ -71,15 +66,11 @@ def load_digits_pair(seed: int = 0) -> DigitsPair:
     seed : int, default=0
         Seed of the split and of the MLP's initialisation.
     """
-    try:
-        from sklearn.datasets import load_digits
-        from sklearn.linear_model import LogisticRegression
-        from sklearn.model_selection import train_test_split
-        from sklearn.neural_network import MLPClassifier
-    except ImportError as exc:  # pragma: no cover - exercised only without sklearn
-        raise MissingDependencyError(
-            'The digits example needs scikit-learn: pip install "cascadekit[sklearn]".'
-        ) from exc
+    require("sklearn", "sklearn", "The digits example")
+    from sklearn.datasets import load_digits
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.model_selection import train_test_split
+    from sklearn.neural_network import MLPClassifier
 
     x, y = load_digits(return_X_y=True)
     x = x / 16.0

@@ -65,12 +65,12 @@ FASHION_MNIST_CLASSES: tuple[str, ...] = (
 )
 SPLITS: tuple[str, ...] = ("train", "select", "calibrate", "test")
 
-_FILES = {
+FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 _IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dimensions
-_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
+LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dimension
 _FULL_SIZES = {"train": 50_000, "select": 5_000, "calibrate": 5_000, "test": 10_000}
 _REDUCED_SIZES = {"train": 8_000, "select": 1_000, "calibrate": 2_000, "test": 2_000}
 _N_TRAIN_FILE = 60_000
@@ -98,7 +98,7 @@ def fashion_mnist_dir(root: str | os.PathLike[str] | None = None) -> Path:
     return Path(env) if env else DEFAULT_FASHION_MNIST_DIR
 
 
-def _find(folder: Path, name: str) -> Path:
+def find_file(folder: Path, name: str) -> Path:
     path = folder / name
     if path.is_file():
         return path
@@ -110,7 +110,7 @@ def _find(folder: Path, name: str) -> Path:
     )
 
 
-def _read_idx(path: Path, magic: int, ndim: int) -> NDArray[np.uint8]:
+def read_idx(path: Path, magic: int, ndim: int) -> NDArray[np.uint8]:
     """Read one IDX file (gzip or plain) and check its magic number and length."""
     try:
         if path.suffix == ".gz":
@@ -182,17 +182,17 @@ def load_fashion_mnist(
     >>> images.shape, images.dtype, labels.shape, labels.dtype
     ((10000, 28, 28), dtype('uint8'), (10000,), dtype('int64'))
     """
-    if split not in _FILES:
+    if split not in FILES:
         raise UnknownNameError(
             f"Expected split 'train' or 'test' (the two Fashion-MNIST files); got {split!r}. "
             "For the benchmark's train/select/calibrate/test splits use "
             "load_fashion_mnist_splits()."
         )
     folder = fashion_mnist_dir(root)
-    image_name, label_name = _FILES[split]
-    image_path, label_path = _find(folder, image_name), _find(folder, label_name)
-    images = _read_idx(image_path, _IMAGES_MAGIC, 3)
-    labels = _read_idx(label_path, _LABELS_MAGIC, 1).astype(np.int64)
+    image_name, label_name = FILES[split]
+    image_path, label_path = find_file(folder, image_name), find_file(folder, label_name)
+    images = read_idx(image_path, _IMAGES_MAGIC, 3)
+    labels = read_idx(label_path, LABELS_MAGIC, 1).astype(np.int64)
     if images.shape[0] != labels.shape[0] or images.shape[1:] != (28, 28):
         raise CascadeError(
             f"Expected {image_path} to hold (n, 28, 28) images with one label each in "

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from ..costs import count_macs, import_torch, measure_latency, serialized_size
 from ..errors import UnknownNameError
 from .cache import atomic_write_json, atomic_write_npz, read_json, recipe_hash
-from .zoo import FashionMnistZoo, _torch_settings
+from .zoo import FashionMnistZoo, torch_settings
 
 __all__ = ["QuantizedTeacher", "load_quantized_teacher"]
 
@@ -123,9 +123,9 @@ def load_quantized_teacher(
     if model not in zoo.models:
         raise UnknownNameError(f"Expected a model in {list(zoo.names)}; got {model!r}.")
     torch = import_torch()
-    from ..quantization import _quiet_torchao
+    from ..quantization import quiet_torchao
 
-    with _quiet_torchao():  # its import logs missing CUDA kernels on a CPU machine
+    with quiet_torchao():  # its import logs missing CUDA kernels on a CPU machine
         import torchao
 
     repeats = int(latency_repeats or zoo.recipe.latency_repeats)
@@ -151,7 +151,7 @@ def load_quantized_teacher(
 
     float_model = zoo.models[model].eval()
     student = zoo.models[zoo.names[0]].eval()
-    with _torch_settings(torch, zoo.recipe.threads):
+    with torch_settings(torch, zoo.recipe.threads):
         torch.use_deterministic_algorithms(False)  # Inductor's int8 kernels are not flagged so
         if progress is not None:
             progress("quantizing the teacher to int8", 0.1)

@@ -37,7 +37,14 @@ from numpy.typing import NDArray
 from ..costs import count_flops, count_params, import_torch
 from ..errors import CascadeError, ParameterError
 from ..specialized import Specialization
-from .cache import atomic_write_bytes, atomic_write_json, atomic_write_npz, cache_root, read_json
+from .cache import (
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_npz,
+    cache_root,
+    read_json,
+    state_dict_bytes,
+)
 from .cache import recipe_hash as _recipe_hash
 from .fashion_mnist import (
     FASHION_MNIST_CLASSES,
@@ -46,7 +53,7 @@ from .fashion_mnist import (
     fashion_mnist_split_sizes,
     load_fashion_mnist,
 )
-from .zoo import ModelRecipe, _logits_of, _state_bytes, _torch_settings, _train_one
+from .zoo import ModelRecipe, logits_of, torch_settings, train_one
 
 __all__ = ["SPECIALIZED_CODE_VERSION", "FashionStudent", "load_specialized_student"]
 
@@ -258,9 +265,9 @@ def load_specialized_student(
 
     y_train = labels_of("train")
     target = y_train if spec is None else spec.encode(y_train)
-    with _torch_settings(torch, int(threads)):
-        model = _train_one(model_recipe, images_of("train"), target, seed, lambda d, f: None)
-        logits = {s: _logits_of(model, images_of(s)) for s in _EVAL_SPLITS}
+    with torch_settings(torch, int(threads)):
+        model = train_one(model_recipe, images_of("train"), target, seed, lambda d, f: None)
+        logits = {s: logits_of(model, images_of(s)) for s in _EVAL_SPLITS}
     train_seconds = time.perf_counter() - t0
     with torch.random.fork_rng(devices=[]):
         flops = count_flops(model, torch.zeros(1, 28, 28))
@@ -268,7 +275,7 @@ def load_specialized_student(
     labels = {s: labels_of(s) for s in _EVAL_SPLITS}
     try:
         (folder / "meta.json").unlink(missing_ok=True)
-        atomic_write_bytes(folder / "model.pt", _state_bytes(torch, model))
+        atomic_write_bytes(folder / "model.pt", state_dict_bytes(torch, model))
         atomic_write_npz(
             folder / "logits.npz",
             {f"logits.{s}": logits[s] for s in _EVAL_SPLITS}

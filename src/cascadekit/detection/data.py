@@ -34,7 +34,7 @@ from scipy.ndimage import zoom
 
 from ..data.fashion_mnist import FASHION_MNIST_CLASSES, load_fashion_mnist
 from ..errors import ParameterError, UnknownNameError
-from .nms import _iou
+from .nms import iou_unchecked
 
 __all__ = ["DETECTION_SPLITS", "CanvasSpec", "DetectionDataset", "make_canvas_dataset"]
 
@@ -223,7 +223,7 @@ def make_canvas_dataset(
                 x0 = int(rng.integers(0, size - w + 1))
                 box = (x0 + tight[0], y0 + tight[1], x0 + tight[2], y0 + tight[3])
                 if boxes:
-                    iou = _iou(np.asarray([box], float), np.asarray(boxes, float))
+                    iou = iou_unchecked(np.asarray([box], float), np.asarray(boxes, float))
                     if float(iou.max()) > spec.max_iou:
                         continue
                 region = images[i, y0 : y0 + h, x0 : x0 + w]

@@ -84,7 +84,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy.special import logsumexp
 
-from .. import scores as _scores
+from .. import scores as as_box_scores
 from ..errors import (
     ClassCountError,
     EmptyInputError,
@@ -94,7 +94,7 @@ from ..errors import (
     SampleCountError,
     UnknownNameError,
 )
-from .nms import _nms, as_boxes
+from .nms import as_boxes, nms_unchecked
 
 __all__ = [
     "DETECTION_SCORES",
@@ -473,7 +473,10 @@ class DetectionScorer:
             groups = [np.flatnonzero(det.labels == c) for c in np.unique(det.labels)]
             keep = np.sort(
                 np.concatenate(
-                    [g[_nms(det.boxes[g], det.scores[g], float(self.nms_iou))] for g in groups]
+                    [
+                        g[nms_unchecked(det.boxes[g], det.scores[g], float(self.nms_iou))]
+                        for g in groups
+                    ]
                 )
             )
         keep = keep[det.scores[keep] >= float(self.score_threshold)]
@@ -525,7 +528,7 @@ class DetectionScorer:
                     "Gaussian box head or box_term='none'."
                 )
             k, _, nb = det.box_logits.shape
-            e = _scores.energy(det.box_logits.reshape(k * 4, nb), float(self.temperature))
+            e = as_box_scores.energy(det.box_logits.reshape(k * 4, nb), float(self.temperature))
             out: FloatArray = e.reshape(k, 4).mean(axis=1).astype(np.float64)
             return out
         if term == "neg_log_sigma":
@@ -550,13 +553,13 @@ class DetectionScorer:
                 logp = z / t - logsumexp(z / t, axis=1, keepdims=True)
                 out: FloatArray = np.exp(self._foreground(logp).max(axis=1))
                 return out
-            return _scores.max_softmax(z, t).astype(np.float64)
+            return as_box_scores.max_softmax(z, t).astype(np.float64)
         fg = self._foreground(z)
         if fg.shape[1] < 2:
             raise InputShapeError(
                 f"Score {self.name!r} needs at least 2 foreground class columns; got {fg.shape[1]}."
             )
-        fn = _scores.entropy if self.name == "mean_neg_entropy" else _scores.margin
+        fn = as_box_scores.entropy if self.name == "mean_neg_entropy" else as_box_scores.margin
         return fn(fg, t).astype(np.float64)
 
     def per_box(self, det: Detections) -> FloatArray:

@@ -35,14 +35,14 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from ..adapters._base import require
+from .._optional import require
 from ..errors import EmptyInputError, InputShapeError, LabelError, SampleCountError
 from .energy import Detections
-from .nms import _scores, as_boxes
+from .nms import as_box_scores, as_boxes
 
 __all__ = ["CocoMAP", "MatchedDetections", "mean_average_precision"]
 
-_MAX_DETS = 100
+MAX_DETECTIONS = 100
 
 
 def _cocoeval() -> tuple[Any, Any]:
@@ -177,7 +177,7 @@ class CocoMAP:
             where = f"Predictions of image {i}"
             try:
                 b = as_boxes(_get(p, "boxes", where), "boxes")
-                s = _scores(_get(p, "scores", where), b.shape[0])
+                s = as_box_scores(_get(p, "scores", where), b.shape[0])
             except (InputShapeError, SampleCountError) as exc:
                 raise type(exc)(f"{where}: {exc}") from None
             lab = _labels(_get(p, "labels", where), b.shape[0], where, self.n_classes)
@@ -206,7 +206,7 @@ class CocoMAP:
         e = eval_cls(self._gt, self._predictions_coco(predictions), iouType="bbox")
         e.params.areaRng = [[0.0, 1e10]]
         e.params.areaRngLbl = ["all"]
-        e.params.maxDets = [_MAX_DETS]
+        e.params.maxDets = [MAX_DETECTIONS]
         with contextlib.redirect_stdout(io.StringIO()):
             e.evaluate()
         if self._template is None:
@@ -226,7 +226,8 @@ class CocoMAP:
 
         return {"map": mean(prec), "map_50": mean(prec[0]), "map_75": mean(prec[5])}
 
-    def _as_matched(self, x: Any) -> MatchedDetections:
+    def as_matched(self, x: Any) -> MatchedDetections:
+        """``x`` matched against this evaluator's ground truth (a matching is checked)."""
         m = x if isinstance(x, MatchedDetections) else self.evaluate(x)
         if m.n_images != self.n_images:
             raise SampleCountError(
@@ -236,7 +237,7 @@ class CocoMAP:
 
     def compute(self, predictions: MatchedDetections | Sequence[Any]) -> dict[str, float]:
         """``{"map", "map_50", "map_75"}`` of one detector (predictions or their matching)."""
-        return self._accumulate(self._as_matched(predictions).eval_imgs)
+        return self._accumulate(self.as_matched(predictions).eval_imgs)
 
     def mixed(
         self, matched: Sequence[MatchedDetections | Sequence[Any]], choice: ArrayLike
@@ -245,7 +246,7 @@ class CocoMAP:
 
         A boolean ``choice`` picks ``matched[1]`` where True (e.g. "sent to the teacher").
         """
-        ms = [self._as_matched(m) for m in matched]
+        ms = [self.as_matched(m) for m in matched]
         ch = np.asarray(choice)
         if ch.ndim != 1 or ch.shape[0] != self.n_images:
             raise SampleCountError(

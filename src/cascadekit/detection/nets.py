@@ -45,7 +45,7 @@ from torch.nn import functional as F
 
 from ..errors import UnknownNameError
 from ._archs import DETECTOR_ARCHS
-from .nms import _nms
+from .nms import nms_unchecked
 
 __all__ = [
     "DETECTOR_ARCHS",
@@ -336,7 +336,7 @@ def decode(
         lab = label[i].numpy()[cand]
         keep_parts = [np.flatnonzero(lab == k) for k in np.unique(lab)]
         keep = np.concatenate(
-            [part[_nms(b[part], s[cand][part], nms_iou)] for part in keep_parts]
+            [part[nms_unchecked(b[part], s[cand][part], nms_iou)] for part in keep_parts]
             or [np.zeros(0, dtype=np.intp)]
         )
         keep = keep[np.argsort(-s[cand][keep], kind="stable")][:max_detections]

@@ -102,10 +102,10 @@ def box_iou(boxes1: ArrayLike, boxes2: ArrayLike) -> FloatArray:
     array([[0.1429, 1.    ]])
     """
     a, b = as_boxes(boxes1, "boxes1"), as_boxes(boxes2, "boxes2")
-    return _iou(a, b)
+    return iou_unchecked(a, b)
 
 
-def _iou(a: FloatArray, b: FloatArray) -> FloatArray:
+def iou_unchecked(a: FloatArray, b: FloatArray) -> FloatArray:
     area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
     area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
     lt = np.maximum(a[:, None, :2], b[None, :, :2])
@@ -117,7 +117,7 @@ def _iou(a: FloatArray, b: FloatArray) -> FloatArray:
     return out
 
 
-def _scores(scores: ArrayLike, k: int, name: str = "scores") -> FloatArray:
+def as_box_scores(scores: ArrayLike, k: int, name: str = "scores") -> FloatArray:
     s = np.asarray(scores)
     if s.ndim != 1 or not (
         np.issubdtype(s.dtype, np.floating) or np.issubdtype(s.dtype, np.integer)
@@ -170,16 +170,16 @@ def nms(boxes: ArrayLike, scores: ArrayLike, iou_threshold: float = 0.5) -> IntA
     array([1, 2])
     """
     b = as_boxes(boxes)
-    s = _scores(scores, b.shape[0])
+    s = as_box_scores(scores, b.shape[0])
     t = _check_iou_threshold(iou_threshold)
-    return _nms(b, s, t)
+    return nms_unchecked(b, s, t)
 
 
-def _nms(b: FloatArray, s: FloatArray, t: float) -> IntArray:
+def nms_unchecked(b: FloatArray, s: FloatArray, t: float) -> IntArray:
     order = np.argsort(-s, kind="stable")
     if order.shape[0] == 0:
         return order.astype(np.intp)
-    iou = _iou(b[order], b[order])
+    iou = iou_unchecked(b[order], b[order])
     n = order.shape[0]
     suppressed = np.zeros(n, dtype=bool)
     keep: list[int] = []
@@ -205,7 +205,7 @@ def batched_nms(
     array([0, 1])
     """
     b = as_boxes(boxes)
-    s = _scores(scores, b.shape[0])
+    s = as_box_scores(scores, b.shape[0])
     lab = np.asarray(labels)
     if lab.ndim != 1 or lab.shape[0] != b.shape[0]:
         raise SampleCountError(
@@ -215,7 +215,7 @@ def batched_nms(
     keep: list[IntArray] = []
     for c in np.unique(lab):
         idx = np.flatnonzero(lab == c)
-        keep.append(idx[_nms(b[idx], s[idx], t)])
+        keep.append(idx[nms_unchecked(b[idx], s[idx], t)])
     if not keep:
         return np.zeros(0, dtype=np.intp)
     allk = np.sort(np.concatenate(keep))  # index order first: equal scores stay in it

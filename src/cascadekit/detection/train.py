@@ -30,7 +30,7 @@ import numpy as np
 
 from ..costs import count_flops, import_torch
 from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
-from ..data.zoo import _torch_settings  # fixed threads + deterministic algorithms, restored
+from ..data.zoo import torch_settings  # fixed threads + deterministic algorithms, restored
 from ..errors import ParameterError, UnknownNameError
 from ._archs import DETECTOR_ARCHS
 from .data import CanvasSpec, make_canvas_dataset
@@ -303,7 +303,7 @@ def load_detector(
     if model is None:
         meta_path.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        with _torch_settings(torch, recipe.threads):
+        with torch_settings(torch, recipe.threads):
             model = _train(recipe, data_root, progress)
         seconds = time.perf_counter() - t0
         import io

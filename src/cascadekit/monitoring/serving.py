@@ -51,6 +51,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from .._optional import require
 from ..errors import DataNotFoundError, ParameterError
 from .log import MonitorLog
 from .monitor import CascadeMonitor
@@ -223,8 +224,7 @@ class ServingMonitor:
         registry: Any,
         models: Sequence[tuple[str, float, int]],
     ) -> None:
-        import prometheus_client as pc
-
+        pc = require("prometheus_client", "serve", "Monitoring in the cascadekit server")
         self.settings = settings
         unknown = sorted(set(settings.references) - {m[0] for m in models})
         if unknown:

@@ -23,7 +23,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import MissingDependencyError, ParameterError, UnknownNameError
+from .._optional import require
+from ..errors import ParameterError, UnknownNameError
 
 __all__ = ["CLASSIFIERS", "Decider", "fit_decider"]
 
@@ -34,13 +35,7 @@ CLASSIFIERS = ("logistic", "hgb")
 
 
 def _sklearn() -> Any:
-    try:
-        import sklearn
-    except ImportError as exc:  # pragma: no cover - sklearn is installed in dev
-        raise MissingDependencyError(
-            'Learned policies need scikit-learn: pip install "cascadekit[sklearn]".'
-        ) from exc
-    return sklearn
+    return require("sklearn", "sklearn", "A learned policy")
 
 
 @dataclass

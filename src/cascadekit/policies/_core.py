@@ -391,7 +391,8 @@ class LearnedPolicy:
         self.train_objective_ = float(value[0].mean() + lam * cost[0])
         return self
 
-    def _check_fitted(self) -> None:
+    def check_fitted(self) -> None:
+        """Raise :class:`~cascadekit.errors.NotCalibratedError` unless :meth:`fit` has run."""
         if not hasattr(self, "deciders_"):
             from ..errors import NotCalibratedError
 
@@ -434,7 +435,7 @@ class LearnedPolicy:
             exit decider's value is ``>= thresholds[k]`` (default 0 = the trained policy; a
             larger value sends more inputs on). Defaults to ``thresholds_``.
         """
-        self._check_fitted()
+        self.check_fitted()
         g = self.graph_
         feats = _as_features(features, g, None)
         self._check_widths(feats)
@@ -469,7 +470,7 @@ class LearnedPolicy:
         >>> bool(s[-1] > s[0])
         True
         """
-        self._check_fitted()
+        self.check_fitted()
         X = np.asarray(features, dtype=np.float64)
         if X.ndim == 1:
             X = X[:, None]
@@ -484,7 +485,7 @@ class LearnedPolicy:
     @property
     def portable(self) -> bool:
         """True when every decider is arrays only (saved without pickle)."""
-        self._check_fitted()
+        self.check_fitted()
         return all(d.portable for lst in self.deciders_ for d in lst)
 
     def __repr__(self) -> str:

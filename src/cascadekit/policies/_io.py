@@ -284,7 +284,7 @@ def save_policy_router(
     """
     p = Path(path)
     pol = router.policy
-    pol._check_fitted()
+    pol.check_fitted()
     kinds, parts = _decider_arrays(pol)
     sidecar = p.with_name(p.stem + ".policy.npz")
     atomic_write_npz(sidecar, parts["arrays"] or {"empty": np.zeros(0)})

@@ -42,7 +42,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from typing import Any
 
-from ..adapters._base import require
+from .._optional import require
 from ..cascade import Cascade
 from .config import ServeConfig
 from .metrics import ServeMetrics

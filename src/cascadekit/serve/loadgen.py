@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..adapters._base import require
+from .._optional import require
 from .protocol import HEADER_LENGTH
 
 __all__ = ["LoadStats", "run_load"]

@@ -32,7 +32,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from ..adapters._base import require
+from .._optional import require
 
 __all__ = ["ServeMetrics"]
 

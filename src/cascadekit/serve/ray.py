@@ -51,8 +51,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from .._optional import require
 from ..adapters import ModelAdapter
-from ..adapters._base import require
 from ..cascade import Cascade
 from ..errors import MissingDependencyError, ParameterError, StageError
 from ..router import decode_threshold, encode_threshold

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import os
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +15,14 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..costs import import_torch
-from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
+from ..data.cache import (
+    atomic_write_bytes,
+    atomic_write_json,
+    cache_root,
+    read_json,
+    recipe_hash,
+    state_dict_bytes,
+)
 from ..errors import (
     ClassCountError,
     InputShapeError,
@@ -129,12 +135,6 @@ def environment(torch: Any) -> dict[str, str]:
     }
 
 
-def state_bytes(torch: Any, module: Any) -> bytes:
-    buf = io.BytesIO()
-    torch.save(module.state_dict(), buf)
-    return buf.getvalue()
-
-
 def cache_folder(cache_dir: str | os.PathLike[str] | None, method: str, key: str) -> Path:
     return cache_root(cache_dir) / SUBDIR / f"{method}-{key}"
 
@@ -160,7 +160,7 @@ def save_entry(
     torch: Any, module: Any, folder: Path, key: str, recipe: dict[str, Any], meta: dict[str, Any]
 ) -> None:
     (folder / META).unlink(missing_ok=True)
-    atomic_write_bytes(folder / "model.pt", state_bytes(torch, module))
+    atomic_write_bytes(folder / "model.pt", state_dict_bytes(torch, module))
     atomic_write_json(folder / "recipe.json", recipe)
     atomic_write_json(folder / META, {"key": key, **meta})  # last: marks the entry complete
 
