@@ -306,3 +306,53 @@ def test_recalibrate_cli_errors(tmp_path: Path) -> None:
     assert res.exit_code == 1 and "no record of model 'c'" in res.output
     res = runner.invoke(cli, ["recalibrate", str(tmp_path / "none.jsonl"), *args])
     assert res.exit_code == 1 and "no such file" in res.output
+
+
+async def test_adaptive_mode_holds_the_budget_within_bounds(
+    zoo: Any, choice: Any, test_images: Any
+) -> None:
+    ref = calibration_scores(zoo, choice)
+    images = test_images[0][:1200]
+    served = make_served(zoo, choice)
+    start = served.cascade.thresholds[0]
+    settings = MonitorSettings(
+        window=200, references={MODEL: ref}, adaptive_budget=0.5, adaptive_gamma=0.002
+    )
+    async with app_client(create_app(served, ServeConfig(monitoring=settings))) as c:
+        stages = []
+        for k in range(0, 1200, 50):
+            r = await c.post(URL, json=body(images[k : k + 50]))
+            out = {o["name"]: o["data"] for o in r.json()["outputs"]}
+            stages += out["stage"]
+        meta = (await c.get(f"/v2/models/{MODEL}")).json()
+    moved = meta["parameters"]["threshold"]
+    assert moved != start and served.cascade.thresholds[0] == moved
+    assert abs(np.mean(stages[200:]) - 0.5) < 0.1  # the teacher takes about half
+    # within bounds: a minimum above the median holds the threshold there
+    served = make_served(zoo, choice)
+    floor = float(np.quantile(ref, 0.7))
+    settings = MonitorSettings(
+        references={MODEL: ref}, adaptive_budget=0.5, adaptive_min_threshold=floor
+    )
+    async with app_client(create_app(served, ServeConfig(monitoring=settings))) as c:
+        await c.post(URL, json=body(images[:100]))
+    assert served.cascade.thresholds[0] == floor
+
+
+def test_adaptive_settings_from_yaml() -> None:
+    s = MonitorSettings.from_dict(
+        {"adaptive": {"budget": 0.3, "gamma": 0.01, "min_threshold": 1.5}}, base=".", model="m"
+    )
+    assert (s.adaptive_budget, s.adaptive_gamma, s.adaptive_min_threshold) == (0.3, 0.01, 1.5)
+    assert s.adaptive_max_threshold == float("inf")
+    assert MonitorSettings().adaptive_budget is None  # off by default
+    from cascadekit.errors import ParameterError
+
+    for bad, match in (
+        ({"gamma": 0.1}, "monitoring.adaptive to be a mapping with budget"),
+        ({"budget": 0.3, "step": 1}, "monitoring.adaptive to be a mapping with budget"),
+        ({"budget": 1.5}, r"monitoring.adaptive.budget strictly between 0 and 1; got 1.5"),
+        ({"budget": 0.3, "max_threshold": "high"}, "adaptive.max_threshold to be a number"),
+    ):
+        with pytest.raises(ParameterError, match=match):
+            MonitorSettings.from_dict({"adaptive": bad}, base=".", model="m")

@@ -211,6 +211,11 @@ class CascadeMonitor:
         return self._expected
 
     @property
+    def reference_scores(self) -> NDArray[np.float64] | None:
+        """The sorted reference scores (None until there is a reference)."""
+        return self._reference
+
+    @property
     def reference_ready(self) -> bool:
         """True once there is a score reference to test against."""
         return self._reference is not None

@@ -52,9 +52,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._optional import require
-from ..errors import DataNotFoundError, ParameterError
+from .._validation import decode_threshold
+from ..errors import CascadeError, DataNotFoundError, ParameterError
 from .log import MonitorLog
 from .monitor import CascadeMonitor
+from .recalibrate import AdaptiveThreshold
 
 __all__ = ["MonitorSettings", "ServingMonitor"]
 
@@ -74,6 +76,7 @@ _KEYS = (
     "log_backups",
     "log_inputs",
     "bound_interval_s",
+    "adaptive",
     "random_state",
 )
 
@@ -111,6 +114,35 @@ def _number(key: str, v: Any, *, integer: bool = False, lo: float = 0.0) -> Any:
     return int(v) if integer else float(v)
 
 
+def _adaptive(doc: Any) -> dict[str, float]:
+    """The ``monitoring.adaptive`` mapping as MonitorSettings keyword arguments."""
+    keys = ("budget", "gamma", "min_threshold", "max_threshold")
+    if not isinstance(doc, dict) or "budget" not in doc or not set(doc) <= set(keys):
+        raise ParameterError(
+            "Expected monitoring.adaptive to be a mapping with budget (and optionally gamma, "
+            f"min_threshold, max_threshold); got {doc!r}."
+        )
+    out: dict[str, float] = {}
+    for key in ("budget", "gamma"):
+        if key in doc:
+            v = doc[key]
+            if isinstance(v, bool) or not isinstance(v, int | float) or not 0 < v < 1:
+                raise ParameterError(
+                    f"Expected monitoring.adaptive.{key} strictly between 0 and 1; got {v!r}."
+                )
+            out[f"adaptive_{key}"] = float(v)
+    for key in ("min_threshold", "max_threshold"):
+        if key in doc:
+            try:
+                out[f"adaptive_{key}"] = decode_threshold(doc[key])
+            except (CascadeError, TypeError, ValueError) as exc:
+                raise ParameterError(
+                    f'Expected monitoring.adaptive.{key} to be a number, "inf" or "-inf"; '
+                    f"got {doc[key]!r}."
+                ) from exc
+    return out
+
+
 @dataclass
 class MonitorSettings:
     """Monitoring settings of a server (YAML: a top-level ``monitoring:`` mapping).
@@ -134,6 +166,16 @@ class MonitorSettings:
         Recompute the drop's confidence bound (for the gauges) at most this often.
     random_state : int, optional
         Seeds the audit sampling.
+    adaptive_budget : float in (0, 1), optional
+        The automatic mode, **off unless set** (YAML: ``adaptive: {budget: 0.25, gamma: 0.005,
+        min_threshold: ..., max_threshold: ...}``): after every request that used the default
+        threshold, :class:`~cascadekit.monitoring.AdaptiveThreshold` moves the student's
+        default threshold to hold the long-run teacher share at this budget (starting at the
+        budget's quantile of the reference scores), within ``[adaptive_min_threshold,
+        adaptive_max_threshold]``. It holds cost, not accuracy: keep the minimum at a
+        guaranteed threshold if the drop must stay certified.
+    adaptive_gamma, adaptive_min_threshold, adaptive_max_threshold : float
+        Its step size and bounds.
     """
 
     window: int = 1000
@@ -150,6 +192,10 @@ class MonitorSettings:
     log_inputs: bool = False
     bound_interval_s: float = 10.0
     random_state: int | None = None
+    adaptive_budget: float | None = None
+    adaptive_gamma: float = 0.005
+    adaptive_min_threshold: float = -math.inf
+    adaptive_max_threshold: float = math.inf
 
     @classmethod
     def from_dict(cls, doc: Any, base: str | Path, model: str) -> MonitorSettings:
@@ -203,6 +249,8 @@ class MonitorSettings:
             kw["references"] = {model: load_reference(Path(base) / doc["reference"])}
         if "log" in doc:
             kw["log"] = Path(base) / doc["log"]
+        if "adaptive" in doc:
+            kw.update(_adaptive(doc["adaptive"]))
         return cls(**kw)
 
 
@@ -257,6 +305,7 @@ class ServingMonitor:
         self._tasks: set[asyncio.Task[None]] = set()
         self._bound_at: dict[str, float] = {}
         self._windows: dict[str, int] = {}
+        self.adaptive: dict[str, AdaptiveThreshold] = {}
         self.errors = 0
         p, r = "cascadekit_monitor_", registry
         self.m_alarms = pc.Counter(p + "alarms", "Drift alarms.", ["model", "kind"], registry=r)
@@ -299,7 +348,7 @@ class ServingMonitor:
         teacher_queue: int,
         shadow: Callable[[NDArray[np.int64]], Awaitable[ArrayLike]],
         inputs: Any = None,
-    ) -> None:
+    ) -> float | None:
         """Take one routed request: log it, test windows, sample audits, start shadow calls.
 
         Parameters
@@ -317,11 +366,17 @@ class ServingMonitor:
         inputs : optional
             The request's inputs, written to the log only with ``log_inputs``.
 
+        Returns
+        -------
+        float or None
+            With ``adaptive_budget`` set: a new default threshold for the student, when it
+            moved (the caller applies it). None otherwise.
+
         A failure in here (a full disk under the log, say) is logged and counted in
         :attr:`errors`, never raised: monitoring must not fail a request.
         """
         try:
-            self._observe(
+            return self._observe(
                 name,
                 score,
                 stage,
@@ -343,6 +398,7 @@ class ServingMonitor:
                     type(exc).__name__,
                     exc,
                 )
+            return None
 
     def _observe(
         self,
@@ -356,8 +412,9 @@ class ServingMonitor:
         teacher_queue: int,
         shadow: Callable[[NDArray[np.int64]], Awaitable[ArrayLike]],
         inputs: Any,
-    ) -> None:
+    ) -> float | None:
         mon = self.monitors[name]
+        new: float | None = None
         s = np.asarray(score, dtype=np.float64)
         st = np.asarray(stage, dtype=np.int64)
         ps = np.asarray(student, dtype=np.int64)
@@ -380,6 +437,8 @@ class ServingMonitor:
                     a.level,
                 )
             self._window_gauges(name, mon)
+            if self.settings.adaptive_budget is not None and mon.reference_scores is not None:
+                new = self._adapt(name, mon, st == last, thresholds[0])
         else:
             self.overridden[name] += int(s.shape[0])
         sample = mon.audit_mask(s.shape[0])
@@ -400,6 +459,25 @@ class ServingMonitor:
                 mon.audit_dropped(need.size)
                 self.m_audits.labels(model=name, outcome="dropped").inc(need.size)
         self._refresh(name, mon)
+        return new
+
+    def _adapt(
+        self, name: str, mon: CascadeMonitor, deferred: NDArray[np.bool_], current: float
+    ) -> float | None:
+        """The automatic mode: step the adaptive threshold; the new one if it moved."""
+        a = self.adaptive.get(name)
+        if a is None:
+            assert mon.reference_scores is not None and self.settings.adaptive_budget is not None
+            a = AdaptiveThreshold(
+                mon.reference_scores,
+                self.settings.adaptive_budget,
+                gamma=self.settings.adaptive_gamma,
+                min_threshold=self.settings.adaptive_min_threshold,
+                max_threshold=self.settings.adaptive_max_threshold,
+            )
+            self.adaptive[name] = a
+        t = a.update(deferred)
+        return None if t == current else t
 
     async def _shadow(
         self,

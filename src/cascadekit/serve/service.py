@@ -848,7 +848,7 @@ class InferenceService:
             logits = await asyncio.wait_for(teacher.submit(take(x, rows), None), bound)
             return cascade.stages[-1].map_classes(np.argmax(logits, axis=1))
 
-        self.monitoring.observe(
+        new = self.monitoring.observe(
             st.served.name,
             score=score,
             stage=stage,
@@ -860,6 +860,9 @@ class InferenceService:
             shadow=shadow,
             inputs=x,
         )
+        if new is not None:  # the automatic mode (monitoring.adaptive), off unless configured
+            cascade.thresholds = [new, *(cascade.thresholds or ())[1:]]
+            self.metrics.threshold.labels(model=st.served.name, stage="0").set(new)
 
     def _fall_back(
         self,
