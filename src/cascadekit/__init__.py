@@ -15,19 +15,32 @@ Examples
 
 from __future__ import annotations
 
+import typing as _typing
+
 from . import adapters, calibration, curves, scores, stats
 from ._validation import binary_logits
+from .calibration import CalibrationResult
 from .cascade import Cascade, Stage, assign_stages
+from .curves import Curve
 from .errors import CascadeError
-from .routing import PredictResult, RouteResult
+from .router import Router
+from .routing import PredictResult, RouteResult, RoutingState
+
+if _typing.TYPE_CHECKING:  # imported on first use: it needs scikit-learn
+    from .estimators import CascadeClassifier
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "CalibrationResult",
     "Cascade",
+    "CascadeClassifier",
     "CascadeError",
+    "Curve",
     "PredictResult",
     "RouteResult",
+    "Router",
+    "RoutingState",
     "Stage",
     "__version__",
     "adapters",
@@ -38,3 +51,12 @@ __all__ = [
     "scores",
     "stats",
 ]
+
+
+def __getattr__(name: str) -> _typing.Any:
+    """``cascadekit.CascadeClassifier`` is imported on first use (it needs scikit-learn)."""
+    if name == "CascadeClassifier":
+        from .estimators import CascadeClassifier
+
+        return CascadeClassifier
+    raise AttributeError(f"module 'cascadekit' has no attribute {name!r}")

@@ -136,7 +136,7 @@ class TextEncoderModel(ModelAdapter):
         if value is None:
             self._head = None
             return
-        from . import as_model
+        from .dispatch import as_model
 
         self._head = as_model(value)
         self.n_classes = getattr(value, "n_classes", None) or getattr(self._head, "n_classes", None)

@@ -46,7 +46,7 @@ Examples
 
 from __future__ import annotations
 
-from typing import Any
+import typing as _typing
 
 from ._common import TrainResult, fingerprint
 from .deferral import SURROGATES, train_committee, train_deferral
@@ -83,7 +83,7 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
+def __getattr__(name: str) -> _typing.Any:
     """Load the torch modules on first access (importing them imports torch)."""
     if name in ("Committee", "DeferralStudent"):
         from . import _modules
