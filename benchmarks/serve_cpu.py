@@ -1,9 +1,9 @@
 """CPU time per single-image request inside the cascade server, without HTTP, and where it goes.
 
 Runs the demo's ``InferenceService`` in this process and answers ``--requests`` single-image
-requests (raw bodies, as the HTTP layer hands them over, ``--concurrency`` at a time) through
-``handle_infer``: body parse and validation, numpy conversion, the stages' batchers and threads,
-routing, metrics and response encoding. It prints the process CPU time per request (robust to
+requests (the first ``--images`` test images in turn; raw bodies, as the HTTP layer hands them
+over; ``--concurrency`` at a time) through ``handle_infer``: body parse and validation, numpy
+conversion, the stages' batchers and threads, routing, metrics and response encoding. It prints the process CPU time per request (robust to
 other load on the machine, unlike wall-clock rates) for the cascade and the teacher alone, JSON and
 binary bodies, and with ``--profile`` the cProfile functions with the most own time.
 
@@ -30,23 +30,23 @@ from serve_wrk import bodies
 
 
 async def run(
-    service: Any, body: tuple[bytes, str, str], n: int, concurrency: int
+    service: Any, body: tuple[list[bytes], str, str], n: int, concurrency: int
 ) -> tuple[float, float]:
     """Process CPU seconds per request (least of 5 rounds of ``n / 5`` requests), and the
     event loop thread's part."""
-    data, _, hl = body
+    data, hl = body[0], body[2]
     sem = asyncio.Semaphore(concurrency)
 
-    async def one() -> None:
+    async def one(i: int) -> None:
         async with sem:
-            r = await service.handle_infer("fashion-mnist", data, hl or None)
+            r = await service.handle_infer("fashion-mnist", data[i % len(data)], hl or None)
             assert r.status == 200, r.body
 
-    await asyncio.gather(*(one() for _ in range(min(n, 200))))  # warm-up
+    await asyncio.gather(*(one(i) for i in range(min(n, 200))))  # warm-up
     best = (float("inf"), float("inf"))
     for _ in range(5):  # the least of 5 rounds: other processes on the machine inflate CPU time
         t0, m0 = time.process_time(), time.thread_time()
-        await asyncio.gather(*(one() for _ in range(n // 5)))
+        await asyncio.gather(*(one(i) for i in range(n // 5)))
         best = min(
             best, ((time.process_time() - t0) / (n // 5), (time.thread_time() - m0) / (n // 5))
         )
@@ -58,7 +58,9 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=3000)
     p.add_argument("--concurrency", type=int, default=32)
     p.add_argument("--reduced", action="store_true")
+    p.add_argument("--images", type=int, default=500, help="distinct test images, cycled")
     p.add_argument("--profile", action="store_true", help="print cProfile's top functions")
+    p.add_argument("--torch-threads", type=int, default=None, help="ServeConfig.torch_threads")
     args = p.parse_args()
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
@@ -68,16 +70,17 @@ def main() -> None:
 
     zoo = load_fashion_mnist_zoo(reduced=args.reduced)
     choice = choose_router(zoo)
-    reqs = bodies(zoo.images["test"][0])
+    reqs = bodies(zoo.images["test"][: args.images])
     print(
-        f"{args.requests} single-image requests, {args.concurrency} at a time, in process; "
+        f"{args.requests} single-image requests, {args.concurrency} at a time, in process, "
+        f"torch threads {args.torch_threads or 'default'}; "
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
     for name, teacher_only in (("cascade", False), ("teacher", True)):
         served = fashion_mnist_model(zoo, choice=choice, teacher_only=teacher_only)
 
         async def go(served: Any = served, name: str = name) -> None:
-            service = InferenceService(served, ServeConfig())
+            service = InferenceService(served, ServeConfig(torch_threads=args.torch_threads))
             await service.start()
             try:
                 for kind, body in reqs.items():

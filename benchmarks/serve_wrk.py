@@ -2,7 +2,8 @@
 
 Three servers run one after the other, each in its own process on loopback, each loaded by
 ``wrk -t1 -c32 -d8s`` (a C load generator, so the client costs little of the shared CPU) with a
-Lua script that POSTs the same single Fashion-MNIST test image, as JSON and as binary tensor data:
+Lua script that POSTs single Fashion-MNIST test images (the first ``--images`` of the test split in
+turn, so that the cascade sends its usual share to the teacher), as JSON and as binary tensor data:
 
 * ``ceiling``: a bare FastAPI endpoint on uvicorn that reads the body, ``json.loads`` it (the JSON
   header only, for binary bodies) and returns a fixed answer: the HTTP stack's own cost;
@@ -39,13 +40,22 @@ from typing import Any
 import numpy as np
 
 _LUA = """
-local f = assert(io.open(os.getenv("WRK_BODY"), "rb"))
+local dir, n = os.getenv("WRK_DIR"), tonumber(os.getenv("WRK_N"))
+local bodies = {}
+for i = 1, n do
+  local f = assert(io.open(dir .. "/body_" .. i, "rb"))
+  bodies[i] = f:read("*all")
+  f:close()
+end
 wrk.method = "POST"
-wrk.body = f:read("*all")
-f:close()
 wrk.headers["Content-Type"] = os.getenv("WRK_CTYPE")
 local hl = os.getenv("WRK_HL")
 if hl ~= nil and hl ~= "" then wrk.headers["Inference-Header-Content-Length"] = hl end
+local i = 0
+request = function()
+  i = i % n + 1
+  return wrk.format(nil, nil, nil, bodies[i])
+end
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format("RESULT %d %d %d %d %d %d %d %.1f %.1f\\n", summary.requests,
@@ -106,20 +116,23 @@ def bare_server(port: int) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
-def bodies(image: np.ndarray) -> dict[str, tuple[bytes, str, str]]:
-    """JSON and binary request bodies for one image: (body, content type, header length)."""
-    x = np.ascontiguousarray(image[None], dtype=np.uint8)
-    tensor = {"name": "image", "shape": list(x.shape), "datatype": "UINT8"}
-    as_json = json.dumps({"inputs": [{**tensor, "data": x.ravel().tolist()}]}).encode()
+def bodies(images: np.ndarray) -> dict[str, tuple[list[bytes], str, str]]:
+    """JSON and binary request bodies, one image each: (bodies, content type, header length)."""
+    x = np.ascontiguousarray(images, dtype=np.uint8)
+    tensor = {"name": "image", "shape": [1, *x.shape[1:]], "datatype": "UINT8"}
     header = json.dumps(
         {
-            "inputs": [{**tensor, "parameters": {"binary_data_size": x.nbytes}}],
+            "inputs": [{**tensor, "parameters": {"binary_data_size": x[0].nbytes}}],
             "parameters": {"binary_data_output": True},
         }
     ).encode()
+    as_json = [
+        json.dumps({"inputs": [{**tensor, "data": im.ravel().tolist()}]}).encode() for im in x
+    ]
+    binary = [header + im.tobytes() for im in x]
     return {
         "json": (as_json, "application/json", ""),
-        "binary": (header + x.tobytes(), "application/octet-stream", str(len(header))),
+        "binary": (binary, "application/octet-stream", str(len(header))),
     }
 
 
@@ -139,12 +152,16 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600.0)
     raise RuntimeError("the server did not become ready")
 
 
-def wrk(url: str, body: tuple[bytes, str, str], args: argparse.Namespace, seconds: int) -> Any:
-    """One wrk run; returns its RESULT line's numbers."""
+def wrk(
+    url: str, body: tuple[list[bytes], str, str], args: argparse.Namespace, seconds: int
+) -> Any:
+    """One wrk run, cycling through the bodies; returns its RESULT line's numbers."""
     with tempfile.TemporaryDirectory() as tmp:
-        (Path(tmp) / "body").write_bytes(body[0])
+        for i, b in enumerate(body[0]):
+            (Path(tmp) / f"body_{i + 1}").write_bytes(b)
         (Path(tmp) / "post.lua").write_text(_LUA)
-        env = dict(os.environ, WRK_BODY=str(Path(tmp) / "body"), WRK_CTYPE=body[1], WRK_HL=body[2])
+        env = dict(os.environ, WRK_DIR=tmp, WRK_N=str(len(body[0])), WRK_CTYPE=body[1])
+        env["WRK_HL"] = body[2]
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s"]
         cmd += ["--timeout", "10s", "-s", str(Path(tmp) / "post.lua")]
         out = subprocess.run(
@@ -165,14 +182,21 @@ def wrk(url: str, body: tuple[bytes, str, str], args: argparse.Namespace, second
     }
 
 
-def _served_200(url: str) -> float:
+def _counts(url: str) -> tuple[float, list[float]]:
+    """The server's 200 answers and its inputs answered per stage."""
     import httpx
 
     text = httpx.get(f"{url}/metrics", timeout=10).text
-    m = re.findall(
-        r'^cascadekit_requests_total\{code="200",model="fashion-mnist"\} (\S+)', text, re.M
-    )
-    return float(m[0]) if m else 0.0
+
+    def value(pattern: str) -> float:
+        m = re.findall(pattern + r" (\S+)$", text, re.M)
+        return float(m[0]) if m else 0.0
+
+    ok = value(r'^cascadekit_requests_total\{code="200",model="fashion-mnist"\}')
+    stages = [
+        value(rf'^cascadekit_inputs_total\{{model="fashion-mnist",stage="{k}"\}}') for k in (0, 1)
+    ]
+    return ok, stages
 
 
 def profile_parts(raw: Path) -> list[tuple[str, float]]:
@@ -214,12 +238,16 @@ def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, An
     results: dict[str, Any] = {}
     try:
         _wait_ready(url, proc)
-        for kind, body in bodies(args.image).items():
+        for kind, body in bodies(args.images_).items():
             wrk(url, body, args, 1)  # warm-up, not counted
-            before = _served_200(url) if name != "ceiling" else 0.0
+            before = _counts(url) if name != "ceiling" else (0.0, [0.0, 0.0])
             r = wrk(url, body, args, args.duration)
+            r["teacher_share"] = float("nan")
             if name != "ceiling":  # every request wrk counted was answered 200 by the server
-                r["lost"] += max(0, r["requests"] - int(_served_200(url) - before))
+                after = _counts(url)
+                r["lost"] += max(0, r["requests"] - int(after[0] - before[0]))
+                per_stage = [a - b for a, b in zip(after[1], before[1], strict=True)]
+                r["teacher_share"] = per_stage[1] / max(sum(per_stage), 1.0)
             results[kind] = r
     finally:
         proc.send_signal(signal.SIGINT)
@@ -239,7 +267,9 @@ def main() -> None:
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reduced", action="store_true", help="serve the reduced zoo's demo")
+    p.add_argument("--images", type=int, default=500, help="distinct test images, cycled")
     p.add_argument("--profile", action="store_true", help="sample the servers with py-spy")
+    p.add_argument("--torch-threads", type=int, default=None, help="cascadekit serve's option")
     p.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -251,16 +281,19 @@ def main() -> None:
 
     from cascadekit.data.zoo import load_fashion_mnist_zoo
 
-    args.image = load_fashion_mnist_zoo(reduced=args.reduced).images["test"][0]
+    args.images_ = load_fashion_mnist_zoo(reduced=args.reduced).images["test"][: args.images]
     cli = [sys.executable, "-m", "cascadekit.cli", "serve", "--demo", "--log-level", "warning"]
     cli += ["--reduced"] if args.reduced else []
+    if args.torch_threads is not None:
+        cli += ["--torch-threads", str(args.torch_threads)]
     servers = {
         "ceiling": [sys.executable, __file__, "--bare-server"],
         "cascade": cli,
         "teacher": [*cli, "--teacher-only"],
     }
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one image per request; "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one image per request, "
+        f"torch threads {args.torch_threads or 'default'}; "
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
     res: dict[str, dict[str, Any]] = {}
@@ -271,6 +304,7 @@ def main() -> None:
             print(
                 f"{name:8s} {kind:6s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                 f"p99 {r['p99_ms']:6.2f} ms  lost {r['lost']} of {r['requests']}"
+                + ("" if name != "cascade" else f"  teacher share {r['teacher_share']:.2f}")
             )
     for kind in ("json", "binary"):
         c, t, b = (res[n][kind] for n in ("cascade", "teacher", "ceiling"))

@@ -883,6 +883,14 @@ def serve(
         str | None, typer.Option(help="Interface to bind (default 127.0.0.1: loopback only).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 = any free).")] = None,
+    torch_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch.set_num_threads at start-up (overrides the config file; 1 suits a small "
+            "machine: each stage's thread then uses one core)."
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     backend: Annotated[
         str,
@@ -927,7 +935,7 @@ def serve(
     else:
         served = fashion_mnist_model(reduced=reduced, teacher_only=teacher_only)
         config = ServeConfig()
-    config = with_overrides(config, host=host, port=port)
+    config = with_overrides(config, host=host, port=port, torch_threads=torch_threads)
     if backend == "ray":
         from .serve.ray import serve_from_cli
 
