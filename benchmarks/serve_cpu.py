@@ -3,9 +3,10 @@
 Runs the demo's ``InferenceService`` in this process and answers ``--requests`` single-image
 requests (the first ``--images`` test images in turn; raw bodies, as the HTTP layer hands them
 over; ``--concurrency`` at a time) through ``handle_infer``: body parse and validation, numpy
-conversion, the stages' batchers and threads, routing, metrics and response encoding. It prints the process CPU time per request (robust to
-other load on the machine, unlike wall-clock rates) for the cascade and the teacher alone, JSON and
-binary bodies, and with ``--profile`` the cProfile functions with the most own time.
+conversion, the stages' batchers and threads, routing, metrics and response encoding. It prints
+the process CPU time per request (robust to other load on the machine, unlike wall-clock rates)
+and the event loop thread's part of it, for the cascade and the teacher alone, JSON and binary
+bodies; ``--profile`` adds the cProfile functions with the most own time.
 
 Run::
 

@@ -222,6 +222,10 @@ class TensorSpec:
         if self.value_range is not None and tensor.data.size:
             lo, hi = self.value_range
             data = tensor.data
+            if data.dtype.kind in "ui":
+                info = np.iinfo(data.dtype)
+                if lo <= info.min and info.max <= hi:  # e.g. UINT8 in [0, 255]: nothing to check
+                    return
             dmin, dmax = data.min(), data.max()
             if dmin < lo or dmax > hi:
                 raise BadRequestError(

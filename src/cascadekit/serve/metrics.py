@@ -182,11 +182,12 @@ class ServeMetrics:
     def observe_answers(self, model: str, stages: Sequence[int] | Any, n_stages: int) -> None:
         """Count answered inputs per stage and update the teacher share."""
         counts = self._answered.setdefault(model, [0] * n_stages)
-        per_stage = np.bincount(np.asarray(stages, dtype=np.int64), minlength=n_stages)
-        for s in np.flatnonzero(per_stage[:n_stages]):
-            c = int(per_stage[s])
-            counts[s] += c
-            self.child(self.inputs, model, str(s)).inc(c)
+        values = stages.tolist() if isinstance(stages, np.ndarray) else list(stages)
+        for s in set(values):
+            if 0 <= s < n_stages:
+                c = values.count(s)
+                counts[s] += c
+                self.child(self.inputs, model, str(s)).inc(c)
         total = sum(counts)
         if total:
             self.child(self.teacher_share, model).set(counts[-1] / total)
