@@ -888,7 +888,7 @@ def serve(
         typer.Option(
             min=1,
             help="torch.set_num_threads at start-up (overrides the config file; 1 suits a small "
-            "machine: each stage's thread then uses one core)."
+            "machine: each stage's thread then uses one core).",
         ),
     ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
