@@ -49,7 +49,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Any) -> None:
 @pytest.fixture(scope="module")
 def teacher_only_url() -> Iterator[str]:
     with tempfile.TemporaryFile() as log:
-        proc, url = _start("--teacher-only", log=log)
+        proc, url = _start("--teacher-only", "--torch-threads", "1", log=log)
         try:
             _wait_ready(proc, url, log)
             yield url
