@@ -54,6 +54,24 @@ async def run(
     return best
 
 
+async def thread_hop(n: int = 2000) -> float:
+    """CPU seconds of one ``run_in_executor`` round trip to a stage's thread (least of 5)."""
+    from cascadekit.serve.batching import DaemonExecutor
+
+    ex = DaemonExecutor("hop")
+    loop = asyncio.get_running_loop()
+    best = float("inf")
+    try:
+        for _ in range(6):
+            t0 = time.process_time()
+            for _ in range(n):
+                await loop.run_in_executor(ex, int)
+            best = min(best, (time.process_time() - t0) / n)
+    finally:
+        ex.shutdown()
+    return best
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--requests", type=int, default=3000)
@@ -77,6 +95,7 @@ def main() -> None:
         f"torch threads {args.torch_threads or 'default'}; "
         f"cpus {os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
+    print(f"one hop to a stage's thread and back: {asyncio.run(thread_hop()) * 1e6:.0f} us CPU")
     for name, teacher_only in (("cascade", False), ("teacher", True)):
         served = fashion_mnist_model(zoo, choice=choice, teacher_only=teacher_only)
 
@@ -93,6 +112,14 @@ def main() -> None:
                         f"{name:8s} {kind:6s} {cpu * 1e6:7.0f} us CPU per request, of which "
                         f"{loop * 1e6:4.0f} us on the event loop thread"
                     )
+                    reg = service.metrics.registry
+                    sizes = []
+                    for k in ("0", "1") if name == "cascade" else ("0",):
+                        lab = {"model": "fashion-mnist", "stage": k}
+                        total = reg.get_sample_value("cascadekit_batch_size_sum", lab) or 0.0
+                        count = reg.get_sample_value("cascadekit_batch_size_count", lab) or 1.0
+                        sizes.append(f"stage {k} {total / count:.1f}")
+                    print(f"{'':15s} mean inputs per model call so far: {', '.join(sizes)}")
                     if prof is not None:
                         prof.disable()
                         out = io.StringIO()
