@@ -278,6 +278,8 @@ def main() -> None:
         return
     if shutil.which("wrk") is None:
         sys.exit("wrk is not installed: run scripts/setup_bench.sh (apt-get install -y wrk).")
+    if args.profile and not Path(sys.executable).with_name("py-spy").is_file():
+        sys.exit('--profile needs py-spy next to this Python: pip install "cascadekit[dev]".')
 
     from cascadekit.data.zoo import load_fashion_mnist_zoo
 
