@@ -713,3 +713,9 @@ def test_the_command_needs_only_the_core_dependencies() -> None:
     code = f"import sys, cascadekit.cli; print(sorted(m for m in {optional!r} if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_serve_teacher_only_needs_demo() -> None:
+    res = runner.invoke(app, ["serve", "--teacher-only"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "--teacher-only goes with --demo" in " ".join(res.output.split())

@@ -134,3 +134,32 @@ def test_oip_decode_tensor() -> None:
         oip.decode_tensor({"name": "q", "datatype": "FP8", "shape": [1], "data": [1.0]})
     with pytest.raises(oip.BadRequestError, match="needs 16 bytes"):
         oip.decode_tensor({"name": "l", "datatype": "INT64", "shape": [2]}, raw[:8])
+
+
+def test_a_decision_made_per_batch_gives_the_same_route() -> None:
+    """The server scores each batch once and hands every request its rows' decision."""
+    cascade, outs = _three_stages()
+    plain, fed = cascade.routing_state(200), cascade.routing_state(200)
+    rows_a = rows_b = np.arange(200)
+    for k in range(3):
+        rows_a = plain.update(k, rows_a, outs[k][rows_a])
+        z = outs[k][rows_b]
+        d = cascade.stages[k].decide(z, -123.0) if k < 2 else None  # made at another threshold
+        rows_b = fed.update(k, rows_b, z, decision=d)
+    a, b = plain.compute(), fed.compute()
+    np.testing.assert_array_equal(a.predictions, b.predictions)
+    np.testing.assert_array_equal(a.stage, b.stage)
+    np.testing.assert_array_equal(a.stage_scores, b.stage_scores)
+
+
+def test_a_decision_for_other_rows_or_an_other_class_stage_is_refused() -> None:
+    cascade, outs = _three_stages()
+    state = cascade.routing_state(200)
+    d = cascade.stages[0].decide(outs[0][:10], 0.0)
+    with pytest.raises(ParameterError, match="Expected a decision of stage .* for 200 rows"):
+        state.update(0, np.arange(200), outs[0], decision=d)
+    gated = Cascade.from_outputs(outs[:2], score="margin", thresholds=[1.0])
+    gated.stages[0].other_class = 3
+    state = gated.routing_state(10)
+    with pytest.raises(ParameterError, match="without other_class; got 10 scores and other_cl"):
+        state.update(0, np.arange(10), outs[0][:10], decision=d)

@@ -958,10 +958,26 @@ def serve(
             "about a minute on a new machine).",
         ),
     ] = False,
+    teacher_only: Annotated[
+        bool,
+        typer.Option(
+            "--teacher-only",
+            help="With --demo: serve the demo's teacher alone behind the same server (every "
+            "input answered by the teacher), to compare with the cascade.",
+        ),
+    ] = False,
     host: Annotated[
         str | None, typer.Option(help="Interface to bind (default 127.0.0.1: loopback only).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 = any free).")] = None,
+    torch_threads: Annotated[
+        int | None,
+        typer.Option(
+            min=1,
+            help="torch.set_num_threads at start-up (overrides the config file; 1 suits a small "
+            "machine: each stage's thread then uses one core).",
+        ),
+    ] = None,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     backend: Annotated[
         str,
@@ -991,6 +1007,11 @@ def serve(
         return
     if reduced and not demo_model:
         raise ParameterError("--reduced goes with --demo: `cascadekit serve --demo --reduced`.")
+    if teacher_only and not demo_model:
+        raise ParameterError(
+            "--teacher-only goes with --demo: `cascadekit serve --demo --teacher-only`; for "
+            "your own cascade, serve a config file whose thresholds are all -inf."
+        )
     if demo_model == (config_file is not None):
         raise ParameterError(
             "Expected either --demo or a config file: `cascadekit serve --demo` or "
@@ -999,8 +1020,9 @@ def serve(
     if config_file is not None:
         served, config = load_config(config_file)
     else:
-        served, config = fashion_mnist_model(reduced=reduced), ServeConfig()
-    config = with_overrides(config, host=host, port=port)
+        served = fashion_mnist_model(reduced=reduced, teacher_only=teacher_only)
+        config = ServeConfig()
+    config = with_overrides(config, host=host, port=port, torch_threads=torch_threads)
     if backend == "ray":
         from .serve.ray import serve_from_cli
 

@@ -35,6 +35,7 @@ True
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import struct
@@ -221,6 +222,10 @@ class TensorSpec:
         if self.value_range is not None and tensor.data.size:
             lo, hi = self.value_range
             data = tensor.data
+            if data.dtype.kind in "ui":
+                info = np.iinfo(data.dtype)
+                if lo <= info.min and info.max <= hi:  # e.g. UINT8 in [0, 255]: nothing to check
+                    return
             dmin, dmax = data.min(), data.max()
             if dmin < lo or dmax > hi:
                 raise BadRequestError(
@@ -879,7 +884,7 @@ def encode_infer_response(
     request_id : str, optional
         Echoed as ``id``.
     parameters : mapping, optional
-        Response-level parameters (scalars).
+        Response-level parameters (scalars; a non-finite float is written as null).
     binary : bool or sequence of str
         Send every output (True) or the named ones as binary data.
 
@@ -907,7 +912,7 @@ def encode_infer_response(
     if parameters:
         doc["parameters"] = dict(parameters)
     doc["outputs"], blobs = _encode_tensors(outputs, binary_names)
-    return _join(doc, blobs)
+    return _join(doc, blobs, fast=True)
 
 
 def _encode_tensors(
@@ -937,8 +942,15 @@ def _encode_tensors(
     return entries, blobs
 
 
-def _join(doc: dict[str, Any], blobs: list[bytes]) -> tuple[bytes, int | None]:
-    header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+def _join(doc: dict[str, Any], blobs: list[bytes], fast: bool = False) -> tuple[bytes, int | None]:
+    # fast: the server's own answer (finite numbers only: _json_data writes NaN as null),
+    # encoded with orjson when it is installed
+    header = None
+    if fast and _orjson is not None:
+        with contextlib.suppress(TypeError):  # e.g. an integer beyond 64 bits
+            header = _orjson.dumps(doc)
+    if header is None:
+        header = json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
     if not blobs:
         return header, None
     return header + b"".join(blobs), len(header)

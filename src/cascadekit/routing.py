@@ -313,7 +313,14 @@ class RoutingState:
         """Rows no stage has answered yet, in order."""
         return np.flatnonzero(~self.decided).astype(np.int64)
 
-    def update(self, k: int, rows: ArrayLike, outputs: ArrayLike) -> NDArray[np.int64]:
+    def update(
+        self,
+        k: int,
+        rows: ArrayLike,
+        outputs: ArrayLike,
+        *,
+        decision: StageDecision | None = None,
+    ) -> NDArray[np.int64]:
         """Stage ``k``'s outputs for ``rows``; returns the rows to forward to stage ``k + 1``.
 
         Parameters
@@ -324,6 +331,11 @@ class RoutingState:
             The rows (indices into ``0..n_rows-1``) the outputs belong to, in output order.
         outputs : array-like of shape (m, n_classes)
             The stage's logits for those rows (the last stage may give labels, shape (m,)).
+        decision : StageDecision, optional
+            Stage ``k``'s :meth:`~cascadekit.Stage.decide` on these outputs, made once for a
+            batch that held these rows (the server scores each batch once). Its scores and
+            predictions are used; which rows stay is decided again at this state's threshold.
+            Not for a stage with ``other_class`` (its gate is not in the scores).
 
         Returns
         -------
@@ -349,7 +361,17 @@ class RoutingState:
         if idx.size == 0:
             self._forwarded[k] = (idx, idx, np.zeros((0, 0)))
             return idx
-        d = st.decide(z, self.thresholds[k])
+        if decision is None:
+            d = st.decide(z, self.thresholds[k])
+        else:
+            if st.other_class is not None or np.shape(decision.scores) != (idx.size,):
+                raise ParameterError(
+                    f"Expected a decision of stage {st.name!r} for {idx.size} rows without "
+                    f"other_class; got {np.shape(decision.scores)[0]} scores"
+                    + (f" and other_class={st.other_class}." if st.other_class is not None else ".")
+                )
+            keep = decision.scores >= self.thresholds[k]
+            d = type(decision)(predictions=decision.predictions, scores=decision.scores, keep=keep)
         if self.warn_range:
             _warn_out_of_range(st, self.thresholds[k], d)
         self.stage_scores[idx, k] = d.scores

@@ -61,6 +61,8 @@ from .service import InferenceService, Reply
 __all__ = ["INFER_REQUEST_SCHEMA", "create_app", "run", "uvicorn_config"]
 
 log = logging.getLogger("cascadekit.serve")
+#: ``asyncio.timeout`` (Python 3.11+), else None (then ``asyncio.wait_for``).
+_TIMEOUT: Any = getattr(asyncio, "timeout", None)
 #: Request content types read as a body (others: 415). None: no Content-Type header.
 _BODY_TYPES = ("application/json", "application/octet-stream")
 
@@ -187,7 +189,11 @@ async def _read_body(request: Any, limit: int, timeout: float | None = None) -> 
         return chunks
 
     try:
-        chunks = await asyncio.wait_for(receive(), timeout)
+        if timeout is not None and _TIMEOUT is not None:  # a timer, not wait_for's extra task
+            async with _TIMEOUT(timeout):
+                chunks = await receive()
+        else:
+            chunks = await asyncio.wait_for(receive(), timeout)
     except asyncio.TimeoutError:
         raise _BodyTimeout(
             f"The request body did not arrive within {timeout:g} s; send it at once."

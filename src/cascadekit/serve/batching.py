@@ -151,6 +151,18 @@ class DaemonExecutor(Executor):
             self._thread.join()
 
 
+def _rows(out: Any, lo: int, hi: int) -> Any:
+    """Rows ``lo:hi`` of a model's output (an array, or a tuple of arrays sliced alike)."""
+    if isinstance(out, tuple):
+        return tuple(a[lo:hi] for a in out)
+    return out[lo:hi]
+
+
+def _time_out(fut: asyncio.Future[Any]) -> None:
+    if not fut.done():  # a done future is skipped by the worker (the caller gave up)
+        fut.set_exception(TimeoutError())
+
+
 @dataclass
 class _Block:
     inputs: Any
@@ -167,7 +179,9 @@ class StageBatcher:
     ----------
     model : callable
         ``model(inputs) -> logits`` (any :class:`cascadekit.adapters.Model`); runs in a worker
-        thread owned by this batcher, one batch at a time.
+        thread owned by this batcher, one batch at a time. It may return a tuple of arrays
+        with one row per input each (e.g. logits and scores): each block gets its rows of
+        every array.
     policy : BatchPolicy
     name : str
         Used in error messages.
@@ -228,7 +242,9 @@ class StageBatcher:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, self.model, inputs)
 
-    async def submit(self, inputs: Any, deadline: float | None = None) -> Any:
+    async def submit(
+        self, inputs: Any, deadline: float | None = None, timeout: float | None = None
+    ) -> Any:
         """Queue ``inputs`` (a block of n inputs) and return the model's n rows of logits.
 
         Parameters
@@ -237,6 +253,10 @@ class StageBatcher:
             A batch of inputs (first dimension = number of inputs).
         deadline : float, optional
             ``time.monotonic()`` value after which the block is dropped unrun.
+        timeout : float, optional
+            Seconds to wait for the answer; past them :class:`TimeoutError` is raised and the
+            block is dropped if it has not run yet (one timer, cheaper than
+            :func:`asyncio.wait_for`'s extra task).
 
         Raises
         ------
@@ -244,6 +264,8 @@ class StageBatcher:
             The queue cannot take ``n`` more inputs, or the batcher is stopping.
         DeadlineExceededError
             The deadline passed before the block ran.
+        TimeoutError
+            No answer within ``timeout`` seconds.
         Exception
             Whatever the model raised.
         """
@@ -258,11 +280,18 @@ class StageBatcher:
                 f"Stage {self.name!r} is overloaded: {self._queued_inputs} inputs are queued "
                 f"and the limit is {self.policy.max_queue}. Retry after a short wait."
             )
-        fut: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[Any] = loop.create_future()
         self._queue.append(_Block(inputs, n, fut, deadline))
         self._queued_inputs += n
         self._wakeup.set()
-        return await fut
+        if timeout is None:
+            return await fut
+        timer = loop.call_later(timeout, _time_out, fut)
+        try:
+            return await fut
+        finally:
+            timer.cancel()
 
     async def stop(self, timeout: float | None = None) -> bool:
         """Finish queued blocks, then stop the worker task and its thread.
@@ -389,20 +418,22 @@ class StageBatcher:
             lo = 0
             for b in blocks:
                 if not b.future.done():
-                    b.future.set_result(arr[lo : lo + b.n])
+                    b.future.set_result(_rows(arr, lo, lo + b.n))
                 lo += b.n
             if self.observer is not None:
                 self.observer(total, waits, model_seconds)
 
     async def _call(self, loop: asyncio.AbstractEventLoop, batch: Any, total: int) -> Any:
         out = await loop.run_in_executor(self._executor, self.model, batch)
-        arr = np.asarray(out)
-        if arr.ndim < 1 or arr.shape[0] != total:
-            raise ValueError(
-                f"stage {self.name!r} returned {arr.shape[0] if arr.ndim else 0} rows "
-                f"for {total} inputs"
-            )
-        return arr
+        parts = out if isinstance(out, tuple) else (out,)
+        arrs = tuple(np.asarray(p) for p in parts)
+        for arr in arrs:
+            if arr.ndim < 1 or arr.shape[0] != total:
+                raise ValueError(
+                    f"stage {self.name!r} returned {arr.shape[0] if arr.ndim else 0} rows "
+                    f"for {total} inputs"
+                )
+        return arrs if isinstance(out, tuple) else arrs[0]
 
     async def _run_alone(self, loop: asyncio.AbstractEventLoop, blocks: list[_Block]) -> None:
         """After a failed batch: each block alone, so only the ones the model fails on fail."""

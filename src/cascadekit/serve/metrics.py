@@ -32,6 +32,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
+
 from .._optional import require
 
 __all__ = ["ServeMetrics"]
@@ -153,24 +155,48 @@ class ServeMetrics:
             registry=r,
         )
         self._answered: dict[str, list[int]] = {}
+        # labelled children, looked up once (``labels()`` costs microseconds per call)
+        self._children: dict[tuple[Any, ...], Any] = {}
 
-    def observe_answers(self, model: str, stages: Sequence[int], n_stages: int) -> None:
+    def child(self, metric: Any, *labels: str) -> Any:
+        """``metric.labels(*labels)`` (label values in the metric's label order), cached: the
+        per-request paths call this.
+
+        Examples
+        --------
+        >>> m = ServeMetrics()
+        >>> m.child(m.requests, "toy", "200") is m.child(m.requests, "toy", "200")
+        True
+        """
+        key = (id(metric), *labels)
+        c = self._children.get(key)
+        if c is None:
+            c = self._children[key] = metric.labels(*labels)
+        return c
+
+    def observe_request(self, model: str, code: int, seconds: float) -> None:
+        """Count one inference request by status and add its latency."""
+        self.child(self.requests, model, str(code)).inc()
+        self.child(self.request_seconds, model).observe(seconds)
+
+    def observe_answers(self, model: str, stages: Sequence[int] | Any, n_stages: int) -> None:
         """Count answered inputs per stage and update the teacher share."""
         counts = self._answered.setdefault(model, [0] * n_stages)
-        for s in range(n_stages):
-            c = sum(1 for v in stages if v == s)
-            if c:
+        values = stages.tolist() if isinstance(stages, np.ndarray) else list(stages)
+        for s in set(values):
+            if 0 <= s < n_stages:
+                c = values.count(s)
                 counts[s] += c
-                self.inputs.labels(model=model, stage=str(s)).inc(c)
+                self.child(self.inputs, model, str(s)).inc(c)
         total = sum(counts)
         if total:
-            self.teacher_share.labels(model=model).set(counts[-1] / total)
+            self.child(self.teacher_share, model).set(counts[-1] / total)
 
     def observe_scores(self, model: str, scores: Any) -> None:
         """Add first-stage scores to the score histogram."""
-        h = self.score.labels(model=model)
-        for v in scores:
-            h.observe(float(v))
+        h = self.child(self.score, model)
+        for v in np.asarray(scores, dtype=np.float64).tolist():
+            h.observe(v)
 
     def render(self) -> tuple[bytes, str]:
         """The text exposition of every metric and its content type."""

@@ -58,7 +58,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..adapters import n_inputs, take
-from ..cascade import Cascade
+from ..cascade import Cascade, StageDecision
 from ..errors import CascadeError
 from ..monitoring.serving import ServingMonitor
 from ..oip import (
@@ -384,8 +384,9 @@ class InferenceService:
                 x = self._prepare(st.served, self._warmup_input(st.served, size))
                 bound = self.config.request_timeout  # a hung stage cannot hang the start-up
                 for k, b in enumerate(st.batchers):
-                    logits = await asyncio.wait_for(b.run_direct(x), bound)
+                    out = await asyncio.wait_for(b.run_direct(x), bound)
                     if k < n - 1:
+                        logits = out[0] if isinstance(out, tuple) else out
                         st.see_scores(k, cascade.stages[k].decide(logits, 0.0).scores)
             st.warmed = True
         except Exception as exc:
@@ -393,11 +394,23 @@ class InferenceService:
             log.error("model %s: warm-up failed: %s: %s", st.served.name, type(exc).__name__, exc)
 
     @staticmethod
-    def _stage_fn(cascade: Cascade, k: int, model: Any) -> Callable[[Any], np.ndarray]:
-        def run(batch: Any) -> np.ndarray:
-            return cascade.call_stage(k, model, batch, n_inputs(batch))
+    def _stage_fn(cascade: Cascade, k: int, model: Any) -> Callable[[Any], Any]:
+        st = cascade.stages[k]
+        if k == cascade.n_stages - 1 or st.other_class is not None:
 
-        return run
+            def run(batch: Any) -> Any:
+                return cascade.call_stage(k, model, batch, n_inputs(batch))
+
+            return run
+
+        def run_and_score(batch: Any) -> Any:
+            # a non-final stage scores the whole batch once, in its thread: each request then
+            # only compares its rows' scores with its threshold
+            logits = cascade.call_stage(k, model, batch, n_inputs(batch))
+            d = st.decide(logits, 0.0)
+            return logits, d.scores, d.predictions
+
+        return run_and_score
 
     def _observer(self, model: str, k: int) -> Callable[[int, list[float], float], None]:
         m = self.metrics
@@ -649,7 +662,9 @@ class InferenceService:
             args = (*args, dropped)
         log.error(msg, *args, exc_info=exc)
 
-    async def _run_stage(self, st: _ModelState, k: int, batch: Any, deadline: float) -> np.ndarray:
+    async def _run_stage(self, st: _ModelState, k: int, batch: Any, deadline: float) -> Any:
+        """Stage k's logits for ``batch`` (with its scores and predictions for a non-final
+        stage: a tuple), through its batcher."""
         wait = deadline - time.monotonic()
         limit = st.timeouts[k]
         if limit is not None:
@@ -657,8 +672,8 @@ class InferenceService:
         if wait <= 0:
             raise DeadlineExceededError("The request's deadline passed before the stage ran.")
         try:
-            out: np.ndarray = await asyncio.wait_for(st.batchers[k].submit(batch, deadline), wait)
-        except asyncio.TimeoutError as exc:
+            out = await st.batchers[k].submit(batch, deadline, timeout=wait)
+        except (asyncio.TimeoutError, TimeoutError) as exc:
             raise DeadlineExceededError(
                 f"Stage {st.batchers[k].name!r} did not answer within {wait * 1e3:.0f} ms."
             ) from exc
@@ -686,7 +701,7 @@ class InferenceService:
             st_k = cascade.stages[k]
             batch = x if k == 0 else take(x, rows)
             try:
-                logits = await self._run_stage(st, k, batch, deadline)
+                out = await self._run_stage(st, k, batch, deadline)
             except (OverloadedError, DeadlineExceededError) as exc:
                 if k == 0:
                     if isinstance(exc, DeadlineExceededError):
@@ -741,12 +756,17 @@ class InferenceService:
                 st.failing.discard(k)
                 log.warning("model %s: stage %s answers again", name, st_k.name)
             seen = rows
-            rows = state.update(k, rows, logits)
+            if isinstance(out, tuple):  # scored with its batch (see _stage_fn)
+                logits, scores, preds = out
+                decision = StageDecision(predictions=preds, scores=scores, keep=scores >= ths[k])
+                rows = state.update(k, rows, logits, decision=decision)
+            else:
+                rows = state.update(k, rows, out)
             if k < n_stages - 1:
                 st.see_scores(k, state.stage_scores[seen, k])
         result = state.compute()
         score = result.stage_scores[:, 0].astype(np.float32)
-        self.metrics.observe_answers(name, result.stage.tolist(), n_stages)
+        self.metrics.observe_answers(name, result.stage, n_stages)
         self.metrics.observe_scores(name, score)
         if self.monitoring is not None and state.stage_predictions.shape[1]:
             first_pred = state.stage_predictions[:, 0]
@@ -857,8 +877,7 @@ class InferenceService:
                 encode_error(f"Internal server error (error id {eid}); see the server log."),
                 {"content-type": _JSON},
             )
-        self.metrics.requests.labels(model=metric_name, code=str(reply.status)).inc()
-        self.metrics.request_seconds.labels(model=metric_name).observe(time.perf_counter() - t0)
+        self.metrics.observe_request(metric_name, reply.status, time.perf_counter() - t0)
         return reply
 
     async def parse(
