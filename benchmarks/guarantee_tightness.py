@@ -216,11 +216,11 @@ def run(args: argparse.Namespace) -> None:
                         r = cal.guaranteed_threshold(
                             s[ci], cs[ci], ct[ci], eps, args.delta, method=m, grid=grid
                         )
-                        th[m] = r.threshold
+                        th[m] = r.thresholds[0]
                     elif m == "label-free":
                         th[m] = cal.guaranteed_threshold_label_free(
                             s[ci], ps[ci], pt[ci], eps, args.delta, grid=grid
-                        ).threshold
+                        ).thresholds[0]
                     else:
                         th[m] = mapie_threshold(s[ci], cs[ci], ct[ci], grid, eps, args.delta)
                 except InsufficientDataError as e:

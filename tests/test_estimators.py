@@ -17,9 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cascadekit import scores
-from cascadekit.calibration import CalibrationResult
+from cascadekit.calibration import CalibrationResult, Target, guaranteed_threshold, parse_target
 from cascadekit.errors import InfeasibleTargetError, LabelError, ParameterError, ScoreInputError
-from cascadekit.estimators import CascadeClassifier, parse_target
+from cascadekit.estimators import CascadeClassifier
 
 
 def _student() -> LogisticRegression:
@@ -67,7 +67,7 @@ def test_fit_splits_calibrates_and_routes_like_a_brute_force(digits) -> None:
     p_t = clf.teacher_.estimator.predict_proba(Xt)
     log_odds = scores.max_softmax(clf.student_.estimator.decision_function(Xt))
     np.testing.assert_allclose(log_odds, np.log(p_s.max(axis=1) / (1 - p_s.max(axis=1))))
-    to_teacher = log_odds < clf.threshold_
+    to_teacher = log_odds < clf.thresholds_[0]
     expect = np.where(to_teacher, p_t.argmax(axis=1), p_s.argmax(axis=1))
     np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[expect])
     np.testing.assert_allclose(
@@ -95,6 +95,23 @@ def test_accuracy_and_cost_targets(digits) -> None:
     assert cheap.calibration_.accuracy >= clf.calibration_.accuracy
     with pytest.raises(InfeasibleTargetError, match="No threshold reaches target_accuracy=1"):
         clone(clf).set_params(target={"accuracy": 1.0}).fit(X[:200], y[:200])
+
+
+def test_guaranteed_target_is_the_library_guarantee(digits) -> None:
+    # the estimator's accuracy_drop target is calibration.guaranteed_threshold on its
+    # calibration part: the same threshold, delta and method
+    X, y, _, _ = digits
+    student = _student().fit(X[:600], y[:600])
+    teacher = _strong_teacher().fit(X[:600], y[:600])
+    target = {"accuracy_drop": 0.05, "delta": 0.2}
+    clf = CascadeClassifier(student, teacher, prefit=True, target=target).fit(X[600:], y[600:])
+    z = student.predict_proba(X[600:])
+    cs = z.argmax(axis=1) == y[600:]
+    ct = teacher.predict(X[600:]) == y[600:]
+    ref = guaranteed_threshold(z.max(axis=1), cs, ct, 0.05, 0.2)
+    assert clf.calibration_.method == "betting" and clf.calibration_.delta == 0.2
+    np.testing.assert_allclose(clf.thresholds_, ref.thresholds)
+    assert clf.calibration_.teacher_share == ref.teacher_share
 
 
 def test_prefit_stages_are_only_calibrated(digits) -> None:
@@ -130,7 +147,7 @@ def test_torch_stages_are_calibrated_not_fitted(digits) -> None:
     assert torch.equal(net.weight, before)
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
     z = net(torch.from_numpy(Xt).float()).detach().numpy()
-    to_teacher = scores.energy(z) < clf.threshold_
+    to_teacher = scores.energy(z) < clf.thresholds_[0]
     expect = np.where(to_teacher, teacher.predict_proba(Xt).argmax(axis=1), z.argmax(axis=1))
     np.testing.assert_array_equal(clf.predict(Xt), expect)
     with pytest.raises(LabelError, match="class indices 0..C-1"):
@@ -166,8 +183,9 @@ def test_live_threshold_on_the_fitted_cascade(digits) -> None:
 @pytest.mark.parametrize(
     ("params", "error", "match"),
     [
-        ({"target": {"recall": 0.9}}, ParameterError, "Expected target to be a teacher share"),
-        ({"target": 1.5}, ParameterError, r"teacher_share target in \[0, 1\]; got 1.5"),
+        ({"target": {"recall": 0.9}}, ParameterError, "Expected a target: a teacher share"),
+        ({"target": 1.5}, ParameterError, r"teacher_share in \[0, 1\]; got 1.5"),
+        ({"target": {"accuracy_drop": 0.01, "delta": 2}}, ParameterError, "delta strictly"),
         ({"target": {"relative_cost": -1}}, ParameterError, "positive relative_cost"),
         ({"calibration_size": 1.0}, ParameterError, "calibration_size strictly between 0 and 1"),
         ({"temperature": 0.0}, ParameterError, "positive, finite temperature"),
@@ -187,7 +205,7 @@ def test_unfitted_and_one_class(digits) -> None:
         CascadeClassifier(_student(), _strong_teacher()).predict(X[:3])
     with pytest.raises(LabelError, match="at least 2 classes; got one class"):
         CascadeClassifier(_student(), _strong_teacher()).fit(X[:20], np.zeros(20, dtype=int))
-    assert parse_target(("accuracy", 0.9)) == ("accuracy", 0.9)
+    assert parse_target(("accuracy", 0.9)) == Target("accuracy", 0.9)
 
 
 def test_default_score_works_for_a_student_with_probabilities_only(digits) -> None:

@@ -27,7 +27,7 @@ Examples
 0.45
 >>> r = calibration.threshold_for_accuracy(
 ...     scores, [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], target_accuracy=0.8, costs=[1, 4])
->>> round(r.threshold, 4), r.teacher_share, r.accuracy, round(r.relative_cost, 4)
+>>> round(r.thresholds[0], 4), r.teacher_share, r.accuracy, round(r.relative_cost, 4)
 (0.45, 0.4, 0.8, 0.65)
 >>> round(r.numerical_margin, 4)   # no calibration score is closer to the threshold
 0.25
@@ -37,7 +37,8 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -73,13 +74,16 @@ from .scores import (
 
 __all__ = [
     "GUARANTEE_METHODS",
+    "TARGET_KINDS",
     "CalibrationResult",
+    "Target",
     "calibrate_cascade",
     "calibrate_outputs",
     "crossing_threshold",
     "guaranteed_threshold",
     "guaranteed_threshold_label_free",
     "min_calibration_size",
+    "parse_target",
     "quantile_grid",
     "threshold_for_accuracy",
     "threshold_for_cost",
@@ -109,9 +113,10 @@ class CalibrationResult:
 
     Attributes
     ----------
-    threshold : float or tuple of float
-        Threshold of the student (2 stages) or of every non-final stage (N stages). An input
-        stays at a stage when its score is ``>= threshold``; ``inf`` sends everything on.
+    thresholds : tuple of float, length N-1
+        Threshold of every non-final stage (one for 2 stages). An input stays at stage ``k``
+        when its score is ``>= thresholds[k]``; ``inf`` sends everything on. A bare float is
+        accepted when constructing and stored as a 1-tuple.
     teacher_share : float
         Share of calibration inputs answered by the last stage.
     relative_cost : float
@@ -151,7 +156,7 @@ class CalibrationResult:
         None when every threshold is infinite.
     """
 
-    threshold: float | tuple[float, ...]
+    thresholds: tuple[float, ...]
     teacher_share: float
     relative_cost: float
     accuracy: float
@@ -166,6 +171,11 @@ class CalibrationResult:
     label_free: bool = False
     teacher_accuracy: float | None = None
     numerical_margin: float | None = None
+
+    def __post_init__(self) -> None:
+        raw = self.thresholds
+        seq = raw if isinstance(raw, (tuple, list, np.ndarray)) else (raw,)
+        self.thresholds = tuple(float(t) for t in np.ravel(np.asarray(seq, dtype=np.float64)))
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -197,8 +207,8 @@ class CalibrationResult:
         Examples
         --------
         >>> r = CalibrationResult(float("inf"), 1.0, 1.25, 0.9, "binomial")
-        >>> r.to_dict()["threshold"] is None
-        True
+        >>> r.to_dict()["thresholds"]
+        [None]
         >>> d = CalibrationResult(0.5, 0.2, 0.4, 0.97, "teacher_share", label_free=True,
         ...                       teacher_accuracy=1.0).to_dict()
         >>> d["measured_against"], d["agreement"], "accuracy" in d, "teacher_accuracy" in d
@@ -228,6 +238,143 @@ def _jsonable(v: Any) -> Any:
     if math.isnan(f):
         return None
     return encode_threshold(f)  # +inf -> None, -inf -> "-inf", as in router files
+
+
+# --------------------------------------------------------------------------------------------
+# targets: one vocabulary for the library, CascadeClassifier, Cascade.calibrate and the CLI
+
+#: The kinds of :class:`Target`.
+TARGET_KINDS = ("teacher_share", "accuracy", "relative_cost", "accuracy_drop", "crossing")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What thresholds are calibrated for (one of :data:`TARGET_KINDS`).
+
+    * ``teacher_share``: the share of inputs answered by the last stage closest to ``value``;
+    * ``accuracy``: the cheapest thresholds whose calibration accuracy is at least ``value``
+      (label-free calibration reads it as agreement with the last stage);
+    * ``relative_cost``: the most accurate thresholds whose mean cost per input is at most
+      ``value`` times the last stage's;
+    * ``accuracy_drop``: the guarantee: the population accuracy drop against the last stage is
+      at most ``value`` (epsilon) with probability at least ``1 - delta``
+      (:func:`guaranteed_threshold`; ``method`` picks its test);
+    * ``crossing``: where the score densities of right and wrong answers cross (2 stages,
+      no value).
+
+    Build one directly or with :meth:`parse`, which accepts every form the library, the
+    estimator and the CLI take.
+
+    Examples
+    --------
+    >>> Target.parse(0.3)
+    Target(kind='teacher_share', value=0.3, delta=0.1, method='auto')
+    >>> Target.parse({"accuracy_drop": 0.01, "delta": 0.05}).delta
+    0.05
+    >>> Target.parse("crossing").kind
+    'crossing'
+    >>> Target.parse({"recall": 0.9})
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ParameterError: Expected a target: a teacher share in [0, 1], ...
+    """
+
+    kind: str
+    value: float | None = None
+    delta: float = 0.1
+    method: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ParameterError(
+                f"Unknown target kind {self.kind!r}; expected one of {list(TARGET_KINDS)}."
+            )
+        if self.kind == "crossing":
+            if self.value is not None:
+                raise ParameterError(
+                    f"The crossing target takes no value; got {self.value!r}. Use "
+                    "Target('crossing')."
+                )
+            return
+        v = self.value
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise ParameterError(
+                f"Expected a number as the {self.kind} target; got {v!r}. For example "
+                f"Target({self.kind!r}, {_EXAMPLE_VALUES[self.kind]})."
+            )
+        fv = float(v)
+        object.__setattr__(self, "value", fv)
+        if self.kind == "relative_cost":
+            if not (fv > 0.0 and math.isfinite(fv)):
+                raise ParameterError(
+                    f"Expected a positive relative_cost target (a multiple of the last stage's "
+                    f"cost, e.g. 0.5 for half of it); got {v!r}."
+                )
+        elif self.kind == "accuracy_drop":
+            check_open_unit("epsilon", fv)
+            object.__setattr__(self, "delta", check_open_unit("delta", self.delta))
+        else:
+            check_unit(self.kind, fv)
+        _check_method(self.method, False)  # a known test, or "auto"
+
+    @classmethod
+    def parse(cls, target: Any) -> Target:
+        """A :class:`Target` from any accepted form.
+
+        Accepted: a :class:`Target`; a float (the teacher share); ``"crossing"``; a
+        ``(kind, value)`` pair; a dict with one kind as key, e.g. ``{"teacher_share": 0.3}``,
+        ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``, ``{"crossing": True}`` or
+        ``{"accuracy_drop": 0.01}`` (optionally with ``"delta"`` and ``"method"``).
+        """
+        if isinstance(target, Target):
+            return target
+        if isinstance(target, numbers.Real) and not isinstance(target, bool):
+            return cls("teacher_share", float(target))
+        if target == "crossing":
+            return cls("crossing")
+        if isinstance(target, (tuple, list)) and len(target) == 2 and target[0] in TARGET_KINDS:
+            return cls(str(target[0]), target[1])
+        if isinstance(target, Mapping):
+            opts = {k: target[k] for k in ("delta", "method") if k in target}
+            kinds = [k for k in target if k not in ("delta", "method")]
+            if len(kinds) == 1 and kinds[0] in TARGET_KINDS:
+                kind = str(kinds[0])
+                if opts and kind != "accuracy_drop":
+                    raise ParameterError(
+                        f"delta and method belong to the accuracy_drop target; got them with "
+                        f"{kind!r}: {dict(target)!r}."
+                    )
+                if kind == "crossing":
+                    return cls("crossing")
+                return cls(kind, target[kind], **opts)
+        raise ParameterError(
+            "Expected a target: a teacher share in [0, 1], {'teacher_share': s}, "
+            "{'accuracy': a}, {'relative_cost': r}, {'accuracy_drop': epsilon, 'delta': d} or "
+            f"'crossing' (or a Target); got {target!r}. For example target=0.3 or "
+            "target={'accuracy': 0.95}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{kind: value}``, with ``delta`` and ``method`` for ``accuracy_drop``."""
+        if self.kind == "crossing":
+            return {"crossing": True}
+        out: dict[str, Any] = {self.kind: self.value}
+        if self.kind == "accuracy_drop":
+            out.update(delta=self.delta, method=self.method)
+        return out
+
+
+_EXAMPLE_VALUES = {
+    "teacher_share": 0.3,
+    "accuracy": 0.95,
+    "relative_cost": 0.5,
+    "accuracy_drop": 0.01,
+}
+
+
+def parse_target(target: Any) -> Target:
+    """Shorthand for :meth:`Target.parse`."""
+    return Target.parse(target)
 
 
 # --------------------------------------------------------------------------------------------
@@ -334,7 +481,7 @@ def _result_at(
 ) -> CalibrationResult:
     return CalibrationResult(
         numerical_margin=numerical_margin([s], [float(p.threshold[i])]),
-        threshold=float(p.threshold[i]),
+        thresholds=(float(p.threshold[i]),),
         teacher_share=float(p.teacher_share[i]),
         relative_cost=float(_rel_cost_2(p.teacher_share[i], costs)),
         accuracy=float(p.accuracy[i]),
@@ -380,7 +527,7 @@ def threshold_for_accuracy(
     Examples
     --------
     >>> r = threshold_for_accuracy([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], 0.6)
-    >>> round(r.threshold, 4), round(r.accuracy, 3), round(r.teacher_share, 3)
+    >>> round(r.thresholds[0], 4), round(r.accuracy, 3), round(r.teacher_share, 3)
     (0.7, 0.667, 0.667)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
@@ -438,7 +585,7 @@ def threshold_for_cost(
     Examples
     --------
     >>> r = threshold_for_cost([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 1], 0.6, costs=[1, 4])
-    >>> round(r.threshold, 4), round(r.teacher_share, 4), round(r.relative_cost, 4)
+    >>> round(r.thresholds[0], 4), round(r.teacher_share, 4), round(r.relative_cost, 4)
     (0.3, 0.3333, 0.5833)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
@@ -776,7 +923,7 @@ def _guarantee_2(
     acc = float(np.mean(np.where(keep, cs, ct)))
     return CalibrationResult(
         numerical_margin=numerical_margin([s], [t]),
-        threshold=t,
+        thresholds=(t,),
         teacher_share=share,
         relative_cost=float(_rel_cost_2(share, c)),
         accuracy=acc,
@@ -988,35 +1135,33 @@ def _evaluate(
 def calibrate_cascade(
     stage_scores: Sequence[ArrayLike],
     stage_correct: Sequence[ArrayLike],
-    costs: ArrayLike | None = None,
+    target: Any,
     *,
-    teacher_share: float | None = None,
-    target_accuracy: float | None = None,
-    max_relative_cost: float | None = None,
-    epsilon: float | None = None,
-    delta: float = 0.1,
-    method: str = "auto",
+    costs: ArrayLike | None = None,
     n_grid: int | None = None,
     label_free: bool = False,
 ) -> CalibrationResult:
-    """Thresholds of an N-stage cascade for one target (give exactly one).
+    """Thresholds of an N-stage cascade for one :class:`Target`.
 
-    An input stays at stage k when ``stage_scores[k] >= threshold_k``. For two stages this
-    calls the exact functions above. For more, every combination of per-stage thresholds on a
-    grid is evaluated with :func:`cascadekit.cascade.assign_stages`; each stage's grid is
-    ``n_grid`` quantiles of its scores (from "keep all" to "keep none" = ``inf``):
+    An input stays at stage k when ``stage_scores[k] >= thresholds[k]``. ``target`` is a
+    :class:`Target` or any form :meth:`Target.parse` accepts (``0.3`` is a teacher share,
+    ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``, ``{"accuracy_drop": 0.01, "delta":
+    0.1}``, ``"crossing"``). For two stages the operating points are exact. For more, every
+    combination of per-stage thresholds on a grid is evaluated; each stage's grid is ``n_grid``
+    quantiles of its scores (from "keep all" to "keep none" = ``inf``):
 
     * ``teacher_share``: the combination whose last-stage share is closest to the target
       (ties: not above it, then the most accurate, then the cheapest);
-    * ``target_accuracy``: the cheapest combination reaching it (ties: the most accurate);
-    * ``max_relative_cost``: the most accurate within the budget (ties: the cheapest);
-    * ``epsilon`` (with ``delta``, ``method``): the guarantee of :func:`guaranteed_threshold`
-      along a one-dimensional path: all stages' thresholds at the same score-quantile level
-      ``lambda`` of their own scores, tested from ``lambda = 1`` (everything to the last stage)
-      downwards with fixed-sequence testing, which is valid for any order fixed in advance.
-      The drop of an input is ``correct_last - correct_answering_stage``. ``method="auto"``
-      uses ``"betting"``, or ``"binomial"`` when ``label_free`` (the loss is then binary and
-      the exact binomial test is tighter).
+    * ``accuracy``: the cheapest combination reaching it (ties: the most accurate);
+    * ``relative_cost``: the most accurate within the budget (ties: the cheapest);
+    * ``accuracy_drop`` (epsilon, with the target's ``delta`` and ``method``): the guarantee
+      of :func:`guaranteed_threshold` along a one-dimensional path: all stages' thresholds at
+      the same score-quantile level ``lambda`` of their own scores, tested from ``lambda = 1``
+      (everything to the last stage) downwards with fixed-sequence testing, which is valid for
+      any order fixed in advance. The drop of an input is ``correct_last -
+      correct_answering_stage``. ``method="auto"`` uses ``"betting"``, or ``"binomial"`` when
+      ``label_free`` (the loss is then binary and the exact binomial test is tighter);
+    * ``crossing`` (2 stages): :func:`crossing_threshold`.
 
     Parameters
     ----------
@@ -1025,16 +1170,20 @@ def calibrate_cascade(
     stage_correct : sequence of N arrays of shape (n_samples,)
         1 where the stage's answer is right. For label-free calibration pass agreement with the
         last stage's answer and ones for the last stage, and set ``label_free=True``.
+    target : Target, float, dict, str or (kind, value)
+        What to calibrate for.
     costs : sequence of N floats, optional
         Cost per input of every stage; defaults to 1 each.
     n_grid : int, optional
         Grid size per stage (search) or of the path (guarantee). Defaults to 100 for the
         guarantee and to ``min(64, floor(4096 ** (1 / (N - 1))))`` per stage for the search.
+    label_free : bool, default=False
+        Correctness is agreement with the last stage (``accuracy`` then means agreement).
 
     Returns
     -------
     CalibrationResult
-        ``threshold`` is a float for 2 stages and a tuple for more.
+        ``thresholds`` holds N-1 floats.
 
     Examples
     --------
@@ -1042,34 +1191,59 @@ def calibrate_cascade(
     >>> s = [rng.uniform(size=500), rng.uniform(size=500)]
     >>> correct = [rng.uniform(size=500) < s[0], rng.uniform(size=500) < 0.5 + s[1] / 2,
     ...            np.ones(500, dtype=bool)]
-    >>> r = calibrate_cascade(s, correct, costs=[1, 3, 10], target_accuracy=0.9)
-    >>> len(r.threshold), r.accuracy >= 0.9
+    >>> r = calibrate_cascade(s, correct, {"accuracy": 0.9}, costs=[1, 3, 10])
+    >>> len(r.thresholds), r.accuracy >= 0.9
     (2, True)
     """
-    chosen = [
-        name
-        for name, v in (
-            ("teacher_share", teacher_share),
-            ("target_accuracy", target_accuracy),
-            ("max_relative_cost", max_relative_cost),
-            ("epsilon", epsilon),
-        )
-        if v is not None
-    ]
-    if len(chosen) != 1:
-        raise ParameterError(
-            "Expected exactly one target: teacher_share, target_accuracy, max_relative_cost or "
-            f"epsilon; got {len(chosen)} ({', '.join(chosen) or 'none'})."
-        )
+    tgt = Target.parse(target)
     ss, correct, c = _n_stage_inputs(stage_scores, stage_correct, costs)
     n_stages = correct.shape[0]
-    method = _check_method(method, label_free)
-    if n_stages == 2 and epsilon is None:
-        if teacher_share is not None:
-            t = threshold_for_teacher_share(ss[0], teacher_share)
+    teacher_accuracy = float(np.mean(correct[-1]))
+    if tgt.kind == "crossing":
+        if n_stages != 2:
+            raise ParameterError(
+                f"Expected 2 stages for the crossing threshold; got {n_stages}. Use another "
+                "target for longer cascades."
+            )
+        t = crossing_threshold(ss[0], correct[0])
+        acc, share, rel, _ = _evaluate(ss, correct, c, [t])
+        return CalibrationResult(
+            (t,),
+            share,
+            rel,
+            acc,
+            "crossing",
+            numerical_margin=numerical_margin(ss, [t]),
+            n_calibration=ss[0].shape[0],
+            label_free=label_free,
+            teacher_accuracy=teacher_accuracy,
+        )
+    if tgt.kind == "accuracy_drop":
+        assert tgt.value is not None
+        method = _check_method(tgt.method, label_free)
+        if n_stages == 2:
+            return _guarantee_2(
+                ss[0],
+                correct[0],
+                correct[1],
+                tgt.value,
+                tgt.delta,
+                method,
+                None,
+                n_grid or _DEFAULT_N_GRID,
+                c,
+                label_free,
+            )
+        return _guarantee_path(
+            ss, correct, c, tgt.value, tgt.delta, method, n_grid or _DEFAULT_N_GRID, label_free
+        )
+    assert tgt.value is not None
+    if n_stages == 2:
+        if tgt.kind == "teacher_share":
+            t = threshold_for_teacher_share(ss[0], tgt.value)
             acc, share, rel, _ = _evaluate(ss, correct, c, [t])
             return CalibrationResult(
-                t,
+                (t,),
                 share,
                 rel,
                 acc,
@@ -1077,34 +1251,23 @@ def calibrate_cascade(
                 numerical_margin=numerical_margin(ss, [t]),
                 n_calibration=ss[0].shape[0],
                 label_free=label_free,
-                teacher_accuracy=float(np.mean(correct[-1])),
+                teacher_accuracy=teacher_accuracy,
             )
-        if target_accuracy is not None:
-            r = threshold_for_accuracy(ss[0], correct[0], correct[1], target_accuracy, c)
+        if tgt.kind == "accuracy":
+            r = threshold_for_accuracy(ss[0], correct[0], correct[1], tgt.value, c)
         else:
-            assert max_relative_cost is not None
-            r = threshold_for_cost(ss[0], correct[0], correct[1], max_relative_cost, c)
+            r = threshold_for_cost(ss[0], correct[0], correct[1], tgt.value, c)
         r.label_free = label_free
         return r
-    if epsilon is not None and n_stages == 2:
-        return _guarantee_2(
-            ss[0],
-            correct[0],
-            correct[1],
-            epsilon,
-            delta,
-            method,
-            None,
-            n_grid or _DEFAULT_N_GRID,
-            c,
-            label_free,
-        )
-    if epsilon is not None:
-        return _guarantee_path(
-            ss, correct, c, epsilon, delta, method, n_grid or _DEFAULT_N_GRID, label_free
-        )
     return _search(
-        ss, correct, c, teacher_share, target_accuracy, max_relative_cost, n_grid, label_free
+        ss,
+        correct,
+        c,
+        tgt.value if tgt.kind == "teacher_share" else None,
+        tgt.value if tgt.kind == "accuracy" else None,
+        tgt.value if tgt.kind == "relative_cost" else None,
+        n_grid,
+        label_free,
     )
 
 
@@ -1181,7 +1344,7 @@ def _search(
     i = int(cand[np.argmin(rel[cand])])
     return CalibrationResult(
         numerical_margin=numerical_margin(ss, combos[i]),
-        threshold=tuple(combos[i]),
+        thresholds=tuple(combos[i]),
         teacher_share=float(share[i]),
         relative_cost=float(rel[i]),
         accuracy=float(acc[i]),
@@ -1229,7 +1392,7 @@ def _guarantee_path(
     acc, share, rel, _ = _evaluate(ss, correct, c, ths)
     return CalibrationResult(
         numerical_margin=numerical_margin(ss, ths),
-        threshold=ths,
+        thresholds=ths,
         teacher_share=share,
         relative_cost=rel,
         accuracy=acc,
@@ -1252,63 +1415,41 @@ def _guarantee_path(
 
 def calibrate_outputs(
     outputs: Sequence[ArrayLike],
-    labels: ArrayLike | None = None,
+    labels: ArrayLike | None,
+    target: Any,
     *,
     costs: ArrayLike | None = None,
     score: str = "energy",
     temperature: float = 1.0,
-    teacher_share: float | None = None,
-    target_accuracy: float | None = None,
-    max_relative_cost: float | None = None,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    crossing: bool = False,
-    method: str = "auto",
-    target_agreement: float | None = None,
+    n_grid: int | None = None,
 ) -> CalibrationResult:
     """Calibrate a cascade from saved outputs: logits per stage (the last may be labels only).
 
     Scores every non-final stage with ``score`` at ``temperature`` and measures correctness
-    against ``labels``; with ``labels=None`` calibration is label-free (agreement with the
-    last stage's answers; ``method="auto"`` then uses the binomial test, as the loss is
-    binary, and ``"betting"`` otherwise). Then calls :func:`calibrate_cascade`, or
-    :func:`crossing_threshold` when ``crossing=True`` (2 stages only).
-
-    Without labels there is no accuracy to reach: pass ``target_agreement`` (the cheapest
-    thresholds whose answers agree with the last stage's on at least that share of inputs)
-    instead of ``target_accuracy``. ``epsilon`` then bounds the disagreement with the last
-    stage, which bounds the accuracy drop from above.
+    against ``labels``, then calls :func:`calibrate_cascade` with ``target`` (a
+    :class:`Target` or any form :meth:`Target.parse` accepts). With ``labels=None``
+    calibration is label-free: correctness is agreement with the last stage's answers, an
+    ``accuracy`` target is the share of inputs answered as the last stage answers them
+    (``method="agreement"`` in the result), ``accuracy_drop`` bounds the disagreement with the
+    last stage (which bounds the accuracy drop from above) and its ``method="auto"`` uses the
+    binomial test, as the loss is binary.
 
     Examples
     --------
     >>> student = np.array([[3.0, 0.0], [0.2, 0.0], [0.0, 2.5], [0.1, 0.0]])
     >>> teacher = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 1.0]])
-    >>> r = calibrate_outputs([student, teacher], [0, 1, 1, 1], score="margin",
-    ...                       teacher_share=0.5)
-    >>> round(r.threshold, 4), r.accuracy
-    (1.35, 1.0)
+    >>> r = calibrate_outputs([student, teacher], [0, 1, 1, 1], 0.5, score="margin")
+    >>> r.thresholds, r.accuracy
+    ((1.35,), 1.0)
     """
     from .scores import compute_score
 
+    tgt = Target.parse(target)
     if len(outputs) < 2:
         raise ParameterError(
             f"Expected outputs of at least 2 stages; got {len(outputs)}. Pass the student's and "
             "the teacher's logits."
         )
-    if labels is None and target_accuracy is not None:
-        raise ParameterError(
-            f"Expected labels with target_accuracy={target_accuracy!r}; got none. Without labels "
-            "calibration measures agreement with the last stage, not accuracy: pass "
-            "target_agreement instead (the share of inputs answered as the last stage answers "
-            "them), or pass the labels."
-        )
-    if labels is not None and target_agreement is not None:
-        raise ParameterError(
-            "target_agreement is the label-free target (labels=None); with labels pass "
-            "target_accuracy."
-        )
-    if target_agreement is not None:
-        target_accuracy = check_unit("target_agreement", target_agreement)
     n_out = len(outputs)
     arrs = [
         as_stage_output(o, f"stage {k}", last=k == n_out - 1, score=score)
@@ -1323,37 +1464,7 @@ def calibrate_outputs(
     else:
         y = as_labels(labels, n_samples=arrs[0].shape[0])
         correct = [p == y for p in preds]
-    if crossing:
-        if len(outputs) != 2:
-            raise ParameterError(
-                f"Expected 2 stages for the crossing threshold; got {len(outputs)}. Use another "
-                "target for longer cascades."
-            )
-        t = crossing_threshold(scs[0], correct[0])
-        acc, share, rel, _ = _evaluate(scs, np.vstack(correct), check_costs(costs, 2), [t])
-        return CalibrationResult(
-            t,
-            share,
-            rel,
-            acc,
-            "crossing",
-            numerical_margin=numerical_margin(scs, [t]),
-            n_calibration=scs[0].shape[0],
-            label_free=label_free,
-            teacher_accuracy=float(np.mean(correct[-1])),
-        )
-    result = calibrate_cascade(
-        scs,
-        correct,
-        costs,
-        teacher_share=teacher_share,
-        target_accuracy=target_accuracy,
-        max_relative_cost=max_relative_cost,
-        epsilon=epsilon,
-        delta=0.1 if delta is None else delta,
-        method=method,
-        label_free=label_free,
-    )
-    if target_agreement is not None:
+    result = calibrate_cascade(scs, correct, tgt, costs=costs, n_grid=n_grid, label_free=label_free)
+    if label_free and tgt.kind == "accuracy":
         result.method = "agreement"
     return result

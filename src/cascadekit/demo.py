@@ -266,7 +266,7 @@ def evaluate_pool(
     target = float(np.mean(cal_ct))
     try:
         op_res = calibration.threshold_for_accuracy(cal_s, cal_cs, cal_ct, target, costs=costs)
-        operating = on_test(_scalar(op_res.threshold))
+        operating = on_test(op_res.thresholds[0])
         operating["numerical_margin"] = op_res.numerical_margin
     except InfeasibleTargetError:
         operating = on_test(math.inf)
@@ -276,7 +276,7 @@ def evaluate_pool(
         g = calibration.guaranteed_threshold(
             cal_s, cal_cs, cal_ct, epsilon=epsilon, delta=delta, costs=costs
         )
-        guaranteed = on_test(_scalar(g.threshold))
+        guaranteed = on_test(g.thresholds[0])
         guaranteed.update(
             {
                 "epsilon": epsilon,
@@ -363,11 +363,9 @@ def _cascade_student(pool: Pool, table1: list[dict[str, Any]]) -> dict[str, Any]
     sc = {s: compute_score("max_softmax", st.logits[s], temperature) for s in st.logits}
     target = float(np.mean(t_correct["calibrate"]))
     try:
-        thr = _scalar(
-            calibration.threshold_for_accuracy(
-                sc["calibrate"], correct["calibrate"], t_correct["calibrate"], target
-            ).threshold
-        )
+        thr = calibration.threshold_for_accuracy(
+            sc["calibrate"], correct["calibrate"], t_correct["calibrate"], target
+        ).thresholds[0]
     except InfeasibleTargetError:
         thr = math.inf
     keep = sc["test"] >= thr
@@ -445,11 +443,9 @@ def _quantized(
     cal_cs = pool.correct("calibrate", s_name)
     target = float(np.mean(q_correct["calibrate"]))
     try:
-        thr = _scalar(
-            calibration.threshold_for_accuracy(
-                sc["calibrate"], cal_cs, q_correct["calibrate"], target
-            ).threshold
-        )
+        thr = calibration.threshold_for_accuracy(
+            sc["calibrate"], cal_cs, q_correct["calibrate"], target
+        ).thresholds[0]
     except InfeasibleTargetError:
         thr = math.inf
     keep = sc["test"] >= thr
@@ -485,11 +481,6 @@ def _quantized(
             "speedup_over_fp32_teacher": {b: lat["fp32"][b] / casc_lat[b] for b in batches},
         },
     }
-
-
-def _scalar(t: float | tuple[float, ...]) -> float:
-    """The threshold of a 2-stage calibration result."""
-    return float(t[0]) if isinstance(t, tuple) else float(t)
 
 
 def _frontier(pool: Pool, score: str, temperature: float) -> dict[str, Any]:

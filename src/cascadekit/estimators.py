@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from ._optional import require
 from ._validation import check_costs, check_temperature
 from .adapters import align_classes, as_model, n_inputs, take
-from .calibration import calibrate_cascade
+from .calibration import Target, calibrate_cascade
 from .errors import InputShapeError, LabelError, ParameterError
 from .router import Router
 from .routing import PredictResult
@@ -33,52 +33,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.utils.multiclass import check_classification_targets  # noqa: E402
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data  # noqa: E402
 
-__all__ = ["CascadeClassifier", "parse_target"]
-
-_TARGET_KINDS = ("teacher_share", "accuracy", "relative_cost")
-
-
-def parse_target(target: Any) -> tuple[str, float]:
-    """Normalise a calibration target to ``(kind, value)``.
-
-    ``target`` is a float in [0, 1] (the teacher share), ``{"teacher_share": s}``,
-    ``{"accuracy": a}``, ``{"relative_cost": r}``, or a ``(kind, value)`` pair.
-
-    Examples
-    --------
-    >>> parse_target(0.3), parse_target({"accuracy": 0.95})
-    (('teacher_share', 0.3), ('accuracy', 0.95))
-    >>> parse_target({"recall": 0.9})
-    Traceback (most recent call last):
-    ...
-    cascadekit.errors.ParameterError: Expected target to be a teacher share in [0, 1], ...
-    """
-    kind: Any
-    value: Any
-    if isinstance(target, numbers.Real) and not isinstance(target, bool):
-        kind, value = "teacher_share", target
-    elif isinstance(target, Mapping) and len(target) == 1:
-        kind, value = next(iter(target.items()))
-    elif isinstance(target, (tuple, list)) and len(target) == 2:
-        kind, value = target
-    else:
-        kind, value = None, None
-    if kind not in _TARGET_KINDS or not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ParameterError(
-            "Expected target to be a teacher share in [0, 1], {'teacher_share': s}, "
-            f"{{'accuracy': a}} or {{'relative_cost': r}}; got {target!r}. For example "
-            "target=0.3 or target={'accuracy': 0.95}."
-        )
-    v = float(value)
-    if kind == "relative_cost":
-        if not (v > 0.0 and math.isfinite(v)):
-            raise ParameterError(
-                f"Expected a positive relative_cost target (a multiple of the teacher's cost); "
-                f"got {value!r}."
-            )
-    elif not (0.0 <= v <= 1.0):
-        raise ParameterError(f"Expected the {kind} target in [0, 1]; got {value!r}.")
-    return str(kind), v
+__all__ = ["CascadeClassifier"]
 
 
 def _is_sklearn(est: Any) -> bool:
@@ -96,7 +51,7 @@ def _needs_2d_numeric(est: Any) -> bool:
 class CascadeClassifier(ClassifierMixin, BaseEstimator):
     """A student/teacher cascade as a scikit-learn classifier.
 
-    The student answers the inputs whose routing score is ``>= threshold_`` (higher = more
+    The student answers the inputs whose routing score is ``>= thresholds_[0]`` (higher = more
     confident = keep on the student); the teacher answers the rest.
 
     Parameters
@@ -112,8 +67,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         ``decision_function`` (raw scores), since the logsumexp of probabilities is constant.
     temperature : float, default=1.0
         Temperature of the routing score.
-    target : float, dict or (kind, value), default=0.3
-        What the threshold is calibrated for on the calibration part:
+    target : Target, float, dict, str or (kind, value), default=0.3
+        What the threshold is calibrated for on the calibration part; anything
+        :meth:`cascadekit.calibration.Target.parse` accepts:
 
         * a float ``s`` or ``{"teacher_share": s}``: send a share ``s`` of inputs to the
           teacher (the lowest-scoring ones);
@@ -121,10 +77,15 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
           calibration part is at least ``a`` (raises
           :class:`~cascadekit.errors.InfeasibleTargetError` if none is);
         * ``{"relative_cost": r}``: the most accurate threshold whose mean cost per input is
-          at most ``r`` times the teacher's (set ``costs``).
+          at most ``r`` times the teacher's (set ``costs``);
+        * ``{"accuracy_drop": epsilon, "delta": d}``: the guarantee of
+          :func:`cascadekit.calibration.guaranteed_threshold` (the population accuracy drop
+          against the teacher is at most ``epsilon`` with probability ``1 - d``), valid when
+          the calibration part is i.i.d. with future data and chose nothing else;
+        * ``"crossing"``: where the score densities of right and wrong answers cross.
 
-        Calibration accuracy is measured, not guaranteed; for a guarantee use
-        :func:`cascadekit.calibration.guaranteed_threshold` on held-out data.
+        Targets other than ``accuracy_drop`` are measured on the calibration part, not
+        guaranteed.
     calibration_size : float, default=0.5
         Share of ``(X, y)`` held out to calibrate the threshold when stages are fitted; all
         of it is used when nothing is fitted.
@@ -138,8 +99,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    threshold_ : float
-        The calibrated threshold on the student's routing score.
+    thresholds_ : ndarray of shape (1,)
+        The calibrated threshold on the student's routing score (N-1 = 1 value, as
+        :attr:`cascadekit.Cascade.thresholds_`).
     router_ : cascadekit.router.Router
         The calibrated routing rule (save it with ``router_.save(path)``).
     cascade_ : cascadekit.Cascade
@@ -209,7 +171,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        kind, value = parse_target(self.target)
+        target = Target.parse(self.target)
         check_temperature(self.temperature)
         if self._validates_arrays():
             X, y = validate_data(self, X, y)
@@ -250,7 +212,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self.student_, self.teacher_ = (as_model(m) for m in aligned)
         self._costs = [float(c) for c in check_costs(self.costs, 2)]
         get_score(self.routing_score)  # an unknown score name fails before any model runs
-        self._calibrate(take(X, cal_idx), y_enc[cal_idx], kind, value, n_fit=fit_idx.size)
+        self._calibrate(take(X, cal_idx), y_enc[cal_idx], target, n_fit=fit_idx.size)
         return self
 
     def _classes_for_models(self, y: Any) -> tuple[NDArray[Any], NDArray[np.int64]]:
@@ -291,9 +253,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         )
         return np.sort(fit_idx), np.sort(cal_idx)
 
-    def _calibrate(
-        self, X_cal: Any, y_cal: NDArray[np.int64], kind: str, value: float, n_fit: int
-    ) -> None:
+    def _calibrate(self, X_cal: Any, y_cal: NDArray[np.int64], target: Target, n_fit: int) -> None:
         if n_inputs(X_cal) == 0:
             raise ParameterError(
                 "No samples are left to calibrate the threshold; pass more data or a larger "
@@ -304,14 +264,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         score_fn = get_score(self.routing_score)
         scores = np.asarray(score_fn(logits_s, self.temperature), dtype=np.float64)
         correct = [np.argmax(z, axis=1) == y_cal for z in (logits_s, logits_t)]
-        res = calibrate_cascade(
-            [scores],
-            correct,
-            self._costs,
-            teacher_share=value if kind == "teacher_share" else None,
-            target_accuracy=value if kind == "accuracy" else None,
-            max_relative_cost=value if kind == "relative_cost" else None,
-        )
+        res = calibrate_cascade([scores], correct, target, costs=self._costs)
         # the calibrated rule is a router; the router makes the cascade (as everywhere)
         self.router_ = Router.from_calibration(
             res,
@@ -321,7 +274,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
             stage_names=["student", "teacher"],
         )
         self.cascade_ = self.router_.to_cascade(models=[self.student_, self.teacher_])
-        self.threshold_ = float(self.router_.thresholds[0])
+        self.thresholds_ = np.asarray(self.router_.thresholds, dtype=np.float64)
         self.calibration_ = res
         self.n_fit_ = int(n_fit)
 

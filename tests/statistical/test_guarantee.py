@@ -88,11 +88,11 @@ def pool():
 def _calibrate(p, idx, method):
     s, cs, ct = p["s"][idx], p["cs"][idx], p["ct"][idx]
     if method == "plug-in":
-        return cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)) - EPS).threshold
+        return cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)) - EPS).thresholds[0]
     if method == "label-free":
         r = cal.guaranteed_threshold_label_free(s, p["ps"][idx], p["pt"][idx], EPS, DELTA)
-        return r.threshold
-    return cal.guaranteed_threshold(s, cs, ct, EPS, DELTA, method=method).threshold
+        return r.thresholds[0]
+    return cal.guaranteed_threshold(s, cs, ct, EPS, DELTA, method=method).thresholds[0]
 
 
 def _drop(p, idx, t, method):

@@ -83,7 +83,7 @@ def choose_router(zoo: Any, student: str = "student", teacher: str = "teacher") 
     ct = correctness(cal[teacher], zoo.labels["calibrate"])
     try:
         res = calibration.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)), costs=costs)
-        threshold = float(res.threshold)  # type: ignore[arg-type]
+        threshold = res.thresholds[0]
         share, acc = float(res.teacher_share), float(res.accuracy)
     except InfeasibleTargetError:
         threshold, share, acc = float("inf"), 1.0, float(np.mean(ct))
