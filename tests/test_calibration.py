@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
+from cascadekit import assign_stages
 from cascadekit import calibration as cal
 from cascadekit import scores as sc
 from cascadekit.errors import (
@@ -689,3 +690,89 @@ def test_label_free_target_is_agreement_not_accuracy():
     d = r.to_dict()
     assert d["measured_against"] == "agreement with the last stage"
     assert not {"accuracy", "teacher_accuracy", "accuracy_drop"} & set(d)
+
+
+# ------------------------------------------------------------------------------------------
+# tie-in: every calibration target is a reduction of the curve it reads
+
+
+def _cheapest(curve, ok):
+    """Independent reduction: among the points ``ok``, the cheapest, then the most accurate."""
+    idx = np.flatnonzero(ok)
+    idx = idx[curve.relative_cost[idx] <= curve.relative_cost[idx].min() + 1e-12]
+    return int(idx[np.argmax(curve.accuracy[idx])])
+
+
+def _same_point(r, curve, i):
+    th = np.asarray(curve.thresholds[i], dtype=float).reshape(-1)
+    assert r.thresholds == tuple(th)
+    assert (r.teacher_share, r.accuracy, r.relative_cost) == (
+        curve.teacher_share[i],
+        curve.accuracy[i],
+        curve.relative_cost[i],
+    )
+
+
+@pytest.mark.parametrize("score", ["margin", "max_softmax", "entropy"])
+def test_two_stage_targets_are_reductions_of_cascade_curve(score):
+    from cascadekit import curves
+
+    s, cs, ct = _digits_arrays(score=score)
+    costs = [1.0, 6.0]
+    curve = curves.cascade_curve(s, cs, ct, costs=costs)
+    target = float(np.quantile(curve.accuracy, 0.7))
+    r = cal.threshold_for_accuracy(s, cs, ct, target, costs=costs)
+    _same_point(r, curve, _cheapest(curve, curve.accuracy >= target - 1e-12))
+    # the accuracy target at the teacher's accuracy is the curve's speed-up at that accuracy
+    r = cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)), costs=costs)
+    assert curves.speedup_at_teacher_accuracy(curve) == 1.0 / r.relative_cost
+    assert curves.teacher_share_at_teacher_accuracy(curve) == r.teacher_share
+    budget = 0.45
+    r = cal.threshold_for_cost(s, cs, ct, budget, costs=costs)
+    ok = curve.relative_cost <= budget + 1e-12
+    best = curve.accuracy[ok].max()
+    _same_point(r, curve, _cheapest(curve, ok & (curve.accuracy >= best - 1e-12)))
+    assert r.accuracy == curves.accuracy_at_budget(curve, budget)
+    r = cal.calibrate_cascade([s], [cs, ct], 0.3, costs=costs)
+    dist = np.abs(curve.teacher_share - 0.3)
+    _same_point(r, curve, int(np.flatnonzero(dist <= dist.min() + 1e-12)[0]))
+    assert r.thresholds[0] == cal.threshold_for_teacher_share(s, 0.3)
+    r = cal.calibrate_cascade([s], [cs, ct], "crossing", costs=costs)
+    assert r.thresholds == (cal.crossing_threshold(s, cs),)
+    _same_point(r, curve, int(np.flatnonzero(curve.thresholds == r.thresholds[0])[0]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_n_stage_targets_are_reductions_of_grid_curve(seed):
+    from cascadekit import curves
+
+    s, correct = _three_stage_case(300, seed, levels=40)
+    costs = [1.0, 3.0, 10.0]
+    ng = 16
+    grid = curves.grid_curve(
+        s, correct, costs, grids=[cal.quantile_grid(x, ng) for x in s], pareto=False
+    )
+    assert grid.thresholds.shape[1] == 2
+    target = float(np.quantile(grid.accuracy, 0.8))
+    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_grid=ng)
+    _same_point(r, grid, _cheapest(grid, grid.accuracy >= target - 1e-12))
+    r = cal.calibrate_cascade(s, correct, {"relative_cost": 0.5}, costs=costs, n_grid=ng)
+    ok = grid.relative_cost <= 0.5 + 1e-12
+    best = grid.accuracy[ok].max()
+    _same_point(r, grid, _cheapest(grid, ok & (grid.accuracy >= best - 1e-12)))
+    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_grid=ng)
+    assert abs(r.teacher_share - 0.3) == pytest.approx(np.abs(grid.teacher_share - 0.3).min())
+    # and the reduction is what routing with the thresholds gives (no routing loop inside)
+    stage = assign_stages(s, list(r.thresholds))
+    assert r.teacher_share == np.mean(stage == 2)
+    assert r.accuracy == pytest.approx(np.mean(np.asarray(correct)[stage, np.arange(300)]))
+
+
+def test_reduce_curve_rejects_targets_without_a_curve():
+    from cascadekit import curves
+
+    curve = curves.cascade_curve([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0])
+    with pytest.raises(ParameterError, match="'crossing', which does not read a curve"):
+        cal.reduce_curve(curve, "crossing")
+    with pytest.raises(InfeasibleTargetError, match="No threshold reaches target_accuracy=1"):
+        cal.reduce_curve(curve, {"accuracy": 1.0})

@@ -35,7 +35,6 @@ Examples
 
 from __future__ import annotations
 
-import itertools
 import math
 import numbers
 from collections.abc import Mapping, Sequence
@@ -59,6 +58,9 @@ from ._validation import (
     encode_threshold,
 )
 from .cascade import assign_stages
+from .curves._common import ACCURACY_TOL
+from .curves.exact import Curve, cascade_curve, relative_cost_2
+from .curves.grid import grid_curve
 from .errors import (
     InfeasibleTargetError,
     InsufficientDataError,
@@ -85,6 +87,7 @@ __all__ = [
     "min_calibration_size",
     "parse_target",
     "quantile_grid",
+    "reduce_curve",
     "threshold_for_accuracy",
     "threshold_for_cost",
     "threshold_for_teacher_share",
@@ -393,41 +396,136 @@ def _two_stage(
 
 
 def _rel_cost_2(share: FloatArray | float, costs: FloatArray) -> Any:
-    return (costs[0] + np.asarray(share) * costs[1]) / costs[1]
+    return relative_cost_2(np.asarray(share), costs)
 
 
 # --------------------------------------------------------------------------------------------
-# exact two-stage operating points (sort once, cumulative sums)
+# targets as reducers over one curve: the exact 2-stage curve (curves.cascade_curve) or the
+# N-stage grid (curves.grid_curve); every operating point is computed there, once
+
+_TOL = ACCURACY_TOL  # the curves' accuracy tolerance, for shares and costs too
 
 
-@dataclass
-class _Points:
-    """Every distinct 2-stage operating point, from t = +inf (all to the teacher) downwards."""
+def reduce_curve(curve: Curve, target: Any, *, n_samples: int | None = None) -> int:
+    """The index of the operating point of ``curve`` that a target chooses.
 
-    threshold: FloatArray  # (m + 1,), descending, first is +inf
-    teacher_share: FloatArray
-    accuracy: FloatArray
-    n: int
+    ``target`` is a :class:`Target` (or a form :meth:`Target.parse` accepts) of kind
+    ``teacher_share``, ``accuracy`` or ``relative_cost``; the guarantee and the crossing do not
+    read a curve. The rules, with a tolerance of 1e-12:
 
+    * ``teacher_share``: the point whose teacher share is closest to the target, ties to the
+      lower share;
+    * ``accuracy``: among the points reaching the target, the cheapest (as
+      :func:`cascadekit.curves.speedup_at_teacher_accuracy` at the teacher's accuracy);
+    * ``relative_cost``: among the points within the budget, the most accurate;
 
-def _points(s: FloatArray, cs: BoolArray | None = None, ct: BoolArray | None = None) -> _Points:
-    n = s.shape[0]
-    order = np.argsort(s)  # ascending; inside a tie block the order does not matter
-    ss = s[order]
-    starts = resolution_blocks(ss)  # blocks of scores equal within numerical resolution
-    # point j (descending) keeps every block from the j-th highest down: its threshold is the
-    # separating midpoint below that block; the first point (+inf) keeps nothing
-    thr = np.r_[np.inf, separating_thresholds(ss, starts)[::-1]]
-    kept = np.r_[0, (n - starts)[::-1]].astype(np.float64)
-    share = 1.0 - kept / n
-    if cs is None or ct is None:
-        acc = np.full(thr.shape[0], np.nan)
+    then, among points still tied, the most accurate, then the cheapest, then the safest
+    (largest thresholds, first stage first). :func:`threshold_for_accuracy`,
+    :func:`threshold_for_cost`, :func:`threshold_for_teacher_share` and
+    :func:`calibrate_cascade` are this function over :func:`cascadekit.curves.cascade_curve`
+    (2 stages) or :func:`cascadekit.curves.grid_curve` (more).
+
+    Raises
+    ------
+    InfeasibleTargetError
+        When no point reaches the accuracy or fits the budget; ``best`` is the best there is.
+
+    Examples
+    --------
+    >>> from cascadekit import curves
+    >>> c = curves.cascade_curve([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], costs=[1, 4])
+    >>> i = reduce_curve(c, {"accuracy": 0.6})
+    >>> float(c.thresholds[i]), float(c.teacher_share[i])
+    (0.7, 0.6666666666666666)
+    """
+    tgt = Target.parse(target)
+    if tgt.kind not in ("teacher_share", "accuracy", "relative_cost"):
+        raise ParameterError(
+            f"Expected a teacher_share, accuracy or relative_cost target to reduce a curve; got "
+            f"{tgt.kind!r}, which does not read a curve (use calibrate_cascade)."
+        )
+    value = float(tgt.value)  # type: ignore[arg-type]
+    share, acc, rel = curve.teacher_share, curve.accuracy, curve.relative_cost
+    two = curve.n_stages == 2
+    if tgt.kind == "teacher_share":
+        dist = np.abs(share - value)
+        cand = np.flatnonzero(dist <= dist.min() + _TOL)
+        cand = cand[share[cand] <= share[cand].min() + _TOL]
+    elif tgt.kind == "accuracy":
+        cand = np.flatnonzero(acc >= value - _TOL)
+        if cand.shape[0] == 0:
+            raise _infeasible_accuracy(curve, value, n_samples)
+        cand = cand[rel[cand] <= rel[cand].min() + _TOL]
     else:
-        below = np.r_[n, starts[::-1]]  # inputs below the threshold: the first `below` sorted
-        pcs = np.r_[0, np.cumsum(cs[order])]
-        pct = np.r_[0, np.cumsum(ct[order])]
-        acc = ((pcs[n] - pcs[below]) + pct[below]) / n
-    return _Points(threshold=thr, teacher_share=share, accuracy=acc, n=n)
+        cand = np.flatnonzero(rel <= value + _TOL)
+        if cand.shape[0] == 0:
+            lo = float(rel.min())
+            first, stage = ("student", "teacher") if two else ("first stage", "last stage")
+            raise InfeasibleTargetError(
+                f"No threshold{'' if two else 's'} keep{'s' if two else ''} relative_cost <= "
+                f"{value:g}; the cheapest cascade (everything on the {first}) costs {lo:.4g} of "
+                f"the {stage} alone. Raise max_relative_cost or use a cheaper {first}.",
+                best=lo,
+            )
+    cand = cand[acc[cand] >= acc[cand].max() - _TOL]
+    cand = cand[rel[cand] == rel[cand].min()]
+    if cand.shape[0] > 1:  # exact ties: the safest, i.e. the largest thresholds
+        th = np.asarray(curve.thresholds, dtype=np.float64).reshape(len(curve), -1)[cand]
+        cand = cand[np.lexsort(th.T[::-1])[-1:]]
+    return int(cand[0])
+
+
+def _infeasible_accuracy(curve: Curve, target: float, n: int | None) -> InfeasibleTargetError:
+    acc, share = curve.accuracy, curve.teacher_share
+    on = f" on {n:,} calibration samples" if n else ""
+    if curve.n_stages == 2:
+        top = np.flatnonzero(acc >= acc.max() - _TOL)
+        b = int(top[np.argmin(share[top])])
+        return InfeasibleTargetError(
+            f"No threshold reaches target_accuracy={target:g}{on}; the best is {acc[b]:.3f} "
+            f"({share[b]:.0%} sent to the teacher). Lower the target or use a stronger teacher.",
+            best=float(acc[b]),
+        )
+    b = int(np.argmax(acc))
+    return InfeasibleTargetError(
+        f"No thresholds reach target_accuracy={target:g}{on}; the best is {acc[b]:.3f} "
+        f"({share[b]:.0%} sent to the last stage). Lower the target or use a stronger last stage.",
+        best=float(acc[b]),
+    )
+
+
+def _curve_2(
+    s: FloatArray,
+    cs: ArrayLike | None = None,
+    ct: ArrayLike | None = None,
+    costs: ArrayLike | None = None,
+) -> Curve:
+    """The exact 2-stage curve of the calibration data (correctness zeros when not given)."""
+    zeros = np.zeros(s.shape[0], dtype=bool)
+    return cascade_curve(s, zeros if cs is None else cs, zeros if ct is None else ct, costs)
+
+
+def _result_from_curve(
+    curve: Curve,
+    i: int,
+    ss: Sequence[FloatArray],
+    method: str,
+    teacher_accuracy: float,
+    label_free: bool = False,
+) -> CalibrationResult:
+    th = np.asarray(curve.thresholds[i], dtype=np.float64).reshape(-1)
+    ths = tuple(float(t) for t in th)
+    return CalibrationResult(
+        numerical_margin=numerical_margin(ss, list(ths)),
+        thresholds=ths,
+        teacher_share=float(curve.teacher_share[i]),
+        relative_cost=float(curve.relative_cost[i]),
+        accuracy=float(curve.accuracy[i]),
+        method=method,
+        n_calibration=ss[0].shape[0],
+        label_free=label_free,
+        teacher_accuracy=teacher_accuracy,
+    )
 
 
 def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> float:
@@ -461,35 +559,9 @@ def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> floa
     inf
     """
     s = as_scores(scores)
-    k = check_unit("teacher_share", teacher_share)
-    p = _points(s)
-    dist = np.abs(p.teacher_share - k)
-    best = dist.min()
-    cand = np.flatnonzero(dist <= best + 1e-12)
-    i = cand[np.argmin(p.teacher_share[cand])]
-    return float(p.threshold[i])
-
-
-def _result_at(
-    p: _Points,
-    i: int,
-    costs: FloatArray,
-    method: str,
-    ct: BoolArray,
-    s: FloatArray,
-    **extra: Any,
-) -> CalibrationResult:
-    return CalibrationResult(
-        numerical_margin=numerical_margin([s], [float(p.threshold[i])]),
-        thresholds=(float(p.threshold[i]),),
-        teacher_share=float(p.teacher_share[i]),
-        relative_cost=float(_rel_cost_2(p.teacher_share[i], costs)),
-        accuracy=float(p.accuracy[i]),
-        method=method,
-        n_calibration=p.n,
-        teacher_accuracy=float(np.mean(ct)),
-        **extra,
-    )
+    target = Target("teacher_share", teacher_share)
+    curve = _curve_2(s)
+    return float(curve.thresholds[reduce_curve(curve, target)])
 
 
 def threshold_for_accuracy(
@@ -531,22 +603,10 @@ def threshold_for_accuracy(
     (0.7, 0.667, 0.667)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
-    target = check_unit("target_accuracy", target_accuracy)
-    c = check_costs(costs, 2)
-    p = _points(s, cs, ct)
-    ok = p.accuracy >= target - 1e-12
-    if not ok.any():
-        top = np.flatnonzero(p.accuracy >= p.accuracy.max() - 1e-12)
-        b = int(top[np.argmin(p.teacher_share[top])])
-        raise InfeasibleTargetError(
-            f"No threshold reaches target_accuracy={target:g} on {p.n:,} calibration samples; "
-            f"the best is {p.accuracy[b]:.3f} ({p.teacher_share[b]:.0%} sent to the teacher). "
-            "Lower the target or use a stronger teacher.",
-            best=float(p.accuracy[b]),
-        )
-    cand = np.flatnonzero(ok)
-    i = int(cand[np.argmin(p.teacher_share[cand])])
-    return _result_at(p, i, c, "accuracy", ct, s)
+    target = Target("accuracy", check_unit("target_accuracy", target_accuracy))
+    curve = _curve_2(s, cs, ct, check_costs(costs, 2))
+    i = reduce_curve(curve, target, n_samples=s.shape[0])
+    return _result_from_curve(curve, i, [s], "accuracy", _mean(ct))
 
 
 def threshold_for_cost(
@@ -596,22 +656,13 @@ def threshold_for_cost(
             f"Expected max_relative_cost to be a positive number; got {max_relative_cost!r}. "
             "For example 0.5 for half the teacher's cost."
         )
-    p = _points(s, cs, ct)
-    rel = _rel_cost_2(p.teacher_share, c)
-    ok = rel <= budget + 1e-12
-    if not ok.any():
-        lo = float(rel.min())
-        raise InfeasibleTargetError(
-            f"No threshold keeps relative_cost <= {budget:g}; the cheapest cascade (everything "
-            f"on the student) costs {lo:.4g} of the teacher alone. Raise max_relative_cost or "
-            "use a cheaper student.",
-            best=lo,
-        )
-    cand = np.flatnonzero(ok)
-    best_acc = p.accuracy[cand].max()
-    cand = cand[p.accuracy[cand] >= best_acc - 1e-12]
-    i = int(cand[np.argmin(p.teacher_share[cand])])
-    return _result_at(p, i, c, "cost", ct, s)
+    curve = _curve_2(s, cs, ct, c)
+    i = reduce_curve(curve, Target("relative_cost", budget))
+    return _result_from_curve(curve, i, [s], "cost", _mean(ct))
+
+
+def _mean(x: NDArray[Any]) -> float:
+    return float(np.mean(x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -1206,18 +1257,10 @@ def calibrate_cascade(
                 "target for longer cascades."
             )
         t = crossing_threshold(ss[0], correct[0])
-        acc, share, rel, _ = _evaluate(ss, correct, c, [t])
-        return CalibrationResult(
-            (t,),
-            share,
-            rel,
-            acc,
-            "crossing",
-            numerical_margin=numerical_margin(ss, [t]),
-            n_calibration=ss[0].shape[0],
-            label_free=label_free,
-            teacher_accuracy=teacher_accuracy,
-        )
+        curve = _curve_2(ss[0], correct[0], correct[1], c)
+        # the crossing is a separating threshold: one of the curve's points
+        i = int(np.searchsorted(curve.thresholds, t, side="left"))
+        return _result_from_curve(curve, i, ss, "crossing", teacher_accuracy, label_free)
     if tgt.kind == "accuracy_drop":
         assert tgt.value is not None
         method = _check_method(tgt.method, label_free)
@@ -1237,122 +1280,30 @@ def calibrate_cascade(
         return _guarantee_path(
             ss, correct, c, tgt.value, tgt.delta, method, n_grid or _DEFAULT_N_GRID, label_free
         )
-    assert tgt.value is not None
+    n = ss[0].shape[0]
     if n_stages == 2:
-        if tgt.kind == "teacher_share":
-            t = threshold_for_teacher_share(ss[0], tgt.value)
-            acc, share, rel, _ = _evaluate(ss, correct, c, [t])
-            return CalibrationResult(
-                (t,),
-                share,
-                rel,
-                acc,
-                "teacher_share",
-                numerical_margin=numerical_margin(ss, [t]),
-                n_calibration=ss[0].shape[0],
-                label_free=label_free,
-                teacher_accuracy=teacher_accuracy,
-            )
-        if tgt.kind == "accuracy":
-            r = threshold_for_accuracy(ss[0], correct[0], correct[1], tgt.value, c)
-        else:
-            r = threshold_for_cost(ss[0], correct[0], correct[1], tgt.value, c)
-        r.label_free = label_free
-        return r
-    return _search(
-        ss,
-        correct,
-        c,
-        tgt.value if tgt.kind == "teacher_share" else None,
-        tgt.value if tgt.kind == "accuracy" else None,
-        tgt.value if tgt.kind == "relative_cost" else None,
-        n_grid,
-        label_free,
-    )
+        curve = _curve_2(ss[0], correct[0], correct[1], c)
+    else:
+        curve = _search_grid(ss, correct, c, n_grid)
+    i = reduce_curve(curve, tgt, n_samples=n)
+    method = {"teacher_share": "teacher_share", "accuracy": "accuracy"}.get(tgt.kind, "cost")
+    return _result_from_curve(curve, i, ss, method, teacher_accuracy, label_free)
 
 
-def _stage_grid(s: FloatArray, ng: int) -> list[float]:
-    srt = np.sort(s)
-    n = srt.shape[0]
-    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng
-    idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
-    vals = np.unique(separating_threshold_of(srt, srt[idx]))[::-1]
-    return [math.inf, *(float(v) for v in vals)]
+def _search_grid(
+    ss: list[FloatArray], correct: NDArray[np.bool_], c: FloatArray, n_grid: int | None
+) -> Curve:
+    """Every combination of per-stage thresholds on the search grid, as one N-stage curve.
 
-
-def _search(
-    ss: list[FloatArray],
-    correct: NDArray[np.bool_],
-    c: FloatArray,
-    teacher_share: float | None,
-    target_accuracy: float | None,
-    max_relative_cost: float | None,
-    n_grid: int | None,
-    label_free: bool,
-) -> CalibrationResult:
+    Each stage's grid is :func:`quantile_grid` of its scores plus ``inf``; the combinations are
+    evaluated at once by :func:`cascadekit.curves.grid_curve` (histograms, no routing loop).
+    """
     n_stages = correct.shape[0]
-    if teacher_share is not None:
-        check_unit("teacher_share", teacher_share)
-    if target_accuracy is not None:
-        check_unit("target_accuracy", target_accuracy)
-    if max_relative_cost is not None and (
-        not math.isfinite(float(max_relative_cost)) or float(max_relative_cost) <= 0
-    ):
-        raise ParameterError(
-            f"Expected max_relative_cost to be a positive number; got {max_relative_cost!r}."
-        )
     ng = n_grid if n_grid is not None else min(64, int(4096 ** (1.0 / (n_stages - 1))))
     if ng < 1:
         raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
-    grids = [_stage_grid(s, ng) for s in ss]
-    combos = list(itertools.product(*grids))
-    res = np.array([_evaluate(ss, correct, c, th)[:3] for th in combos])  # acc, share, rel
-    acc, share, rel = res[:, 0], res[:, 1], res[:, 2]
-    n = ss[0].shape[0]
-    if teacher_share is not None:
-        dist = np.abs(share - teacher_share)
-        cand = np.flatnonzero(dist <= dist.min() + 1e-12)
-        cand = cand[share[cand] <= share[cand].min() + 1e-12]
-        method = "teacher_share"
-    elif target_accuracy is not None:
-        cand = np.flatnonzero(acc >= target_accuracy - 1e-12)
-        if cand.shape[0] == 0:
-            b = int(np.argmax(acc))
-            raise InfeasibleTargetError(
-                f"No thresholds reach target_accuracy={target_accuracy:g} on {n:,} calibration "
-                f"samples; the best is {acc[b]:.3f} ({share[b]:.0%} sent to the last stage). "
-                "Lower the target or use a stronger last stage.",
-                best=float(acc[b]),
-            )
-        cand = cand[rel[cand] <= rel[cand].min() + 1e-12]
-        method = "accuracy"
-    else:
-        assert max_relative_cost is not None
-        cand = np.flatnonzero(rel <= float(max_relative_cost) + 1e-12)
-        if cand.shape[0] == 0:
-            lo = float(rel.min())
-            raise InfeasibleTargetError(
-                f"No thresholds keep relative_cost <= {max_relative_cost:g}; the cheapest cascade "
-                f"(everything on the first stage) costs {lo:.4g} of the last stage alone. Raise "
-                "max_relative_cost or use a cheaper first stage.",
-                best=lo,
-            )
-        cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
-        method = "cost"
-    # remaining ties: most accurate, then cheapest, then the first in grid order (safest)
-    cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
-    i = int(cand[np.argmin(rel[cand])])
-    return CalibrationResult(
-        numerical_margin=numerical_margin(ss, combos[i]),
-        thresholds=tuple(combos[i]),
-        teacher_share=float(share[i]),
-        relative_cost=float(rel[i]),
-        accuracy=float(acc[i]),
-        method=method,
-        n_calibration=n,
-        label_free=label_free,
-        teacher_accuracy=float(np.mean(correct[-1])),
-    )
+    grids = [quantile_grid(s, ng) for s in ss]  # ends with -inf; grid_curve adds +inf
+    return grid_curve(ss, list(correct), c, grids=grids, pareto=False)
 
 
 def _guarantee_path(
