@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from cascadekit import curves
+from cascadekit import curves, selection
 from cascadekit.calibration import guaranteed_threshold, threshold_for_accuracy
 from cascadekit.errors import CascadeError, InfeasibleTargetError
 from cascadekit.scores import compute_score
@@ -66,7 +66,7 @@ from cascadekit.training.scores import (
     tune_p_norm,
 )
 
-TEMPS = tuple(float(t) for t in np.geomspace(0.25, 4.0, 5))
+TEMPS = tuple(float(t) for t in np.geomspace(0.25, 4.0, 5))  # p-norm tuning (tune_p_norm)
 
 
 def _say(msg: str) -> None:
@@ -90,17 +90,9 @@ class Row:
 
 def _choose_score(z_sel: np.ndarray, cs: np.ndarray, ct: np.ndarray) -> tuple[str, Any]:
     """The plain score chosen on select by gap captured: (description, outputs -> scores)."""
-    best: tuple[float, str, Any] = (-math.inf, "", None)
-    for t in TEMPS:
-        s = compute_score("max_softmax", z_sel, t)
-        g = curves.gap_captured(curves.cascade_curve(s, cs, ct), cs, ct)
-        if g > best[0]:
-            best = (g, f"max_softmax T={t:.2f}", lambda z, t=t: compute_score("max_softmax", z, t))
-    s = compute_score("margin", z_sel)
-    g = curves.gap_captured(curves.cascade_curve(s, cs, ct), cs, ct)
-    if g > best[0]:
-        best = (g, "margin", lambda z: compute_score("margin", z))
-    return best[1], best[2]
+    best = selection.select_score(z_sel, cs, ct, scores=("max_softmax", "margin"))
+    desc = best.score if best.score == "margin" else f"{best.score} T={best.temperature:.2f}"
+    return desc, best.scores
 
 
 def _with_p_norm(

@@ -69,9 +69,7 @@ from .errors import (
 )
 from .scores import (
     numerical_margin,
-    resolution_blocks,
     separating_threshold_of,
-    separating_thresholds,
 )
 
 __all__ = [
