@@ -105,6 +105,12 @@ def main(argv: list[str] | None = None) -> None:
     )
     times: dict[str, float] = {}
     for method in cal.GUARANTEE_METHODS:
+        if method == "trinomial" and args.n > cal.TRINOMIAL_MAX_N:
+            print(
+                f"  cascadekit trinomial: skipped (n > {cal.TRINOMIAL_MAX_N:,}: its table of "
+                "rejection regions grows like n ** 1.5; method='auto' uses betting here)"
+            )
+            continue
         sec, r = _best_of(
             lambda m=method: cal.guaranteed_threshold(
                 s, cs, ct, args.epsilon, args.delta, method=m, n_grid=args.thresholds

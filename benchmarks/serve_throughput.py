@@ -12,6 +12,9 @@ Run::
 
     nice -n 10 .venv/bin/python benchmarks/serve_throughput.py            # 4000 requests each
     nice -n 10 .venv/bin/python benchmarks/serve_throughput.py --requests 600 --rate 300
+
+``--monitoring`` compares the cascade with monitoring off and on instead (drift tests, shadow
+audits at the default 1% rate, the JSONL log in a temporary folder; see docs/monitoring.md).
 """
 
 from __future__ import annotations
@@ -33,11 +36,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _serve(port: int, teacher_only: bool, max_batch: int) -> None:
+def _serve(port: int, teacher_only: bool, max_batch: int, monitoring: bool = False) -> None:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    import tempfile
+
+    from cascadekit.monitoring.serving import MonitorSettings
     from cascadekit.serve import BatchPolicy, ServeConfig, create_app, fashion_mnist_model, run
 
+    settings = None
+    if monitoring:
+        settings = MonitorSettings(log=os.path.join(tempfile.mkdtemp(), "monitor.jsonl"))
     config = ServeConfig(
+        monitoring=settings,
         port=port,
         batching=BatchPolicy(max_batch_size=max_batch, max_wait=0.002, max_queue=8192),
         request_timeout=120.0,
@@ -66,12 +76,16 @@ def _wait_ready(url: str, proc: Any, timeout: float = 300.0) -> None:
     raise RuntimeError("the server did not become ready")
 
 
-def measure(teacher_only: bool, images: np.ndarray, args: argparse.Namespace) -> Any:
+def measure(
+    teacher_only: bool, images: np.ndarray, args: argparse.Namespace, monitoring: bool = False
+) -> Any:
     from cascadekit.serve.loadgen import run_load
 
     port = _free_port()
     ctx = mp.get_context("spawn")
-    proc = ctx.Process(target=_serve, args=(port, teacher_only, args.max_batch), daemon=True)
+    proc = ctx.Process(
+        target=_serve, args=(port, teacher_only, args.max_batch, monitoring), daemon=True
+    )
     proc.start()
     url = f"http://127.0.0.1:{port}"
     try:
@@ -102,6 +116,9 @@ def main() -> None:
     p.add_argument("--batch", type=int, default=1, help="images per request")
     p.add_argument("--max-batch", type=int, default=64, help="server max batch size")
     p.add_argument("--images", type=int, default=10000, help="distinct test images used")
+    p.add_argument(
+        "--monitoring", action="store_true", help="compare the cascade with monitoring off and on"
+    )
     args = p.parse_args()
 
     from cascadekit.data.zoo import load_fashion_mnist_zoo
@@ -114,6 +131,17 @@ def main() -> None:
         f"concurrency {args.concurrency}, server max batch {args.max_batch}, cpus "
         f"{os.cpu_count()}, load average {os.getloadavg()[0]:.1f}"
     )
+    if args.monitoring:
+        runs = {}
+        for name, on in (("off", False), ("on", True)):
+            runs[name] = measure(False, images, args, monitoring=on)
+            print(f"monitoring {name:3s} {runs[name].summary()}")
+        off, on = runs["off"], runs["on"]
+        print(
+            f"monitoring on / off: throughput x{on.throughput / off.throughput:.2f}, "
+            f"p99 latency x{on.percentile(99) / off.percentile(99):.2f}"
+        )
+        return
     results = {}
     for name, teacher_only in (("cascade", False), ("teacher", True)):
         s = measure(teacher_only, images, args)

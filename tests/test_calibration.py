@@ -385,7 +385,7 @@ def test_min_calibration_size_binomial_table(eps, delta, n):
     assert (1 - eps) ** n <= delta < (1 - eps) ** (n - 1)
 
 
-@pytest.mark.parametrize("method", ["binomial", "betting", "hb"])
+@pytest.mark.parametrize("method", ["binomial", "trinomial", "betting", "hb"])
 def test_min_calibration_size_is_exact(method):
     need = cal.min_calibration_size(0.02, 0.1, method)
     ones = np.ones(need, dtype=bool)
@@ -475,10 +475,128 @@ def test_result_to_dict_is_json_friendly():
     s, cs, ct = _digits_arrays()
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, costs=[1, 10])
     d = json.loads(json.dumps(r.to_dict()))
-    assert d["method"] == "betting" and d["epsilon"] == 0.05
+    assert d["method"] == "trinomial" and d["epsilon"] == 0.05
     assert len(d["p_values"]) == len(d["grid"])
     assert d["accuracy_drop"] == pytest.approx(r.teacher_accuracy - r.accuracy)
     assert d["relative_cost"] == pytest.approx(0.1 + r.teacher_share)
+
+
+# ------------------------------------------------------------------------------------------
+# the trinomial test: exact computations on small n (every outcome enumerated)
+
+
+def _trinomial_support(n):
+    """Every outcome (n+, n-) of n rows, as two arrays."""
+    k, g = np.meshgrid(np.arange(n + 1), np.arange(n + 1), indexing="ij")
+    ok = k + g <= n
+    return k[ok], g[ok]
+
+
+def _trinomial_pmf(k, g, n, p_plus, p_minus):
+    from scipy.special import gammaln, xlogy
+
+    z = n - k - g
+    p_zero = max(0.0, 1.0 - p_plus - p_minus)
+    log_p = (
+        gammaln(n + 1.0)
+        - gammaln(k + 1.0)
+        - gammaln(g + 1.0)
+        - gammaln(z + 1.0)
+        + xlogy(k, p_plus)
+        + xlogy(g, p_minus)
+        + xlogy(z, p_zero)
+    )
+    return np.exp(log_p)
+
+
+@pytest.mark.parametrize(("n", "eps"), [(40, 0.05), (60, 0.1), (80, 0.02)])
+def test_trinomial_level_is_exact_over_the_whole_null(n, eps):
+    # P(p <= delta) computed exactly (all outcomes) at null points: on the boundary
+    # p+ - p- = eps (the worst case) on a fine grid of p-, and at random interior points
+    k, g = _trinomial_support(n)
+    p = cal._p_values(k, g, n, eps, "trinomial")
+    rng = np.random.default_rng(n)
+    boundary = [(a + eps, a) for a in np.linspace(0, (1 - eps) / 2, 301)]
+    interior = []
+    while len(interior) < 100:
+        pp, pm = rng.dirichlet([1, 1, 1])[:2]
+        if pp - pm > eps:
+            interior.append((pp, pm))
+    for delta in (0.05, 0.1, 0.2):
+        for pp, pm in boundary + interior:
+            level = float(_trinomial_pmf(k, g, n, pp, pm)[p <= delta].sum())
+            assert level <= delta + 1e-12, (delta, pp, pm, level)
+
+
+def test_trinomial_p_values_are_the_exact_supremum_up_to_the_margin():
+    # the p-value of an outcome is the largest probability of the outcomes with p-values at
+    # most its own, over the null boundary: compare with a 2,000-point brute force
+    n, eps = 50, 0.04
+    k, g = _trinomial_support(n)
+    p = cal._p_values(k, g, n, eps, "trinomial")
+    pmfs = np.array(
+        [_trinomial_pmf(k, g, n, a + eps, a) for a in np.linspace(0, (1 - eps) / 2, 2001)]
+    )
+    for level in np.unique(p)[::7]:
+        if not 1e-4 <= level < 1.0:  # (far tails: the table's bound is looser, still valid)
+            continue
+        brute = (pmfs[:, p <= level]).sum(axis=1).max()
+        assert brute <= level + 1e-12
+        assert level <= brute * 1.011 + 1e-12  # the 1% margin, nothing more
+
+
+def test_trinomial_rejection_regions_are_closed_under_safer_outcomes():
+    # fewer harmful rows or more helpful rows never raise the p-value
+    n, eps = 70, 0.03
+    k, g = _trinomial_support(n)
+    pv = cal._p_values(k, g, n, eps, "trinomial")
+    p = {(int(a), int(b)): float(v) for a, b, v in zip(k, g, pv, strict=True)}
+    for (a, b), v in p.items():
+        if a > 0:
+            assert p[(a - 1, b)] <= v
+        if a + b < n:
+            assert p[(a, b + 1)] <= v
+
+
+def test_trinomial_uses_helpful_rows_binomial_does_not():
+    # 3,000 rows: 45 harmful (1.5%) and 40 helpful kept; the drop is 0.17%, below eps = 1%
+    n = 3000
+    k, g = np.array([45.0]), np.array([40.0])
+    tri = cal._p_values(k, g, n, 0.01, "trinomial")[0]
+    assert tri < 0.01 < 0.1 < cal._p_values(k, g, n, 0.01, "betting")[0]
+    assert cal._p_values(k, g, n, 0.01, "binomial")[0] > 0.5  # harm alone is above eps
+    # without helpful rows the two agree closely (the loss is binary then)
+    t = cal._p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "trinomial")[0]
+    b = cal._p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "binomial")[0]
+    assert b <= t <= 1.5 * b
+
+
+def test_trinomial_certifies_at_least_as_much_as_betting_on_real_data():
+    s, cs, ct = _digits_arrays()
+    tri = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1)
+    bet = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="betting")
+    assert tri.method == "trinomial"
+    assert tri.teacher_share <= bet.teacher_share < 1.0
+    assert tri.accuracy_drop <= 0.05
+
+
+def test_trinomial_n_stages():
+    # three stages: the path of the guarantee uses the same test on the N-stage drop
+    rng = np.random.default_rng(3)
+    n = 3000
+    s = [rng.uniform(size=n), rng.uniform(size=n)]
+    correct = [
+        rng.uniform(size=n) < 0.6 + 0.4 * s[0],
+        rng.uniform(size=n) < 0.75 + 0.25 * s[1],
+        rng.uniform(size=n) < 0.9,
+    ]
+    r = cal.calibrate_cascade(s, correct, {"accuracy_drop": 0.03, "delta": 0.1})
+    b = cal.calibrate_cascade(
+        s, correct, {"accuracy_drop": 0.03, "delta": 0.1, "method": "betting"}
+    )
+    assert r.method == "trinomial" and len(r.thresholds) == 2
+    assert r.n_certified >= b.n_certified > 0
+    assert r.accuracy_drop <= 0.03
 
 
 # ------------------------------------------------------------------------------------------
@@ -651,12 +769,11 @@ def test_auto_method_and_unknown_method():
     r = cal.calibrate_outputs([s_log, t_log], None, {"accuracy_drop": 0.05}, score="margin")
     assert r.method == "binomial" and r.label_free
     r = cal.calibrate_outputs([s_log, t_log], y, {"accuracy_drop": 0.05}, score="margin")
-    assert r.method == "betting" and not r.label_free
+    assert r.method == "trinomial" and not r.label_free
     cs, ct = s_log.argmax(1) == y, t_log.argmax(1) == y
     with pytest.raises(UnknownNameError, match=r"expected one of \[.*'auto'\]"):
         cal.calibrate_cascade([s], [cs, ct], {"accuracy_drop": 0.05, "method": "exact"})
-    with pytest.raises(UnknownNameError, match=r"expected one of \['betting', 'binomial', 'hb'\]"):
-        cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="auto")
+    assert cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="auto").method == "trinomial"
 
 
 def test_quantile_grid_from_another_split_is_accepted():
@@ -776,3 +893,18 @@ def test_reduce_curve_rejects_targets_without_a_curve():
         cal.reduce_curve(curve, "crossing")
     with pytest.raises(InfeasibleTargetError, match="No threshold reaches target_accuracy=1"):
         cal.reduce_curve(curve, {"accuracy": 1.0})
+
+
+def test_auto_method_picks_trinomial_up_to_its_size_limit_then_betting() -> None:
+    from cascadekit.calibration import TRINOMIAL_MAX_N, guaranteed_threshold
+
+    rng = np.random.default_rng(0)
+    for n, expected in ((2_000, "trinomial"), (TRINOMIAL_MAX_N + 1, "betting")):
+        s = rng.uniform(size=n)
+        cs = rng.uniform(size=n) < 0.7 + 0.3 * s
+        ct = rng.uniform(size=n) < 0.9
+        assert guaranteed_threshold(s, cs, ct, 0.02, 0.1).method == expected
+    r = guaranteed_threshold(s, cs, ct, 0.02, 0.1, method="binomial")
+    assert r.method == "binomial"
+    with pytest.raises(UnknownNameError, match="Unknown guarantee method 'exact'"):
+        guaranteed_threshold(s, cs, ct, 0.02, 0.1, method="exact")

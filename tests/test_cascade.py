@@ -348,7 +348,7 @@ def test_calibrate_three_stages_live_models_guarantee_and_label_free() -> None:
     assert c.thresholds_.shape == (2,) and c.calibration_ == ref
     assert c.curve_.thresholds.shape[1] == 2  # the N-stage grid curve
     g = c.calibrate({"accuracy_drop": 0.05, "delta": 0.1}, y, X=X).calibration_
-    assert g.method == "betting" and g.epsilon == 0.05 and g.delta == 0.1
+    assert g.method == "trinomial" and g.epsilon == 0.05 and g.delta == 0.1
     free = c.calibrate(0.3, outputs=outs).calibration_  # no labels: agreement with the last
     assert free.label_free and free.teacher_accuracy == 1.0
 

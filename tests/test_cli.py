@@ -192,7 +192,7 @@ def test_calibrate_targets_then_route(files: dict[str, Path], target: list[str],
         assert doc["relative_cost"] <= 0.5
     if target[0] == "--max-accuracy-drop":
         assert doc["epsilon"] == 0.03 and doc["delta"] == pytest.approx(0.1)
-        assert doc["n_calibration"] == 450
+        assert doc["n_calibration"] == 450 and doc["method"] == "trinomial"
     jsonschema.validate(json.loads(router.read_text()), load_schema("router"))
     routed = files["dir"] / "routed.json"
     code, text = _run(
@@ -210,6 +210,44 @@ def test_calibrate_targets_then_route(files: dict[str, Path], target: list[str],
     assert len(r["stage"]) == len(r["prediction"]) == 450
     assert r["teacher_share"] == pytest.approx(np.mean(np.array(r["stage"]) == 1))
     assert 0 <= r["accuracy"] <= 1
+
+
+def test_calibrate_guarantee_method_option(files: dict[str, Path]) -> None:
+    shares = {}
+    for method in ("trinomial", "betting", "binomial"):
+        out = files["dir"] / f"cal-{method}.json"
+        code, text = _run(
+            "calibrate",
+            files["calibrate_student"],
+            files["calibrate_teacher"],
+            "--labels",
+            files["calibrate_labels"],
+            "--score",
+            "margin",
+            "--max-accuracy-drop",
+            "0.03",
+            "--method",
+            method,
+            "--json",
+            out,
+        )
+        assert code == 0, text
+        doc = json.loads(out.read_text())
+        assert doc["method"] == method
+        shares[method] = doc["teacher_share"]
+    assert shares["trinomial"] <= min(shares["betting"], shares["binomial"]) < 1.0
+    code, text = _run(
+        "calibrate",
+        files["calibrate_student"],
+        files["calibrate_teacher"],
+        "--labels",
+        files["calibrate_labels"],
+        "--max-accuracy-drop",
+        "0.03",
+        "--method",
+        "exact",
+    )
+    assert code != 0 and "Unknown guarantee method 'exact'" in text and "'trinomial'" in text
 
 
 def test_calibrate_label_free(files: dict[str, Path]) -> None:
@@ -315,11 +353,13 @@ def test_calibrate_label_free(files: dict[str, Path]) -> None:
                 "--labels",
                 "{calibrate_labels}",
                 "--max-accuracy-drop",
-                "0.03",
+                "0.003",
                 "--delta",
-                "1e-9",
+                "0.01",
+                "--method",
+                "binomial",
             ],
-            "needs at least",
+            r"probability 1 - delta = 0\.99 needs at least 1,533",
         ),
         (
             [

@@ -109,7 +109,7 @@ def test_guaranteed_target_is_the_library_guarantee(digits) -> None:
     cs = z.argmax(axis=1) == y[600:]
     ct = teacher.predict(X[600:]) == y[600:]
     ref = guaranteed_threshold(z.max(axis=1), cs, ct, 0.05, 0.2)
-    assert clf.calibration_.method == "betting" and clf.calibration_.delta == 0.2
+    assert clf.calibration_.method == "trinomial" and clf.calibration_.delta == 0.2
     np.testing.assert_allclose(clf.thresholds_, ref.thresholds)
     assert clf.calibration_.teacher_share == ref.teacher_share
 

@@ -484,8 +484,8 @@ def calibrate(
     method: Annotated[
         str,
         typer.Option(
-            help="Guarantee test: auto (betting with labels, binomial label-free), betting, "
-            "binomial or hb."
+            help="Guarantee test: auto (trinomial with labels, binomial label-free), "
+            "trinomial, betting, binomial or hb."
         ),
     ] = "auto",
     json_out: JsonOpt = None,
@@ -854,6 +854,93 @@ def demo(
     from .demo import run_demo
 
     run_demo(benchmark, out_dir, console=out)
+
+
+@app.command()
+@_friendly
+def recalibrate(
+    log: Annotated[Path, typer.Argument(help="Monitoring log (JSONL) written by the server.")],
+    router: Annotated[Path, typer.Option(help="The router file the server uses.")],
+    max_accuracy_drop: Annotated[
+        float, typer.Option(help="Guarantee: accuracy drop vs the teacher at most this.")
+    ],
+    delta: Annotated[float, typer.Option(help="Hold with probability 1 - delta.")] = 0.05,
+    model: Annotated[
+        str | None, typer.Option(help="Model in the log (needed when it holds several).")
+    ] = None,
+    save_router: Annotated[
+        Path | None, typer.Option(help="Write the router with the new threshold here.")
+    ] = None,
+    apply: Annotated[
+        str | None,
+        typer.Option(
+            help="Apply the new threshold on this server (http://host:port) through its admin "
+            "API, which audits the change; the token comes from $CASCADEKIT_ADMIN_TOKEN."
+        ),
+    ] = None,
+    json_out: JsonOpt = None,
+) -> None:
+    """Propose a new student threshold from the logged shadow audits, with the label-free
+    guarantee; print old and new; apply it only when asked."""
+    from .monitoring.recalibrate import apply_thresholds, propose_from_log
+    from .router import Router
+
+    rt = Router.load(router)
+    if not rt.thresholds:
+        raise ParameterError(f"The router {str(router)!r} has no threshold to recalibrate.")
+    name, p = propose_from_log(log, rt.thresholds[0], max_accuracy_drop, delta, model=model)
+    table = Table(title=f"recalibration of {name!r} ({p.n_audits:,} audits)")
+    for col in ("", "threshold", "teacher share", "disagreement", f"upper bound ({1 - delta:g})"):
+        table.add_column(col)
+    table.add_row(
+        "old",
+        _fmt(p.old_threshold),
+        _fmt(p.old_teacher_share),
+        _fmt(p.old_drop.disagreement),
+        _fmt(p.old_drop.upper),
+    )
+    table.add_row(
+        "new",
+        _fmt(p.new_threshold),
+        _fmt(p.new_teacher_share),
+        _fmt(p.new_drop.disagreement),
+        f"guaranteed <= {max_accuracy_drop:g}",
+    )
+    out.print(table)
+    out.print(
+        f"the new threshold keeps the accuracy drop against the teacher <= "
+        f"{max_accuracy_drop:g} with probability >= {1 - delta:g} (label-free; certifying "
+        f"anything needs >= {p.needed:,} audits)",
+        highlight=False,
+    )
+    doc: dict[str, Any] = {"model": name, **p.to_dict(), "applied": False}
+    new = [p.new_threshold, *rt.thresholds[1:]]
+    if save_router is not None:
+        rt.thresholds = new
+        rt.calibration = {
+            "method": "recalibrate",
+            "label_free": True,
+            "epsilon": p.epsilon,
+            "delta": p.delta,
+            "n_calibration": p.n_audits,
+            "source": str(log),
+        }
+        rt.save(save_router)
+        err.print(f"wrote {save_router}", highlight=False)
+    if apply is not None:
+        from .serve.config import ADMIN_TOKEN_ENV
+
+        answer = apply_thresholds(apply, name, new, os.environ.get(ADMIN_TOKEN_ENV))
+        doc["applied"] = True
+        doc["server"] = answer
+        out.print(
+            f"applied on {apply}: thresholds {answer.get('previous')} -> "
+            f"{answer.get('thresholds')}",
+            highlight=False,
+        )
+    else:
+        out.print("not applied (pass --apply URL to apply it through the admin API)")
+    _write_json(doc, json_out)
 
 
 @app.command()

@@ -14,6 +14,7 @@ True
 from __future__ import annotations
 
 __all__ = [
+    "AdminRequestError",
     "CascadeError",
     "ClassCountError",
     "DataNotFoundError",
@@ -23,6 +24,7 @@ __all__ = [
     "InsufficientDataError",
     "LabelError",
     "MissingDependencyError",
+    "MonitorLogError",
     "NonFiniteError",
     "NotCalibratedError",
     "ParameterError",
@@ -99,6 +101,14 @@ class InsufficientDataError(CascadeError):
 
 class RouterFileError(CascadeError):
     """A saved router file is malformed or of an unsupported format version."""
+
+
+class AdminRequestError(CascadeError):
+    """A call to a server's admin API failed (unreachable, refused, or rejected the change)."""
+
+
+class MonitorLogError(CascadeError):
+    """A monitoring log (JSONL) is missing, malformed, or holds too little for the request."""
 
 
 class DataNotFoundError(CascadeError, FileNotFoundError):

@@ -213,7 +213,7 @@ def evaluate_report(
     correct = stage_correctness(outs, y, top_k=top_k)
     ths = None
     if threshold is not None:
-        ths = list(cascade._check_thresholds(threshold))
+        ths = list(cascade.resolve_thresholds(threshold))
     report = _header(cascade, outs, correct, cost_arr)
     report.update(
         _score_block(

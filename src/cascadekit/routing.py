@@ -260,6 +260,9 @@ class RoutingState:
         The fields of :class:`RouteResult`, filled in as stages report.
     decided : ndarray of shape (n_rows,), bool
         True once a stage answered the row.
+    stage_predictions : ndarray of shape (n_rows, N-1), int64
+        Each non-final stage's own answer for the rows it saw (-1 where it did not run), e.g.
+        the student's answer on every input, which monitoring compares with the teacher's.
     """
 
     def __init__(
@@ -287,6 +290,7 @@ class RoutingState:
         self.predictions = np.full(n, -1, dtype=np.int64)
         self.stage = np.full(n, n_stages - 1, dtype=np.int32)
         self.stage_scores = np.full((n, n_stages - 1), np.nan, dtype=np.float64)
+        self.stage_predictions = np.full((n, n_stages - 1), -1, dtype=np.int64)
         self.fallback = np.zeros(n, dtype=bool)
         self.decided = np.zeros(n, dtype=bool)
         self.keep_probabilities = bool(probabilities)
@@ -349,6 +353,7 @@ class RoutingState:
         if self.warn_range:
             _warn_out_of_range(st, self.thresholds[k], d)
         self.stage_scores[idx, k] = d.scores
+        self.stage_predictions[idx, k] = d.predictions
         kept = idx[d.keep]
         self._answer(kept, d.predictions[d.keep], k)
         if self.keep_probabilities and kept.size:

@@ -24,6 +24,13 @@ accuracy drop against the teacher at the chosen threshold is <= epsilon. Two che
    tolerance at level 0.001). Splits of one fixed pool also make the halves dependent, so this
    check is approximate by nature; the exact one is check 1.
 
+3. **Worst-case nulls of the test itself.** The p-values of H0: p+ - p- > epsilon are
+   checked on simulated counts drawn exactly at the null boundary (drop = epsilon), from
+   p+ + p- = epsilon (the student never beats the teacher: the binary case) up to 1 (no ties):
+   the boundary is where a valid test comes closest to its level, and small p+ + p- is where
+   a normal approximation breaks. The rejection rate at delta must not be significantly above
+   delta; a negative control (the Wald test with the plug-in variance) must be.
+
 epsilon = 0.03 (3 accuracy points): with 450 calibration rows, epsilon = 0.01 is barely above
 the smallest certifiable level (230 rows for the binomial test at delta = 0.1, more for
 betting) and would certify almost nothing; at 0.03 the population-optimal teacher share is
@@ -110,7 +117,7 @@ def _not_above(violations: int, trials: int, rate: float) -> bool:
     return bool(binom.sf(violations - 1, trials, rate) > LEVEL)
 
 
-@pytest.mark.parametrize("method", ["betting", "binomial", "hb", "label-free"])
+@pytest.mark.parametrize("method", ["trinomial", "betting", "binomial", "hb", "label-free"])
 def test_population_guarantee_holds(pool, method):
     rng = np.random.default_rng(2024)
     n = pool["s"].shape[0]
@@ -138,7 +145,7 @@ def test_harness_detects_an_invalid_procedure(pool):
     assert violations / 200 > 2 * DELTA  # plug-in thresholds violate far more often
 
 
-@pytest.mark.parametrize("method", ["betting", "binomial", "label-free"])
+@pytest.mark.parametrize("method", ["trinomial", "betting", "binomial", "label-free"])
 def test_split_half_drop_within_noise(pool, method):
     rng = np.random.default_rng(99)
     n = pool["s"].shape[0]
@@ -158,3 +165,79 @@ def test_split_half_drop_within_noise(pool, method):
     )
     assert _not_above(noisy, N_SPLITS, DELTA + 0.023), msg
     assert np.mean(shares) < 0.6, msg
+
+
+# ------------------------------------------------------------------------------------------
+# 3. the test itself at worst-case trinomial nulls
+
+N_SIM = 4000
+NULL_SUMS = (1.0, 2.0, 5.0, 20.0, 100.0)  # p+ + p- in multiples of epsilon (capped at 1)
+
+
+def _null_counts(rng, n, eps, total, size):
+    """(n+, n-) of n rows drawn at the boundary p+ - p- = eps with p+ + p- = total."""
+    a = (total - eps) / 2
+    x = rng.multinomial(n, [a + eps, a, 1 - total], size=size)
+    return x[:, 0].astype(float), x[:, 1].astype(float)
+
+
+@pytest.mark.parametrize(("n", "eps"), [(450, 0.03), (2000, 0.01), (5000, 0.005)])
+@pytest.mark.parametrize("method", ["trinomial", "betting", "binomial"])
+def test_level_at_worst_case_trinomial_nulls(n, eps, method):
+    rng = np.random.default_rng(n)
+    rates = {}
+    for mult in NULL_SUMS:
+        total = min(1.0, mult * eps)
+        k, g = _null_counts(rng, n, eps, total, N_SIM)
+        rejected = int(np.sum(cal._p_values(k, g, n, eps, method) <= DELTA))
+        rates[total] = rejected / N_SIM
+        assert _not_above(rejected, N_SIM, DELTA), f"{method}: rejection rates {rates}"
+
+
+def test_harness_detects_an_invalid_test_at_the_null():
+    # the Wald test with the plug-in variance is too liberal when p+ + p- is small
+    from scipy.stats import norm
+
+    n, eps = 2000, 0.01
+    k, g = _null_counts(np.random.default_rng(5), n, eps, eps, N_SIM)
+    d = (k - g) / n
+    se = np.sqrt(np.maximum((k + g) / n - d * d, 1e-12) / n)
+    rejected = int(np.sum(norm.cdf((d - eps) / se) <= DELTA))
+    assert not _not_above(rejected, N_SIM, DELTA), rejected / N_SIM
+
+
+# ------------------------------------------------------------------------------------------
+# 4. N stages: the population check on a three-stage population
+
+
+@pytest.mark.parametrize("method", ["trinomial", "betting"])
+def test_three_stage_population_guarantee_holds(method):
+    # a fixed population of 4,000 rows (two routing scores, the correctness of three stages);
+    # each trial draws 1,000 calibration rows i.i.d. from it and measures the drop of the
+    # guaranteed thresholds on all 4,000 rows: the exact population drop
+    from cascadekit.cascade import assign_stages
+
+    rng = np.random.default_rng(11)
+    n_pop, n_cal, eps, trials = 4000, 1000, 0.03, 300
+    s = [rng.uniform(size=n_pop), rng.uniform(size=n_pop)]
+    correct = np.vstack(
+        [
+            rng.uniform(size=n_pop) < 0.55 + 0.45 * s[0],
+            rng.uniform(size=n_pop) < 0.75 + 0.25 * s[1],
+            rng.uniform(size=n_pop) < 0.92,
+        ]
+    )
+    rows = np.arange(n_pop)
+    violations, shares = 0, []
+    for _ in range(trials):
+        idx = rng.integers(0, n_pop, n_cal)
+        target = cal.Target("accuracy_drop", eps, delta=DELTA, method=method)
+        r = cal.calibrate_cascade([x[idx] for x in s], [c[idx] for c in correct], target)
+        stage = assign_stages(s, list(r.thresholds))
+        drop = correct[-1].mean() - correct[stage, rows].mean()
+        violations += drop > eps
+        shares.append(np.mean(stage == 2))
+    rate, share = violations / trials, np.mean(shares)
+    msg = f"three stages, {method}: violation rate {rate:.3f}, mean share {share:.3f}"
+    assert _not_above(violations, trials, DELTA), msg
+    assert np.mean(shares) < 0.7, msg

@@ -428,6 +428,10 @@ def create_app(
             service.handle_set_thresholds(name, body, request.headers.get("authorization"), client)
         )
 
+    @app.get("/v2/models/{name}/monitor", tags=["monitoring"])
+    async def monitor(name: str) -> Any:
+        return reply(service.handle_monitor(name))
+
     @app.get("/metrics", tags=["metrics"])
     async def metrics() -> Any:
         data, content_type = service.metrics.render()

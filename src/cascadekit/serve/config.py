@@ -24,6 +24,8 @@ A YAML file describes one served model::
              stage_timeout_ms: 1000, drain_timeout_s: 10, body_timeout_s: 30,
              limit_concurrency: 512, threshold_override: allow, trusted_hosts: [localhost],
              docs: true}
+    monitoring: {window: 1000, false_alarms_per_100k: 0.5, audit_rate: 0.01, epsilon: 0.01,
+                 reference: calibration_scores.npy, log: monitor.jsonl}   # optional
 
 The routing rule is one :class:`~cascadekit.router.Router`: the router file's, with the YAML's
 ``score``, ``temperature``, ``thresholds`` and each stage's ``cost``, ``name``, ``class_map``
@@ -62,7 +64,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import CascadeError, DataNotFoundError
+from ..errors import CascadeError, DataNotFoundError, ParameterError
+from ..monitoring.serving import MonitorSettings
 from ..oip import DATATYPES, TensorSpec
 from .batching import BatchPolicy
 from .model import ServedModel
@@ -145,6 +148,9 @@ class ServeConfig:
         Set it when a browser can reach the server (it defeats DNS rebinding). None: any.
     docs : bool, default=True
         Serve ``/docs`` (Swagger UI, loaded from a CDN), ``/redoc`` and ``/openapi.json``.
+    monitoring : MonitorSettings, optional
+        Drift monitoring, shadow audits and the recalibration log
+        (:mod:`cascadekit.monitoring.serving`); off when None.
     """
 
     host: str = "127.0.0.1"
@@ -166,6 +172,7 @@ class ServeConfig:
     threshold_clamp: tuple[float, float] | None = None
     trusted_hosts: Sequence[str] | None = None
     docs: bool = True
+    monitoring: MonitorSettings | None = None
 
     def __post_init__(self) -> None:
         if not isinstance(self.host, str) or not self.host:
@@ -233,6 +240,11 @@ class ServeConfig:
             isinstance(b, BatchPolicy) for b in self.batching
         ):
             raise ConfigError("Expected batching to be a BatchPolicy or a list of them.")
+        if self.monitoring is not None and not isinstance(self.monitoring, MonitorSettings):
+            raise ConfigError(
+                "Expected monitoring to be a cascadekit.monitoring.serving.MonitorSettings or "
+                f"None; got {type(self.monitoring).__name__}."
+            )
 
     def policy(self, stage: int, n_stages: int) -> BatchPolicy:
         """Batching policy of ``stage``."""
@@ -436,6 +448,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             "batching",
             "server",
             "class_names",
+            "monitoring",
         ),
         str(p),
     )
@@ -632,6 +645,11 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
             cfg_kwargs[key] = server[key]
     if "docs" in server:
         cfg_kwargs["docs"] = bool(server["docs"])
+    if "monitoring" in doc:
+        try:
+            cfg_kwargs["monitoring"] = MonitorSettings.from_dict(doc["monitoring"], base, name)
+        except ParameterError as exc:
+            raise ConfigError(str(exc)) from exc
     config = ServeConfig(**cfg_kwargs)
     class_names = doc.get("class_names")
     served = ServedModel(

@@ -60,6 +60,7 @@ from numpy.typing import NDArray
 from ..adapters import n_inputs, take
 from ..cascade import Cascade
 from ..errors import CascadeError
+from ..monitoring.serving import ServingMonitor
 from ..oip import (
     DATATYPES,
     HEADER_LENGTH,
@@ -304,6 +305,17 @@ class InferenceService:
                     f"Model {m.name!r} has no thresholds; calibrate its cascade first."
                 )
             self._models[m.name] = _ModelState(m)
+        # drift monitoring and shadow audits (cascadekit.monitoring.serving); None when off
+        self.monitoring: ServingMonitor | None = None
+        if self.config.monitoring is not None:
+            self.monitoring = ServingMonitor(
+                self.config.monitoring,
+                self.metrics.registry,
+                [
+                    (m.name, (m.cascade.thresholds or [math.inf])[0], m.cascade.n_stages)
+                    for m in served
+                ],
+            )
         self._draining = False
         self._started = False
         self._inflight = 0
@@ -422,6 +434,8 @@ class InferenceService:
                 await asyncio.wait_for(self._idle.wait(), timeout)
             except asyncio.TimeoutError:
                 log.warning("drain timed out with %d request(s) in flight", self._inflight)
+        if self.monitoring is not None:
+            await self.monitoring.stop()  # cancels shadow audits, closes the log
         end = time.monotonic() + max(timeout, 0.05)
         for st in self._models.values():
             for b in st.batchers:
@@ -734,6 +748,10 @@ class InferenceService:
         score = result.stage_scores[:, 0].astype(np.float32)
         self.metrics.observe_answers(name, result.stage.tolist(), n_stages)
         self.metrics.observe_scores(name, score)
+        if self.monitoring is not None and state.stage_predictions.shape[1]:
+            first_pred = state.stage_predictions[:, 0]
+            if bool(np.all(first_pred >= 0)):  # the student answered every row
+                self._monitor(st, x, score, result.stage, first_pred, result.predictions, ths)
         proba = state.probabilities(dtype=np.float32)
         return InferResult(
             result.predictions,
@@ -744,6 +762,44 @@ class InferenceService:
             proba,
             result.stage_scores,
         )
+
+    def _monitor(
+        self,
+        st: _ModelState,
+        x: Any,
+        score: np.ndarray,
+        stage: np.ndarray,
+        first_pred: np.ndarray,
+        label: np.ndarray,
+        ths: Sequence[float],
+    ) -> None:
+        """The monitoring hook: one call per routed request (logic in
+        :class:`~cascadekit.monitoring.serving.ServingMonitor`); shadow audits run on the
+        teacher's batcher in the background."""
+        assert self.monitoring is not None
+        cascade = st.served.cascade
+        teacher = st.batchers[-1]
+        bound = self.config.request_timeout
+
+        async def shadow(rows: np.ndarray) -> np.ndarray:
+            logits = await asyncio.wait_for(teacher.submit(take(x, rows), None), bound)
+            return cascade.stages[-1].map_classes(np.argmax(logits, axis=1))
+
+        new = self.monitoring.observe(
+            st.served.name,
+            score=score,
+            stage=stage,
+            student=first_pred,
+            label=label,
+            thresholds=ths,
+            default_thresholds=tuple(cascade.thresholds or ()),
+            teacher_queue=teacher.queued,
+            shadow=shadow,
+            inputs=x,
+        )
+        if new is not None:  # the automatic mode (monitoring.adaptive), off unless configured
+            cascade.thresholds = [new, *(cascade.thresholds or ())[1:]]
+            self.metrics.threshold.labels(model=st.served.name, stage="0").set(new)
 
     def _fall_back(
         self, state: RoutingState, name: str, k: int, reason: str, rows: np.ndarray
@@ -876,6 +932,20 @@ class InferenceService:
         if hl is not None:
             headers[HEADER_LENGTH.lower()] = str(hl)
         return Reply(200, body, headers)
+
+    def handle_monitor(self, name: str) -> Reply:
+        """Answer ``GET /v2/models/{name}/monitor``: the model's monitoring status (JSON)."""
+        try:
+            self._state(name)
+            if self.monitoring is None:
+                raise ProtocolError(
+                    "Monitoring is off on this server: add a 'monitoring:' section to its "
+                    "configuration (ServeConfig(monitoring=MonitorSettings()) in Python).",
+                    404,
+                )
+        except ProtocolError as exc:
+            return Reply.error(exc)
+        return Reply.json(self.monitoring.status(name))
 
     def handle_set_thresholds(
         self, name: str, body: bytes, authorization: str | None, client: str | None = None
