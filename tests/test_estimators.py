@@ -39,7 +39,12 @@ def _strong_teacher() -> KNeighborsClassifier:
 # Every check applies with a teacher-share target. An accuracy target is deliberately left out
 # of the suite: on the suite's random data no threshold reaches it, and fit raises
 # InfeasibleTargetError by design (it is tested below).
-@parametrize_with_checks([CascadeClassifier(_student(), _teacher(), random_state=0)])
+@parametrize_with_checks(
+    [
+        CascadeClassifier(_student(), _teacher(), random_state=0),
+        CascadeClassifier(_student(), _teacher(), random_state=0, intermediates=[_student()]),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
 
@@ -237,3 +242,29 @@ def test_answers_do_not_depend_on_the_rest_of_the_batch() -> None:
         random_state=0,
     )
     check_methods_subset_invariance("CascadeClassifier", est)
+
+
+def test_three_stages_with_intermediates(digits) -> None:
+    X, y, Xt, _ = digits
+    clf = CascadeClassifier(
+        _student(),
+        _strong_teacher(),
+        target={"relative_cost": 0.6},
+        costs=(1, 3, 10),
+        intermediates=[RandomForestClassifier(n_estimators=30, random_state=0)],
+        random_state=0,
+    ).fit(X, y)
+    assert clf.thresholds_.shape == (2,) and clf.cascade_.n_stages == 3
+    assert len(clf.stages_) == 3 and clf.stages_[0] is clf.student_
+    assert clf.calibration_.relative_cost <= 0.6
+    # the same rule as calibrate_cascade on the calibration part, routed by the cascade
+    res = clf.predict_cascade(Xt)
+    z = [m(Xt) for m in clf.stages_]
+    s = [scores.max_softmax(z_) for z_ in z[:2]]
+    stage = np.where(s[0] >= clf.thresholds_[0], 0, np.where(s[1] >= clf.thresholds_[1], 1, 2))
+    np.testing.assert_array_equal(res.stage, stage)
+    np.testing.assert_array_equal(
+        clf.predict(Xt), clf.classes_[np.choose(stage, [x.argmax(1) for x in z])]
+    )
+    with pytest.raises(ParameterError, match=r"one cost per stage \(3\); got 2"):
+        clone(clf).set_params(costs=(1, 10)).fit(X, y)

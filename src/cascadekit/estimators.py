@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -91,24 +91,30 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         of it is used when nothing is fitted.
     prefit : bool, default=False
         Treat scikit-learn stages as already fitted (calibrate only, on all of ``(X, y)``).
-    costs : (float, float), optional
-        Costs of the student and the teacher per input (for ``cascade_`` reports).
+    costs : sequence of N floats, optional
+        Cost per input of every stage (student, intermediates, teacher); needed by a
+        ``relative_cost`` target and in ``cascade_`` reports.
     random_state : int, RandomState or None, default=None
         Seed of the fit/calibration split.
+    intermediates : sequence of estimators or models, default=()
+        Stages between the student and the teacher, cheapest first: an N-stage cascade
+        (N = 2 + len(intermediates)) with one threshold per non-final stage, all on
+        ``routing_score``; fitted and calibrated like the student.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    thresholds_ : ndarray of shape (1,)
-        The calibrated threshold on the student's routing score (N-1 = 1 value, as
-        :attr:`cascadekit.Cascade.thresholds_`).
+    thresholds_ : ndarray of shape (N-1,)
+        The calibrated thresholds on the non-final stages' routing scores (one for a
+        student/teacher pair, as :attr:`cascadekit.Cascade.thresholds_`).
     router_ : cascadekit.router.Router
         The calibrated routing rule (save it with ``router_.save(path)``).
     cascade_ : cascadekit.Cascade
-        The fitted cascade, ``router_.to_cascade(models=[student_, teacher_])`` (its
-        ``thresholds`` can be changed live).
-    student_, teacher_ : model adapters
-        The fitted stages.
+        The fitted cascade, ``router_.to_cascade(models=stages_)`` (its ``thresholds`` can be
+        changed live).
+    stages_ : list of model adapters
+        The fitted stages in cascade order; ``student_`` and ``teacher_`` are the first and the
+        last.
     calibration_ : cascadekit.calibration.CalibrationResult
         What calibration found on the calibration part: threshold, teacher share, relative
         cost, cascade and teacher accuracy, number of samples.
@@ -141,8 +147,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         target: Any = 0.3,
         calibration_size: float = 0.5,
         prefit: bool = False,
-        costs: tuple[float, float] | None = None,
+        costs: Sequence[float] | None = None,
         random_state: Any = None,
+        intermediates: Sequence[Any] = (),
     ) -> None:
         self.student = student
         self.teacher = teacher
@@ -153,6 +160,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self.prefit = prefit
         self.costs = costs
         self.random_state = random_state
+        self.intermediates = intermediates
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -161,8 +169,12 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
 
+    def _stages(self) -> list[Any]:
+        """The stage parameters in cascade order: student, intermediates, teacher."""
+        return [self.student, *list(self.intermediates or ()), self.teacher]
+
     def _validates_arrays(self) -> bool:
-        return all(_is_sklearn(m) and _needs_2d_numeric(m) for m in (self.student, self.teacher))
+        return all(_is_sklearn(m) and _needs_2d_numeric(m) for m in self._stages())
 
     def fit(self, X: Any, y: Any) -> CascadeClassifier:
         """Fit the unfitted stages on part of ``(X, y)`` and calibrate the threshold on the rest.
@@ -181,7 +193,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         n = n_inputs(X)
         if n != y.shape[0]:
             raise ParameterError(f"X has {n} inputs but y has {y.shape[0]} labels.")
-        stages = (self.student, self.teacher)
+        stages = self._stages()
         to_fit = [(not self.prefit) and _is_sklearn(m) for m in stages]
         all_sklearn = all(_is_sklearn(m) for m in stages)
         if all_sklearn:
@@ -209,8 +221,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         # one class order for every stage, through the classifiers' classes_ (as
         # Cascade.from_models does); logit column j is classes_[j]
         aligned, _ = align_classes(raw, classes=self.classes_)
-        self.student_, self.teacher_ = (as_model(m) for m in aligned)
-        self._costs = [float(c) for c in check_costs(self.costs, 2)]
+        self.stages_ = [as_model(m) for m in aligned]
+        self.student_, self.teacher_ = self.stages_[0], self.stages_[-1]
+        self._costs = [float(c) for c in check_costs(self.costs, len(stages))]
         get_score(self.routing_score)  # an unknown score name fails before any model runs
         self._calibrate(take(X, cal_idx), y_enc[cal_idx], target, n_fit=fit_idx.size)
         return self
@@ -224,7 +237,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
                 f"models' logit columns; got dtype {arr.dtype}. Encode the labels first."
             )
         c = int(arr.max()) + 1 if arr.size else 0
-        for m in (self.student, self.teacher):
+        for m in self._stages():
             known = getattr(as_model(m), "n_classes", None) if not _is_sklearn(m) else None
             if known:
                 c = max(c, int(known))
@@ -259,21 +272,22 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
                 "No samples are left to calibrate the threshold; pass more data or a larger "
                 "calibration_size."
             )
-        logits_s = self.student_(X_cal)
-        logits_t = self.teacher_(X_cal)
+        logits = [m(X_cal) for m in self.stages_]
         score_fn = get_score(self.routing_score)
-        scores = np.asarray(score_fn(logits_s, self.temperature), dtype=np.float64)
-        correct = [np.argmax(z, axis=1) == y_cal for z in (logits_s, logits_t)]
-        res = calibrate_cascade([scores], correct, target, costs=self._costs)
+        scores = [np.asarray(score_fn(z, self.temperature), dtype=np.float64) for z in logits[:-1]]
+        correct = [np.argmax(z, axis=1) == y_cal for z in logits]
+        res = calibrate_cascade(scores, correct, target, costs=self._costs)
+        n_mid = len(self.stages_) - 2
+        names = ["student", *(f"intermediate{k}" for k in range(n_mid)), "teacher"]
         # the calibrated rule is a router; the router makes the cascade (as everywhere)
         self.router_ = Router.from_calibration(
             res,
             self.routing_score,
             temperature=self.temperature,
             costs=self._costs,
-            stage_names=["student", "teacher"],
+            stage_names=names,
         )
-        self.cascade_ = self.router_.to_cascade(models=[self.student_, self.teacher_])
+        self.cascade_ = self.router_.to_cascade(models=self.stages_)
         self.thresholds_ = np.asarray(self.router_.thresholds, dtype=np.float64)
         self.calibration_ = res
         self.n_fit_ = int(n_fit)
