@@ -121,15 +121,14 @@ def _score_block(
         curve = curves.grid_curve(stage_scores, correct, costs=costs, grid_size=grid_size)
         summary = curves.summarize(curve, correct[0], correct[-1], costs=costs)
     if len(outs) == 2:
-        q = float(np.mean(~correct[0] & correct[1]))
-        acc_s = float(np.mean(correct[0]))
+        orc = curves.oracle_curve(correct[0], correct[1], costs=costs)
         block["oracle_curve"] = [
             {
-                "teacher_share": k,
-                "accuracy": acc_s + min(k, q),
-                "relative_cost": float((costs[0] + k * costs[1]) / costs[1]),
+                "teacher_share": float(orc.teacher_share[i]),
+                "accuracy": float(orc.accuracy[i]),
+                "relative_cost": float(orc.relative_cost[i]),
             }
-            for k in (0.0, q, 1.0)
+            for i in range(len(orc))
         ]
     shown = curves.downsample(curve, max_points)
     block["curve"] = [_point(shown, i) for i in range(len(shown.teacher_share))]
