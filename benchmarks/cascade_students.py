@@ -447,7 +447,7 @@ def text(args: argparse.Namespace) -> None:
     from cascadekit.data.text import load_text_models, load_text_pool
 
     pool = load_text_pool(cache_dir=args.cache_dir)
-    student = load_text_models(("minilm-l3",), cache_dir=args.cache_dir)["minilm-l3"].fn
+    student = load_text_models(("minilm-l3",), cache_dir=args.cache_dir)["minilm-l3"]
     emb = {s: student.embed(list(pool.texts[s])) for s in pool.texts}
     mean, scale = emb["train"].mean(axis=0), emb["train"].std(axis=0) + 1e-6
     e = {s: ((v - mean) / scale).astype(np.float32) for s, v in emb.items()}

@@ -168,7 +168,7 @@ def _fashion_pair(args: argparse.Namespace) -> _Pair:
 
 
 def _text_pair(args: argparse.Namespace) -> _Pair:
-    from cascadekit.adapters import CallableModel
+    from cascadekit.adapters import TextEncoderModel
     from cascadekit.data.text import load_text_models, load_text_pool
 
     names = ("minilm-l3", "mpnet")
@@ -178,7 +178,7 @@ def _text_pair(args: argparse.Namespace) -> _Pair:
     pool = load_text_pool(reduced=args.reduced, cache_dir=args.cache_dir, models=models_arg)
     t1 = time.perf_counter()
     models = load_text_models(names, reduced=args.reduced, cache_dir=args.cache_dir)
-    fns = [models[n].fn for n in names]  # the TextModels, re-wrapped per batch size below
+    live = [models[n] for n in names]  # encoder + head, re-wrapped per batch size below
     _say(
         f"text pool: {'loaded from cache' if pool.from_cache else 'built'} in {t1 - t0:.1f}s, "
         f"live models (encoders + refit heads) in {time.perf_counter() - t1:.1f}s; test "
@@ -191,8 +191,8 @@ def _text_pair(args: argparse.Namespace) -> _Pair:
 
     def make(b: int) -> tuple[Any, Any]:
         return (
-            CallableModel(fns[0], batch_size=b, name="student"),
-            CallableModel(fns[1], batch_size=b, name="teacher"),
+            TextEncoderModel(live[0].encoder, live[0].head, batch_size=b, name="student"),
+            TextEncoderModel(live[1].encoder, live[1].head, batch_size=b, name="teacher"),
         )
 
     return _Pair(

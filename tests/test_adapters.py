@@ -443,7 +443,7 @@ def test_hf_model_embeds_offline_and_applies_head() -> None:
     assert model.n_classes == 2 and model(texts[:0]).shape[0] == 0
     with pytest.raises(InputShapeError, match="single str"):
         model("just one text")
-    with pytest.raises(InputShapeError, match="list of str; got an element of type int"):
+    with pytest.raises(InputShapeError, match=r"list of texts \(str\); got an element of type int"):
         model.embed([1, 2])
 
 

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from scipy.stats import binomtest
 
+from cascadekit.adapters import TextEncoderModel
 from cascadekit.data import text as T
 from cascadekit.errors import (
     DataNotFoundError,
@@ -364,25 +365,25 @@ class _LengthEncoder:
         return np.array([[len(t), len(t.split())] for t in texts], dtype=np.float32)
 
 
-def _toy_model(name: str, coef: Any) -> T.TextModel:
+def _toy_model(name: str, coef: Any, batch_size: int | None = None) -> TextEncoderModel:
     c = np.asarray(coef, dtype=np.float64)
-    return T.TextModel(name, _LengthEncoder(), np.zeros(2), np.ones(2), c, np.zeros(c.shape[0]))
+    head = T.LinearHead(np.zeros(2), np.ones(2), c, np.zeros(c.shape[0]))
+    return TextEncoderModel(_LengthEncoder(), head, batch_size=batch_size, name=name)
 
 
 def test_text_model_matches_reference_and_runs_in_a_live_cascade() -> None:
     from cascadekit import Cascade
-    from cascadekit.adapters import CallableModel
 
     rng = np.random.default_rng(0)
     coef_s, coef_t = rng.normal(size=(3, 2)) * 0.2, rng.normal(size=(3, 2))
-    student, teacher = _toy_model("s", coef_s), _toy_model("t", coef_t)
+    student, teacher = _toy_model("s", coef_s, 4), _toy_model("t", coef_t, 5)
     words = ["good", "bad", "flight", "late", "love", "ok", "meh"]
     texts = [" ".join(rng.choice(words, size=rng.integers(1, 8))) for _ in range(23)]
     feats = np.array([[len(t), len(t.split())] for t in texts], dtype=np.float64)
     np.testing.assert_allclose(student(texts), feats @ coef_s.T)
     student.encoder.batches.clear()
     cascade = Cascade.from_models(
-        [CallableModel(student, batch_size=4), CallableModel(teacher, batch_size=5)],
+        [student, teacher],
         score="max_softmax",
         thresholds=[0.6],
     )
@@ -403,12 +404,14 @@ def test_text_model_matches_reference_and_runs_in_a_live_cascade() -> None:
 def test_text_model_bad_inputs_and_shapes() -> None:
     m = _toy_model("toy", np.ones((3, 2)))
     assert m([]).shape == (0, 3)
-    with pytest.raises(InputShapeError, match=r"single str.*Wrap one tweet in a list"):
+    with pytest.raises(InputShapeError, match=r"single str.*Wrap one text in a list"):
         m("one tweet")
     with pytest.raises(InputShapeError, match="got an element of type int"):
         m(["fine", 3])  # type: ignore[list-item]
     with pytest.raises(ParameterError, match=r"Expected coef \(C, d\), intercept \(C,\)"):
-        T.TextModel("bad", _LengthEncoder(), np.zeros(3), np.ones(2), np.ones((3, 2)), np.zeros(3))
+        T.LinearHead(np.zeros(3), np.ones(2), np.ones((3, 2)), np.zeros(3))
+    with pytest.raises(ParameterError, match=r"Expected an encoder with embed"):
+        TextEncoderModel(object(), m.head)
 
 
 def test_load_text_models_bad_names_and_batch_size(tmp_path: Path) -> None:
@@ -463,7 +466,7 @@ def test_live_minilms_reproduce_the_pools_saved_test_logits(live_minilms: Any) -
     texts = pool.texts["test"][:_N_LIVE]
     for name, model in models.items():
         assert (model.batch_size, model.n_classes, model.name) == (16, 3, name)
-        assert isinstance(model.fn, T.TextModel)
+        assert isinstance(model, TextEncoderModel) and isinstance(model.head.fn, T.LinearHead)
         live = model(texts)
         assert live.shape == (_N_LIVE, 3) and live.dtype == np.float64
         np.testing.assert_allclose(live, pool.logits["test"][name][:_N_LIVE], rtol=0, atol=1e-4)

@@ -7,6 +7,7 @@ adapter                       wraps                                            e
 :class:`OnnxModel`            ``.onnx`` file or onnxruntime session            ``onnx``
 :class:`SklearnModel`         fitted classifier (predict_proba / decision_f.)  ``sklearn``
 :class:`HFModel`              local sentence-transformers directory + a head   ``text``
+:class:`TextEncoderModel`     any text encoder (``embed``) + a head            --
 :class:`CallableModel`        any function ``inputs -> logits``                --
 :class:`PrecomputedModel`     saved logits; inputs are row indices             --
 :class:`RemoteModel`          a model behind an Open Inference Protocol server ``remote``
@@ -38,7 +39,7 @@ from numpy.typing import NDArray
 from ..errors import ParameterError
 from ._base import ModelAdapter, n_inputs, take, take_slice
 from .callable import CallableModel
-from .hf import HFModel, bundled_model_dir
+from .hf import HFModel, SentenceTransformerEncoder, TextEncoderModel, bundled_model_dir
 from .onnx import ExportMismatchError, OnnxModel, export_onnx
 from .precomputed import PrecomputedModel
 from .remote import RemoteModel
@@ -54,7 +55,9 @@ __all__ = [
     "OnnxModel",
     "PrecomputedModel",
     "RemoteModel",
+    "SentenceTransformerEncoder",
     "SklearnModel",
+    "TextEncoderModel",
     "TorchModel",
     "align_classes",
     "as_model",

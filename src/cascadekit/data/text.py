@@ -72,7 +72,6 @@ from .._optional import require
 from ..errors import (
     CascadeError,
     DataNotFoundError,
-    InputShapeError,
     MissingDependencyError,
     ParameterError,
     UnknownNameError,
@@ -85,7 +84,7 @@ __all__ = [
     "CLASSES",
     "MODEL_NAMES",
     "SPLITS",
-    "TextModel",
+    "LinearHead",
     "TextPool",
     "Tweets",
     "load_text_models",
@@ -892,72 +891,40 @@ def load_text_pool(
 # live models
 
 
-def _as_tweets(texts: Any, owner: str) -> list[str]:
-    """A batch of tweets as a list of str; a single string or a non-str element is an error."""
-    if isinstance(texts, (str, bytes)):
-        raise InputShapeError(
-            f"{owner} expects a list of tweets (str); got a single {type(texts).__name__}. "
-            "Wrap one tweet in a list: [text]."
-        )
-    items = texts.tolist() if isinstance(texts, np.ndarray) else list(texts)
-    bad = next((t for t in items if not isinstance(t, str)), None)
-    if bad is not None:
-        raise InputShapeError(
-            f"{owner} expects a list of tweets (str); got an element of type "
-            f"{type(bad).__name__}. Pass the raw texts."
-        )
-    return items
+class LinearHead:
+    """The text pool's head: standardised embeddings, then a linear map to logits.
 
-
-class TextModel:
-    """A live tweet classifier: a text encoder followed by the pool's standardised linear head.
-
-    Calling it maps a list of tweets to logits of shape (n, 3) (``CLASSES`` order), computed
-    exactly as :func:`load_text_pool` computes the saved logits:
-    ``((embed(texts) - mean) / scale) @ coef.T + intercept`` in float64. Build the real ones
-    with :func:`load_text_models`.
+    ``((embeddings - mean) / scale) @ coef.T + intercept`` in float64, exactly as
+    :func:`load_text_pool` computes the saved logits. Put it on an encoder with
+    :class:`cascadekit.adapters.TextEncoderModel` (what :func:`load_text_models` does).
 
     Parameters
     ----------
-    name : str
-        Shown in errors and reports.
-    encoder : object
-        Anything with ``embed(list_of_str) -> ndarray (n, d)``.
     mean, scale : ndarray of shape (d,)
         Standardisation of the embeddings (the train split's mean and standard deviation).
     coef : ndarray of shape (n_classes, d)
     intercept : ndarray of shape (n_classes,)
 
-    Attributes
-    ----------
-    n_classes : int
-
     Examples
     --------
     >>> import numpy as np
-    >>> class Lengths:  # a toy encoder: one feature, the tweet's length
-    ...     def embed(self, texts):
-    ...         return np.array([[len(t)] for t in texts], dtype=np.float32)
-    >>> m = TextModel("toy", Lengths(), mean=np.zeros(1), scale=np.ones(1),
-    ...               coef=np.array([[-1.0], [0.0], [1.0]]), intercept=np.zeros(3))
-    >>> m(["ok", "good"])
+    >>> head = LinearHead(np.zeros(1), np.ones(1), np.array([[-1.0], [0.0], [1.0]]), np.zeros(3))
+    >>> head(np.array([[2.0], [4.0]]))
     array([[-2.,  0.,  2.],
            [-4.,  0.,  4.]])
-    >>> m([]).shape
-    (0, 3)
+    >>> LinearHead(np.zeros(2), np.ones(2), np.ones((3, 1)), np.zeros(3))
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ParameterError: Expected coef (C, d), intercept (C,), mean (d,) and ...
     """
 
     def __init__(
         self,
-        name: str,
-        encoder: Any,
         mean: NDArray[np.float64],
         scale: NDArray[np.float64],
         coef: NDArray[np.float64],
         intercept: NDArray[np.float64],
     ) -> None:
-        self.name = str(name)
-        self.encoder = encoder
         self.coef = np.asarray(coef, dtype=np.float64)
         self.intercept = np.asarray(intercept, dtype=np.float64)
         self.mean = np.asarray(mean, dtype=np.float64)
@@ -976,21 +943,14 @@ class TextModel:
             )
         self.n_classes = int(self.coef.shape[0])
 
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        """The encoder's embeddings (n, d) of a list of tweets, float32."""
-        items = _as_tweets(texts, f"Text model {self.name!r}")
-        if not items:
-            return np.zeros((0, self.mean.shape[0]), dtype=np.float32)
-        return np.asarray(self.encoder.embed(items), dtype=np.float32)
-
-    def __call__(self, texts: Sequence[str]) -> NDArray[np.float64]:
-        """Logits (n, n_classes), float64, of a list of tweets."""
-        z = (self.embed(texts).astype(np.float64) - self.mean) / self.scale
+    def __call__(self, embeddings: NDArray[Any]) -> NDArray[np.float64]:
+        """Logits (n, n_classes), float64, of embeddings (n, d)."""
+        z = (np.asarray(embeddings, dtype=np.float64) - self.mean) / self.scale
         out: NDArray[np.float64] = z @ self.coef.T + self.intercept
         return out
 
     def __repr__(self) -> str:
-        return f"TextModel(name={self.name!r}, n_classes={self.n_classes})"
+        return f"LinearHead(d={self.mean.shape[0]}, n_classes={self.n_classes})"
 
 
 def load_text_models(
@@ -1008,8 +968,8 @@ def load_text_models(
     """Live versions of the text pool's models, ready for ``Cascade.from_models``.
 
     Each model is the encoder of :func:`load_text_pool` followed by the same head, refit
-    (deterministically) on the train split's cached embeddings, wrapped as a
-    :class:`cascadekit.adapters.CallableModel` around a :class:`TextModel`. Its logits on the
+    (deterministically) on the train split's cached embeddings: a
+    :class:`cascadekit.adapters.TextEncoderModel` with a :class:`LinearHead`. Its logits on the
     pool's tweets equal the pool's saved logits up to float tolerance (padding differs with the
     batch), so thresholds calibrated on the saved logits apply to the live models.
 
@@ -1032,9 +992,10 @@ def load_text_models(
 
     Returns
     -------
-    dict of str to CallableModel
+    dict of str to TextEncoderModel
         ``models[name]``: callable ``list of str -> logits (n, 3)`` with ``batch_size``,
-        ``n_classes = 3`` and ``name``; the :class:`TextModel` is ``models[name].fn``.
+        ``n_classes = 3`` and ``name``; its ``encoder`` and ``head`` are reusable (e.g.
+        ``TextEncoderModel(m.encoder, m.head, batch_size=1)``).
 
     Raises
     ------
@@ -1056,7 +1017,7 @@ def load_text_models(
     >>> cascade.predict(["best day ever", "my flight got cancelled"]).predictions  # doctest: +SKIP
     array([2, 0])
     """
-    from ..adapters import CallableModel
+    from ..adapters import TextEncoderModel
     from ..adapters._base import check_batch_size
 
     names = tuple(names) if not isinstance(names, str) else (names,)
@@ -1101,6 +1062,10 @@ def load_text_models(
         if cached is None:  # pragma: no cover - load_text_pool just wrote them
             raise DataNotFoundError(f"The embeddings of {name} could not be read from the cache.")
         mean, scale, coef, icpt = _fit_head(cached[0][: sizes["train"]], y_train, seed)
-        fn = TextModel(name, _make_encoder(name, root), mean, scale, coef, icpt)
-        out[name] = CallableModel(fn, batch_size=batch_size, n_classes=fn.n_classes, name=name)
+        out[name] = TextEncoderModel(
+            _make_encoder(name, root),
+            head=LinearHead(mean, scale, coef, icpt),
+            batch_size=batch_size,
+            name=name,
+        )
     return out
