@@ -93,3 +93,49 @@ def test_bad_input(select_split) -> None:
     with pytest.raises(ParameterError, match="at least one temperature; got an empty"):
         selection.tune_temperature("energy", z, cs, ct, temperatures=[])
     assert math.isfinite(selection.tune_temperature("margin", z, cs, ct, temperatures=[]).value)
+
+
+def test_report_tunes_each_score_on_the_select_split() -> None:
+    import jsonschema
+
+    from cascadekit.report import evaluate_all_scores, evaluate_report
+    from cascadekit.schemas import load_schema
+
+    pair = load_digits_pair()
+    sel, test = pair.logits["select"], pair.logits["test"]
+    costs = [pair.flops["student"], pair.flops["teacher"]]
+    rep = evaluate_all_scores(
+        [test["student"], test["teacher"]],
+        pair.labels["test"],
+        costs=costs,
+        scores=list(selection.SCORES),
+        select_outputs=[sel["student"], sel["teacher"]],
+        select_labels=pair.labels["select"],
+    )
+    jsonschema.validate(rep, load_schema("evaluate"))
+    cs, ct = pair.correct("select", "student"), pair.correct("select", "teacher")
+    for row in selection.compare_scores(sel["student"], cs, ct, costs):
+        block = rep["scores"][row.score]
+        assert block["temperature"] == row.temperature
+        assert block["temperature_chosen_on"] == "select"
+        one = evaluate_report(
+            [test["student"], test["teacher"]],
+            pair.labels["test"],
+            costs=costs,
+            score=row.score,
+            temperature=row.temperature,
+        )
+        assert block["gap_captured"] == one["gap_captured"]
+    with pytest.raises(ParameterError, match="both select_outputs and select_labels"):
+        evaluate_all_scores(
+            [test["student"], test["teacher"]],
+            pair.labels["test"],
+            select_outputs=[sel["student"], sel["teacher"]],
+        )
+    with pytest.raises(ParameterError, match="select split needs 2 stages; got 3"):
+        evaluate_all_scores(
+            [test["student"], test["student"], test["teacher"]],
+            pair.labels["test"],
+            select_outputs=[sel["student"], sel["student"], sel["teacher"]],
+            select_labels=pair.labels["select"],
+        )
