@@ -160,8 +160,8 @@ def main(argv: list[str] | None = None) -> None:
         )
         same = (
             "same threshold"
-            if t_m == ours.threshold
-            else f"thresholds differ: MAPIE {t_m:.4f}, ours {ours.threshold:.4f}; MAPIE takes "
+            if t_m == ours.thresholds[0]
+            else f"thresholds differ: MAPIE {t_m:.4f}, ours {ours.thresholds[0]:.4f}; MAPIE takes "
             "ceil(n * r_hat) in floating point, which can round an integer count up"
         )
         print(

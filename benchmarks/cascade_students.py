@@ -55,7 +55,7 @@ from typing import Any
 
 import numpy as np
 
-from cascadekit import curves
+from cascadekit import curves, selection
 from cascadekit.calibration import guaranteed_threshold, threshold_for_accuracy
 from cascadekit.errors import CascadeError, InfeasibleTargetError
 from cascadekit.scores import compute_score
@@ -66,7 +66,7 @@ from cascadekit.training.scores import (
     tune_p_norm,
 )
 
-TEMPS = tuple(float(t) for t in np.geomspace(0.25, 4.0, 5))
+TEMPS = tuple(float(t) for t in np.geomspace(0.25, 4.0, 5))  # p-norm tuning (tune_p_norm)
 
 
 def _say(msg: str) -> None:
@@ -90,17 +90,9 @@ class Row:
 
 def _choose_score(z_sel: np.ndarray, cs: np.ndarray, ct: np.ndarray) -> tuple[str, Any]:
     """The plain score chosen on select by gap captured: (description, outputs -> scores)."""
-    best: tuple[float, str, Any] = (-math.inf, "", None)
-    for t in TEMPS:
-        s = compute_score("max_softmax", z_sel, t)
-        g = curves.gap_captured(curves.cascade_curve(s, cs, ct), cs, ct)
-        if g > best[0]:
-            best = (g, f"max_softmax T={t:.2f}", lambda z, t=t: compute_score("max_softmax", z, t))
-    s = compute_score("margin", z_sel)
-    g = curves.gap_captured(curves.cascade_curve(s, cs, ct), cs, ct)
-    if g > best[0]:
-        best = (g, "margin", lambda z: compute_score("margin", z))
-    return best[1], best[2]
+    best = selection.select_score(z_sel, cs, ct, scores=("max_softmax", "margin"))
+    desc = best.score if best.score == "margin" else f"{best.score} T={best.temperature:.2f}"
+    return desc, best.scores
 
 
 def _with_p_norm(
@@ -198,11 +190,6 @@ class Fashion:
         return Row(name, size, self.flops(model), model, z, fn, desc, rows)
 
 
-def _one(threshold: float | tuple[float, ...]) -> float:
-    """The threshold of a 2-stage calibration result."""
-    return float(threshold[0] if isinstance(threshold, tuple) else threshold)
-
-
 def _correct(r: Row, y: np.ndarray, split: str) -> np.ndarray:
     out: np.ndarray = r.outputs[split][:, :10].argmax(axis=1) == y
     return out
@@ -222,7 +209,7 @@ def _two_fold_speedup(
         perm = rng.permutation(n)
         a, b = perm[: n // 2], perm[n // 2 :]
         try:
-            th = _one(threshold_for_accuracy(s[a], cs[a], ct[a], float(ct[a].mean())).threshold)
+            th = threshold_for_accuracy(s[a], cs[a], ct[a], float(ct[a].mean())).thresholds[0]
         except InfeasibleTargetError:
             th = math.inf
         keep = s[b] >= th
@@ -257,7 +244,7 @@ def _evaluate(f: Fashion, r: Row) -> dict[str, float]:
     cs_c, ct_c = _correct(r, f.y["calibrate"], "calibrate"), f.ct["calibrate"]
     s_c = r.score(r.outputs["calibrate"])
     try:
-        th = _one(threshold_for_accuracy(s_c, cs_c, ct_c, float(ct_c.mean()), costs).threshold)
+        th = threshold_for_accuracy(s_c, cs_c, ct_c, float(ct_c.mean()), costs).thresholds[0]
     except InfeasibleTargetError:
         th = math.inf
     keep = s_t >= th
@@ -268,7 +255,7 @@ def _evaluate(f: Fashion, r: Row) -> dict[str, float]:
     out["speedup_cal"] = 1.0 / rel
     out["drop_cal"] = 100.0 * (float(ct_t.mean()) - acc)
     try:
-        g = _one(guaranteed_threshold(s_c, cs_c, ct_c, 0.005, 0.1, costs=costs).threshold)
+        g = guaranteed_threshold(s_c, cs_c, ct_c, 0.005, 0.1, costs=costs).thresholds[0]
         out["guar_share"] = 1.0 - float((s_t >= g).mean())
     except CascadeError:
         out["guar_share"] = 1.0
@@ -422,7 +409,7 @@ def _int8(args: argparse.Namespace, f: Fashion, best: Row, res: dict[str, float]
     cs_c = _correct(best, f.y["calibrate"], "calibrate")
     try:
         th = threshold_for_accuracy(s_c, cs_c, ct8["calibrate"], float(ct8["calibrate"].mean()))
-        threshold = _one(th.threshold)
+        threshold = th.thresholds[0]
     except InfeasibleTargetError:
         threshold = math.inf
     keep = best.score(best.outputs["test"]) >= threshold

@@ -196,7 +196,7 @@ def main() -> None:
         temp,
     )
     g = cal.guaranteed_threshold(cal_pool.s, cal_pool.cs, cal_pool.ct, eps, dlt)
-    t = float(g.threshold)  # type: ignore[arg-type]
+    t = g.thresholds[0]
     audit_rate = args.audit_rate if args.audit_rate is not None else CascadeMonitor(t).audit_rate
     print(
         f"cascade: student -> teacher, score {score} (T={temp:.3g}, chosen on select); "
@@ -330,7 +330,7 @@ def main() -> None:
                     res = cal.guaranteed_threshold_label_free(
                         p.s[idx], p.ps[idx], p.pt[idx], eps, dlt, grid=cal.quantile_grid(route)
                     )
-                    tn = float(res.threshold)  # type: ignore[arg-type]
+                    tn = res.thresholds[0]
                 except InsufficientDataError:  # nothing certified: all to the teacher
                     tn = math.inf
                 cert += math.isfinite(tn)

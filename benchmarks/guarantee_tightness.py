@@ -283,12 +283,12 @@ def run(args: argparse.Namespace) -> None:
                     r = cal.guaranteed_threshold(
                         s[idx], cs[idx], ct[idx], eps, args.delta, method=m, grid=grid
                     )
-                    return float(r.threshold)
+                    return r.thresholds[0]
                 if m == "label-free":
                     return float(
                         cal.guaranteed_threshold_label_free(
                             s[idx], ps[idx], pt[idx], eps, args.delta, grid=grid
-                        ).threshold
+                        ).thresholds[0]
                     )
                 return mapie_threshold(s[idx], cs[idx], ct[idx], grid, eps, args.delta)
 

@@ -37,7 +37,7 @@ from typing import Any
 
 import numpy as np
 
-from cascadekit import curves
+from cascadekit import curves, selection
 from cascadekit.data.cache import atomic_write_npz, cache_root, recipe_hash
 from cascadekit.policies import (
     LearnedPolicy,
@@ -53,8 +53,7 @@ from cascadekit.policies import (
 )
 from cascadekit.scores import compute_score
 
-SCORES = ("energy", "max_softmax", "margin", "entropy", "max_logit")
-TEMPS = tuple(float(t) for t in np.geomspace(0.25, 8.0, 6))
+SCORES = selection.SCORES
 
 
 def _row(
@@ -106,16 +105,11 @@ def two_stage(
     cs, ct = corr["test"]
     res: dict[str, tuple[float, float]] = {}
     rows: list[tuple[str, float, float, str]] = []
-    for name in SCORES:
-        best_t, best_g = 1.0, -math.inf
-        for t in TEMPS if name in ("energy", "max_softmax", "entropy") else (1.0,):
-            c = curves.cascade_curve(compute_score(name, z["select"], t), cs_sel, ct_sel, costs)
-            g = curves.gap_captured(c, cs_sel, ct_sel)
-            if g > best_g:
-                best_t, best_g = t, g
-        c = curves.cascade_curve(compute_score(name, z["test"], best_t), cs, ct, costs)
+    for choice in selection.compare_scores(z["select"], cs_sel, ct_sel, costs, scores=SCORES):
+        name = choice.score
+        c = curves.cascade_curve(choice.scores(z["test"]), cs, ct, costs)
         res[name] = _summ(c, cs, ct)
-        rows.append((f"{name} (T={best_t:.2f})", *res[name], "fixed"))
+        rows.append((f"{name} (T={choice.temperature:.2f})", *res[name], "fixed"))
     best_fixed = max((res[n] for n in SCORES), key=lambda r: r[0])
     best_speed = max(res[n][1] for n in SCORES)
     ref = (best_fixed[0], best_speed)
@@ -145,17 +139,19 @@ def two_stage(
             key = f"lambda sweep logistic [{fname}] ({len(lams)})"
             res[key] = _summ(c, cs, ct)
             rows.append((key, *res[key], f"{time.perf_counter() - t0:.1f}s"))
-    q = float(np.mean(~cs & ct))
     acc_s, acc_t = float(np.mean(cs)), float(np.mean(ct))
-    orc_speed = float(costs[1] / (costs[0] + max(0.0, min(q, acc_t - acc_s)) * costs[1]))
+    base = selection.baselines(cs, ct, costs)
     _head(
         f"{title}: 2 stages, test n={cs.size}, student acc {acc_s:.4f}, teacher acc {acc_t:.4f}, "
         f"cost ratio {costs[0] / costs[1]:.4f}"
     )
     for name, g, sp, note in rows:
         print(_row(name, g, sp, ref, note))
-    print(_row("oracle", 1.0, orc_speed, ref, "hindsight"))
-    print(_row("random", 0.0, float(costs[1] / costs.sum()), ref, ""))
+    for name, note in (("oracle", "hindsight"), ("random", "")):
+        b = base[name]
+        print(
+            _row(name, float(b["gap_captured"]), float(b["speedup_at_teacher_accuracy"]), ref, note)
+        )
     return res
 
 
@@ -223,35 +219,28 @@ def network_selection(
             )
         )
     # best 2-stage fixed score (chosen on select), student -> teacher
-    best = None
-    for name in SCORES:
-        cs_sel = corr["select"][0]
-        c = curves.cascade_curve(
-            compute_score(name, z["select"][names[0]]), cs_sel, corr["select"][-1]
-        )
-        g = curves.gap_captured(c, cs_sel, corr["select"][-1])
-        if best is None or g > best[0]:
-            best = (g, name)
-    assert best is not None
+    best = selection.select_score(
+        z["select"][names[0]], corr["select"][0], corr["select"][-1], temperatures=[1.0]
+    )
     c2 = curves.cascade_curve(
-        compute_score(best[1], z["test"][names[0]]), ct[0], ct[-1], [costs[0], costs[-1]]
+        compute_score(best.score, z["test"][names[0]]), ct[0], ct[-1], [costs[0], costs[-1]]
     )
     rows.append(
         (
-            f"fixed {best[1]} student->teacher (2 stages)",
+            f"fixed {best.score} student->teacher (2 stages)",
             *cost_metrics(c2, lo, hi, (acc_s, acc_t), orc, acc_t),
             "chosen on select",
         )
     )
     # fixed score chain: the same score-quantile level at both decision nodes
-    srt = [np.sort(compute_score(best[1], z["select"][m])) for m in names[:-1]]
+    srt = [np.sort(compute_score(best.score, z["select"][m])) for m in names[:-1]]
     pts = []
     for lv in np.linspace(0, 1, 41):
         ths = [s[min(int(lv * s.size), s.size - 1)] if lv < 1 else np.inf for s in srt]
         stage = np.full(ct.shape[1], len(names) - 1)
         und = np.ones(ct.shape[1], bool)
         for k, t in enumerate(ths):
-            keep = und & (compute_score(best[1], z["test"][names[k]]) >= t)
+            keep = und & (compute_score(best.score, z["test"][names[k]]) >= t)
             stage[keep] = k
             und &= ~keep
         pts.append(
@@ -268,7 +257,7 @@ def network_selection(
     )
     rows.append(
         (
-            f"fixed {best[1]} chain, same quantile per stage",
+            f"fixed {best.score} chain, same quantile per stage",
             *cost_metrics(fc, lo, hi, (acc_s, acc_t), orc, acc_t),
             "",
         )

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from scipy.stats import binom
 
+from cascadekit import assign_stages
 from cascadekit import calibration as cal
 from cascadekit import scores as sc
 from cascadekit.errors import (
@@ -135,7 +136,7 @@ def test_accuracy_and_cost_match_brute_force(seed):
     ok = [p for p in pts if p[2] >= target - 1e-12]
     want = min(ok, key=lambda p: p[1])
     r = cal.threshold_for_accuracy(s, cs, ct, target, costs=costs)
-    assert (r.threshold, r.teacher_share, r.accuracy) == pytest.approx(want)
+    assert (r.thresholds[0], r.teacher_share, r.accuracy) == pytest.approx(want)
     assert r.relative_cost == pytest.approx((1 + 3 * want[1]) / 3)
     assert r.method == "accuracy" and r.n_calibration == 30
 
@@ -144,7 +145,7 @@ def test_accuracy_and_cost_match_brute_force(seed):
     best_acc = max(p[2] for p in ok)
     want = min((p for p in ok if p[2] >= best_acc - 1e-12), key=lambda p: p[1])
     r = cal.threshold_for_cost(s, cs, ct, budget, costs=costs)
-    assert (r.threshold, r.teacher_share, r.accuracy) == pytest.approx(want)
+    assert (r.thresholds[0], r.teacher_share, r.accuracy) == pytest.approx(want)
     assert r.relative_cost <= budget + 1e-12
 
 
@@ -331,9 +332,9 @@ def test_guarantee_matches_loop_reference(method, seed):
     grid = np.round(np.linspace(1.0, 0.0, 11), 2)
     want_t, want_p = _ref_ltt(s, cs, ct, grid, 0.05, 0.1, method)
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method=method, grid=grid)
-    assert r.threshold == want_t
+    assert r.thresholds == (want_t,)
     np.testing.assert_allclose(r.p_values, want_p, rtol=1e-9, atol=1e-300)
-    keep = s >= r.threshold
+    keep = s >= r.thresholds[0]
     assert r.teacher_share == pytest.approx(np.mean(~keep))
     assert r.accuracy == pytest.approx(np.mean(np.where(keep, cs, ct)))
     assert r.epsilon == 0.05 and r.delta == 0.1 and r.n_calibration == n
@@ -363,16 +364,16 @@ def test_fixed_sequence_stops_at_first_non_rejection():
     p = np.array(r.p_values)
     assert p[0] <= 0.1 < p[1]  # the harmful band fails ...
     assert p[2] <= 0.1  # ... although keeping everything would pass on its own
-    assert r.threshold == 3.0 and r.n_certified == 1 and r.n_tested == 2
+    assert r.thresholds == (3.0,) and r.n_certified == 1 and r.n_tested == 2
 
 
 def test_nothing_certified_gives_all_to_teacher_not_an_error():
     n = 1000
     s = np.linspace(0, 1, n)
     r = cal.guaranteed_threshold(s, np.zeros(n), np.ones(n), 0.01, 0.1, method="binomial")
-    assert r.threshold == math.inf and r.teacher_share == 1.0 and r.n_certified == 0
+    assert r.thresholds == (math.inf,) and r.teacher_share == 1.0 and r.n_certified == 0
     assert r.accuracy == 1.0 and r.n_tested == 1
-    assert json.loads(json.dumps(r.to_dict()))["threshold"] is None
+    assert json.loads(json.dumps(r.to_dict()))["thresholds"] == [None]
 
 
 @pytest.mark.parametrize(
@@ -450,7 +451,11 @@ def test_label_free_equals_agreement_with_teacher():
             s, ps == pt, np.ones_like(ps, bool), 0.05, 0.1, method=method
         )
         assert r.label_free and not ref.label_free
-        assert (r.threshold, r.p_values, r.accuracy) == (ref.threshold, ref.p_values, ref.accuracy)
+        assert (r.thresholds, r.p_values, r.accuracy) == (
+            ref.thresholds,
+            ref.p_values,
+            ref.accuracy,
+        )
         assert r.teacher_accuracy == 1.0
     with pytest.raises(SampleCountError, match="teacher_predictions has 449"):
         cal.guaranteed_threshold_label_free(s, ps, pt[1:], 0.05, 0.1)
@@ -585,9 +590,11 @@ def test_trinomial_n_stages():
         rng.uniform(size=n) < 0.75 + 0.25 * s[1],
         rng.uniform(size=n) < 0.9,
     ]
-    r = cal.calibrate_cascade(s, correct, epsilon=0.03, delta=0.1)
-    b = cal.calibrate_cascade(s, correct, epsilon=0.03, delta=0.1, method="betting")
-    assert r.method == "trinomial" and len(r.threshold) == 2
+    r = cal.calibrate_cascade(s, correct, {"accuracy_drop": 0.03, "delta": 0.1})
+    b = cal.calibrate_cascade(
+        s, correct, {"accuracy_drop": 0.03, "delta": 0.1, "method": "betting"}
+    )
+    assert r.method == "trinomial" and len(r.thresholds) == 2
     assert r.n_certified >= b.n_certified > 0
     assert r.accuracy_drop <= 0.03
 
@@ -636,35 +643,35 @@ def test_three_stages_match_exhaustive_search(seed):
     combos = _brute_combos(s, correct, costs)
     accs = sorted(c[1] for c in combos)
     target = accs[len(accs) * 3 // 4]
-    r = cal.calibrate_cascade(s, correct, costs, target_accuracy=target, n_grid=n)
+    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_grid=n)
     ok = [c for c in combos if c[1] >= target - 1e-12]
     assert r.relative_cost == pytest.approx(min(c[3] for c in ok))
     assert r.accuracy >= target
-    assert isinstance(r.threshold, tuple) and len(r.threshold) == 2
+    assert isinstance(r.thresholds, tuple) and len(r.thresholds) == 2
 
     budget = float(np.median([c[3] for c in combos]))
-    r = cal.calibrate_cascade(s, correct, costs, max_relative_cost=budget, n_grid=n)
+    r = cal.calibrate_cascade(s, correct, {"relative_cost": budget}, costs=costs, n_grid=n)
     ok = [c for c in combos if c[3] <= budget + 1e-12]
     assert r.accuracy == pytest.approx(max(c[1] for c in ok))
     assert r.relative_cost <= budget + 1e-12
 
-    r = cal.calibrate_cascade(s, correct, costs, teacher_share=0.3, n_grid=n)
+    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_grid=n)
     best = min(abs(c[2] - 0.3) for c in combos)
     assert abs(r.teacher_share - 0.3) == pytest.approx(best)
     # and the reported figures are those of routing with the returned thresholds
-    stages = [_brute_stage(s, r.threshold, i) for i in range(n)]
+    stages = [_brute_stage(s, r.thresholds, i) for i in range(n)]
     assert r.teacher_share == pytest.approx(stages.count(2) / n)
 
 
 def test_two_stage_calibrate_cascade_delegates_to_exact_functions():
     s, cs, ct = _digits_arrays()
-    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], target_accuracy=0.95)
+    r = cal.calibrate_cascade([s], [cs, ct], {"accuracy": 0.95}, costs=[1, 5])
     assert r == cal.threshold_for_accuracy(s, cs, ct, 0.95, costs=[1, 5])
-    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], max_relative_cost=0.5)
+    r = cal.calibrate_cascade([s], [cs, ct], {"relative_cost": 0.5}, costs=[1, 5])
     assert r == cal.threshold_for_cost(s, cs, ct, 0.5, costs=[1, 5])
-    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], teacher_share=0.3)
-    assert r.threshold == cal.threshold_for_teacher_share(s, 0.3)
-    r = cal.calibrate_cascade([s], [cs, ct], [1, 5], epsilon=0.05, delta=0.1)
+    r = cal.calibrate_cascade([s], [cs, ct], 0.3, costs=[1, 5])
+    assert r.thresholds == (cal.threshold_for_teacher_share(s, 0.3),)
+    r = cal.calibrate_cascade([s], [cs, ct], {"accuracy_drop": 0.05, "delta": 0.1}, costs=[1, 5])
     assert r == cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, costs=[1, 5])
 
 
@@ -673,7 +680,8 @@ def test_three_stage_guarantee_path_matches_loop_reference(method):
     n = 600
     s, correct = _three_stage_case(n, 11, levels=50)
     eps, delta, ng = 0.06, 0.1, 20
-    r = cal.calibrate_cascade(s, correct, epsilon=eps, delta=delta, method=method, n_grid=ng)
+    target = cal.Target("accuracy_drop", eps, delta=delta, method=method)
+    r = cal.calibrate_cascade(s, correct, target, n_grid=ng)
     chosen = (math.inf, math.inf)
     pvals = []
     stopped = False
@@ -694,36 +702,42 @@ def test_three_stage_guarantee_path_matches_loop_reference(method):
         else:
             stopped = True
     np.testing.assert_allclose(r.p_values, pvals, rtol=1e-9)
-    assert r.threshold == chosen
+    assert r.thresholds == chosen
     assert r.n_certified == next((j for j, p in enumerate(pvals) if p > delta), ng)
 
 
 def test_calibrate_cascade_errors():
     s, correct = _three_stage_case(30, 0)
-    with pytest.raises(ParameterError, match="exactly one target.*got 0"):
-        cal.calibrate_cascade(s, correct)
-    with pytest.raises(ParameterError, match="exactly one target.*got 2"):
-        cal.calibrate_cascade(s, correct, teacher_share=0.2, epsilon=0.1)
+    with pytest.raises(ParameterError, match="Expected a target: a teacher share .* got None"):
+        cal.calibrate_cascade(s, correct, None)
+    with pytest.raises(ParameterError, match="delta and method belong to the accuracy_drop"):
+        cal.calibrate_cascade(s, correct, {"teacher_share": 0.2, "delta": 0.1})
+    with pytest.raises(ParameterError, match="Unknown target kind 'recall'"):
+        cal.Target("recall", 0.9)
+    with pytest.raises(ParameterError, match="crossing target takes no value"):
+        cal.Target("crossing", 0.5)
+    with pytest.raises(ParameterError, match="Expected a number as the accuracy target"):
+        cal.Target("accuracy")
     with pytest.raises(ParameterError, match="one correctness array per stage \\(3"):
-        cal.calibrate_cascade(s, correct[:2], teacher_share=0.2)
+        cal.calibrate_cascade(s, correct[:2], 0.2)
     with pytest.raises(ParameterError, match="at least one non-final stage"):
-        cal.calibrate_cascade([], [correct[0]], teacher_share=0.2)
+        cal.calibrate_cascade([], [correct[0]], 0.2)
     with pytest.raises(SampleCountError, match="has 29"):
-        cal.calibrate_cascade([s[0], s[1][:-1]], correct, teacher_share=0.2)
+        cal.calibrate_cascade([s[0], s[1][:-1]], correct, 0.2)
     with pytest.raises(InfeasibleTargetError, match="No thresholds reach target_accuracy=1") as e:
-        cal.calibrate_cascade(s, correct, target_accuracy=1.0)
+        cal.calibrate_cascade(s, correct, {"accuracy": 1.0})
     assert e.value.best < 1.0
     with pytest.raises(InfeasibleTargetError, match="costs 0\\.1 of the last stage") as e:
-        cal.calibrate_cascade(s, correct, [1, 3, 10], max_relative_cost=0.05)
+        cal.calibrate_cascade(s, correct, {"relative_cost": 0.05}, costs=[1, 3, 10])
     assert e.value.best == pytest.approx(0.1)
     with pytest.raises(ParameterError, match="teacher_share in"):
-        cal.calibrate_cascade(s, correct, teacher_share=2.0)
-    with pytest.raises(ParameterError, match="max_relative_cost to be a positive"):
-        cal.calibrate_cascade(s, correct, max_relative_cost=-1.0)
+        cal.calibrate_cascade(s, correct, 2.0)
+    with pytest.raises(ParameterError, match="positive relative_cost target"):
+        cal.calibrate_cascade(s, correct, {"relative_cost": -1.0})
     with pytest.raises(ParameterError, match="epsilon strictly between"):
-        cal.calibrate_cascade(s, correct, epsilon=1.0)
+        cal.calibrate_cascade(s, correct, {"accuracy_drop": 1.0})
     with pytest.raises(InsufficientDataError, match="needs at least"):
-        cal.calibrate_cascade(s, correct, epsilon=0.01)
+        cal.calibrate_cascade(s, correct, {"accuracy_drop": 0.01})
 
 
 # ------------------------------------------------------------------------------------------
@@ -733,33 +747,32 @@ def test_calibrate_cascade_errors():
 def test_calibrate_outputs_agrees_with_array_functions():
     s_log, t_log, y = _digits()["calibrate"]
     s, cs, ct = _digits_arrays()
-    r = cal.calibrate_outputs([s_log, t_log], y, score="margin", target_accuracy=0.95)
+    r = cal.calibrate_outputs([s_log, t_log], y, {"accuracy": 0.95}, score="margin")
     assert r == cal.threshold_for_accuracy(s, cs, ct, 0.95)
-    r = cal.calibrate_outputs([s_log, t_log.argmax(1)], y, score="margin", epsilon=0.05)
+    r = cal.calibrate_outputs([s_log, t_log.argmax(1)], y, {"accuracy_drop": 0.05}, score="margin")
     assert r == cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1)
-    r = cal.calibrate_outputs(
-        [s_log, t_log], None, score="margin", epsilon=0.05, delta=0.2, method="binomial"
-    )
+    target = {"accuracy_drop": 0.05, "delta": 0.2, "method": "binomial"}
+    r = cal.calibrate_outputs([s_log, t_log], None, target, score="margin")
     ref = cal.guaranteed_threshold_label_free(s, s_log.argmax(1), t_log.argmax(1), 0.05, 0.2)
-    assert r.label_free and r.threshold == ref.threshold
-    r = cal.calibrate_outputs([s_log, t_log], y, score="margin", crossing=True, costs=[1, 4])
-    assert r.method == "crossing" and r.threshold == cal.crossing_threshold(s, cs)
+    assert r.label_free and r.thresholds == ref.thresholds
+    r = cal.calibrate_outputs([s_log, t_log], y, "crossing", score="margin", costs=[1, 4])
+    assert r.method == "crossing" and r.thresholds == (cal.crossing_threshold(s, cs),)
     with pytest.raises(ParameterError, match="at least 2 stages"):
-        cal.calibrate_outputs([s_log], y, teacher_share=0.3)
+        cal.calibrate_outputs([s_log], y, 0.3)
     with pytest.raises(ParameterError, match="2 stages for the crossing"):
-        cal.calibrate_outputs([s_log, s_log, t_log], y, crossing=True)
+        cal.calibrate_outputs([s_log, s_log, t_log], y, "crossing")
 
 
 def test_auto_method_and_unknown_method():
     s_log, t_log, y = _digits()["calibrate"]
     s = sc.margin(s_log)
-    r = cal.calibrate_outputs([s_log, t_log], None, score="margin", epsilon=0.05)
+    r = cal.calibrate_outputs([s_log, t_log], None, {"accuracy_drop": 0.05}, score="margin")
     assert r.method == "binomial" and r.label_free
-    r = cal.calibrate_outputs([s_log, t_log], y, score="margin", epsilon=0.05)
+    r = cal.calibrate_outputs([s_log, t_log], y, {"accuracy_drop": 0.05}, score="margin")
     assert r.method == "trinomial" and not r.label_free
     cs, ct = s_log.argmax(1) == y, t_log.argmax(1) == y
     with pytest.raises(UnknownNameError, match=r"expected one of \[.*'auto'\]"):
-        cal.calibrate_cascade([s], [cs, ct], epsilon=0.05, method="exact")
+        cal.calibrate_cascade([s], [cs, ct], {"accuracy_drop": 0.05, "method": "exact"})
     assert cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="auto").method == "trinomial"
 
 
@@ -769,7 +782,7 @@ def test_quantile_grid_from_another_split_is_accepted():
     assert np.all(np.diff(other) < 0) and other.shape[0] <= 50
     s, cs, ct = _digits_arrays("calibrate")
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=other)
-    assert r.grid == tuple(other) and r.threshold in {math.inf, *other}
+    assert r.grid == tuple(other) and r.thresholds[0] in {math.inf, *other}
     with pytest.raises(ParameterError, match="n_grid >= 1"):
         cal.quantile_grid(s, 0)
 
@@ -782,14 +795,11 @@ def test_crossing_large_groups_are_thinned_but_stable():
 
 
 def test_label_free_target_is_agreement_not_accuracy():
-    s_log, t_log, y = _digits()["calibrate"]
-    with pytest.raises(ParameterError, match="Without labels .* pass target_agreement instead"):
-        cal.calibrate_outputs([s_log, t_log], None, score="margin", target_accuracy=0.9)
-    with pytest.raises(ParameterError, match="with labels pass target_accuracy"):
-        cal.calibrate_outputs([s_log, t_log], y, score="margin", target_agreement=0.9)
-    r = cal.calibrate_outputs([s_log, t_log], None, score="margin", target_agreement=0.95)
+    s_log, t_log, _ = _digits()["calibrate"]
+    # without labels the accuracy target is agreement with the last stage
+    r = cal.calibrate_outputs([s_log, t_log], None, {"accuracy": 0.95}, score="margin")
     agree = s_log.argmax(1) == t_log.argmax(1)
-    keep = sc.margin(s_log) >= r.threshold
+    keep = sc.margin(s_log) >= r.thresholds[0]
     assert r.agreement == pytest.approx(np.mean(np.where(keep, agree, True)))
     assert r.agreement >= 0.95
     assert r.method == "agreement" and r.accuracy_drop is None
@@ -797,6 +807,92 @@ def test_label_free_target_is_agreement_not_accuracy():
     d = r.to_dict()
     assert d["measured_against"] == "agreement with the last stage"
     assert not {"accuracy", "teacher_accuracy", "accuracy_drop"} & set(d)
+
+
+# ------------------------------------------------------------------------------------------
+# tie-in: every calibration target is a reduction of the curve it reads
+
+
+def _cheapest(curve, ok):
+    """Independent reduction: among the points ``ok``, the cheapest, then the most accurate."""
+    idx = np.flatnonzero(ok)
+    idx = idx[curve.relative_cost[idx] <= curve.relative_cost[idx].min() + 1e-12]
+    return int(idx[np.argmax(curve.accuracy[idx])])
+
+
+def _same_point(r, curve, i):
+    th = np.asarray(curve.thresholds[i], dtype=float).reshape(-1)
+    assert r.thresholds == tuple(th)
+    assert (r.teacher_share, r.accuracy, r.relative_cost) == (
+        curve.teacher_share[i],
+        curve.accuracy[i],
+        curve.relative_cost[i],
+    )
+
+
+@pytest.mark.parametrize("score", ["margin", "max_softmax", "entropy"])
+def test_two_stage_targets_are_reductions_of_cascade_curve(score):
+    from cascadekit import curves
+
+    s, cs, ct = _digits_arrays(score=score)
+    costs = [1.0, 6.0]
+    curve = curves.cascade_curve(s, cs, ct, costs=costs)
+    target = float(np.quantile(curve.accuracy, 0.7))
+    r = cal.threshold_for_accuracy(s, cs, ct, target, costs=costs)
+    _same_point(r, curve, _cheapest(curve, curve.accuracy >= target - 1e-12))
+    # the accuracy target at the teacher's accuracy is the curve's speed-up at that accuracy
+    r = cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)), costs=costs)
+    assert curves.speedup_at_teacher_accuracy(curve) == 1.0 / r.relative_cost
+    assert curves.teacher_share_at_teacher_accuracy(curve) == r.teacher_share
+    budget = 0.45
+    r = cal.threshold_for_cost(s, cs, ct, budget, costs=costs)
+    ok = curve.relative_cost <= budget + 1e-12
+    best = curve.accuracy[ok].max()
+    _same_point(r, curve, _cheapest(curve, ok & (curve.accuracy >= best - 1e-12)))
+    assert r.accuracy == curves.accuracy_at_budget(curve, budget)
+    r = cal.calibrate_cascade([s], [cs, ct], 0.3, costs=costs)
+    dist = np.abs(curve.teacher_share - 0.3)
+    _same_point(r, curve, int(np.flatnonzero(dist <= dist.min() + 1e-12)[0]))
+    assert r.thresholds[0] == cal.threshold_for_teacher_share(s, 0.3)
+    r = cal.calibrate_cascade([s], [cs, ct], "crossing", costs=costs)
+    assert r.thresholds == (cal.crossing_threshold(s, cs),)
+    _same_point(r, curve, int(np.flatnonzero(curve.thresholds == r.thresholds[0])[0]))
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_n_stage_targets_are_reductions_of_grid_curve(seed):
+    from cascadekit import curves
+
+    s, correct = _three_stage_case(300, seed, levels=40)
+    costs = [1.0, 3.0, 10.0]
+    ng = 16
+    grid = curves.grid_curve(
+        s, correct, costs, grids=[cal.quantile_grid(x, ng) for x in s], pareto=False
+    )
+    assert grid.thresholds.shape[1] == 2
+    target = float(np.quantile(grid.accuracy, 0.8))
+    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_grid=ng)
+    _same_point(r, grid, _cheapest(grid, grid.accuracy >= target - 1e-12))
+    r = cal.calibrate_cascade(s, correct, {"relative_cost": 0.5}, costs=costs, n_grid=ng)
+    ok = grid.relative_cost <= 0.5 + 1e-12
+    best = grid.accuracy[ok].max()
+    _same_point(r, grid, _cheapest(grid, ok & (grid.accuracy >= best - 1e-12)))
+    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_grid=ng)
+    assert abs(r.teacher_share - 0.3) == pytest.approx(np.abs(grid.teacher_share - 0.3).min())
+    # and the reduction is what routing with the thresholds gives (no routing loop inside)
+    stage = assign_stages(s, list(r.thresholds))
+    assert r.teacher_share == np.mean(stage == 2)
+    assert r.accuracy == pytest.approx(np.mean(np.asarray(correct)[stage, np.arange(300)]))
+
+
+def test_reduce_curve_rejects_targets_without_a_curve():
+    from cascadekit import curves
+
+    curve = curves.cascade_curve([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0])
+    with pytest.raises(ParameterError, match="'crossing', which does not read a curve"):
+        cal.reduce_curve(curve, "crossing")
+    with pytest.raises(InfeasibleTargetError, match="No threshold reaches target_accuracy=1"):
+        cal.reduce_curve(curve, {"accuracy": 1.0})
 
 
 def test_auto_method_picks_trinomial_up_to_its_size_limit_then_betting() -> None:

@@ -161,7 +161,10 @@ def test_bad_construction() -> None:
 
 def test_bad_thresholds_and_not_calibrated() -> None:
     c = Cascade.from_outputs([np.zeros((2, 2))] * 3)
-    with pytest.raises(NotCalibratedError, match="no threshold yet"):
+    with pytest.raises(
+        NotCalibratedError,
+        match=r"no threshold yet\. Pass thresholds=\.\.\. or call cascade\.calibrate\(target",
+    ):
         c.route()
     with pytest.raises(ParameterError, match=r"Expected 2 threshold\(s\) for a 3-stage"):
         c.thresholds = [1.0]
@@ -197,7 +200,7 @@ def test_energy_is_refused_on_saved_normalized_outputs(kind: str) -> None:
                        f"'stage0' are {kind}"):  # fmt: skip
         cascade.route()
     with pytest.raises(ScoreInputError, match=f"outputs of stage 0 are {kind}"):
-        calibrate_outputs([student, z], np.zeros(200, dtype=int), teacher_share=0.3)
+        calibrate_outputs([student, z], np.zeros(200, dtype=int), 0.3)
 
 
 def test_saved_probabilities_are_converted_not_taken_as_logits() -> None:
@@ -299,3 +302,67 @@ def test_from_models_maps_text_and_sparse_labels_through_classes() -> None:
         [s, lambda x: np.zeros((len(x), 3))], classes=["setosa", "versicolor", "virginica"]
     )
     assert c3.classes.tolist() == ["setosa", "versicolor", "virginica"]
+
+
+# ------------------------------------------------------------------------------------------
+# Cascade.calibrate: the library's calibration on the cascade's own stages
+
+
+def _calibration_case(n: int = 400, seed: int = 3) -> tuple[list[np.ndarray], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 4, n)
+    outs = []
+    for noise in (2.5, 1.5, 0.7):  # stronger stages make fewer mistakes
+        z = rng.normal(0, noise, (n, 4))
+        z[np.arange(n), y] += 2.0
+        outs.append(z)
+    return outs, y
+
+
+def test_calibrate_sets_learned_attributes_like_calibrate_outputs() -> None:
+    from cascadekit import curves
+
+    outs, y = _calibration_case()
+    c = Cascade.from_outputs(outs[::2], costs=[1, 6], score="margin")
+    assert c.calibrate({"accuracy": 0.8}, y) is c
+    ref = calibrate_outputs(outs[::2], y, {"accuracy": 0.8}, score="margin", costs=[1, 6])
+    assert c.calibration_ == ref
+    assert c.thresholds_.shape == (1,) and tuple(c.thresholds_) == ref.thresholds
+    assert c.thresholds == ref.thresholds
+    r = c.route()  # routes with the calibrated thresholds, with the calibration's figures
+    assert (r.teacher_share, r.accuracy(y)) == (ref.teacher_share, ref.accuracy)
+    s = scores.margin(outs[0])
+    want = curves.cascade_curve(s, outs[0].argmax(1) == y, outs[2].argmax(1) == y, costs=[1, 6])
+    np.testing.assert_array_equal(c.curve_.accuracy, want.accuracy)
+    c.thresholds = [np.inf]  # the knob moves; what calibration chose stays on record
+    assert tuple(c.thresholds_) == ref.thresholds
+
+
+def test_calibrate_three_stages_live_models_guarantee_and_label_free() -> None:
+    outs, y = _calibration_case(n=3000)
+    X = np.arange(3000)
+    models = [lambda idx, z=z: z[idx] for z in outs]
+    c = Cascade.from_models(models, costs=[1, 3, 10], score="max_softmax")
+    c.calibrate({"relative_cost": 0.6}, y, X=X)
+    ref = calibrate_outputs(outs, y, {"relative_cost": 0.6}, score="max_softmax", costs=[1, 3, 10])
+    assert c.thresholds_.shape == (2,) and c.calibration_ == ref
+    assert c.curve_.thresholds.shape[1] == 2  # the N-stage grid curve
+    g = c.calibrate({"accuracy_drop": 0.05, "delta": 0.1}, y, X=X).calibration_
+    assert g.method == "trinomial" and g.epsilon == 0.05 and g.delta == 0.1
+    free = c.calibrate(0.3, outputs=outs).calibration_  # no labels: agreement with the last
+    assert free.label_free and free.teacher_accuracy == 1.0
+
+
+def test_calibrate_bad_input() -> None:
+    outs, y = _calibration_case(n=50)
+    c = Cascade.from_outputs(outs[:2], score="margin")
+    with pytest.raises(ParameterError, match="outputs or inputs X, not both"):
+        c.calibrate(0.3, y, outputs=outs[:2], X=np.arange(50))
+    with pytest.raises(ParameterError, match="Expected a target: a teacher share"):
+        c.calibrate({"recall": 0.9}, y)
+    with pytest.raises(ParameterError, match="has no model"):
+        c.calibrate(0.3, y, X=np.arange(50))
+    special = Cascade([Stage(outs[0], other_class=3), Stage(outs[1])])
+    with pytest.raises(ParameterError, match="specialized .* does not model its 'other' gate"):
+        special.calibrate(0.3, y)
+    assert c.thresholds is None  # a failed calibration leaves the cascade as it was

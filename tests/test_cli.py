@@ -156,8 +156,8 @@ def test_evaluate_labels_only_teacher(files: dict[str, Path]) -> None:
         (["--teacher-share", "0.3"], "teacher_share"),
         (["--target-accuracy", "0.9"], "accuracy"),
         (["--max-cost", "0.5"], "relative_cost"),
-        (["--crossing"], "threshold"),
-        (["--max-accuracy-drop", "0.03", "--confidence", "0.9"], "epsilon"),
+        (["--crossing"], "thresholds"),
+        (["--max-accuracy-drop", "0.03", "--delta", "0.1"], "epsilon"),
     ],
 )
 def test_calibrate_targets_then_route(files: dict[str, Path], target: list[str], key: str) -> None:
@@ -182,7 +182,7 @@ def test_calibrate_targets_then_route(files: dict[str, Path], target: list[str],
     assert code == 0, text
     doc = json.loads(out.read_text())
     assert doc["score"] == "max_softmax" and key in doc
-    for k in ("threshold", "teacher_share", "relative_cost", "accuracy"):
+    for k in ("thresholds", "teacher_share", "relative_cost", "accuracy"):
         assert k in doc
     if target[0] == "--teacher-share":
         assert doc["teacher_share"] == pytest.approx(0.3, abs=0.01)
@@ -344,6 +344,36 @@ def test_calibrate_label_free(files: dict[str, Path]) -> None:
                 "1.5",
             ],
             "between 0 and 1",
+        ),
+        (
+            [
+                "calibrate",
+                "{calibrate_student}",
+                "{calibrate_teacher}",
+                "--labels",
+                "{calibrate_labels}",
+                "--max-accuracy-drop",
+                "0.003",
+                "--delta",
+                "0.01",
+                "--method",
+                "binomial",
+            ],
+            r"probability 1 - delta = 0\.99 needs at least 1,533",
+        ),
+        (
+            [
+                "calibrate",
+                "{calibrate_student}",
+                "{calibrate_teacher}",
+                "--labels",
+                "{calibrate_labels}",
+                "--max-accuracy-drop",
+                "0.03",
+                "--delta",
+                "1.5",
+            ],
+            r"Expected delta strictly between 0 and 1; got 1\.5\. For example --delta 0\.1",
         ),
         (
             [

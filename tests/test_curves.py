@@ -726,3 +726,21 @@ def test_pool_errors(digits_pool) -> None:
         cv.compute_saving_at_equal_accuracy([1, 2], [0.5, 0.9], [1], [0.9], names=["a"])
     single = cv.pool_frontier(outs, y, costs, max_depth=1)
     assert single.curves == {} and single.saving.mean == 1.0
+
+
+def test_grid_curve_with_explicit_grids() -> None:
+    rng = np.random.default_rng(4)
+    s = [rng.random(300), rng.random(300)]
+    values = [s[0] > 0.4, s[1] > 0.3, rng.random(300) < 0.9]
+    grids = [[0.2, 0.5, 0.8], [0.1, 0.6]]
+    c = cv.grid_curve(s, values, [1, 2, 5], grids=grids, pareto=False)
+    assert len(c) == 5 * 4  # each grid gains -inf and +inf
+    for th, share in zip(c.thresholds, c.teacher_share, strict=True):
+        stage = assign_stages(s, list(th))
+        assert share == np.mean(stage == 2)
+    with pytest.raises(
+        ParameterError, match=r"one threshold grid per non-final stage \(2\); got 1"
+    ):
+        cv.grid_curve(s, values, grids=[[0.5]])
+    with pytest.raises(ParameterError, match=r"thresholds of grids\[1\] .* got NaN"):
+        cv.grid_curve(s, values, grids=[[0.5], [np.nan]])

@@ -17,9 +17,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from cascadekit import scores
-from cascadekit.calibration import CalibrationResult
+from cascadekit.calibration import CalibrationResult, Target, guaranteed_threshold, parse_target
 from cascadekit.errors import InfeasibleTargetError, LabelError, ParameterError, ScoreInputError
-from cascadekit.estimators import CascadeClassifier, parse_target
+from cascadekit.estimators import CascadeClassifier
 
 
 def _student() -> LogisticRegression:
@@ -39,7 +39,12 @@ def _strong_teacher() -> KNeighborsClassifier:
 # Every check applies with a teacher-share target. An accuracy target is deliberately left out
 # of the suite: on the suite's random data no threshold reaches it, and fit raises
 # InfeasibleTargetError by design (it is tested below).
-@parametrize_with_checks([CascadeClassifier(_student(), _teacher(), random_state=0)])
+@parametrize_with_checks(
+    [
+        CascadeClassifier(_student(), _teacher(), random_state=0),
+        CascadeClassifier(_student(), _teacher(), random_state=0, intermediates=[_student()]),
+    ]
+)
 def test_sklearn_estimator_checks(estimator, check) -> None:
     check(estimator)
 
@@ -67,7 +72,7 @@ def test_fit_splits_calibrates_and_routes_like_a_brute_force(digits) -> None:
     p_t = clf.teacher_.estimator.predict_proba(Xt)
     log_odds = scores.max_softmax(clf.student_.estimator.decision_function(Xt))
     np.testing.assert_allclose(log_odds, np.log(p_s.max(axis=1) / (1 - p_s.max(axis=1))))
-    to_teacher = log_odds < clf.threshold_
+    to_teacher = log_odds < clf.thresholds_[0]
     expect = np.where(to_teacher, p_t.argmax(axis=1), p_s.argmax(axis=1))
     np.testing.assert_array_equal(clf.predict(Xt), clf.classes_[expect])
     np.testing.assert_allclose(
@@ -95,6 +100,23 @@ def test_accuracy_and_cost_targets(digits) -> None:
     assert cheap.calibration_.accuracy >= clf.calibration_.accuracy
     with pytest.raises(InfeasibleTargetError, match="No threshold reaches target_accuracy=1"):
         clone(clf).set_params(target={"accuracy": 1.0}).fit(X[:200], y[:200])
+
+
+def test_guaranteed_target_is_the_library_guarantee(digits) -> None:
+    # the estimator's accuracy_drop target is calibration.guaranteed_threshold on its
+    # calibration part: the same threshold, delta and method
+    X, y, _, _ = digits
+    student = _student().fit(X[:600], y[:600])
+    teacher = _strong_teacher().fit(X[:600], y[:600])
+    target = {"accuracy_drop": 0.05, "delta": 0.2}
+    clf = CascadeClassifier(student, teacher, prefit=True, target=target).fit(X[600:], y[600:])
+    z = student.predict_proba(X[600:])
+    cs = z.argmax(axis=1) == y[600:]
+    ct = teacher.predict(X[600:]) == y[600:]
+    ref = guaranteed_threshold(z.max(axis=1), cs, ct, 0.05, 0.2)
+    assert clf.calibration_.method == "trinomial" and clf.calibration_.delta == 0.2
+    np.testing.assert_allclose(clf.thresholds_, ref.thresholds)
+    assert clf.calibration_.teacher_share == ref.teacher_share
 
 
 def test_prefit_stages_are_only_calibrated(digits) -> None:
@@ -130,7 +152,7 @@ def test_torch_stages_are_calibrated_not_fitted(digits) -> None:
     assert torch.equal(net.weight, before)
     np.testing.assert_array_equal(clf.classes_, np.arange(10))
     z = net(torch.from_numpy(Xt).float()).detach().numpy()
-    to_teacher = scores.energy(z) < clf.threshold_
+    to_teacher = scores.energy(z) < clf.thresholds_[0]
     expect = np.where(to_teacher, teacher.predict_proba(Xt).argmax(axis=1), z.argmax(axis=1))
     np.testing.assert_array_equal(clf.predict(Xt), expect)
     with pytest.raises(LabelError, match="class indices 0..C-1"):
@@ -166,8 +188,9 @@ def test_live_threshold_on_the_fitted_cascade(digits) -> None:
 @pytest.mark.parametrize(
     ("params", "error", "match"),
     [
-        ({"target": {"recall": 0.9}}, ParameterError, "Expected target to be a teacher share"),
-        ({"target": 1.5}, ParameterError, r"teacher_share target in \[0, 1\]; got 1.5"),
+        ({"target": {"recall": 0.9}}, ParameterError, "Expected a target: a teacher share"),
+        ({"target": 1.5}, ParameterError, r"teacher_share in \[0, 1\]; got 1.5"),
+        ({"target": {"accuracy_drop": 0.01, "delta": 2}}, ParameterError, "delta strictly"),
         ({"target": {"relative_cost": -1}}, ParameterError, "positive relative_cost"),
         ({"calibration_size": 1.0}, ParameterError, "calibration_size strictly between 0 and 1"),
         ({"temperature": 0.0}, ParameterError, "positive, finite temperature"),
@@ -187,7 +210,7 @@ def test_unfitted_and_one_class(digits) -> None:
         CascadeClassifier(_student(), _strong_teacher()).predict(X[:3])
     with pytest.raises(LabelError, match="at least 2 classes; got one class"):
         CascadeClassifier(_student(), _strong_teacher()).fit(X[:20], np.zeros(20, dtype=int))
-    assert parse_target(("accuracy", 0.9)) == ("accuracy", 0.9)
+    assert parse_target(("accuracy", 0.9)) == Target("accuracy", 0.9)
 
 
 def test_default_score_works_for_a_student_with_probabilities_only(digits) -> None:
@@ -219,3 +242,29 @@ def test_answers_do_not_depend_on_the_rest_of_the_batch() -> None:
         random_state=0,
     )
     check_methods_subset_invariance("CascadeClassifier", est)
+
+
+def test_three_stages_with_intermediates(digits) -> None:
+    X, y, Xt, _ = digits
+    clf = CascadeClassifier(
+        _student(),
+        _strong_teacher(),
+        target={"relative_cost": 0.6},
+        costs=(1, 3, 10),
+        intermediates=[RandomForestClassifier(n_estimators=30, random_state=0)],
+        random_state=0,
+    ).fit(X, y)
+    assert clf.thresholds_.shape == (2,) and clf.cascade_.n_stages == 3
+    assert len(clf.stages_) == 3 and clf.stages_[0] is clf.student_
+    assert clf.calibration_.relative_cost <= 0.6
+    # the same rule as calibrate_cascade on the calibration part, routed by the cascade
+    res = clf.predict_cascade(Xt)
+    z = [m(Xt) for m in clf.stages_]
+    s = [scores.max_softmax(z_) for z_ in z[:2]]
+    stage = np.where(s[0] >= clf.thresholds_[0], 0, np.where(s[1] >= clf.thresholds_[1], 1, 2))
+    np.testing.assert_array_equal(res.stage, stage)
+    np.testing.assert_array_equal(
+        clf.predict(Xt), clf.classes_[np.choose(stage, [x.argmax(1) for x in z])]
+    )
+    with pytest.raises(ParameterError, match=r"one cost per stage \(3\); got 2"):
+        clone(clf).set_params(costs=(1, 10)).fit(X, y)

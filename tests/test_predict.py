@@ -380,7 +380,9 @@ def test_prefit_classifiers_on_text_labels_map_through_classes(digits) -> None:
     clf = CascadeClassifier(s, t, routing_score="margin", prefit=True).fit(X[400:], words[y[400:]])
     assert clf.classes_.tolist() == sorted(words.tolist())
     pred = clf.predict(X[400:])
-    r = Cascade.from_models([s, t], score="margin", thresholds=[clf.threshold_]).predict(X[400:])
+    r = Cascade.from_models([s, t], score="margin", thresholds=[clf.thresholds_[0]]).predict(
+        X[400:]
+    )
     np.testing.assert_array_equal(pred, r.predicted_labels)  # one mechanism, one answer
     np.testing.assert_array_equal(
         pred, np.where(r.stage == 0, s.predict(X[400:]), t.predict(X[400:]))

@@ -27,7 +27,7 @@ Examples
 0.45
 >>> r = calibration.threshold_for_accuracy(
 ...     scores, [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], target_accuracy=0.8, costs=[1, 4])
->>> round(r.threshold, 4), r.teacher_share, r.accuracy, round(r.relative_cost, 4)
+>>> round(r.thresholds[0], 4), r.teacher_share, r.accuracy, round(r.relative_cost, 4)
 (0.45, 0.4, 0.8, 0.65)
 >>> round(r.numerical_margin, 4)   # no calibration score is closer to the threshold
 0.25
@@ -36,9 +36,9 @@ Examples
 from __future__ import annotations
 
 import functools
-import itertools
 import math
-from collections.abc import Sequence
+import numbers
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import Any
 
@@ -59,6 +59,9 @@ from ._validation import (
     encode_threshold,
 )
 from .cascade import assign_stages
+from .curves._common import ACCURACY_TOL
+from .curves.exact import Curve, cascade_curve, relative_cost_2
+from .curves.grid import grid_curve
 from .errors import (
     InfeasibleTargetError,
     InsufficientDataError,
@@ -67,21 +70,23 @@ from .errors import (
 )
 from .scores import (
     numerical_margin,
-    resolution_blocks,
     separating_threshold_of,
-    separating_thresholds,
 )
 
 __all__ = [
     "GUARANTEE_METHODS",
+    "TARGET_KINDS",
     "CalibrationResult",
+    "Target",
     "calibrate_cascade",
     "calibrate_outputs",
     "crossing_threshold",
     "guaranteed_threshold",
     "guaranteed_threshold_label_free",
     "min_calibration_size",
+    "parse_target",
     "quantile_grid",
+    "reduce_curve",
     "threshold_for_accuracy",
     "threshold_for_cost",
     "threshold_for_teacher_share",
@@ -110,9 +115,10 @@ class CalibrationResult:
 
     Attributes
     ----------
-    threshold : float or tuple of float
-        Threshold of the student (2 stages) or of every non-final stage (N stages). An input
-        stays at a stage when its score is ``>= threshold``; ``inf`` sends everything on.
+    thresholds : tuple of float, length N-1
+        Threshold of every non-final stage (one for 2 stages). An input stays at stage ``k``
+        when its score is ``>= thresholds[k]``; ``inf`` sends everything on. A bare float is
+        accepted when constructing and stored as a 1-tuple.
     teacher_share : float
         Share of calibration inputs answered by the last stage.
     relative_cost : float
@@ -152,7 +158,7 @@ class CalibrationResult:
         None when every threshold is infinite.
     """
 
-    threshold: float | tuple[float, ...]
+    thresholds: tuple[float, ...]
     teacher_share: float
     relative_cost: float
     accuracy: float
@@ -167,6 +173,11 @@ class CalibrationResult:
     label_free: bool = False
     teacher_accuracy: float | None = None
     numerical_margin: float | None = None
+
+    def __post_init__(self) -> None:
+        raw = self.thresholds
+        seq = raw if isinstance(raw, (tuple, list, np.ndarray)) else (raw,)
+        self.thresholds = tuple(float(t) for t in np.ravel(np.asarray(seq, dtype=np.float64)))
 
     @property
     def accuracy_drop(self) -> float | None:
@@ -198,8 +209,8 @@ class CalibrationResult:
         Examples
         --------
         >>> r = CalibrationResult(float("inf"), 1.0, 1.25, 0.9, "binomial")
-        >>> r.to_dict()["threshold"] is None
-        True
+        >>> r.to_dict()["thresholds"]
+        [None]
         >>> d = CalibrationResult(0.5, 0.2, 0.4, 0.97, "teacher_share", label_free=True,
         ...                       teacher_accuracy=1.0).to_dict()
         >>> d["measured_against"], d["agreement"], "accuracy" in d, "teacher_accuracy" in d
@@ -232,6 +243,143 @@ def _jsonable(v: Any) -> Any:
 
 
 # --------------------------------------------------------------------------------------------
+# targets: one vocabulary for the library, CascadeClassifier, Cascade.calibrate and the CLI
+
+#: The kinds of :class:`Target`.
+TARGET_KINDS = ("teacher_share", "accuracy", "relative_cost", "accuracy_drop", "crossing")
+
+
+@dataclass(frozen=True)
+class Target:
+    """What thresholds are calibrated for (one of :data:`TARGET_KINDS`).
+
+    * ``teacher_share``: the share of inputs answered by the last stage closest to ``value``;
+    * ``accuracy``: the cheapest thresholds whose calibration accuracy is at least ``value``
+      (label-free calibration reads it as agreement with the last stage);
+    * ``relative_cost``: the most accurate thresholds whose mean cost per input is at most
+      ``value`` times the last stage's;
+    * ``accuracy_drop``: the guarantee: the population accuracy drop against the last stage is
+      at most ``value`` (epsilon) with probability at least ``1 - delta``
+      (:func:`guaranteed_threshold`; ``method`` picks its test);
+    * ``crossing``: where the score densities of right and wrong answers cross (2 stages,
+      no value).
+
+    Build one directly or with :meth:`parse`, which accepts every form the library, the
+    estimator and the CLI take.
+
+    Examples
+    --------
+    >>> Target.parse(0.3)
+    Target(kind='teacher_share', value=0.3, delta=0.1, method='auto')
+    >>> Target.parse({"accuracy_drop": 0.01, "delta": 0.05}).delta
+    0.05
+    >>> Target.parse("crossing").kind
+    'crossing'
+    >>> Target.parse({"recall": 0.9})
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.ParameterError: Expected a target: a teacher share in [0, 1], ...
+    """
+
+    kind: str
+    value: float | None = None
+    delta: float = 0.1
+    method: str = "auto"
+
+    def __post_init__(self) -> None:
+        if self.kind not in TARGET_KINDS:
+            raise ParameterError(
+                f"Unknown target kind {self.kind!r}; expected one of {list(TARGET_KINDS)}."
+            )
+        if self.kind == "crossing":
+            if self.value is not None:
+                raise ParameterError(
+                    f"The crossing target takes no value; got {self.value!r}. Use "
+                    "Target('crossing')."
+                )
+            return
+        v = self.value
+        if not isinstance(v, numbers.Real) or isinstance(v, bool):
+            raise ParameterError(
+                f"Expected a number as the {self.kind} target; got {v!r}. For example "
+                f"Target({self.kind!r}, {_EXAMPLE_VALUES[self.kind]})."
+            )
+        fv = float(v)
+        object.__setattr__(self, "value", fv)
+        if self.kind == "relative_cost":
+            if not (fv > 0.0 and math.isfinite(fv)):
+                raise ParameterError(
+                    f"Expected a positive relative_cost target (a multiple of the last stage's "
+                    f"cost, e.g. 0.5 for half of it); got {v!r}."
+                )
+        elif self.kind == "accuracy_drop":
+            check_open_unit("epsilon", fv)
+            object.__setattr__(self, "delta", check_open_unit("delta", self.delta))
+        else:
+            check_unit(self.kind, fv)
+        _check_method(self.method, False)  # a known test, or "auto"
+
+    @classmethod
+    def parse(cls, target: Any) -> Target:
+        """A :class:`Target` from any accepted form.
+
+        Accepted: a :class:`Target`; a float (the teacher share); ``"crossing"``; a
+        ``(kind, value)`` pair; a dict with one kind as key, e.g. ``{"teacher_share": 0.3}``,
+        ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``, ``{"crossing": True}`` or
+        ``{"accuracy_drop": 0.01}`` (optionally with ``"delta"`` and ``"method"``).
+        """
+        if isinstance(target, Target):
+            return target
+        if isinstance(target, numbers.Real) and not isinstance(target, bool):
+            return cls("teacher_share", float(target))
+        if target == "crossing":
+            return cls("crossing")
+        if isinstance(target, (tuple, list)) and len(target) == 2 and target[0] in TARGET_KINDS:
+            return cls(str(target[0]), target[1])
+        if isinstance(target, Mapping):
+            opts = {k: target[k] for k in ("delta", "method") if k in target}
+            kinds = [k for k in target if k not in ("delta", "method")]
+            if len(kinds) == 1 and kinds[0] in TARGET_KINDS:
+                kind = str(kinds[0])
+                if opts and kind != "accuracy_drop":
+                    raise ParameterError(
+                        f"delta and method belong to the accuracy_drop target; got them with "
+                        f"{kind!r}: {dict(target)!r}."
+                    )
+                if kind == "crossing":
+                    return cls("crossing")
+                return cls(kind, target[kind], **opts)
+        raise ParameterError(
+            "Expected a target: a teacher share in [0, 1], {'teacher_share': s}, "
+            "{'accuracy': a}, {'relative_cost': r}, {'accuracy_drop': epsilon, 'delta': d} or "
+            f"'crossing' (or a Target); got {target!r}. For example target=0.3 or "
+            "target={'accuracy': 0.95}."
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        """``{kind: value}``, with ``delta`` and ``method`` for ``accuracy_drop``."""
+        if self.kind == "crossing":
+            return {"crossing": True}
+        out: dict[str, Any] = {self.kind: self.value}
+        if self.kind == "accuracy_drop":
+            out.update(delta=self.delta, method=self.method)
+        return out
+
+
+_EXAMPLE_VALUES = {
+    "teacher_share": 0.3,
+    "accuracy": 0.95,
+    "relative_cost": 0.5,
+    "accuracy_drop": 0.01,
+}
+
+
+def parse_target(target: Any) -> Target:
+    """Shorthand for :meth:`Target.parse`."""
+    return Target.parse(target)
+
+
+# --------------------------------------------------------------------------------------------
 # validation
 
 
@@ -247,41 +395,136 @@ def _two_stage(
 
 
 def _rel_cost_2(share: FloatArray | float, costs: FloatArray) -> Any:
-    return (costs[0] + np.asarray(share) * costs[1]) / costs[1]
+    return relative_cost_2(np.asarray(share), costs)
 
 
 # --------------------------------------------------------------------------------------------
-# exact two-stage operating points (sort once, cumulative sums)
+# targets as reducers over one curve: the exact 2-stage curve (curves.cascade_curve) or the
+# N-stage grid (curves.grid_curve); every operating point is computed there, once
+
+_TOL = ACCURACY_TOL  # the curves' accuracy tolerance, for shares and costs too
 
 
-@dataclass
-class _Points:
-    """Every distinct 2-stage operating point, from t = +inf (all to the teacher) downwards."""
+def reduce_curve(curve: Curve, target: Any, *, n_samples: int | None = None) -> int:
+    """The index of the operating point of ``curve`` that a target chooses.
 
-    threshold: FloatArray  # (m + 1,), descending, first is +inf
-    teacher_share: FloatArray
-    accuracy: FloatArray
-    n: int
+    ``target`` is a :class:`Target` (or a form :meth:`Target.parse` accepts) of kind
+    ``teacher_share``, ``accuracy`` or ``relative_cost``; the guarantee and the crossing do not
+    read a curve. The rules, with a tolerance of 1e-12:
 
+    * ``teacher_share``: the point whose teacher share is closest to the target, ties to the
+      lower share;
+    * ``accuracy``: among the points reaching the target, the cheapest (as
+      :func:`cascadekit.curves.speedup_at_teacher_accuracy` at the teacher's accuracy);
+    * ``relative_cost``: among the points within the budget, the most accurate;
 
-def _points(s: FloatArray, cs: BoolArray | None = None, ct: BoolArray | None = None) -> _Points:
-    n = s.shape[0]
-    order = np.argsort(s)  # ascending; inside a tie block the order does not matter
-    ss = s[order]
-    starts = resolution_blocks(ss)  # blocks of scores equal within numerical resolution
-    # point j (descending) keeps every block from the j-th highest down: its threshold is the
-    # separating midpoint below that block; the first point (+inf) keeps nothing
-    thr = np.r_[np.inf, separating_thresholds(ss, starts)[::-1]]
-    kept = np.r_[0, (n - starts)[::-1]].astype(np.float64)
-    share = 1.0 - kept / n
-    if cs is None or ct is None:
-        acc = np.full(thr.shape[0], np.nan)
+    then, among points still tied, the most accurate, then the cheapest, then the safest
+    (largest thresholds, first stage first). :func:`threshold_for_accuracy`,
+    :func:`threshold_for_cost`, :func:`threshold_for_teacher_share` and
+    :func:`calibrate_cascade` are this function over :func:`cascadekit.curves.cascade_curve`
+    (2 stages) or :func:`cascadekit.curves.grid_curve` (more).
+
+    Raises
+    ------
+    InfeasibleTargetError
+        When no point reaches the accuracy or fits the budget; ``best`` is the best there is.
+
+    Examples
+    --------
+    >>> from cascadekit import curves
+    >>> c = curves.cascade_curve([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], costs=[1, 4])
+    >>> i = reduce_curve(c, {"accuracy": 0.6})
+    >>> float(c.thresholds[i]), float(c.teacher_share[i])
+    (0.7, 0.6666666666666666)
+    """
+    tgt = Target.parse(target)
+    if tgt.kind not in ("teacher_share", "accuracy", "relative_cost"):
+        raise ParameterError(
+            f"Expected a teacher_share, accuracy or relative_cost target to reduce a curve; got "
+            f"{tgt.kind!r}, which does not read a curve (use calibrate_cascade)."
+        )
+    value = float(tgt.value)  # type: ignore[arg-type]
+    share, acc, rel = curve.teacher_share, curve.accuracy, curve.relative_cost
+    two = curve.n_stages == 2
+    if tgt.kind == "teacher_share":
+        dist = np.abs(share - value)
+        cand = np.flatnonzero(dist <= dist.min() + _TOL)
+        cand = cand[share[cand] <= share[cand].min() + _TOL]
+    elif tgt.kind == "accuracy":
+        cand = np.flatnonzero(acc >= value - _TOL)
+        if cand.shape[0] == 0:
+            raise _infeasible_accuracy(curve, value, n_samples)
+        cand = cand[rel[cand] <= rel[cand].min() + _TOL]
     else:
-        below = np.r_[n, starts[::-1]]  # inputs below the threshold: the first `below` sorted
-        pcs = np.r_[0, np.cumsum(cs[order])]
-        pct = np.r_[0, np.cumsum(ct[order])]
-        acc = ((pcs[n] - pcs[below]) + pct[below]) / n
-    return _Points(threshold=thr, teacher_share=share, accuracy=acc, n=n)
+        cand = np.flatnonzero(rel <= value + _TOL)
+        if cand.shape[0] == 0:
+            lo = float(rel.min())
+            first, stage = ("student", "teacher") if two else ("first stage", "last stage")
+            raise InfeasibleTargetError(
+                f"No threshold{'' if two else 's'} keep{'s' if two else ''} relative_cost <= "
+                f"{value:g}; the cheapest cascade (everything on the {first}) costs {lo:.4g} of "
+                f"the {stage} alone. Raise max_relative_cost or use a cheaper {first}.",
+                best=lo,
+            )
+    cand = cand[acc[cand] >= acc[cand].max() - _TOL]
+    cand = cand[rel[cand] == rel[cand].min()]
+    if cand.shape[0] > 1:  # exact ties: the safest, i.e. the largest thresholds
+        th = np.asarray(curve.thresholds, dtype=np.float64).reshape(len(curve), -1)[cand]
+        cand = cand[np.lexsort(th.T[::-1])[-1:]]
+    return int(cand[0])
+
+
+def _infeasible_accuracy(curve: Curve, target: float, n: int | None) -> InfeasibleTargetError:
+    acc, share = curve.accuracy, curve.teacher_share
+    on = f" on {n:,} calibration samples" if n else ""
+    if curve.n_stages == 2:
+        top = np.flatnonzero(acc >= acc.max() - _TOL)
+        b = int(top[np.argmin(share[top])])
+        return InfeasibleTargetError(
+            f"No threshold reaches target_accuracy={target:g}{on}; the best is {acc[b]:.3f} "
+            f"({share[b]:.0%} sent to the teacher). Lower the target or use a stronger teacher.",
+            best=float(acc[b]),
+        )
+    b = int(np.argmax(acc))
+    return InfeasibleTargetError(
+        f"No thresholds reach target_accuracy={target:g}{on}; the best is {acc[b]:.3f} "
+        f"({share[b]:.0%} sent to the last stage). Lower the target or use a stronger last stage.",
+        best=float(acc[b]),
+    )
+
+
+def _curve_2(
+    s: FloatArray,
+    cs: ArrayLike | None = None,
+    ct: ArrayLike | None = None,
+    costs: ArrayLike | None = None,
+) -> Curve:
+    """The exact 2-stage curve of the calibration data (correctness zeros when not given)."""
+    zeros = np.zeros(s.shape[0], dtype=bool)
+    return cascade_curve(s, zeros if cs is None else cs, zeros if ct is None else ct, costs)
+
+
+def _result_from_curve(
+    curve: Curve,
+    i: int,
+    ss: Sequence[FloatArray],
+    method: str,
+    teacher_accuracy: float,
+    label_free: bool = False,
+) -> CalibrationResult:
+    th = np.asarray(curve.thresholds[i], dtype=np.float64).reshape(-1)
+    ths = tuple(float(t) for t in th)
+    return CalibrationResult(
+        numerical_margin=numerical_margin(ss, list(ths)),
+        thresholds=ths,
+        teacher_share=float(curve.teacher_share[i]),
+        relative_cost=float(curve.relative_cost[i]),
+        accuracy=float(curve.accuracy[i]),
+        method=method,
+        n_calibration=ss[0].shape[0],
+        label_free=label_free,
+        teacher_accuracy=teacher_accuracy,
+    )
 
 
 def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> float:
@@ -315,35 +558,9 @@ def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> floa
     inf
     """
     s = as_scores(scores)
-    k = check_unit("teacher_share", teacher_share)
-    p = _points(s)
-    dist = np.abs(p.teacher_share - k)
-    best = dist.min()
-    cand = np.flatnonzero(dist <= best + 1e-12)
-    i = cand[np.argmin(p.teacher_share[cand])]
-    return float(p.threshold[i])
-
-
-def _result_at(
-    p: _Points,
-    i: int,
-    costs: FloatArray,
-    method: str,
-    ct: BoolArray,
-    s: FloatArray,
-    **extra: Any,
-) -> CalibrationResult:
-    return CalibrationResult(
-        numerical_margin=numerical_margin([s], [float(p.threshold[i])]),
-        threshold=float(p.threshold[i]),
-        teacher_share=float(p.teacher_share[i]),
-        relative_cost=float(_rel_cost_2(p.teacher_share[i], costs)),
-        accuracy=float(p.accuracy[i]),
-        method=method,
-        n_calibration=p.n,
-        teacher_accuracy=float(np.mean(ct)),
-        **extra,
-    )
+    target = Target("teacher_share", teacher_share)
+    curve = _curve_2(s)
+    return float(curve.thresholds[reduce_curve(curve, target)])
 
 
 def threshold_for_accuracy(
@@ -381,26 +598,14 @@ def threshold_for_accuracy(
     Examples
     --------
     >>> r = threshold_for_accuracy([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], 0.6)
-    >>> round(r.threshold, 4), round(r.accuracy, 3), round(r.teacher_share, 3)
+    >>> round(r.thresholds[0], 4), round(r.accuracy, 3), round(r.teacher_share, 3)
     (0.7, 0.667, 0.667)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
-    target = check_unit("target_accuracy", target_accuracy)
-    c = check_costs(costs, 2)
-    p = _points(s, cs, ct)
-    ok = p.accuracy >= target - 1e-12
-    if not ok.any():
-        top = np.flatnonzero(p.accuracy >= p.accuracy.max() - 1e-12)
-        b = int(top[np.argmin(p.teacher_share[top])])
-        raise InfeasibleTargetError(
-            f"No threshold reaches target_accuracy={target:g} on {p.n:,} calibration samples; "
-            f"the best is {p.accuracy[b]:.3f} ({p.teacher_share[b]:.0%} sent to the teacher). "
-            "Lower the target or use a stronger teacher.",
-            best=float(p.accuracy[b]),
-        )
-    cand = np.flatnonzero(ok)
-    i = int(cand[np.argmin(p.teacher_share[cand])])
-    return _result_at(p, i, c, "accuracy", ct, s)
+    target = Target("accuracy", check_unit("target_accuracy", target_accuracy))
+    curve = _curve_2(s, cs, ct, check_costs(costs, 2))
+    i = reduce_curve(curve, target, n_samples=s.shape[0])
+    return _result_from_curve(curve, i, [s], "accuracy", _mean(ct))
 
 
 def threshold_for_cost(
@@ -439,7 +644,7 @@ def threshold_for_cost(
     Examples
     --------
     >>> r = threshold_for_cost([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 1], 0.6, costs=[1, 4])
-    >>> round(r.threshold, 4), round(r.teacher_share, 4), round(r.relative_cost, 4)
+    >>> round(r.thresholds[0], 4), round(r.teacher_share, 4), round(r.relative_cost, 4)
     (0.3, 0.3333, 0.5833)
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
@@ -450,22 +655,13 @@ def threshold_for_cost(
             f"Expected max_relative_cost to be a positive number; got {max_relative_cost!r}. "
             "For example 0.5 for half the teacher's cost."
         )
-    p = _points(s, cs, ct)
-    rel = _rel_cost_2(p.teacher_share, c)
-    ok = rel <= budget + 1e-12
-    if not ok.any():
-        lo = float(rel.min())
-        raise InfeasibleTargetError(
-            f"No threshold keeps relative_cost <= {budget:g}; the cheapest cascade (everything "
-            f"on the student) costs {lo:.4g} of the teacher alone. Raise max_relative_cost or "
-            "use a cheaper student.",
-            best=lo,
-        )
-    cand = np.flatnonzero(ok)
-    best_acc = p.accuracy[cand].max()
-    cand = cand[p.accuracy[cand] >= best_acc - 1e-12]
-    i = int(cand[np.argmin(p.teacher_share[cand])])
-    return _result_at(p, i, c, "cost", ct, s)
+    curve = _curve_2(s, cs, ct, c)
+    i = reduce_curve(curve, Target("relative_cost", budget))
+    return _result_from_curve(curve, i, [s], "cost", _mean(ct))
+
+
+def _mean(x: NDArray[Any]) -> float:
+    return float(np.mean(x))
 
 
 # --------------------------------------------------------------------------------------------
@@ -949,7 +1145,7 @@ def _guarantee_2(
     acc = float(np.mean(np.where(keep, cs, ct)))
     return CalibrationResult(
         numerical_margin=numerical_margin([s], [t]),
-        threshold=t,
+        thresholds=(t,),
         teacher_share=share,
         relative_cost=float(_rel_cost_2(share, c)),
         accuracy=acc,
@@ -1178,35 +1374,33 @@ def _evaluate(
 def calibrate_cascade(
     stage_scores: Sequence[ArrayLike],
     stage_correct: Sequence[ArrayLike],
-    costs: ArrayLike | None = None,
+    target: Any,
     *,
-    teacher_share: float | None = None,
-    target_accuracy: float | None = None,
-    max_relative_cost: float | None = None,
-    epsilon: float | None = None,
-    delta: float = 0.1,
-    method: str = "auto",
+    costs: ArrayLike | None = None,
     n_grid: int | None = None,
     label_free: bool = False,
 ) -> CalibrationResult:
-    """Thresholds of an N-stage cascade for one target (give exactly one).
+    """Thresholds of an N-stage cascade for one :class:`Target`.
 
-    An input stays at stage k when ``stage_scores[k] >= threshold_k``. For two stages this
-    calls the exact functions above. For more, every combination of per-stage thresholds on a
-    grid is evaluated with :func:`cascadekit.cascade.assign_stages`; each stage's grid is
-    ``n_grid`` quantiles of its scores (from "keep all" to "keep none" = ``inf``):
+    An input stays at stage k when ``stage_scores[k] >= thresholds[k]``. ``target`` is a
+    :class:`Target` or any form :meth:`Target.parse` accepts (``0.3`` is a teacher share,
+    ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``, ``{"accuracy_drop": 0.01, "delta":
+    0.1}``, ``"crossing"``). For two stages the operating points are exact. For more, every
+    combination of per-stage thresholds on a grid is evaluated; each stage's grid is ``n_grid``
+    quantiles of its scores (from "keep all" to "keep none" = ``inf``):
 
     * ``teacher_share``: the combination whose last-stage share is closest to the target
       (ties: not above it, then the most accurate, then the cheapest);
-    * ``target_accuracy``: the cheapest combination reaching it (ties: the most accurate);
-    * ``max_relative_cost``: the most accurate within the budget (ties: the cheapest);
-    * ``epsilon`` (with ``delta``, ``method``): the guarantee of :func:`guaranteed_threshold`
-      along a one-dimensional path: all stages' thresholds at the same score-quantile level
-      ``lambda`` of their own scores, tested from ``lambda = 1`` (everything to the last stage)
-      downwards with fixed-sequence testing, which is valid for any order fixed in advance.
-      The drop of an input is ``correct_last - correct_answering_stage``. ``method="auto"``
-      uses ``"trinomial"``, or ``"binomial"`` when ``label_free`` (the loss is then binary and
-      the exact binomial test is tighter).
+    * ``accuracy``: the cheapest combination reaching it (ties: the most accurate);
+    * ``relative_cost``: the most accurate within the budget (ties: the cheapest);
+    * ``accuracy_drop`` (epsilon, with the target's ``delta`` and ``method``): the guarantee
+      of :func:`guaranteed_threshold` along a one-dimensional path: all stages' thresholds at
+      the same score-quantile level ``lambda`` of their own scores, tested from ``lambda = 1``
+      (everything to the last stage) downwards with fixed-sequence testing, which is valid for
+      any order fixed in advance. The drop of an input is ``correct_last -
+      correct_answering_stage``. ``method="auto"`` uses ``"trinomial"``, or ``"binomial"`` when
+      ``label_free`` (the loss is then binary and the exact binomial test is tighter);
+    * ``crossing`` (2 stages): :func:`crossing_threshold`.
 
     Parameters
     ----------
@@ -1215,16 +1409,20 @@ def calibrate_cascade(
     stage_correct : sequence of N arrays of shape (n_samples,)
         1 where the stage's answer is right. For label-free calibration pass agreement with the
         last stage's answer and ones for the last stage, and set ``label_free=True``.
+    target : Target, float, dict, str or (kind, value)
+        What to calibrate for.
     costs : sequence of N floats, optional
         Cost per input of every stage; defaults to 1 each.
     n_grid : int, optional
         Grid size per stage (search) or of the path (guarantee). Defaults to 100 for the
         guarantee and to ``min(64, floor(4096 ** (1 / (N - 1))))`` per stage for the search.
+    label_free : bool, default=False
+        Correctness is agreement with the last stage (``accuracy`` then means agreement).
 
     Returns
     -------
     CalibrationResult
-        ``threshold`` is a float for 2 stages and a tuple for more.
+        ``thresholds`` holds N-1 floats.
 
     Examples
     --------
@@ -1232,154 +1430,68 @@ def calibrate_cascade(
     >>> s = [rng.uniform(size=500), rng.uniform(size=500)]
     >>> correct = [rng.uniform(size=500) < s[0], rng.uniform(size=500) < 0.5 + s[1] / 2,
     ...            np.ones(500, dtype=bool)]
-    >>> r = calibrate_cascade(s, correct, costs=[1, 3, 10], target_accuracy=0.9)
-    >>> len(r.threshold), r.accuracy >= 0.9
+    >>> r = calibrate_cascade(s, correct, {"accuracy": 0.9}, costs=[1, 3, 10])
+    >>> len(r.thresholds), r.accuracy >= 0.9
     (2, True)
     """
-    chosen = [
-        name
-        for name, v in (
-            ("teacher_share", teacher_share),
-            ("target_accuracy", target_accuracy),
-            ("max_relative_cost", max_relative_cost),
-            ("epsilon", epsilon),
-        )
-        if v is not None
-    ]
-    if len(chosen) != 1:
-        raise ParameterError(
-            "Expected exactly one target: teacher_share, target_accuracy, max_relative_cost or "
-            f"epsilon; got {len(chosen)} ({', '.join(chosen) or 'none'})."
-        )
+    tgt = Target.parse(target)
     ss, correct, c = _n_stage_inputs(stage_scores, stage_correct, costs)
     n_stages = correct.shape[0]
-    method = _check_method(method, label_free, ss[0].shape[0])
-    if n_stages == 2 and epsilon is None:
-        if teacher_share is not None:
-            t = threshold_for_teacher_share(ss[0], teacher_share)
-            acc, share, rel, _ = _evaluate(ss, correct, c, [t])
-            return CalibrationResult(
-                t,
-                share,
-                rel,
-                acc,
-                "teacher_share",
-                numerical_margin=numerical_margin(ss, [t]),
-                n_calibration=ss[0].shape[0],
-                label_free=label_free,
-                teacher_accuracy=float(np.mean(correct[-1])),
+    teacher_accuracy = float(np.mean(correct[-1]))
+    if tgt.kind == "crossing":
+        if n_stages != 2:
+            raise ParameterError(
+                f"Expected 2 stages for the crossing threshold; got {n_stages}. Use another "
+                "target for longer cascades."
             )
-        if target_accuracy is not None:
-            r = threshold_for_accuracy(ss[0], correct[0], correct[1], target_accuracy, c)
-        else:
-            assert max_relative_cost is not None
-            r = threshold_for_cost(ss[0], correct[0], correct[1], max_relative_cost, c)
-        r.label_free = label_free
-        return r
-    if epsilon is not None and n_stages == 2:
-        return _guarantee_2(
-            ss[0],
-            correct[0],
-            correct[1],
-            epsilon,
-            delta,
-            method,
-            None,
-            n_grid or _DEFAULT_N_GRID,
-            c,
-            label_free,
-        )
-    if epsilon is not None:
+        t = crossing_threshold(ss[0], correct[0])
+        curve = _curve_2(ss[0], correct[0], correct[1], c)
+        # the crossing is a separating threshold: one of the curve's points
+        i = int(np.searchsorted(curve.thresholds, t, side="left"))
+        return _result_from_curve(curve, i, ss, "crossing", teacher_accuracy, label_free)
+    if tgt.kind == "accuracy_drop":
+        assert tgt.value is not None
+        method = _check_method(tgt.method, label_free, ss[0].shape[0])
+        if n_stages == 2:
+            return _guarantee_2(
+                ss[0],
+                correct[0],
+                correct[1],
+                tgt.value,
+                tgt.delta,
+                method,
+                None,
+                n_grid or _DEFAULT_N_GRID,
+                c,
+                label_free,
+            )
         return _guarantee_path(
-            ss, correct, c, epsilon, delta, method, n_grid or _DEFAULT_N_GRID, label_free
+            ss, correct, c, tgt.value, tgt.delta, method, n_grid or _DEFAULT_N_GRID, label_free
         )
-    return _search(
-        ss, correct, c, teacher_share, target_accuracy, max_relative_cost, n_grid, label_free
-    )
+    n = ss[0].shape[0]
+    if n_stages == 2:
+        curve = _curve_2(ss[0], correct[0], correct[1], c)
+    else:
+        curve = _search_grid(ss, correct, c, n_grid)
+    i = reduce_curve(curve, tgt, n_samples=n)
+    method = {"teacher_share": "teacher_share", "accuracy": "accuracy"}.get(tgt.kind, "cost")
+    return _result_from_curve(curve, i, ss, method, teacher_accuracy, label_free)
 
 
-def _stage_grid(s: FloatArray, ng: int) -> list[float]:
-    srt = np.sort(s)
-    n = srt.shape[0]
-    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng
-    idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
-    vals = np.unique(separating_threshold_of(srt, srt[idx]))[::-1]
-    return [math.inf, *(float(v) for v in vals)]
+def _search_grid(
+    ss: list[FloatArray], correct: NDArray[np.bool_], c: FloatArray, n_grid: int | None
+) -> Curve:
+    """Every combination of per-stage thresholds on the search grid, as one N-stage curve.
 
-
-def _search(
-    ss: list[FloatArray],
-    correct: NDArray[np.bool_],
-    c: FloatArray,
-    teacher_share: float | None,
-    target_accuracy: float | None,
-    max_relative_cost: float | None,
-    n_grid: int | None,
-    label_free: bool,
-) -> CalibrationResult:
+    Each stage's grid is :func:`quantile_grid` of its scores plus ``inf``; the combinations are
+    evaluated at once by :func:`cascadekit.curves.grid_curve` (histograms, no routing loop).
+    """
     n_stages = correct.shape[0]
-    if teacher_share is not None:
-        check_unit("teacher_share", teacher_share)
-    if target_accuracy is not None:
-        check_unit("target_accuracy", target_accuracy)
-    if max_relative_cost is not None and (
-        not math.isfinite(float(max_relative_cost)) or float(max_relative_cost) <= 0
-    ):
-        raise ParameterError(
-            f"Expected max_relative_cost to be a positive number; got {max_relative_cost!r}."
-        )
     ng = n_grid if n_grid is not None else min(64, int(4096 ** (1.0 / (n_stages - 1))))
     if ng < 1:
         raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
-    grids = [_stage_grid(s, ng) for s in ss]
-    combos = list(itertools.product(*grids))
-    res = np.array([_evaluate(ss, correct, c, th)[:3] for th in combos])  # acc, share, rel
-    acc, share, rel = res[:, 0], res[:, 1], res[:, 2]
-    n = ss[0].shape[0]
-    if teacher_share is not None:
-        dist = np.abs(share - teacher_share)
-        cand = np.flatnonzero(dist <= dist.min() + 1e-12)
-        cand = cand[share[cand] <= share[cand].min() + 1e-12]
-        method = "teacher_share"
-    elif target_accuracy is not None:
-        cand = np.flatnonzero(acc >= target_accuracy - 1e-12)
-        if cand.shape[0] == 0:
-            b = int(np.argmax(acc))
-            raise InfeasibleTargetError(
-                f"No thresholds reach target_accuracy={target_accuracy:g} on {n:,} calibration "
-                f"samples; the best is {acc[b]:.3f} ({share[b]:.0%} sent to the last stage). "
-                "Lower the target or use a stronger last stage.",
-                best=float(acc[b]),
-            )
-        cand = cand[rel[cand] <= rel[cand].min() + 1e-12]
-        method = "accuracy"
-    else:
-        assert max_relative_cost is not None
-        cand = np.flatnonzero(rel <= float(max_relative_cost) + 1e-12)
-        if cand.shape[0] == 0:
-            lo = float(rel.min())
-            raise InfeasibleTargetError(
-                f"No thresholds keep relative_cost <= {max_relative_cost:g}; the cheapest cascade "
-                f"(everything on the first stage) costs {lo:.4g} of the last stage alone. Raise "
-                "max_relative_cost or use a cheaper first stage.",
-                best=lo,
-            )
-        cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
-        method = "cost"
-    # remaining ties: most accurate, then cheapest, then the first in grid order (safest)
-    cand = cand[acc[cand] >= acc[cand].max() - 1e-12]
-    i = int(cand[np.argmin(rel[cand])])
-    return CalibrationResult(
-        numerical_margin=numerical_margin(ss, combos[i]),
-        threshold=tuple(combos[i]),
-        teacher_share=float(share[i]),
-        relative_cost=float(rel[i]),
-        accuracy=float(acc[i]),
-        method=method,
-        n_calibration=n,
-        label_free=label_free,
-        teacher_accuracy=float(np.mean(correct[-1])),
-    )
+    grids = [quantile_grid(s, ng) for s in ss]  # ends with -inf; grid_curve adds +inf
+    return grid_curve(ss, list(correct), c, grids=grids, pareto=False)
 
 
 def _guarantee_path(
@@ -1419,7 +1531,7 @@ def _guarantee_path(
     acc, share, rel, _ = _evaluate(ss, correct, c, ths)
     return CalibrationResult(
         numerical_margin=numerical_margin(ss, ths),
-        threshold=ths,
+        thresholds=ths,
         teacher_share=share,
         relative_cost=rel,
         accuracy=acc,
@@ -1442,63 +1554,41 @@ def _guarantee_path(
 
 def calibrate_outputs(
     outputs: Sequence[ArrayLike],
-    labels: ArrayLike | None = None,
+    labels: ArrayLike | None,
+    target: Any,
     *,
     costs: ArrayLike | None = None,
     score: str = "energy",
     temperature: float = 1.0,
-    teacher_share: float | None = None,
-    target_accuracy: float | None = None,
-    max_relative_cost: float | None = None,
-    epsilon: float | None = None,
-    delta: float | None = None,
-    crossing: bool = False,
-    method: str = "auto",
-    target_agreement: float | None = None,
+    n_grid: int | None = None,
 ) -> CalibrationResult:
     """Calibrate a cascade from saved outputs: logits per stage (the last may be labels only).
 
     Scores every non-final stage with ``score`` at ``temperature`` and measures correctness
-    against ``labels``; with ``labels=None`` calibration is label-free (agreement with the
-    last stage's answers; ``method="auto"`` then uses the binomial test, as the loss is
-    binary, and ``"trinomial"`` otherwise). Then calls :func:`calibrate_cascade`, or
-    :func:`crossing_threshold` when ``crossing=True`` (2 stages only).
-
-    Without labels there is no accuracy to reach: pass ``target_agreement`` (the cheapest
-    thresholds whose answers agree with the last stage's on at least that share of inputs)
-    instead of ``target_accuracy``. ``epsilon`` then bounds the disagreement with the last
-    stage, which bounds the accuracy drop from above.
+    against ``labels``, then calls :func:`calibrate_cascade` with ``target`` (a
+    :class:`Target` or any form :meth:`Target.parse` accepts). With ``labels=None``
+    calibration is label-free: correctness is agreement with the last stage's answers, an
+    ``accuracy`` target is the share of inputs answered as the last stage answers them
+    (``method="agreement"`` in the result), ``accuracy_drop`` bounds the disagreement with the
+    last stage (which bounds the accuracy drop from above) and its ``method="auto"`` uses the
+    binomial test, as the loss is binary (``"trinomial"`` with labels).
 
     Examples
     --------
     >>> student = np.array([[3.0, 0.0], [0.2, 0.0], [0.0, 2.5], [0.1, 0.0]])
     >>> teacher = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 1.0]])
-    >>> r = calibrate_outputs([student, teacher], [0, 1, 1, 1], score="margin",
-    ...                       teacher_share=0.5)
-    >>> round(r.threshold, 4), r.accuracy
-    (1.35, 1.0)
+    >>> r = calibrate_outputs([student, teacher], [0, 1, 1, 1], 0.5, score="margin")
+    >>> r.thresholds, r.accuracy
+    ((1.35,), 1.0)
     """
     from .scores import compute_score
 
+    tgt = Target.parse(target)
     if len(outputs) < 2:
         raise ParameterError(
             f"Expected outputs of at least 2 stages; got {len(outputs)}. Pass the student's and "
             "the teacher's logits."
         )
-    if labels is None and target_accuracy is not None:
-        raise ParameterError(
-            f"Expected labels with target_accuracy={target_accuracy!r}; got none. Without labels "
-            "calibration measures agreement with the last stage, not accuracy: pass "
-            "target_agreement instead (the share of inputs answered as the last stage answers "
-            "them), or pass the labels."
-        )
-    if labels is not None and target_agreement is not None:
-        raise ParameterError(
-            "target_agreement is the label-free target (labels=None); with labels pass "
-            "target_accuracy."
-        )
-    if target_agreement is not None:
-        target_accuracy = check_unit("target_agreement", target_agreement)
     n_out = len(outputs)
     arrs = [
         as_stage_output(o, f"stage {k}", last=k == n_out - 1, score=score)
@@ -1513,37 +1603,7 @@ def calibrate_outputs(
     else:
         y = as_labels(labels, n_samples=arrs[0].shape[0])
         correct = [p == y for p in preds]
-    if crossing:
-        if len(outputs) != 2:
-            raise ParameterError(
-                f"Expected 2 stages for the crossing threshold; got {len(outputs)}. Use another "
-                "target for longer cascades."
-            )
-        t = crossing_threshold(scs[0], correct[0])
-        acc, share, rel, _ = _evaluate(scs, np.vstack(correct), check_costs(costs, 2), [t])
-        return CalibrationResult(
-            t,
-            share,
-            rel,
-            acc,
-            "crossing",
-            numerical_margin=numerical_margin(scs, [t]),
-            n_calibration=scs[0].shape[0],
-            label_free=label_free,
-            teacher_accuracy=float(np.mean(correct[-1])),
-        )
-    result = calibrate_cascade(
-        scs,
-        correct,
-        costs,
-        teacher_share=teacher_share,
-        target_accuracy=target_accuracy,
-        max_relative_cost=max_relative_cost,
-        epsilon=epsilon,
-        delta=0.1 if delta is None else delta,
-        method=method,
-        label_free=label_free,
-    )
-    if target_agreement is not None:
+    result = calibrate_cascade(scs, correct, tgt, costs=costs, n_grid=n_grid, label_free=label_free)
+    if label_free and tgt.kind == "accuracy":
         result.method = "agreement"
     return result

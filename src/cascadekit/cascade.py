@@ -26,6 +26,7 @@ array([0, 1, 1])
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -35,6 +36,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ._validation import (
+    as_labels,
     as_logits,
     as_stage_output,
     check_costs,
@@ -42,6 +44,7 @@ from ._validation import (
     check_same_samples,
     check_score_suits,
     check_temperature,
+    encode_labels,
 )
 from .adapters import align_classes, as_model, n_inputs, take, take_slice
 from .errors import (
@@ -240,7 +243,7 @@ class Cascade:
     thresholds : sequence of N-1 floats, or a float for 2 stages, optional
         An input stays at stage k when its score is ``>= thresholds[k]``. ``-inf`` keeps every
         input at that stage, ``+inf`` sends every input on. Can be set later (also on a live
-        cascade) or found with :mod:`cascadekit.calibration`. A finite threshold outside the
+        cascade) or chosen with :meth:`calibrate`. A finite threshold outside the
         range of the scores it meets in :meth:`route` raises a
         :class:`~cascadekit.errors.ThresholdRangeWarning`.
     classes : array-like, optional
@@ -255,7 +258,7 @@ class Cascade:
     >>> c.route()
     Traceback (most recent call last):
     ...
-    cascadekit.errors.NotCalibratedError: This Cascade has no threshold yet. Pass ...
+    cascadekit.errors.NotCalibratedError: This Cascade has no threshold yet. Pass ... or call ...
     >>> c.thresholds = 4.0
     >>> c.route().teacher_share
     0.0
@@ -369,8 +372,9 @@ class Cascade:
             return self._check_thresholds(thresholds)
         if self._thresholds is None:
             raise NotCalibratedError(
-                "This Cascade has no threshold yet. Pass thresholds=... or calibrate it first "
-                "(cascadekit.calibration or `cascadekit calibrate`)."
+                "This Cascade has no threshold yet. Pass thresholds=... or call "
+                "cascade.calibrate(target, labels) first (e.g. target=0.3 sends 30% to the "
+                "last stage, or {'accuracy': 0.95})."
             )
         return self._thresholds
 
@@ -476,6 +480,110 @@ class Cascade:
             probabilities=probabilities,
             warn_range=warn_range,
         )
+
+    def calibrate(
+        self,
+        target: Any,
+        labels: ArrayLike | None = None,
+        *,
+        outputs: Sequence[ArrayLike] | None = None,
+        X: Any = None,
+        n_grid: int | None = None,
+    ) -> Cascade:
+        """Choose the thresholds for ``target`` on calibration data; returns ``self``.
+
+        The stages' outputs on the calibration inputs come from ``outputs`` (one array per
+        stage), from running the live models on ``X``, or by default from the stages' saved
+        outputs. Each non-final stage is scored with its own score and temperature; correctness
+        is measured against ``labels`` (class labels when the cascade has ``classes``, else
+        class indices), or, with ``labels=None``, as agreement with the last stage (label-free).
+        Then :func:`cascadekit.calibration.calibrate_cascade` chooses the thresholds.
+
+        Sets ``thresholds`` (the live knob) and the learned attributes ``thresholds_`` (what
+        calibration chose, shape (N-1,); the knob may be turned later), ``calibration_`` (the
+        :class:`~cascadekit.calibration.CalibrationResult`) and ``curve_`` (the trade-off
+        curve on the calibration data: exact for 2 stages, the Pareto front of
+        :func:`cascadekit.curves.grid_curve` for more).
+
+        Parameters
+        ----------
+        target : Target, float, dict, str or (kind, value)
+            Anything :meth:`cascadekit.calibration.Target.parse` accepts: ``0.3`` (teacher
+            share), ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``,
+            ``{"accuracy_drop": 0.01, "delta": 0.1}`` (guaranteed), ``"crossing"``.
+        labels : array-like of shape (n_samples,), optional
+            True labels of the calibration inputs; None for label-free calibration.
+        outputs : sequence of arrays, optional
+            Calibration outputs of every stage.
+        X : inputs, optional
+            Calibration inputs for the stages' live models.
+        n_grid : int, optional
+            Grid size of N-stage searches and of the guarantee (see ``calibrate_cascade``).
+
+        Returns
+        -------
+        Cascade
+            ``self``, calibrated.
+
+        Examples
+        --------
+        >>> student = np.array([[3.0, 0.0], [0.2, 0.0], [0.0, 2.5], [0.1, 0.0]])
+        >>> teacher = np.array([[2.0, 0.0], [0.0, 2.0], [0.0, 2.0], [0.0, 1.0]])
+        >>> c = Cascade.from_outputs([student, teacher], costs=[1, 5], score="margin")
+        >>> c.calibrate(0.5, labels=[0, 1, 1, 1]).thresholds_
+        array([1.35])
+        >>> c.calibration_.accuracy, c.route().teacher_share
+        (1.0, 0.5)
+        """
+        from . import calibration, curves
+
+        if outputs is not None and X is not None:
+            raise ParameterError(
+                "Expected calibration outputs or inputs X, not both. Pass outputs=[...] "
+                "(saved logits per stage) or X (run the stages' models)."
+            )
+        if X is not None:
+            n = n_inputs(X)
+            outs = [
+                self.check_stage_output(k, self.call_stage(k, m, X, n), n)
+                for k, m in enumerate(self.live_models())
+            ]
+        else:
+            outs = self.stage_outputs(outputs)
+        n = outs[0].shape[0]
+        scores: list[np.ndarray] = []
+        preds: list[np.ndarray] = []
+        for k, (st, out) in enumerate(zip(self.stages, outs, strict=True)):
+            if k < self.n_stages - 1 and st.other_class is not None:
+                raise ParameterError(
+                    f"Stage {st.name!r} is specialized (other_class={st.other_class}); "
+                    "Cascade.calibrate does not model its 'other' gate. Calibrate it with "
+                    "cascadekit.specialized, then set thresholds=..."
+                )
+            if out.ndim == 1:  # a labels-only last stage
+                preds.append(np.asarray(out, dtype=np.int64))
+                continue
+            d = st.decide(out, math.inf)
+            preds.append(d.predictions)
+            if k < self.n_stages - 1:
+                scores.append(d.scores)
+        label_free = labels is None
+        if labels is None:
+            correct = [p == preds[-1] for p in preds]
+        else:
+            y = as_labels(encode_labels(labels, self.classes), n_samples=n)
+            correct = [p == y for p in preds]
+        result = calibration.calibrate_cascade(
+            scores, correct, target, costs=self.costs, n_grid=n_grid, label_free=label_free
+        )
+        self.calibration_ = result
+        self.thresholds_ = np.asarray(result.thresholds, dtype=np.float64)
+        self.thresholds = result.thresholds
+        if self.n_stages == 2:
+            self.curve_ = curves.cascade_curve(scores[0], correct[0], correct[1], costs=self.costs)
+        else:
+            self.curve_ = curves.grid_curve(scores, correct, self.costs)
+        return self
 
     @classmethod
     def from_models(

@@ -18,12 +18,15 @@ import re
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, TypeVar
 
 import numpy as np
 import typer
 from rich.console import Console
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from .calibration import Target
 
 from .errors import (
     CascadeError,
@@ -54,6 +57,7 @@ _CLI_WORDS: list[tuple[re.Pattern[str], str | Callable[[re.Match[str]], str]]] =
     (re.compile(r"\btarget_accuracy\b"), "--target-accuracy"),
     (re.compile(r"\btarget_agreement\b"), "--target-agreement"),
     (re.compile(r"\bteacher_share=(\S)"), r"--teacher-share \1"),
+    (re.compile(r"\bdelta=(\S)"), r"--delta \1"),
     (re.compile(r"\bbatch_sizes=\[([^\]]*)\]"), lambda m: "--batch-sizes " + m[1].replace(" ", "")),
     (re.compile(r"\bclasses=\[\.\.\.\]"), "--classes NAME,NAME,..."),
     (re.compile(r"\bkind='(decision|probability)'"), r"--binary \1"),
@@ -464,9 +468,13 @@ def calibrate(
         float | None,
         typer.Option(help="Guarantee: accuracy drop vs the last stage at most epsilon."),
     ] = None,
-    confidence: Annotated[
-        float, typer.Option(help="With --max-accuracy-drop: hold with this probability.")
-    ] = 0.9,
+    delta: Annotated[
+        float,
+        typer.Option(
+            help="With --max-accuracy-drop: the risk level, the allowed probability that the "
+            "guarantee fails (0.1: it holds with probability 0.9)."
+        ),
+    ] = 0.1,
     crossing: Annotated[
         bool, typer.Option(help="EBJR Fig. 4: where right/wrong score densities cross.")
     ] = False,
@@ -564,36 +572,20 @@ def calibrate(
                     else f". Raise --max-cost to at least {cheapest:.4g}."
                 )
             )
+    target = _cli_target(
+        teacher_share,
+        target_accuracy if target_agreement is None else target_agreement,
+        max_cost,
+        max_accuracy_drop,
+        delta,
+        method,
+        crossing,
+    )
     if score == "auto":
-        _calibrate_auto(
-            outs,
-            y,
-            cost_list,
-            stages,
-            teacher_share,
-            target_accuracy,
-            max_cost,
-            max_accuracy_drop,
-            crossing,
-            json_out,
-            save_router,
-            allow_pickle=False,
-        )
+        _calibrate_auto(outs, y, cost_list, stages, target, json_out, save_router)
         return
     result = calibrate_outputs(
-        outs,
-        y,
-        costs=cost_list,
-        score=score,
-        temperature=temperature,
-        teacher_share=teacher_share,
-        target_accuracy=target_accuracy,
-        max_relative_cost=max_cost,
-        epsilon=max_accuracy_drop,
-        delta=None if max_accuracy_drop is None else 1.0 - confidence,
-        crossing=crossing,
-        method=method,
-        target_agreement=target_agreement,
+        outs, y, target, costs=cost_list, score=score, temperature=temperature
     )
     doc = {"score": score, "temperature": temperature, **result.to_dict()}
     table = Table(title=f"Calibrated on {len(outs[0])} samples")
@@ -618,20 +610,39 @@ def calibrate(
         err.print(f"wrote {save_router}", highlight=False)
 
 
+def _cli_target(
+    teacher_share: float | None,
+    accuracy: float | None,
+    max_cost: float | None,
+    max_accuracy_drop: float | None,
+    delta: float,
+    method: str,
+    crossing: bool,
+) -> Target:
+    """The one :class:`~cascadekit.calibration.Target` the calibrate options describe (the
+    caller has checked that exactly one is given)."""
+    from .calibration import Target
+
+    if teacher_share is not None:
+        return Target("teacher_share", teacher_share)
+    if accuracy is not None:
+        return Target("accuracy", accuracy)
+    if max_cost is not None:
+        return Target("relative_cost", max_cost)
+    if max_accuracy_drop is not None:
+        return Target("accuracy_drop", max_accuracy_drop, delta=delta, method=method)
+    assert crossing
+    return Target("crossing")
+
+
 def _calibrate_auto(
     outs: list[np.ndarray],
     y: np.ndarray | None,
     cost_list: list[float] | None,
     stages: list[Path],
-    teacher_share: float | None,
-    target_accuracy: float | None,
-    max_cost: float | None,
-    max_accuracy_drop: float | None,
-    crossing: bool,
+    target: Target,
     json_out: Path | None,
     save_router: Path | None,
-    *,
-    allow_pickle: bool,
 ) -> None:
     """--score auto for calibrate: choose the router, then its threshold on rows it left."""
     from .calibration import calibrate_cascade
@@ -640,7 +651,7 @@ def _calibrate_auto(
 
     if y is None:
         raise ParameterError("--score auto needs --labels (it compares routers on accuracy).")
-    if max_accuracy_drop is not None or crossing:
+    if target.kind in ("accuracy_drop", "crossing"):
         raise ParameterError(
             "--score auto chooses the router on the calibration data, so a guarantee or "
             "crossing threshold on the same data would be void. Choose the score on separate "
@@ -652,16 +663,8 @@ def _calibrate_auto(
     t_out = outs[-1][rows]
     t_pred = t_out if t_out.ndim == 1 else np.argmax(t_out, axis=1)
     cs, ct = np.argmax(z, axis=1) == y[rows], t_pred == y[rows]
-    result = calibrate_cascade(
-        [res.scores(z)],
-        [cs, ct],
-        cost_list,
-        teacher_share=teacher_share,
-        target_accuracy=target_accuracy,
-        max_relative_cost=max_cost,
-    )
-    th = result.threshold
-    threshold = float(th[0]) if isinstance(th, tuple) else float(th)
+    result = calibrate_cascade([res.scores(z)], [cs, ct], target, costs=cost_list)
+    threshold = result.thresholds[0]
     doc = {"score": res.name, "temperature": res.temperature, **result.to_dict()}
     doc["auto"] = res.to_dict()
     table = Table(title=f"--score auto on {len(outs[0])} samples (threshold on {rows.size})")
@@ -684,7 +687,7 @@ def _calibrate_auto(
         save_policy_router(
             PolicyRouter(pol, res.router.spec, cal, [p.stem for p in stages]),
             save_router,
-            allow_pickle=allow_pickle,
+            allow_pickle=False,
         )
     else:
         Router.from_calibration(

@@ -8,9 +8,10 @@ Protocol (DESIGN.md, "keep choices and guarantees on separate data"):
    threshold with the accuracy-drop guarantee), using data no choice has seen;
 3. **test** split: every reported figure.
 
-The benchmark is a :class:`Pool` of saved logits per split and model, with measured costs. The
-digits pool (scikit-learn's bundled data set, seconds) needs nothing beyond scikit-learn; the
-Fashion-MNIST pool trains three torch models once and caches them.
+The benchmark is a :class:`~cascadekit.data.LogitPool` of saved logits per split and model, with
+measured costs; scores are compared and chosen with :mod:`cascadekit.selection`. The digits pool
+(scikit-learn's bundled data set, seconds) needs nothing beyond scikit-learn; the Fashion-MNIST
+pool trains three torch models once and caches them.
 """
 
 from __future__ import annotations
@@ -19,72 +20,35 @@ import json
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from . import calibration, curves, stats
+from . import calibration, curves, selection, stats
 from ._validation import encode_threshold
+from .data.pool import LogitPool
 from .errors import CascadeError, InfeasibleTargetError, UnknownNameError
 from .scores import compute_score, near_threshold
 
-__all__ = ["BENCHMARKS", "Pool", "evaluate_pool", "load_pool", "run_demo"]
+__all__ = ["BENCHMARKS", "evaluate_pool", "load_pool", "run_demo"]
 
 BENCHMARKS = ("fashion-mnist", "digits", "fashion-mnist-reduced", "text")
-TEMPERATURES = tuple(float(t) for t in np.geomspace(0.25, 8.0, 11))
-TEMPERATURE_SCORES = ("energy", "max_softmax", "entropy")
-
-
-@dataclass
-class Pool:
-    """Saved logits of several models on the benchmark's splits, with their costs.
-
-    Attributes
-    ----------
-    names : list of str
-        Models in cascade order (cheapest first); the first is the student, the last the teacher.
-    logits : dict
-        ``logits[split][name]`` of shape (n, C) for splits select, calibrate and test.
-    labels : dict
-        ``labels[split]``.
-    flops : dict
-        FLOPs (or any cost unit) per input of each model.
-    latency : dict
-        Optional: ``latency[name][batch_size]`` in seconds per input.
-    """
-
-    title: str
-    names: list[str]
-    logits: dict[str, dict[str, NDArray[Any]]]
-    labels: dict[str, NDArray[np.int64]]
-    flops: dict[str, float]
-    latency: dict[str, dict[int, float]] = field(default_factory=dict)
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def correct(self, split: str, name: str) -> NDArray[np.bool_]:
-        """Top-1 correctness of model ``name`` on ``split``."""
-        return curves.correctness(self.logits[split][name], self.labels[split])
-
-    def accuracy(self, split: str, name: str) -> float:
-        """Top-1 accuracy of model ``name`` on ``split``."""
-        return float(np.mean(self.correct(split, name)))
 
 
 Progress = Callable[[str, float], None]
 
 
-def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
+def load_pool(benchmark: str, progress: Progress | None = None) -> LogitPool:
     """Load (training and caching if needed) the pool of ``benchmark``."""
     if benchmark == "digits":
         from .data.digits import load_digits_pair
 
         pair = load_digits_pair()
-        return Pool(
+        return LogitPool(
             title="Handwritten digits (scikit-learn): logistic regression -> MLP",
-            names=["student", "teacher"],
+            names=("student", "teacher"),
             logits={s: dict(v) for s, v in pair.logits.items()},
             labels=dict(pair.labels),
             flops=dict(pair.flops),
@@ -104,9 +68,9 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
             zoo,
             progress=None if progress is None else (lambda d, f: progress(d, 0.55 + 0.05 * f)),
         )
-        return Pool(
+        return LogitPool(
             title="Fashion-MNIST: MLP student -> CNN -> CNN teacher (trained here, cached)",
-            names=list(zoo.names),
+            names=tuple(zoo.names),
             logits={s: {m: zoo.logits[s][m] for m in zoo.names} for s in zoo.logits},
             labels=dict(zoo.labels),
             flops={m: float(zoo.flops[m]) for m in zoo.names},
@@ -124,9 +88,9 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
         tp = load_text_pool(
             progress=None if progress is None else (lambda d, i, n: progress(d, i / max(n, 1)))
         )
-        return Pool(
+        return LogitPool(
             title="Tweet sentiment: MiniLM-L3 (ONNX) -> MiniLM-L6 -> MPNet-base, linear heads",
-            names=list(tp.names),
+            names=tuple(tp.names),
             logits={s: {m: tp.logits[s][m] for m in tp.names} for s in tp.logits},
             labels=dict(tp.labels),
             flops={m: float(tp.flops[m]) for m in tp.names},
@@ -138,7 +102,7 @@ def load_pool(benchmark: str, progress: Progress | None = None) -> Pool:
 
 
 def _curve_metrics(
-    pool: Pool, split: str, score: str, temperature: float, costs: NDArray[Any]
+    pool: LogitPool, split: str, score: str, temperature: float, costs: NDArray[Any]
 ) -> tuple[dict[str, Any], curves.Curve]:
     s_name, t_name = pool.names[0], pool.names[-1]
     scores = compute_score(score, pool.logits[split][s_name], temperature).astype(np.float64)
@@ -147,73 +111,43 @@ def _curve_metrics(
     return curves.summarize(curve, cs, ct, costs=costs), curve
 
 
-def _router_rows(pool: Pool, costs: NDArray[Any]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+def _router_rows(
+    pool: LogitPool, costs: NDArray[Any]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Tune temperatures on select, report every router on test."""
-    candidates: list[tuple[str, str, float]] = [("energy (T=1)", "energy", 1.0)]
-    for name in ("energy", "max_softmax", "margin", "entropy", "max_logit"):
-        if name in TEMPERATURE_SCORES:
-            best_t, best_gap = 1.0, -math.inf
-            for t in TEMPERATURES:
-                m, _ = _curve_metrics(pool, "select", name, t, costs)
-                gap = m["gap_captured"]
-                if np.isfinite(gap) and gap > best_gap:
-                    best_t, best_gap = t, gap
-            label = f"{name} (T={best_t:.2f}, tuned)" if name == "energy" else name
-            candidates.append((label, name, best_t))
-        else:
-            candidates.append((name, name, 1.0))
+    s_name, t_name = pool.names[0], pool.names[-1]
+    sel = (pool.logits["select"][s_name], pool.correct("select", s_name))
+    chosen = selection.compare_scores(*sel, pool.correct("select", t_name), costs)
+    t1 = selection.tune_temperature("energy", *sel, pool.correct("select", t_name), costs,
+                                    temperatures=[1.0])  # fmt: skip
+    candidates = [("energy (T=1)", t1)] + [
+        (f"{c.score} (T={c.temperature:.2f}, tuned)" if c.score == "energy" else c.score, c)
+        for c in chosen
+    ]
     rows = []
-    for label, name, t in candidates:
-        sel, _ = _curve_metrics(pool, "select", name, t, costs)
-        test, _ = _curve_metrics(pool, "test", name, t, costs)
+    for label, c in candidates:
+        test, _ = _curve_metrics(pool, "test", c.score, c.temperature, costs)
         rows.append(
             {
                 "router": label,
-                "score": name,
-                "temperature": t,
-                "select_gap_captured": sel["gap_captured"],
+                "score": c.score,
+                "temperature": c.temperature,
+                "select_gap_captured": c.value,
                 **{k: test[k] for k in _METRICS},
             }
         )
     best = max(rows, key=lambda r: r["select_gap_captured"])
-    acc_s, acc_t = pool.accuracy("test", pool.names[0]), pool.accuracy("test", pool.names[-1])
-    ref = rows[0]
-    rows.append(
-        {
-            "router": "random",
-            "score": "random",
-            "temperature": None,
-            "select_gap_captured": 0.0,
-            "auc": ref["random_auc"],
-            "random_auc": ref["random_auc"],
-            "oracle_auc": ref["oracle_auc"],
-            "gap_captured": 0.0,
-            "apgr": 0.5,
-            "teacher_share_at_teacher_accuracy": 1.0 if acc_t > acc_s else 0.0,
-            "speedup_at_teacher_accuracy": float(costs[-1] / costs.sum())
-            if acc_t > acc_s
-            else float(costs[-1] / costs[0]),
-        }
-    )
-    cs, ct = pool.correct("test", pool.names[0]), pool.correct("test", pool.names[-1])
-    q = float(np.mean(~cs & ct))
-    rows.append(
-        {
-            "router": "oracle",
-            "score": "oracle",
-            "temperature": None,
-            "select_gap_captured": 1.0,
-            "auc": ref["oracle_auc"],
-            "random_auc": ref["random_auc"],
-            "oracle_auc": ref["oracle_auc"],
-            "gap_captured": 1.0,
-            "apgr": (ref["oracle_auc"] - acc_s) / (acc_t - acc_s) if acc_t != acc_s else None,
-            "teacher_share_at_teacher_accuracy": max(0.0, acc_t - acc_s),
-            "speedup_at_teacher_accuracy": float(
-                costs[-1] / (costs[0] + max(0.0, min(q, acc_t - acc_s)) * costs[-1])
-            ),
-        }
-    )
+    base = selection.baselines(pool.correct("test", s_name), pool.correct("test", t_name), costs)
+    for name, gap in (("random", 0.0), ("oracle", 1.0)):
+        rows.append(
+            {
+                "router": name,
+                "score": name,
+                "temperature": None,
+                "select_gap_captured": gap,
+                **{k: base[name][k] for k in _METRICS},
+            }
+        )
     return rows, best
 
 
@@ -229,7 +163,7 @@ _METRICS = (
 
 
 def evaluate_pool(
-    pool: Pool, *, epsilon: float = 0.005, delta: float = 0.1, progress: Progress | None = None
+    pool: LogitPool, *, epsilon: float = 0.005, delta: float = 0.1, progress: Progress | None = None
 ) -> dict[str, Any]:
     """Run the select / calibrate / test protocol on ``pool`` and return the report dict."""
     s_name, t_name = pool.names[0], pool.names[-1]
@@ -266,7 +200,7 @@ def evaluate_pool(
     target = float(np.mean(cal_ct))
     try:
         op_res = calibration.threshold_for_accuracy(cal_s, cal_cs, cal_ct, target, costs=costs)
-        operating = on_test(_scalar(op_res.threshold))
+        operating = on_test(op_res.thresholds[0])
         operating["numerical_margin"] = op_res.numerical_margin
     except InfeasibleTargetError:
         operating = on_test(math.inf)
@@ -276,7 +210,7 @@ def evaluate_pool(
         g = calibration.guaranteed_threshold(
             cal_s, cal_cs, cal_ct, epsilon=epsilon, delta=delta, costs=costs
         )
-        guaranteed = on_test(_scalar(g.threshold))
+        guaranteed = on_test(g.thresholds[0])
         guaranteed.update(
             {
                 "epsilon": epsilon,
@@ -323,7 +257,7 @@ def evaluate_pool(
     report: dict[str, Any] = {
         "benchmark": pool.title,
         "splits": {s: len(pool.labels[s]) for s in ("select", "calibrate", "test")},
-        "models": pool.names,
+        "models": list(pool.names),
         "chosen_router": {"score": score, "temperature": temperature, "chosen_on": "select"},
         "table1": table1,
         "routers_on_test": rows,
@@ -340,7 +274,7 @@ def evaluate_pool(
     return report
 
 
-def _cascade_student(pool: Pool, table1: list[dict[str, Any]]) -> dict[str, Any]:
+def _cascade_student(pool: LogitPool, table1: list[dict[str, Any]]) -> dict[str, Any]:
     """Rows for the student trained for the cascade (:mod:`cascadekit.training`), alone and
     routed to the teacher: max-softmax, temperature chosen on select, the threshold reaching the
     teacher's calibration accuracy; student latency measured here (the others: the zoo's)."""
@@ -353,21 +287,15 @@ def _cascade_student(pool: Pool, table1: list[dict[str, Any]]) -> dict[str, Any]
     costs = np.array([st.flops, pool.flops[t_name]], dtype=np.float64)
     correct = {s: curves.correctness(st.logits[s], pool.labels[s]) for s in st.logits}
     t_correct = {s: pool.correct(s, t_name) for s in st.logits}
-
-    def gap(split: str, t: float) -> float:
-        sc = compute_score("max_softmax", st.logits[split], t)
-        c = curves.cascade_curve(sc, correct[split], t_correct[split], costs=costs)
-        return curves.gap_captured(c, correct[split], t_correct[split])
-
-    temperature = max(TEMPERATURES, key=lambda t: gap("select", t))
+    temperature = selection.tune_temperature(
+        "max_softmax", st.logits["select"], correct["select"], t_correct["select"], costs
+    ).temperature
     sc = {s: compute_score("max_softmax", st.logits[s], temperature) for s in st.logits}
     target = float(np.mean(t_correct["calibrate"]))
     try:
-        thr = _scalar(
-            calibration.threshold_for_accuracy(
-                sc["calibrate"], correct["calibrate"], t_correct["calibrate"], target
-            ).threshold
-        )
+        thr = calibration.threshold_for_accuracy(
+            sc["calibrate"], correct["calibrate"], t_correct["calibrate"], target
+        ).thresholds[0]
     except InfeasibleTargetError:
         thr = math.inf
     keep = sc["test"] >= thr
@@ -403,7 +331,9 @@ def _cascade_student(pool: Pool, table1: list[dict[str, Any]]) -> dict[str, Any]
         "recipe": st.recipe,
         "from_cache": bool(st.result.from_cache),
         "temperature": temperature,
-        "gap_captured": gap("test", temperature),
+        "gap_captured": selection.criterion_value(
+            sc["test"], correct["test"], t_correct["test"], costs
+        ),
         "threshold": None if math.isinf(thr) else thr,
         "teacher_share": share,
         "accuracy": acc,
@@ -412,7 +342,7 @@ def _cascade_student(pool: Pool, table1: list[dict[str, Any]]) -> dict[str, Any]
 
 
 def _quantized(
-    pool: Pool, score: str, temperature: float, table1: list[dict[str, Any]]
+    pool: LogitPool, score: str, temperature: float, table1: list[dict[str, Any]]
 ) -> dict[str, Any]:
     """Rows for the int8 teacher and the cascade student -> int8 teacher (appended to table1).
 
@@ -445,11 +375,9 @@ def _quantized(
     cal_cs = pool.correct("calibrate", s_name)
     target = float(np.mean(q_correct["calibrate"]))
     try:
-        thr = _scalar(
-            calibration.threshold_for_accuracy(
-                sc["calibrate"], cal_cs, q_correct["calibrate"], target
-            ).threshold
-        )
+        thr = calibration.threshold_for_accuracy(
+            sc["calibrate"], cal_cs, q_correct["calibrate"], target
+        ).thresholds[0]
     except InfeasibleTargetError:
         thr = math.inf
     keep = sc["test"] >= thr
@@ -487,12 +415,7 @@ def _quantized(
     }
 
 
-def _scalar(t: float | tuple[float, ...]) -> float:
-    """The threshold of a 2-stage calibration result."""
-    return float(t[0]) if isinstance(t, tuple) else float(t)
-
-
-def _frontier(pool: Pool, score: str, temperature: float) -> dict[str, Any]:
+def _frontier(pool: LogitPool, score: str, temperature: float) -> dict[str, Any]:
     front = curves.pool_frontier(
         [pool.logits["test"][m] for m in pool.names],
         pool.labels["test"],
@@ -534,7 +457,7 @@ def run_demo(benchmark: str, out_dir: Path, console: Any = None) -> dict[str, An
     return report
 
 
-def _save_logits(pool: Pool, folder: Path) -> None:
+def _save_logits(pool: LogitPool, folder: Path) -> None:
     """Save every split's logits and labels as .npy, for `cascadekit evaluate` and friends."""
     folder.mkdir(parents=True, exist_ok=True)
     for split, per_model in pool.logits.items():
@@ -553,7 +476,7 @@ def _jsonable(x: Any) -> Any:
     return str(x)
 
 
-def _plots(pool: Pool, report: dict[str, Any], path: Path) -> None:
+def _plots(pool: LogitPool, report: dict[str, Any], path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -619,7 +542,7 @@ def _plots(pool: Pool, report: dict[str, Any], path: Path) -> None:
     plt.close(fig)
 
 
-def _html(pool: Pool, report: dict[str, Any], out_dir: Path) -> None:
+def _html(pool: LogitPool, report: dict[str, Any], out_dir: Path) -> None:
     from .report import (
         Section,
         describe_router,

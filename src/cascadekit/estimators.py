@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,7 +21,7 @@ from numpy.typing import NDArray
 from ._optional import require
 from ._validation import check_costs, check_temperature
 from .adapters import align_classes, as_model, n_inputs, take
-from .calibration import calibrate_cascade
+from .calibration import Target, calibrate_cascade
 from .errors import InputShapeError, LabelError, ParameterError
 from .router import Router
 from .routing import PredictResult
@@ -33,52 +33,7 @@ from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.utils.multiclass import check_classification_targets  # noqa: E402
 from sklearn.utils.validation import check_is_fitted, column_or_1d, validate_data  # noqa: E402
 
-__all__ = ["CascadeClassifier", "parse_target"]
-
-_TARGET_KINDS = ("teacher_share", "accuracy", "relative_cost")
-
-
-def parse_target(target: Any) -> tuple[str, float]:
-    """Normalise a calibration target to ``(kind, value)``.
-
-    ``target`` is a float in [0, 1] (the teacher share), ``{"teacher_share": s}``,
-    ``{"accuracy": a}``, ``{"relative_cost": r}``, or a ``(kind, value)`` pair.
-
-    Examples
-    --------
-    >>> parse_target(0.3), parse_target({"accuracy": 0.95})
-    (('teacher_share', 0.3), ('accuracy', 0.95))
-    >>> parse_target({"recall": 0.9})
-    Traceback (most recent call last):
-    ...
-    cascadekit.errors.ParameterError: Expected target to be a teacher share in [0, 1], ...
-    """
-    kind: Any
-    value: Any
-    if isinstance(target, numbers.Real) and not isinstance(target, bool):
-        kind, value = "teacher_share", target
-    elif isinstance(target, Mapping) and len(target) == 1:
-        kind, value = next(iter(target.items()))
-    elif isinstance(target, (tuple, list)) and len(target) == 2:
-        kind, value = target
-    else:
-        kind, value = None, None
-    if kind not in _TARGET_KINDS or not isinstance(value, numbers.Real) or isinstance(value, bool):
-        raise ParameterError(
-            "Expected target to be a teacher share in [0, 1], {'teacher_share': s}, "
-            f"{{'accuracy': a}} or {{'relative_cost': r}}; got {target!r}. For example "
-            "target=0.3 or target={'accuracy': 0.95}."
-        )
-    v = float(value)
-    if kind == "relative_cost":
-        if not (v > 0.0 and math.isfinite(v)):
-            raise ParameterError(
-                f"Expected a positive relative_cost target (a multiple of the teacher's cost); "
-                f"got {value!r}."
-            )
-    elif not (0.0 <= v <= 1.0):
-        raise ParameterError(f"Expected the {kind} target in [0, 1]; got {value!r}.")
-    return str(kind), v
+__all__ = ["CascadeClassifier"]
 
 
 def _is_sklearn(est: Any) -> bool:
@@ -96,7 +51,7 @@ def _needs_2d_numeric(est: Any) -> bool:
 class CascadeClassifier(ClassifierMixin, BaseEstimator):
     """A student/teacher cascade as a scikit-learn classifier.
 
-    The student answers the inputs whose routing score is ``>= threshold_`` (higher = more
+    The student answers the inputs whose routing score is ``>= thresholds_[0]`` (higher = more
     confident = keep on the student); the teacher answers the rest.
 
     Parameters
@@ -112,8 +67,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         ``decision_function`` (raw scores), since the logsumexp of probabilities is constant.
     temperature : float, default=1.0
         Temperature of the routing score.
-    target : float, dict or (kind, value), default=0.3
-        What the threshold is calibrated for on the calibration part:
+    target : Target, float, dict, str or (kind, value), default=0.3
+        What the threshold is calibrated for on the calibration part; anything
+        :meth:`cascadekit.calibration.Target.parse` accepts:
 
         * a float ``s`` or ``{"teacher_share": s}``: send a share ``s`` of inputs to the
           teacher (the lowest-scoring ones);
@@ -121,32 +77,44 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
           calibration part is at least ``a`` (raises
           :class:`~cascadekit.errors.InfeasibleTargetError` if none is);
         * ``{"relative_cost": r}``: the most accurate threshold whose mean cost per input is
-          at most ``r`` times the teacher's (set ``costs``).
+          at most ``r`` times the teacher's (set ``costs``);
+        * ``{"accuracy_drop": epsilon, "delta": d}``: the guarantee of
+          :func:`cascadekit.calibration.guaranteed_threshold` (the population accuracy drop
+          against the teacher is at most ``epsilon`` with probability ``1 - d``), valid when
+          the calibration part is i.i.d. with future data and chose nothing else;
+        * ``"crossing"``: where the score densities of right and wrong answers cross.
 
-        Calibration accuracy is measured, not guaranteed; for a guarantee use
-        :func:`cascadekit.calibration.guaranteed_threshold` on held-out data.
+        Targets other than ``accuracy_drop`` are measured on the calibration part, not
+        guaranteed.
     calibration_size : float, default=0.5
         Share of ``(X, y)`` held out to calibrate the threshold when stages are fitted; all
         of it is used when nothing is fitted.
     prefit : bool, default=False
         Treat scikit-learn stages as already fitted (calibrate only, on all of ``(X, y)``).
-    costs : (float, float), optional
-        Costs of the student and the teacher per input (for ``cascade_`` reports).
+    costs : sequence of N floats, optional
+        Cost per input of every stage (student, intermediates, teacher); needed by a
+        ``relative_cost`` target and in ``cascade_`` reports.
     random_state : int, RandomState or None, default=None
         Seed of the fit/calibration split.
+    intermediates : sequence of estimators or models, default=()
+        Stages between the student and the teacher, cheapest first: an N-stage cascade
+        (N = 2 + len(intermediates)) with one threshold per non-final stage, all on
+        ``routing_score``; fitted and calibrated like the student.
 
     Attributes
     ----------
     classes_ : ndarray of shape (n_classes,)
-    threshold_ : float
-        The calibrated threshold on the student's routing score.
+    thresholds_ : ndarray of shape (N-1,)
+        The calibrated thresholds on the non-final stages' routing scores (one for a
+        student/teacher pair, as :attr:`cascadekit.Cascade.thresholds_`).
     router_ : cascadekit.router.Router
         The calibrated routing rule (save it with ``router_.save(path)``).
     cascade_ : cascadekit.Cascade
-        The fitted cascade, ``router_.to_cascade(models=[student_, teacher_])`` (its
-        ``thresholds`` can be changed live).
-    student_, teacher_ : model adapters
-        The fitted stages.
+        The fitted cascade, ``router_.to_cascade(models=stages_)`` (its ``thresholds`` can be
+        changed live).
+    stages_ : list of model adapters
+        The fitted stages in cascade order; ``student_`` and ``teacher_`` are the first and the
+        last.
     calibration_ : cascadekit.calibration.CalibrationResult
         What calibration found on the calibration part: threshold, teacher share, relative
         cost, cascade and teacher accuracy, number of samples.
@@ -179,8 +147,9 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         target: Any = 0.3,
         calibration_size: float = 0.5,
         prefit: bool = False,
-        costs: tuple[float, float] | None = None,
+        costs: Sequence[float] | None = None,
         random_state: Any = None,
+        intermediates: Sequence[Any] = (),
     ) -> None:
         self.student = student
         self.teacher = teacher
@@ -191,6 +160,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         self.prefit = prefit
         self.costs = costs
         self.random_state = random_state
+        self.intermediates = intermediates
 
     def __sklearn_tags__(self) -> Any:
         tags = super().__sklearn_tags__()
@@ -199,8 +169,12 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
 
     # -- fitting ------------------------------------------------------------------------------
 
+    def _stages(self) -> list[Any]:
+        """The stage parameters in cascade order: student, intermediates, teacher."""
+        return [self.student, *list(self.intermediates or ()), self.teacher]
+
     def _validates_arrays(self) -> bool:
-        return all(_is_sklearn(m) and _needs_2d_numeric(m) for m in (self.student, self.teacher))
+        return all(_is_sklearn(m) and _needs_2d_numeric(m) for m in self._stages())
 
     def fit(self, X: Any, y: Any) -> CascadeClassifier:
         """Fit the unfitted stages on part of ``(X, y)`` and calibrate the threshold on the rest.
@@ -209,7 +183,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         -------
         self
         """
-        kind, value = parse_target(self.target)
+        target = Target.parse(self.target)
         check_temperature(self.temperature)
         if self._validates_arrays():
             X, y = validate_data(self, X, y)
@@ -219,7 +193,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         n = n_inputs(X)
         if n != y.shape[0]:
             raise ParameterError(f"X has {n} inputs but y has {y.shape[0]} labels.")
-        stages = (self.student, self.teacher)
+        stages = self._stages()
         to_fit = [(not self.prefit) and _is_sklearn(m) for m in stages]
         all_sklearn = all(_is_sklearn(m) for m in stages)
         if all_sklearn:
@@ -247,10 +221,11 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         # one class order for every stage, through the classifiers' classes_ (as
         # Cascade.from_models does); logit column j is classes_[j]
         aligned, _ = align_classes(raw, classes=self.classes_)
-        self.student_, self.teacher_ = (as_model(m) for m in aligned)
-        self._costs = [float(c) for c in check_costs(self.costs, 2)]
+        self.stages_ = [as_model(m) for m in aligned]
+        self.student_, self.teacher_ = self.stages_[0], self.stages_[-1]
+        self._costs = [float(c) for c in check_costs(self.costs, len(stages))]
         get_score(self.routing_score)  # an unknown score name fails before any model runs
-        self._calibrate(take(X, cal_idx), y_enc[cal_idx], kind, value, n_fit=fit_idx.size)
+        self._calibrate(take(X, cal_idx), y_enc[cal_idx], target, n_fit=fit_idx.size)
         return self
 
     def _classes_for_models(self, y: Any) -> tuple[NDArray[Any], NDArray[np.int64]]:
@@ -262,7 +237,7 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
                 f"models' logit columns; got dtype {arr.dtype}. Encode the labels first."
             )
         c = int(arr.max()) + 1 if arr.size else 0
-        for m in (self.student, self.teacher):
+        for m in self._stages():
             known = getattr(as_model(m), "n_classes", None) if not _is_sklearn(m) else None
             if known:
                 c = max(c, int(known))
@@ -291,37 +266,29 @@ class CascadeClassifier(ClassifierMixin, BaseEstimator):
         )
         return np.sort(fit_idx), np.sort(cal_idx)
 
-    def _calibrate(
-        self, X_cal: Any, y_cal: NDArray[np.int64], kind: str, value: float, n_fit: int
-    ) -> None:
+    def _calibrate(self, X_cal: Any, y_cal: NDArray[np.int64], target: Target, n_fit: int) -> None:
         if n_inputs(X_cal) == 0:
             raise ParameterError(
                 "No samples are left to calibrate the threshold; pass more data or a larger "
                 "calibration_size."
             )
-        logits_s = self.student_(X_cal)
-        logits_t = self.teacher_(X_cal)
+        logits = [m(X_cal) for m in self.stages_]
         score_fn = get_score(self.routing_score)
-        scores = np.asarray(score_fn(logits_s, self.temperature), dtype=np.float64)
-        correct = [np.argmax(z, axis=1) == y_cal for z in (logits_s, logits_t)]
-        res = calibrate_cascade(
-            [scores],
-            correct,
-            self._costs,
-            teacher_share=value if kind == "teacher_share" else None,
-            target_accuracy=value if kind == "accuracy" else None,
-            max_relative_cost=value if kind == "relative_cost" else None,
-        )
+        scores = [np.asarray(score_fn(z, self.temperature), dtype=np.float64) for z in logits[:-1]]
+        correct = [np.argmax(z, axis=1) == y_cal for z in logits]
+        res = calibrate_cascade(scores, correct, target, costs=self._costs)
+        n_mid = len(self.stages_) - 2
+        names = ["student", *(f"intermediate{k}" for k in range(n_mid)), "teacher"]
         # the calibrated rule is a router; the router makes the cascade (as everywhere)
         self.router_ = Router.from_calibration(
             res,
             self.routing_score,
             temperature=self.temperature,
             costs=self._costs,
-            stage_names=["student", "teacher"],
+            stage_names=names,
         )
-        self.cascade_ = self.router_.to_cascade(models=[self.student_, self.teacher_])
-        self.threshold_ = float(self.router_.thresholds[0])
+        self.cascade_ = self.router_.to_cascade(models=self.stages_)
+        self.thresholds_ = np.asarray(self.router_.thresholds, dtype=np.float64)
         self.calibration_ = res
         self.n_fit_ = int(n_fit)
 

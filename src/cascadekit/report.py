@@ -40,6 +40,7 @@ from .cascade import Cascade, Stage
 from .errors import ParameterError
 from .router import encode_threshold
 from .scores import compute_score
+from .selection import tune_temperature
 
 __all__ = [
     "SCORE_WORDS",
@@ -121,15 +122,14 @@ def _score_block(
         curve = curves.grid_curve(stage_scores, correct, costs=costs, grid_size=grid_size)
         summary = curves.summarize(curve, correct[0], correct[-1], costs=costs)
     if len(outs) == 2:
-        q = float(np.mean(~correct[0] & correct[1]))
-        acc_s = float(np.mean(correct[0]))
+        orc = curves.oracle_curve(correct[0], correct[1], costs=costs)
         block["oracle_curve"] = [
             {
-                "teacher_share": k,
-                "accuracy": acc_s + min(k, q),
-                "relative_cost": float((costs[0] + k * costs[1]) / costs[1]),
+                "teacher_share": float(orc.teacher_share[i]),
+                "accuracy": float(orc.accuracy[i]),
+                "relative_cost": float(orc.relative_cost[i]),
             }
-            for k in (0.0, q, 1.0)
+            for i in range(len(orc))
         ]
     shown = curves.downsample(curve, max_points)
     block["curve"] = [_point(shown, i) for i in range(len(shown.teacher_share))]
@@ -236,12 +236,20 @@ def evaluate_all_scores(
     top_k: int = 1,
     grid_size: int = 24,
     seed: int = 0,
+    select_outputs: Sequence[ArrayLike] | None = None,
+    select_labels: ArrayLike | None = None,
 ) -> dict[str, Any]:
     """Every score side by side: ``{"n_samples", "stages", "scores": {name: block}}``.
 
     Without ``scores``, every registered score; energy is left out (and ``"skipped"`` says
     why) when a non-final stage's outputs are probabilities or log-probabilities, on which it
     is constant.
+
+    With ``select_outputs`` and ``select_labels`` (the same stages on a separate *select*
+    split), each score's temperature is tuned there with
+    :func:`cascadekit.selection.tune_temperature` (2 stages; its block then says
+    ``"temperature_chosen_on": "select"``) instead of using ``temperature`` for all; the
+    figures stay those of ``outputs``.
     """
     from .scores import available_scores
 
@@ -262,12 +270,31 @@ def evaluate_all_scores(
     for k, kind in enumerate(kinds):
         for s in names_:
             check_score_suits(kind, s, f"the outputs of stage {k}")
+    temps = {name: temperature for name in names_}
+    if (select_outputs is None) != (select_labels is None):
+        raise ParameterError(
+            "Expected both select_outputs and select_labels (the select split) or neither; "
+            "got only one."
+        )
+    if select_outputs is not None and select_labels is not None:
+        if len(outs) != 2:
+            raise ParameterError(
+                f"Tuning temperatures on a select split needs 2 stages; got {len(outs)}. Pass "
+                "the student's and the teacher's outputs."
+            )
+        _, sel, y_sel = _validated(select_outputs, select_labels, costs, names)
+        c_sel = stage_correctness(sel, y_sel, top_k=top_k)
+        for name in names_:
+            temps[name] = tune_temperature(name, sel[0], c_sel[0], c_sel[1], cost_arr).temperature
     report["scores"] = {
         name: _score_block(
-            outs, correct, cost_arr, name, temperature, None, max_points, bootstrap, grid_size, seed
+            outs, correct, cost_arr, name, temps[name], None, max_points, bootstrap, grid_size, seed
         )
         for name in names_
     }
+    if select_outputs is not None:
+        for block in report["scores"].values():
+            block["temperature_chosen_on"] = "select"
     return report
 
 

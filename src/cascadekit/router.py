@@ -140,14 +140,12 @@ class Router:
         >>> import numpy as np
         >>> from cascadekit.calibration import calibrate_outputs
         >>> z = np.array([[3.0, 0.0], [0.5, 0.0], [0.0, 2.0], [0.1, 0.0]])
-        >>> res = calibrate_outputs([z, z], np.array([0, 1, 1, 0]), score="margin",
-        ...                         teacher_share=0.5)
+        >>> res = calibrate_outputs([z, z], np.array([0, 1, 1, 0]), 0.5, score="margin")
         >>> r = Router.from_calibration(res, "margin", costs=[1.0, 5.0])
         >>> r.thresholds, r.to_cascade([z, z]).route().teacher_share
         ([1.25], 0.5)
         """
-        th = result.threshold
-        ths = [float(t) for t in th] if isinstance(th, (list, tuple)) else [float(th)]
+        ths = [float(t) for t in result.thresholds]
         return cls(
             score=score,
             thresholds=ths,

@@ -95,11 +95,11 @@ def pool():
 def _calibrate(p, idx, method):
     s, cs, ct = p["s"][idx], p["cs"][idx], p["ct"][idx]
     if method == "plug-in":
-        return cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)) - EPS).threshold
+        return cal.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)) - EPS).thresholds[0]
     if method == "label-free":
         r = cal.guaranteed_threshold_label_free(s, p["ps"][idx], p["pt"][idx], EPS, DELTA)
-        return r.threshold
-    return cal.guaranteed_threshold(s, cs, ct, EPS, DELTA, method=method).threshold
+        return r.thresholds[0]
+    return cal.guaranteed_threshold(s, cs, ct, EPS, DELTA, method=method).thresholds[0]
 
 
 def _drop(p, idx, t, method):
@@ -231,10 +231,9 @@ def test_three_stage_population_guarantee_holds(method):
     violations, shares = 0, []
     for _ in range(trials):
         idx = rng.integers(0, n_pop, n_cal)
-        r = cal.calibrate_cascade(
-            [x[idx] for x in s], [c[idx] for c in correct], epsilon=eps, delta=DELTA, method=method
-        )
-        stage = assign_stages(s, list(r.threshold))
+        target = cal.Target("accuracy_drop", eps, delta=DELTA, method=method)
+        r = cal.calibrate_cascade([x[idx] for x in s], [c[idx] for c in correct], target)
+        stage = assign_stages(s, list(r.thresholds))
         drop = correct[-1].mean() - correct[stage, rows].mean()
         violations += drop > eps
         shares.append(np.mean(stage == 2))

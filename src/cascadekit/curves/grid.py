@@ -93,6 +93,16 @@ def threshold_grid(scores: ArrayLike, grid_size: int = 50) -> Float64Array:
     return out
 
 
+def _explicit_grid(grid: ArrayLike, k: int) -> Float64Array:
+    g = np.asarray(grid, dtype=np.float64).reshape(-1)
+    if np.isnan(g).any():
+        raise ParameterError(
+            f"Expected the thresholds of grids[{k}] to be numbers or +-inf; got NaN. Remove it."
+        )
+    out: Float64Array = np.unique(np.concatenate([[-np.inf], g, [np.inf]]))
+    return out
+
+
 def _grid_sums(
     bins: Sequence[IntArray], lens: Sequence[int], values: Sequence[Float64Array]
 ) -> tuple[Float64Array, Float64Array]:
@@ -132,6 +142,7 @@ def grid_curve(
     grid_size: int = 50,
     higher_is_better: bool = True,
     pareto: bool = True,
+    grids: Sequence[ArrayLike] | None = None,
 ) -> Curve:
     """Curve of an N-stage cascade over a grid of thresholds, reduced to its Pareto front.
 
@@ -154,6 +165,10 @@ def grid_curve(
     pareto : bool, default=True
         Keep only the Pareto set of ``(relative_cost, accuracy)``, plus the all-first-stage and
         the all-last-stage points. With False every grid point is returned.
+    grids : sequence of N-1 array-likes, optional
+        Each stage's thresholds instead of :func:`threshold_grid` (``grid_size`` is then
+        unused); ``-inf`` and ``+inf`` are added when missing. Calibration evaluates its
+        search grid this way.
 
     Returns
     -------
@@ -191,8 +206,15 @@ def grid_curve(
         + [(f"stage_values[{k}]", v.shape[0]) for k, v in enumerate(vv)]
     )
     c = check_costs(costs, n_stages)
-    grids = [threshold_grid(s, grid_size) for s in ss]
-    lens = [g.shape[0] for g in grids]
+    if grids is None:
+        grid_l = [threshold_grid(s, grid_size) for s in ss]
+    else:
+        grid_l = [_explicit_grid(g, k) for k, g in enumerate(grids)]
+        if len(grid_l) != len(ss):
+            raise ParameterError(
+                f"Expected one threshold grid per non-final stage ({len(ss)}); got {len(grid_l)}."
+            )
+    lens = [g.shape[0] for g in grid_l]
     cells = int(np.prod(lens))
     if cells > MAX_GRID_CELLS:
         raise ParameterError(
@@ -200,7 +222,7 @@ def grid_curve(
             f"too large (limit {MAX_GRID_CELLS:,}). Lower grid_size."
         )
     n = ss[0].shape[0]
-    bins = [np.searchsorted(g, s, side="right") for g, s in zip(grids, ss, strict=True)]
+    bins = [np.searchsorted(g, s, side="right") for g, s in zip(grid_l, ss, strict=True)]
     counts, sums = _grid_sums(bins, lens, vv)
     shares = counts.reshape(n_stages, cells).T / n
     acc = sums.reshape(n_stages, cells).sum(axis=0) / n
@@ -213,7 +235,7 @@ def grid_curve(
         idx = np.arange(cells)
     sign = direction_sign(higher_is_better)
     idx = idx[np.lexsort((sign * acc[idx], idx == last, idx != first, rel[idx]))]
-    mesh = np.stack(np.meshgrid(*grids, indexing="ij"), axis=-1).reshape(cells, -1)
+    mesh = np.stack(np.meshgrid(*grid_l, indexing="ij"), axis=-1).reshape(cells, -1)
     accuracy = acc[idx]
     accuracy[idx == first] = float(np.mean(vv[0]))
     accuracy[idx == last] = float(np.mean(vv[-1]))

@@ -37,6 +37,9 @@ class LogitPool:
         Optional: ``latency[name][batch_size]``, seconds per input, where it was measured.
     title : str
         One line saying what the pool is, for reports.
+    extra : dict
+        Anything else a report carries along (e.g. the zoo a pool came from, a quantized
+        teacher); not copied by :meth:`subset`.
 
     Examples
     --------
@@ -58,6 +61,7 @@ class LogitPool:
     flops: dict[str, Any] = field(default_factory=dict)
     latency: dict[str, dict[int, float]] = field(default_factory=dict)
     title: str = ""
+    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def splits(self) -> tuple[str, ...]:

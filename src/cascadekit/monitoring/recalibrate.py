@@ -164,7 +164,7 @@ def propose_thresholds(
     res = guaranteed_threshold_label_free(
         s, student_predictions, teacher_predictions, eps, dlt, grid=grid, n_grid=n_grid
     )
-    new = float(res.threshold)  # type: ignore[arg-type]
+    new = res.thresholds[0]
     return Proposal(
         old_threshold=old,
         new_threshold=new,

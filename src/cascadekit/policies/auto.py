@@ -21,19 +21,13 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from .._validation import as_labels, as_logits, check_costs, check_same_samples
-from ..curves import cascade_curve, gap_captured, speedup_at_teacher_accuracy
-from ..errors import InfeasibleTargetError, ParameterError
+from ..errors import ParameterError
 from ..scores import available_scores, compute_score
+from ..selection import CRITERIA, criterion_value, tune_temperature
 from ._core import LearnedPolicy
 from ._io import FeatureSpec, PolicyRouter
 
-__all__ = ["CRITERIA", "TEMPERATURES", "AutoResult", "auto_select"]
-
-#: Temperatures tried for the scores whose ranking depends on it.
-TEMPERATURES = tuple(float(t) for t in np.geomspace(0.25, 4.0, 5))
-_TEMPERATURE_SCORES = ("energy", "max_softmax", "entropy")
-#: What the candidates are compared by (higher is better for both).
-CRITERIA = ("gap_captured", "speedup")
+__all__ = ["AutoResult", "auto_select"]
 
 Float64Array = NDArray[np.float64]
 
@@ -99,39 +93,9 @@ class AutoResult:
         }
 
 
-def _criterion(
-    scores: Float64Array, cs: NDArray[Any], ct: NDArray[Any], costs: Float64Array, criterion: str
-) -> float:
-    curve = cascade_curve(scores, cs, ct, costs)
-    if criterion == "gap_captured":
-        return float(gap_captured(curve, cs, ct))
-    try:
-        return speedup_at_teacher_accuracy(curve)
-    except InfeasibleTargetError:  # pragma: no cover - the all-teacher point always qualifies
-        return math.nan
-
-
 def _folds(n: int, k: int, rng: np.random.Generator) -> list[NDArray[np.intp]]:
     perm = rng.permutation(n)
     return [np.sort(perm[i::k]) for i in range(k)]
-
-
-def _tune_temperature(
-    name: str,
-    z: Float64Array,
-    cs: NDArray[Any],
-    ct: NDArray[Any],
-    costs: Float64Array,
-    criterion: str,
-) -> float:
-    if name not in _TEMPERATURE_SCORES:
-        return 1.0
-    best_t, best_v = 1.0, -math.inf
-    for t in TEMPERATURES:
-        v = _criterion(compute_score(name, z, t).astype(np.float64), cs, ct, costs, criterion)
-        if math.isfinite(v) and v > best_v:
-            best_t, best_v = t, v
-    return best_t
 
 
 def auto_select(
@@ -180,7 +144,11 @@ def auto_select(
     ('score', True)
     """
     if criterion not in CRITERIA:
-        raise ParameterError(f"Expected criterion in {', '.join(CRITERIA)}; got {criterion!r}.")
+        raise ParameterError(
+            f"Expected criterion in {', '.join(CRITERIA)}; got {criterion!r}. 'gap_captured' "
+            "compares the share of the random-to-oracle gap, 'speedup' the speed-up at the "
+            "teacher's accuracy."
+        )
     if len(outputs) != 2:
         raise ParameterError(
             f"score='auto' chooses the router of a 2-stage cascade; got {len(outputs)} stages. "
@@ -211,10 +179,9 @@ def auto_select(
         vals, temps = [], []
         for i, held in enumerate(parts):
             tr = np.concatenate([p for j, p in enumerate(parts) if j != i])
-            t = _tune_temperature(name, z[tr], cs[tr], ct[tr], c, criterion)
-            s = compute_score(name, z[held], t).astype(np.float64)
-            vals.append(_criterion(s, cs[held], ct[held], c, criterion))
-            temps.append(t)
+            ch = tune_temperature(name, z[tr], cs[tr], ct[tr], c, criterion=criterion)
+            vals.append(criterion_value(ch.scores(z[held]), cs[held], ct[held], c, criterion))
+            temps.append(ch.temperature)
         cands.append(
             {
                 "name": name,
@@ -233,7 +200,7 @@ def auto_select(
             pol = LearnedPolicy(c, lam=lam, classifier=clf, random_state=random_state)
             pol.fit([X[tr]], [cs[tr], ct[tr]])
             oof[held] = pol.exit_score(X[held])
-            vals.append(_criterion(oof[held], cs[held], ct[held], c, criterion))
+            vals.append(criterion_value(oof[held], cs[held], ct[held], c, criterion))
         cands.append(
             {
                 "name": label,
@@ -248,7 +215,7 @@ def auto_select(
     best = max(cands, key=lambda r: -math.inf if not math.isfinite(r["mean"]) else r["mean"])
     n = z.shape[0]
     if best["kind"] == "score":
-        t = _tune_temperature(best["name"], z, cs, ct, c, criterion)
+        t = tune_temperature(best["name"], z, cs, ct, c, criterion=criterion).temperature
         best["temperature"] = t
         result = AutoResult(
             best["name"],

@@ -61,45 +61,29 @@ def choose_router(zoo: Any, student: str = "student", teacher: str = "teacher") 
     -------
     DemoChoice
     """
-    from .. import calibration
+    from .. import calibration, selection
     from ..curves import correctness
-    from ..demo import Pool, _router_rows
-    from ..scores import compute_score
 
-    splits = ("select", "calibrate")
-    pool = Pool(
-        title="fashion-mnist",
-        names=[student, teacher],
-        logits={s: {m: zoo.logits[s][m] for m in (student, teacher)} for s in splits},
-        labels={s: zoo.labels[s] for s in splits},
-        flops={m: float(zoo.flops[m]) for m in (student, teacher)},
+    pool = zoo.subset([student, teacher], ["select", "calibrate"])
+    costs = np.array(pool.costs(), dtype=np.float64)
+    best = selection.select_score(
+        pool.logits["select"][student],
+        pool.correct("select", student),
+        pool.correct("select", teacher),
+        costs,
     )
-    costs = np.array([pool.flops[student], pool.flops[teacher]], dtype=np.float64)
-    _, best = _router_rows_select_only(pool, costs, _router_rows)
-    score, temperature = str(best["score"]), float(best["temperature"])
-    cal = zoo.logits["calibrate"]
-    s = compute_score(score, cal[student], temperature).astype(np.float64)
-    cs = correctness(cal[student], zoo.labels["calibrate"])
-    ct = correctness(cal[teacher], zoo.labels["calibrate"])
+    score, temperature = best.score, best.temperature
+    cal = pool.logits["calibrate"]
+    s = best.scores(cal[student])
+    cs = correctness(cal[student], pool.labels["calibrate"])
+    ct = correctness(cal[teacher], pool.labels["calibrate"])
     try:
         res = calibration.threshold_for_accuracy(s, cs, ct, float(np.mean(ct)), costs=costs)
-        threshold = float(res.threshold)  # type: ignore[arg-type]
+        threshold = res.thresholds[0]
         share, acc = float(res.teacher_share), float(res.accuracy)
     except InfeasibleTargetError:
         threshold, share, acc = float("inf"), 1.0, float(np.mean(ct))
     return DemoChoice(score, temperature, threshold, share, acc)
-
-
-def _router_rows_select_only(pool: Any, costs: Any, router_rows: Any) -> Any:
-    """``cascadekit.demo``'s router comparison, fed only the select split (test unseen)."""
-    shadow = type(pool)(
-        title=pool.title,
-        names=pool.names,
-        logits={"select": pool.logits["select"], "test": pool.logits["select"]},
-        labels={"select": pool.labels["select"], "test": pool.labels["select"]},
-        flops=pool.flops,
-    )
-    return router_rows(shadow, costs)
 
 
 def fashion_mnist_model(
