@@ -173,3 +173,65 @@ def test_the_cycle_finder_finds_a_cycle(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", ["cascadekit.routing", "cascadekit.oip", "cascadekit.serve.model"])
 def test_new_modules_are_found(name: str) -> None:
     assert name in import_graph()
+
+
+def private_uses(src: Path = SRC) -> list[str]:
+    """Private names one cascadekit module takes from another: ``from .x import _name`` and
+    ``x._name`` on a cascadekit module bound by an import (anywhere, functions included).
+    A private *module* (``from . import _optional``, ``from ._optional import require``) is
+    fine: it is private to the package, not to one module."""
+    modules = {_module_name(p, src): p for p in src.rglob("*.py")}
+    found: list[str] = []
+
+    def private(name: str) -> bool:
+        return name.startswith("_") and not name.startswith("__")
+
+    for name, path in sorted(modules.items()):
+        package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        bound: set[str] = set()  # local names bound to cascadekit modules
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                base = package
+                for _ in range(max(node.level - 1, 0)):
+                    base = base.rpartition(".")[0]
+                stem = node.module or ""
+                root = (f"{base}.{stem}" if stem else base) if node.level else stem
+                if not root.startswith("cascadekit"):
+                    continue
+                for a in node.names:
+                    if f"{root}.{a.name}" in modules:
+                        bound.add(a.asname or a.name)
+                    elif private(a.name):
+                        found.append(f"{name}: from {root} import {a.name}")
+            elif isinstance(node, ast.Import):
+                for a in node.names:
+                    if a.name.startswith("cascadekit") and a.asname:
+                        bound.add(a.asname)
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in bound
+                and private(node.attr)
+            ):
+                found.append(f"{name}: {node.value.id}.{node.attr}")
+    return found
+
+
+def test_no_private_name_crosses_a_module() -> None:
+    uses = private_uses()
+    assert not uses, "make these public or move them: " + "; ".join(uses)
+
+
+def test_the_private_use_finder_finds_them(tmp_path: Path) -> None:
+    pkg = tmp_path / "cascadekit"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "_helpers.py").write_text("def ok():\n    pass\n")
+    (pkg / "a.py").write_text("def _x():\n    pass\n")
+    (pkg / "b.py").write_text(
+        "from ._helpers import ok\nfrom . import a\n\ndef f():\n    from .a import _x\n"
+        "    return a._x()\n"
+    )
+    assert private_uses(pkg) == ["cascadekit.b: from cascadekit.a import _x", "cascadekit.b: a._x"]
