@@ -908,3 +908,18 @@ def test_auto_method_picks_trinomial_up_to_its_size_limit_then_betting() -> None
     assert r.method == "binomial"
     with pytest.raises(UnknownNameError, match="Unknown guarantee method 'exact'"):
         guaranteed_threshold(s, cs, ct, 0.02, 0.1, method="exact")
+
+
+def test_trinomial_refuses_a_delta_below_its_reach_and_auto_uses_betting() -> None:
+    from cascadekit.calibration import TRINOMIAL_MIN_DELTA, guaranteed_threshold
+
+    rng = np.random.default_rng(1)
+    s = rng.uniform(size=3000)
+    cs = rng.uniform(size=3000) < 0.8 + 0.2 * s
+    ct = rng.uniform(size=3000) < 0.95
+    tiny = TRINOMIAL_MIN_DELTA / 10
+    assert guaranteed_threshold(s, cs, ct, 0.05, tiny).method == "betting"
+    with pytest.raises(ParameterError, match=r"Expected delta >= 1e-08 for the trinomial test"):
+        guaranteed_threshold(s, cs, ct, 0.05, tiny, method="trinomial")
+    with pytest.raises(ParameterError, match="method='betting' or 'binomial'"):
+        cal.min_calibration_size(0.03, tiny, "trinomial")

@@ -980,18 +980,35 @@ def _fixed_sequence(p_values: FloatArray, delta: float) -> int:
 #: Largest calibration size for which ``method="auto"`` picks the trinomial test (its table of
 #: rejection regions takes seconds up to here and grows like ``n ** 1.5``); above it, betting.
 TRINOMIAL_MAX_N = 20_000
+#: Smallest risk level ``delta`` the trinomial test can reach: its p-values are read from a
+#: table of critical values whose most extreme one has a size of about 1e-9.
+TRINOMIAL_MIN_DELTA = 1e-8
 
 
-def _check_method(method: str, label_free: bool | None = None, n: int | None = None) -> str:
+def _check_method(
+    method: str,
+    label_free: bool | None = None,
+    n: int | None = None,
+    delta: float | None = None,
+) -> str:
     """Validate a guarantee method and resolve ``"auto"``.
 
     ``"auto"``: ``"binomial"`` label-free (the loss is binary there); with labels
-    ``"trinomial"`` up to :data:`TRINOMIAL_MAX_N` calibration rows, ``"betting"`` above.
+    ``"trinomial"`` up to :data:`TRINOMIAL_MAX_N` calibration rows and down to
+    :data:`TRINOMIAL_MIN_DELTA`, ``"betting"`` otherwise.
     """
     if method == "auto":
         if label_free:
             return "binomial"
-        return "trinomial" if n is None or n <= TRINOMIAL_MAX_N else "betting"
+        small = n is None or n <= TRINOMIAL_MAX_N
+        reachable = delta is None or delta >= TRINOMIAL_MIN_DELTA
+        return "trinomial" if small and reachable else "betting"
+    if method == "trinomial" and delta is not None and delta < TRINOMIAL_MIN_DELTA:
+        raise ParameterError(
+            f"Expected delta >= {TRINOMIAL_MIN_DELTA:g} for the trinomial test (its p-values "
+            f"stop near 1e-9); got delta={delta:g}. Use method='betting' or 'binomial' (or "
+            "'auto', which picks betting here)."
+        )
     if method not in GUARANTEE_METHODS:
         allowed = [*GUARANTEE_METHODS, "auto"]
         raise UnknownNameError(
@@ -1023,7 +1040,7 @@ def min_calibration_size(epsilon: float, delta: float, method: str = "trinomial"
     """
     eps = check_open_unit("epsilon", epsilon)
     dlt = check_open_unit("delta", delta)
-    method = _check_method(method)
+    method = _check_method(method, delta=dlt)
 
     def ok(n: int) -> bool:
         return bool(_p_values(np.zeros(1), np.zeros(1), n, eps, method)[0] <= dlt)
@@ -1129,7 +1146,7 @@ def _guarantee_2(
     eps = check_open_unit("epsilon", epsilon)
     dlt = check_open_unit("delta", delta)
     n = s.shape[0]
-    method = _check_method(method, label_free, n)
+    method = _check_method(method, label_free, n, dlt)
     c = check_costs(costs, 2)
     g = quantile_grid(s, n_grid) if grid is None else _user_grid(grid)
     # kept counts at every grid threshold: sort the scores of the harmful (student wrong,
@@ -1451,7 +1468,7 @@ def calibrate_cascade(
         return _result_from_curve(curve, i, ss, "crossing", teacher_accuracy, label_free)
     if tgt.kind == "accuracy_drop":
         assert tgt.value is not None
-        method = _check_method(tgt.method, label_free, ss[0].shape[0])
+        method = _check_method(tgt.method, label_free, ss[0].shape[0], tgt.delta)
         if n_stages == 2:
             return _guarantee_2(
                 ss[0],
@@ -1507,7 +1524,7 @@ def _guarantee_path(
     eps = check_open_unit("epsilon", epsilon)
     dlt = check_open_unit("delta", delta)
     n = ss[0].shape[0]
-    method = _check_method(method, label_free, n)
+    method = _check_method(method, label_free, n, dlt)
     ng = int(n_grid)
     if ng < 1:
         raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
