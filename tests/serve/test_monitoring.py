@@ -356,3 +356,27 @@ def test_adaptive_settings_from_yaml() -> None:
     ):
         with pytest.raises(ParameterError, match=match):
             MonitorSettings.from_dict({"adaptive": bad}, base=".", model="m")
+
+
+async def test_a_fallback_counts_as_routed_on_not_as_a_share_shift(
+    zoo: Any, choice: Any, test_images: Any
+) -> None:
+    """A teacher too slow to answer makes rows fall back to the student; the monitor sees the
+    routing decision (on to the teacher), so an overload raises no share alarm."""
+    served = make_served(zoo, choice)
+    images = test_images[0][:200]
+    ref = reference(served, images)
+    faulty = FaultyModel(served.cascade.stages[1].model, delay=0.5)
+    served.cascade.stages[1].model = faulty
+    settings = MonitorSettings(
+        window=200, audit_rate=0.0, references={MODEL: calibration_scores(zoo, choice)}
+    )
+    config = ServeConfig(monitoring=settings, stage_timeout=0.05)
+    async with app_client(create_app(served, config)) as c:
+        faulty.mode = "slow"  # after the warm-up
+        out = (await c.post(URL, json=body(images))).json()
+        fallback = next(o for o in out["outputs"] if o["name"] == "fallback")["data"]
+        assert sum(fallback) == int(np.sum(ref["stage"] == 1)) > 0  # every deferred row fell back
+        doc = (await c.get(f"/v2/models/{MODEL}/monitor")).json()
+        assert doc["teacher_share"] == pytest.approx(np.mean(ref["stage"] == 1))
+        assert doc["alarms"]["teacher_share"] == 0

@@ -240,7 +240,9 @@ def _serve_config(port: int, reduced: bool, thresholds: list[Any] | None = None)
     doc = copy.deepcopy(doc)
     doc["http_options"] = {"host": "127.0.0.1", "port": port}
     app = doc["applications"][0]
-    app["args"] = {"demo": True, "reduced": reduced}
+    # a generous stage timeout: these tests compare answers, and a loaded machine must not turn a
+    # slow teacher into a fallback
+    app["args"] = {"demo": True, "reduced": reduced, "stage_timeout": 30}
     for dep in app["deployments"]:
         dep["ray_actor_options"] = {"num_cpus": 0.5}
         dep["num_replicas"] = 1
@@ -262,7 +264,7 @@ def _in_process(served: Any, bodies: list[bytes], path: str) -> list[tuple[int, 
     """Answers of the single-process server (FastAPI app, lifespan running) to ``bodies``."""
     from cascadekit.serve import ServeConfig, create_app
 
-    app = create_app(served, ServeConfig())
+    app = create_app(served, ServeConfig(stage_timeout=30))
 
     async def main() -> list[tuple[int, dict[str, Any]]]:
         async with app.router.lifespan_context(app):

@@ -20,7 +20,7 @@ from conftest import app_client, make_served
 
 from cascadekit import scores
 from cascadekit.oip import HEADER_LENGTH
-from cascadekit.serve import create_app
+from cascadekit.serve import ServeConfig, create_app
 
 N = 1500
 URL = "/v2/models/fashion-mnist/infer"
@@ -127,7 +127,9 @@ async def test_server_json_binary_and_co_batching_change_no_answer(
     served: Any, zoo: Any, whole: Any, near: np.ndarray
 ) -> None:
     images = zoo.images["test"][:N]
-    async with app_client(create_app(served)) as c:
+    # a generous stage timeout: answers are compared, and a slow teacher on a loaded machine
+    # would otherwise fall back to the student
+    async with app_client(create_app(served, ServeConfig(stage_timeout=30))) as c:
         # one request with every image, as JSON and as a binary tensor
         out = _outputs(await c.post(URL, json=_json_body(images)))
         _same(out["stage"], out["label"], whole, near, np.arange(N))

@@ -404,12 +404,12 @@ def app_builder(args: Mapping[str, Any]) -> Any:
     ...
     cascadekit.errors.ParameterError: Expected args with either demo: true or config: ...
     """
-    unknown = sorted(set(args) - {"demo", "config", "reduced", "name"})
+    unknown = sorted(set(args) - {"demo", "config", "reduced", "name", "stage_timeout"})
     demo, path = bool(args.get("demo", False)), args.get("config")
     if unknown or demo == (path is not None):
         raise ParameterError(
             "Expected args with either demo: true or config: <cascade YAML> (and optionally "
-            f"reduced:, name:); got {dict(args)}."
+            f"reduced:, name:, stage_timeout: seconds for the demo); got {dict(args)}."
         )
     if demo:
         from .demo import fashion_mnist_model
@@ -417,7 +417,7 @@ def app_builder(args: Mapping[str, Any]) -> Any:
         served = fashion_mnist_model(
             name=str(args.get("name", "fashion-mnist")), reduced=bool(args.get("reduced"))
         )
-        config = ServeConfig()
+        config = ServeConfig(stage_timeout=float(args.get("stage_timeout", 1.0)))
     else:
         from .config import load_config
 

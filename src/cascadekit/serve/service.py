@@ -771,7 +771,10 @@ class InferenceService:
         if self.monitoring is not None and state.stage_predictions.shape[1]:
             first_pred = state.stage_predictions[:, 0]
             if bool(np.all(first_pred >= 0)):  # the student answered every row
-                self._monitor(st, x, score, result.stage, first_pred, result.predictions, ths)
+                # the routing decision: a row that fell back was still routed on (an overloaded
+                # teacher is not a shift of the traffic)
+                routed = result.stage + result.fallback.astype(result.stage.dtype)
+                self._monitor(st, x, score, routed, first_pred, result.predictions, ths)
         proba = state.probabilities(dtype=np.float32)
         return InferResult(
             result.predictions,
