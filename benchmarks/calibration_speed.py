@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> None:
             continue
         sec, r = _best_of(
             lambda m=method: cal.guaranteed_threshold(
-                s, cs, ct, args.epsilon, args.delta, method=m, n_grid=args.thresholds
+                s, cs, ct, args.epsilon, args.delta, method=m, n_thresholds=args.thresholds
             ),
             args.repeats,
         )
@@ -125,7 +125,7 @@ def main(argv: list[str] | None = None) -> None:
 
     grid = np.array(
         cal.guaranteed_threshold(
-            s, cs, ct, args.epsilon, args.delta, method="binomial", n_grid=args.thresholds
+            s, cs, ct, args.epsilon, args.delta, method="binomial", n_thresholds=args.thresholds
         ).grid
     )
     sec_naive, (nh, _) = _best_of(lambda: _naive_counts(s, cs, ct, grid), 1)
@@ -148,13 +148,19 @@ def main(argv: list[str] | None = None) -> None:
         m = min(args.mapie_n, args.n)
         sm, csm, ctm = s[:m], cs[:m], ct[:m]
         ours = cal.guaranteed_threshold(
-            sm, csm, ctm, args.epsilon, args.delta, method="binomial", n_grid=args.thresholds
+            sm, csm, ctm, args.epsilon, args.delta, method="binomial", n_thresholds=args.thresholds
         )
         g = np.array(ours.grid)
         sec_m, t_m = _best_of(lambda: _mapie(sm, csm, ctm, g, args.epsilon, args.delta), 1)
         sec_o, _ = _best_of(
             lambda: cal.guaranteed_threshold(
-                sm, csm, ctm, args.epsilon, args.delta, method="binomial", n_grid=args.thresholds
+                sm,
+                csm,
+                ctm,
+                args.epsilon,
+                args.delta,
+                method="binomial",
+                n_thresholds=args.thresholds,
             ),
             args.repeats,
         )

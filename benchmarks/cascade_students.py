@@ -487,7 +487,7 @@ def text(args: argparse.Namespace) -> None:
         s = compute_score("max_softmax", z)
         c = curves.cascade_curve(s, cs, ct["test"], costs)
         summ = curves.summarize(c, cs, ct["test"])
-        ci = curves.bootstrap_summary(s, cs, ct["test"], costs, n_boot=500)
+        ci = curves.bootstrap_summary(s, cs, ct["test"], costs, n_resamples=500)
         lo, hi = ci["speedup_at_teacher_accuracy"]
         _say(
             f"  {name:<14} acc {cs.mean():.4f} gap {summ['gap_captured']:.3f} speed-up "

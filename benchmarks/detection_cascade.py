@@ -32,7 +32,7 @@ Usage::
 
     nice -n 10 .venv/bin/python benchmarks/detection_cascade.py        # trains once (~5 min)
     .venv/bin/python benchmarks/detection_cascade.py --pair v1          # the first pair
-    .venv/bin/python benchmarks/detection_cascade.py --n-test 500 --n-val 300 --grid-size 8
+    .venv/bin/python benchmarks/detection_cascade.py --n-test 500 --n-val 300 --n-thresholds 8
     .venv/bin/python benchmarks/detection_cascade.py --reduced         # tiny detectors
 """
 
@@ -58,7 +58,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--pair", default=DEFAULT_PAIR, choices=list(DETECTOR_PAIRS))
     ap.add_argument("--n-test", type=int, default=2000, help="test canvases (t10k items)")
     ap.add_argument("--n-val", type=int, default=1000, help="val canvases for threshold choice")
-    ap.add_argument("--grid-size", type=int, default=20, help="quantile levels per score")
+    ap.add_argument("--n-thresholds", type=int, default=20, help="quantile levels per score")
     ap.add_argument("--random-repeats", type=int, default=5)
     ap.add_argument("--fraction", type=float, default=0.97, help="target share of teacher mAP")
     ap.add_argument("--threads", type=int, default=2)
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     for w in weights:
         s = DetectionScorer("energy", box_weight=w)(vs)
         val_auc[w] = curves.auc(
-            detection_cascade_curve(s, m_val, mvs, mvt, costs, grid_size=args.grid_size)
+            detection_cascade_curve(s, m_val, mvs, mvt, costs, n_thresholds=args.n_thresholds)
         )
     w_best = max(weights, key=lambda w: val_auc[w])
     _say(
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         for k in (None, 1, 2, 4):
             s = DetectionScorer("energy", box_weight=w_best, score_threshold=thr, top_k=k)(vs)
             sel_auc[thr, k] = curves.auc(
-                detection_cascade_curve(s, m_val, mvs, mvt, costs, grid_size=args.grid_size)
+                detection_cascade_curve(s, m_val, mvs, mvt, costs, n_thresholds=args.n_thresholds)
             )
     thr_best, k_best = max(sel_auc, key=lambda tk: sel_auc[tk])
     _say("energy box selection on val (AUC; rows: box-score threshold, columns: top-k):")
@@ -204,23 +204,23 @@ def main(argv: list[str] | None = None) -> int:
     for name, scorer in routers.items():
         test_scores[name] = scorer(ps)
         test_curves[name] = detection_cascade_curve(
-            test_scores[name], m_test, ms, mt, costs, grid_size=args.grid_size
+            test_scores[name], m_test, ms, mt, costs, n_thresholds=args.n_thresholds
         )
         val_curves[name] = detection_cascade_curve(
-            scorer(vs), m_val, mvs, mvt, costs, grid_size=args.grid_size
+            scorer(vs), m_val, mvs, mvt, costs, n_thresholds=args.n_thresholds
         )
     test_curves["random"] = random_detection_curve(
         m_test,
         ms,
         mt,
         costs,
-        n_points=args.grid_size + 1,
+        n_points=args.n_thresholds + 1,
         n_repeats=args.random_repeats,
         seed=args.seed,
     )
 
     test_curves["oracle"] = oracle_detection_curve(
-        m_test, ms, mt, costs, n_points=args.grid_size + 1
+        m_test, ms, mt, costs, n_points=args.n_thresholds + 1
     )
     # does the (approximate) oracle dominate every router at every grid point?
     worst = max(

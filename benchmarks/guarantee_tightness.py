@@ -213,10 +213,10 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"--cal-size + --test-size = {n_cal + n_test:,} > {n:,} pooled rows")
     fixed_grid = None
     if args.grid == "select" and pair.select is not None:
-        fixed_grid = cal.quantile_grid(sc.compute_score(score, pair.select[0]), args.n_grid)
-        grid_note = f"{args.n_grid} quantiles of the select split's scores (fixed in advance)"
+        fixed_grid = cal.quantile_grid(sc.compute_score(score, pair.select[0]), args.n_thresholds)
+        grid_note = f"{args.n_thresholds} quantiles of the select split's scores (fixed in advance)"
     else:
-        grid_note = f"{args.n_grid} quantiles of the calibration rows' scores"
+        grid_note = f"{args.n_thresholds} quantiles of the calibration rows' scores"
     try:
         import mapie  # noqa: F401
 
@@ -273,7 +273,7 @@ def run(args: argparse.Namespace) -> None:
             rows["optimum (pool)"]["drop"].append(drop_p)
             rows["optimum (pool)"]["viol"].append(float(drop_p > eps))
             rows["optimum (pool)"]["viol_pool"].append(0.0)
-            grid = cal.quantile_grid(s[ci], args.n_grid) if fixed_grid is None else fixed_grid
+            grid = cal.quantile_grid(s[ci], args.n_thresholds) if fixed_grid is None else fixed_grid
             th: dict[str, float] = {}
 
             def calibrate(
@@ -384,7 +384,7 @@ def main(argv: list[str] | None = None) -> None:
         default="select",
         help="threshold grid: quantiles of the select split's or of the calibration scores",
     )
-    ap.add_argument("--n-grid", type=int, default=100)
+    ap.add_argument("--n-thresholds", type=int, default=100)
     ap.add_argument("--score", default=None, help="routing score (default: chosen on select)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(

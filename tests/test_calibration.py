@@ -342,7 +342,7 @@ def test_guarantee_matches_loop_reference(method, seed):
 
 def test_default_grid_is_descending_score_quantiles():
     s, cs, ct = _digits_arrays()
-    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, n_grid=50)
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, n_thresholds=50)
     g = np.array(r.grid)
     assert np.all(np.diff(g) < 0)
     assert g[-1] == -np.inf and len(g) <= 50  # the last keeps everything
@@ -437,8 +437,8 @@ def test_guarantee_bad_method_and_grid():
         cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[])
     with pytest.raises(ParameterError, match="only \\+inf"):
         cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, grid=[np.inf])
-    with pytest.raises(ParameterError, match="n_grid >= 1"):
-        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, n_grid=0)
+    with pytest.raises(ParameterError, match="n_thresholds >= 1"):
+        cal.guaranteed_threshold(s, cs, ct, 0.1, 0.1, n_thresholds=0)
 
 
 def test_label_free_equals_agreement_with_teacher():
@@ -643,19 +643,19 @@ def test_three_stages_match_exhaustive_search(seed):
     combos = _brute_combos(s, correct, costs)
     accs = sorted(c[1] for c in combos)
     target = accs[len(accs) * 3 // 4]
-    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_grid=n)
+    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_thresholds=n)
     ok = [c for c in combos if c[1] >= target - 1e-12]
     assert r.relative_cost == pytest.approx(min(c[3] for c in ok))
     assert r.accuracy >= target
     assert isinstance(r.thresholds, tuple) and len(r.thresholds) == 2
 
     budget = float(np.median([c[3] for c in combos]))
-    r = cal.calibrate_cascade(s, correct, {"relative_cost": budget}, costs=costs, n_grid=n)
+    r = cal.calibrate_cascade(s, correct, {"relative_cost": budget}, costs=costs, n_thresholds=n)
     ok = [c for c in combos if c[3] <= budget + 1e-12]
     assert r.accuracy == pytest.approx(max(c[1] for c in ok))
     assert r.relative_cost <= budget + 1e-12
 
-    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_grid=n)
+    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_thresholds=n)
     best = min(abs(c[2] - 0.3) for c in combos)
     assert abs(r.teacher_share - 0.3) == pytest.approx(best)
     # and the reported figures are those of routing with the returned thresholds
@@ -681,7 +681,7 @@ def test_three_stage_guarantee_path_matches_loop_reference(method):
     s, correct = _three_stage_case(n, 11, levels=50)
     eps, delta, ng = 0.06, 0.1, 20
     target = cal.Target("accuracy_drop", eps, delta=delta, method=method)
-    r = cal.calibrate_cascade(s, correct, target, n_grid=ng)
+    r = cal.calibrate_cascade(s, correct, target, n_thresholds=ng)
     chosen = (math.inf, math.inf)
     pvals = []
     stopped = False
@@ -783,7 +783,7 @@ def test_quantile_grid_from_another_split_is_accepted():
     s, cs, ct = _digits_arrays("calibrate")
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=other)
     assert r.grid == tuple(other) and r.thresholds[0] in {math.inf, *other}
-    with pytest.raises(ParameterError, match="n_grid >= 1"):
+    with pytest.raises(ParameterError, match="n_thresholds >= 1"):
         cal.quantile_grid(s, 0)
 
 
@@ -871,13 +871,13 @@ def test_n_stage_targets_are_reductions_of_grid_curve(seed):
     )
     assert grid.thresholds.shape[1] == 2
     target = float(np.quantile(grid.accuracy, 0.8))
-    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_grid=ng)
+    r = cal.calibrate_cascade(s, correct, {"accuracy": target}, costs=costs, n_thresholds=ng)
     _same_point(r, grid, _cheapest(grid, grid.accuracy >= target - 1e-12))
-    r = cal.calibrate_cascade(s, correct, {"relative_cost": 0.5}, costs=costs, n_grid=ng)
+    r = cal.calibrate_cascade(s, correct, {"relative_cost": 0.5}, costs=costs, n_thresholds=ng)
     ok = grid.relative_cost <= 0.5 + 1e-12
     best = grid.accuracy[ok].max()
     _same_point(r, grid, _cheapest(grid, ok & (grid.accuracy >= best - 1e-12)))
-    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_grid=ng)
+    r = cal.calibrate_cascade(s, correct, 0.3, costs=costs, n_thresholds=ng)
     assert abs(r.teacher_share - 0.3) == pytest.approx(np.abs(grid.teacher_share - 0.3).min())
     # and the reduction is what routing with the thresholds gives (no routing loop inside)
     stage = assign_stages(s, list(r.thresholds))

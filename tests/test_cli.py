@@ -70,7 +70,7 @@ def test_evaluate_two_stages_json_schema_and_plot(files: dict[str, Path]) -> Non
         png,
         "--max-points",
         "50",
-        "--bootstrap",
+        "--n-resamples",
         "50",
     )
     assert code == 0, text

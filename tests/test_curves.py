@@ -388,8 +388,8 @@ def test_pareto_front_matches_brute_force(seed) -> None:
     assert cv.pareto_front([], []).shape == (0,)
 
 
-def _brute_grid(ss, vals, costs, grid_size):
-    grids = [cv.threshold_grid(s, grid_size) for s in ss]
+def _brute_grid(ss, vals, costs, n_thresholds):
+    grids = [cv.threshold_grid(s, n_thresholds) for s in ss]
     cum = np.cumsum(costs)
     pts = []
     for ths in itertools.product(*grids):
@@ -400,8 +400,8 @@ def _brute_grid(ss, vals, costs, grid_size):
     return pts
 
 
-@pytest.mark.parametrize(("n_stages", "grid_size", "seed"), [(3, 6, 0), (3, 9, 1), (4, 4, 2)])
-def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, grid_size, seed) -> None:
+@pytest.mark.parametrize(("n_stages", "n_thresholds", "seed"), [(3, 6, 0), (3, 9, 1), (4, 4, 2)])
+def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, n_thresholds, seed) -> None:
     rng = np.random.default_rng(seed)
     n = 70
     ss = [
@@ -409,11 +409,11 @@ def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, grid_size, se
     ]
     vals = [(rng.random(n) < 0.5 + 0.1 * k).astype(float) for k in range(n_stages)]
     costs = np.array([1.0, 2.5, 4.0, 9.0][:n_stages])
-    pts = _brute_grid(ss, vals, costs, grid_size)
+    pts = _brute_grid(ss, vals, costs, n_thresholds)
     rel = np.array([p[0] for p in pts])
     acc = np.array([p[1] for p in pts])
     # every grid point: re-route with its thresholds
-    full = cv.grid_curve(ss, vals, costs, grid_size=grid_size, pareto=False)
+    full = cv.grid_curve(ss, vals, costs, n_thresholds=n_thresholds, pareto=False)
     assert len(full) == len(pts)
     for i in range(len(full)):
         stage = assign_stages(ss, list(full.thresholds[i]))
@@ -423,7 +423,7 @@ def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, grid_size, se
         )
         assert full.relative_cost[i] == pytest.approx(np.cumsum(costs)[stage].mean() / costs[-1])
     # Pareto set equals the brute-force front (plus the forced all-last end)
-    front = cv.grid_curve(ss, vals, costs, grid_size=grid_size)
+    front = cv.grid_curve(ss, vals, costs, n_thresholds=n_thresholds)
     ref = _brute_pareto(np.round(rel, 12), np.round(acc, 12))
     ref_pts = {(round(rel[i], 9), round(acc[i], 9)) for i in ref}
     got = {
@@ -442,19 +442,19 @@ def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, grid_size, se
 
 def test_grid_curve_with_two_stages_is_the_exact_curve_on_the_grid() -> None:
     s, vs, vt = _random_case(300, n_distinct=None)
-    g = cv.grid_curve([s], [vs, vt], costs=[1, 3], grid_size=30, pareto=False)
+    g = cv.grid_curve([s], [vs, vt], costs=[1, 3], n_thresholds=30, pareto=False)
     c = cv.cascade_curve(s, vs, vt, costs=[1, 3])
     assert g.thresholds.ndim == 1 and g.n_stages == 2
     for t, a in zip(g.thresholds, g.accuracy, strict=True):
         j = np.searchsorted(c.thresholds, t)  # first curve threshold >= t: same routing
         assert a == pytest.approx(c.accuracy[min(j, len(c) - 1)], abs=1e-12)
-    assert cv.auc(cv.grid_curve([s], [vs, vt], grid_size=30)) <= cv.auc(c) + 0.05
+    assert cv.auc(cv.grid_curve([s], [vs, vt], n_thresholds=30)) <= cv.auc(c) + 0.05
 
 
 def test_summary_of_a_three_stage_curve_uses_first_and_last_stage() -> None:
     ss = [RNG.normal(size=200), RNG.normal(size=200)]
     vals = [RNG.random(200) < p for p in (0.6, 0.7, 0.8)]
-    g = cv.grid_curve(ss, vals, costs=[1, 2, 4], grid_size=10)
+    g = cv.grid_curve(ss, vals, costs=[1, 2, 4], n_thresholds=10)
     out = cv.summarize(g, vals[0], vals[-1])
     assert out["student_accuracy"] == g.accuracy[0] and out["teacher_accuracy"] == g.accuracy[-1]
     assert 0 <= out["teacher_share_at_teacher_accuracy"] <= 1
@@ -500,7 +500,7 @@ def _step_cost(points, a):
 def test_pool_frontier_on_digits(digits_pool, max_depth) -> None:
     outs, y, costs, names = digits_pool
     order = list(np.argsort(costs, kind="stable"))
-    pf = cv.pool_frontier(outs, y, costs, names, max_depth=max_depth, grid_size=20)
+    pf = cv.pool_frontier(outs, y, costs, names, max_depth=max_depth, n_thresholds=20)
     assert pf.names == [names[i] for i in order]
     accs = [float(np.mean(np.argmax(outs[i], 1) == y)) for i in order]
     np.testing.assert_allclose(pf.accuracies, accs)
@@ -574,7 +574,7 @@ def test_saving_at_equal_accuracy_reference() -> None:
 def test_bootstrap_reweighting_equals_explicit_resampling() -> None:
     s, vs, vt = _random_case(150, n_distinct=12)
     for seed in range(3):
-        ci = cv.bootstrap_summary(s, vs, vt, costs=[1, 4], n_boot=1, seed=seed)
+        ci = cv.bootstrap_summary(s, vs, vt, costs=[1, 4], n_resamples=1, seed=seed)
         idx = np.random.default_rng(seed).integers(0, 150, 150)
         c = cv.cascade_curve(s[idx], vs[idx], vt[idx], costs=[1, 4])
         assert ci["auc"] == pytest.approx((cv.auc(c),) * 2, abs=1e-12)
@@ -589,15 +589,15 @@ def test_bootstrap_interval_on_digits(digits_pair) -> None:
     zs, zt, y = pair.logits["test"]["student"], pair.logits["test"]["teacher"], pair.labels["test"]
     s, vs, vt = scores.max_softmax(zs), cv.correctness(zs, y), cv.correctness(zt, y)
     costs = [pair.flops["student"], pair.flops["teacher"]]
-    ci = cv.bootstrap_summary(s, vs, vt, costs, n_boot=300, seed=1)
-    again = cv.bootstrap_summary(s, vs, vt, costs, n_boot=300, seed=1)
+    ci = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, seed=1)
+    again = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, seed=1)
     assert ci == again
     point = cv.summarize(cv.cascade_curve(s, vs, vt, costs), vs, vt)
     lo, hi = ci["auc"]
     assert lo < point["auc"] < hi and hi - lo < 0.1
     lo, hi = ci["speedup_at_teacher_accuracy"]
     assert 0 < lo <= hi
-    narrow = cv.bootstrap_summary(s, vs, vt, costs, n_boot=300, seed=1, confidence=0.5)
+    narrow = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, seed=1, confidence=0.5)
     assert ci["auc"][0] <= narrow["auc"][0] <= narrow["auc"][1] <= ci["auc"][1]
 
 
@@ -690,15 +690,15 @@ def test_grid_and_bootstrap_errors() -> None:
         cv.grid_curve([], [np.ones(5)])
     with pytest.raises(SampleCountError, match="stage_values\\[1\\] has 4"):
         cv.grid_curve(s, [np.ones(5), np.ones(4)])
-    with pytest.raises(ParameterError, match="grid_size >= 2"):
+    with pytest.raises(ParameterError, match="n_thresholds >= 2"):
         cv.threshold_grid(np.arange(5.0), 1)
-    with pytest.raises(ParameterError, match="grid_size to be an integer"):
+    with pytest.raises(ParameterError, match="n_thresholds to be an integer"):
         cv.threshold_grid(np.arange(5.0), 3.0)
     big = [RNG.normal(size=200)] * 4
-    with pytest.raises(ParameterError, match="too large.*Lower grid_size"):
-        cv.grid_curve(big, [np.ones(200)] * 5, grid_size=100)
-    with pytest.raises(ParameterError, match="n_boot to be a positive integer"):
-        cv.bootstrap_summary(GOOD_S, GOOD_V, GOOD_V, n_boot=0)
+    with pytest.raises(ParameterError, match="too large.*Lower n_thresholds"):
+        cv.grid_curve(big, [np.ones(200)] * 5, n_thresholds=100)
+    with pytest.raises(ParameterError, match="n_resamples to be a positive integer"):
+        cv.bootstrap_summary(GOOD_S, GOOD_V, GOOD_V, n_resamples=0)
     with pytest.raises(ParameterError, match="confidence strictly between 0 and 1"):
         cv.bootstrap_summary(GOOD_S, GOOD_V, GOOD_V, confidence=1.5)
 
@@ -715,7 +715,7 @@ def test_pool_errors(digits_pool) -> None:
         cv.pool_frontier(outs, y, costs, ["a", "a", "b"])
     with pytest.raises(ParameterError, match="max_depth >= 1"):
         cv.pool_frontier(outs, y, costs, max_depth=0)
-    assert len(cv.pool_frontier(outs, y, costs, max_depth=9, grid_size=5).curves) == 4
+    assert len(cv.pool_frontier(outs, y, costs, max_depth=9, n_thresholds=5).curves) == 4
     with pytest.raises(UnknownNameError, match="Unknown score 'energi'"):
         cv.pool_frontier(outs, y, costs, score="energi")
     with pytest.raises(SampleCountError, match="same samples"):

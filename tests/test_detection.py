@@ -404,7 +404,7 @@ def test_mixed_map_equals_direct_evaluation_and_curve_endpoints() -> None:
     assert m.mixed([ms, mt], choice) == pytest.approx(m.compute(direct))
     scores = detection_energy(student, score_threshold=0.0)
     assert scores[3] == -np.inf
-    curve = detection_cascade_curve(scores, m, ms, mt, costs=[1.0, 4.0], grid_size=8)
+    curve = detection_cascade_curve(scores, m, ms, mt, costs=[1.0, 4.0], n_thresholds=8)
     assert curve.accuracy[0] == pytest.approx(map_s) and curve.accuracy[-1] == pytest.approx(map_t)
     assert curve.teacher_share[0] == 0.0 and curve.teacher_share[-1] == 1.0
     assert np.all(np.diff(curve.teacher_share) > 0)
@@ -453,7 +453,13 @@ def test_compare_detection_routers_on_synthetic_outputs() -> None:
     student = _jittered(ds, rng, noise=2.5, drop=0.3)
     teacher = _jittered(ds, rng, noise=0.5, drop=0.0)
     cmp = compare_detection_routers(
-        student, teacher, ds.targets(), costs=[1, 10], n_classes=10, grid_size=5, random_repeats=2
+        student,
+        teacher,
+        ds.targets(),
+        costs=[1, 10],
+        n_classes=10,
+        n_thresholds=5,
+        random_repeats=2,
     )
     assert set(cmp.curves) == {*DETECTION_SCORES, "random", "oracle"}
     for c in cmp.curves.values():
@@ -500,7 +506,7 @@ def test_oracle_curve_dominates_every_router_and_ends_at_the_detectors(seed: int
     routings["random"] = np.random.default_rng(seed).uniform(size=len(ds))
     routings["hindsight_gain"] = -detection_oracle_gains(m, ms, mt)  # the oracle's own order
     for name, scores in routings.items():
-        curve = detection_cascade_curve(scores, m, ms, mt, costs=[1.0, 8.0], grid_size=8)
+        curve = detection_cascade_curve(scores, m, ms, mt, costs=[1.0, 8.0], n_thresholds=8)
         at = oracle_detection_curve(m, ms, mt, shares=curve.teacher_share)
         ours = np.interp(curve.teacher_share, at.teacher_share, at.accuracy)
         assert np.all(ours >= curve.accuracy - 1e-12), name
@@ -609,7 +615,7 @@ def test_reduced_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     map_s, map_t = m.compute(ms)["map"], m.compute(mt)["map"]
     assert map_t > map_s
     curve = detection_cascade_curve(
-        detection_energy(ps), m, ms, mt, costs=[small.flops, large.flops], grid_size=6
+        detection_energy(ps), m, ms, mt, costs=[small.flops, large.flops], n_thresholds=6
     )
     assert curve.accuracy[0] == pytest.approx(map_s)
     assert curve.accuracy[-1] == pytest.approx(map_t)
@@ -628,8 +634,8 @@ def test_remaining_error_paths() -> None:
         random_detection_curve(m, good, good, n_points=1)
     with pytest.raises(ParameterError, match="n_repeats"):
         random_detection_curve(m, good, good, n_repeats=0)
-    with pytest.raises(ParameterError, match="grid_size"):
-        detection_cascade_curve([-np.inf], m, good, good, grid_size=1)
+    with pytest.raises(ParameterError, match="n_thresholds"):
+        detection_cascade_curve([-np.inf], m, good, good, n_thresholds=1)
     curve = detection_cascade_curve([0.3], m, good, good)
     with pytest.raises(ParameterError, match="fraction of the teacher's mAP"):
         speedup_at_map_fraction(curve, 0.0)

@@ -101,7 +101,7 @@ GUARANTEE_METHODS = ("trinomial", "betting", "binomial", "hb")
 # Betting: a uniform mixture over constant bets lambda = c / m, c on the midpoints of (0, 1).
 _N_BETS = 100
 _BET_FRACTIONS = (np.arange(_N_BETS, dtype=np.float64) + 0.5) / _N_BETS
-_DEFAULT_N_GRID = 100
+_DEFAULT_N_THRESHOLDS = 100
 _KDE_MAX = 5000
 
 
@@ -1061,11 +1061,11 @@ def min_calibration_size(epsilon: float, delta: float, method: str = "trinomial"
     return hi
 
 
-def quantile_grid(scores: ArrayLike, n_grid: int = _DEFAULT_N_GRID) -> FloatArray:
+def quantile_grid(scores: ArrayLike, n_thresholds: int = _DEFAULT_N_THRESHOLDS) -> FloatArray:
     """The default threshold grid of :func:`guaranteed_threshold`: score quantiles, safest first.
 
-    The ``k/n_grid`` quantiles of ``scores`` for ``k = n_grid - 1, ..., 1, 0``, each moved to
-    the separating threshold below its block of tied scores
+    The ``k/n_thresholds`` quantiles of ``scores`` for ``k = n_thresholds - 1, ..., 1, 0``, each
+    moved to the separating threshold below its block of tied scores
     (:func:`~cascadekit.scores.separating_threshold_of`: the same inputs kept, no threshold on
     a score), distinct and descending; the last one is ``-inf`` (keep everything on the
     student). It uses scores only, never labels. Computing it on a split other than the
@@ -1078,9 +1078,9 @@ def quantile_grid(scores: ArrayLike, n_grid: int = _DEFAULT_N_GRID) -> FloatArra
     array([ 7.5,  5.5,  3.5,  1.5, -inf])
     """
     s = as_scores(scores)
-    ng = int(n_grid)
+    ng = int(n_thresholds)
     if ng < 1:
-        raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
+        raise ParameterError(f"Expected n_thresholds >= 1; got {n_thresholds!r}.")
     srt = np.sort(s)
     n = srt.shape[0]
     levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # teacher-share levels, desc
@@ -1139,7 +1139,7 @@ def _guarantee_2(
     delta: float,
     method: str,
     grid: ArrayLike | None,
-    n_grid: int,
+    n_thresholds: int,
     costs: ArrayLike | None,
     label_free: bool,
 ) -> CalibrationResult:
@@ -1148,7 +1148,7 @@ def _guarantee_2(
     n = s.shape[0]
     method = _check_method(method, label_free, n, dlt)
     c = check_costs(costs, 2)
-    g = quantile_grid(s, n_grid) if grid is None else _user_grid(grid)
+    g = quantile_grid(s, n_thresholds) if grid is None else _user_grid(grid)
     # kept counts at every grid threshold: sort the scores of the harmful (student wrong,
     # teacher right) and helpful rows once; rows with s < t go to the teacher
     n_harm = _count_at_least(s[~cs & ct], g)
@@ -1188,7 +1188,7 @@ def guaranteed_threshold(
     *,
     method: str = "auto",
     grid: ArrayLike | None = None,
-    n_grid: int = _DEFAULT_N_GRID,
+    n_thresholds: int = _DEFAULT_N_THRESHOLDS,
     costs: ArrayLike | None = None,
 ) -> CalibrationResult:
     """The smallest threshold certified to lose at most ``epsilon`` accuracy against the teacher.
@@ -1257,11 +1257,11 @@ def guaranteed_threshold(
     method : {"auto", "trinomial", "betting", "binomial", "hb"}, default="auto"
     grid : array-like, optional
         Thresholds to test, fixed before looking at the calibration labels (they are sorted
-        from largest to smallest; ``+inf`` is always first). Defaults to ``n_grid`` quantiles
-        of the calibration scores, from the ``(n_grid - 1)/n_grid`` quantile down to the
+        from largest to smallest; ``+inf`` is always first). Defaults to ``n_thresholds`` quantiles
+        of the calibration scores, from the ``(n_thresholds - 1)/n_thresholds`` quantile down to the
         smallest score. Quantiles use the scores but not the labels; for exact finite-sample
         validity fix the grid on other data (e.g. quantiles of scores of a separate split).
-    n_grid : int, default=100
+    n_thresholds : int, default=100
         Size of the default grid.
     costs : (float, float), optional
         Cost per input of the student and the teacher, for ``relative_cost``.
@@ -1290,7 +1290,7 @@ def guaranteed_threshold(
     True
     """
     s, cs, ct = _two_stage(scores, correct_student, correct_teacher)
-    return _guarantee_2(s, cs, ct, epsilon, delta, method, grid, n_grid, costs, False)
+    return _guarantee_2(s, cs, ct, epsilon, delta, method, grid, n_thresholds, costs, False)
 
 
 def guaranteed_threshold_label_free(
@@ -1302,7 +1302,7 @@ def guaranteed_threshold_label_free(
     *,
     method: str = "binomial",
     grid: ArrayLike | None = None,
-    n_grid: int = _DEFAULT_N_GRID,
+    n_thresholds: int = _DEFAULT_N_THRESHOLDS,
     costs: ArrayLike | None = None,
 ) -> CalibrationResult:
     """Like :func:`guaranteed_threshold`, with agreement with the teacher instead of labels.
@@ -1335,7 +1335,7 @@ def guaranteed_threshold_label_free(
     check_same_samples([("scores", s.shape[0]), ("teacher_predictions", pt.shape[0])])
     agree = ps == pt
     ones = np.ones(s.shape[0], dtype=bool)
-    return _guarantee_2(s, agree, ones, epsilon, delta, method, grid, n_grid, costs, True)
+    return _guarantee_2(s, agree, ones, epsilon, delta, method, grid, n_thresholds, costs, True)
 
 
 # --------------------------------------------------------------------------------------------
@@ -1394,7 +1394,7 @@ def calibrate_cascade(
     target: Any,
     *,
     costs: ArrayLike | None = None,
-    n_grid: int | None = None,
+    n_thresholds: int | None = None,
     label_free: bool = False,
 ) -> CalibrationResult:
     """Thresholds of an N-stage cascade for one :class:`Target`.
@@ -1403,8 +1403,8 @@ def calibrate_cascade(
     :class:`Target` or any form :meth:`Target.parse` accepts (``0.3`` is a teacher share,
     ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``, ``{"accuracy_drop": 0.01, "delta":
     0.1}``, ``"crossing"``). For two stages the operating points are exact. For more, every
-    combination of per-stage thresholds on a grid is evaluated; each stage's grid is ``n_grid``
-    quantiles of its scores (from "keep all" to "keep none" = ``inf``):
+    combination of per-stage thresholds on a grid is evaluated; each stage's grid is
+    ``n_thresholds`` quantiles of its scores (from "keep all" to "keep none" = ``inf``):
 
     * ``teacher_share``: the combination whose last-stage share is closest to the target
       (ties: not above it, then the most accurate, then the cheapest);
@@ -1430,7 +1430,7 @@ def calibrate_cascade(
         What to calibrate for.
     costs : sequence of N floats, optional
         Cost per input of every stage; defaults to 1 each.
-    n_grid : int, optional
+    n_thresholds : int, optional
         Grid size per stage (search) or of the path (guarantee). Defaults to 100 for the
         guarantee and to ``min(64, floor(4096 ** (1 / (N - 1))))`` per stage for the search.
     label_free : bool, default=False
@@ -1478,25 +1478,32 @@ def calibrate_cascade(
                 tgt.delta,
                 method,
                 None,
-                n_grid or _DEFAULT_N_GRID,
+                n_thresholds or _DEFAULT_N_THRESHOLDS,
                 c,
                 label_free,
             )
         return _guarantee_path(
-            ss, correct, c, tgt.value, tgt.delta, method, n_grid or _DEFAULT_N_GRID, label_free
+            ss,
+            correct,
+            c,
+            tgt.value,
+            tgt.delta,
+            method,
+            n_thresholds or _DEFAULT_N_THRESHOLDS,
+            label_free,
         )
     n = ss[0].shape[0]
     if n_stages == 2:
         curve = _curve_2(ss[0], correct[0], correct[1], c)
     else:
-        curve = _search_grid(ss, correct, c, n_grid)
+        curve = _search_grid(ss, correct, c, n_thresholds)
     i = reduce_curve(curve, tgt, n_samples=n)
     method = {"teacher_share": "teacher_share", "accuracy": "accuracy"}.get(tgt.kind, "cost")
     return _result_from_curve(curve, i, ss, method, teacher_accuracy, label_free)
 
 
 def _search_grid(
-    ss: list[FloatArray], correct: NDArray[np.bool_], c: FloatArray, n_grid: int | None
+    ss: list[FloatArray], correct: NDArray[np.bool_], c: FloatArray, n_thresholds: int | None
 ) -> Curve:
     """Every combination of per-stage thresholds on the search grid, as one N-stage curve.
 
@@ -1504,9 +1511,9 @@ def _search_grid(
     evaluated at once by :func:`cascadekit.curves.grid_curve` (histograms, no routing loop).
     """
     n_stages = correct.shape[0]
-    ng = n_grid if n_grid is not None else min(64, int(4096 ** (1.0 / (n_stages - 1))))
+    ng = n_thresholds if n_thresholds is not None else min(64, int(4096 ** (1.0 / (n_stages - 1))))
     if ng < 1:
-        raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
+        raise ParameterError(f"Expected n_thresholds >= 1; got {n_thresholds!r}.")
     grids = [quantile_grid(s, ng) for s in ss]  # ends with -inf; grid_curve adds +inf
     return grid_curve(ss, list(correct), c, grids=grids, pareto=False)
 
@@ -1518,16 +1525,16 @@ def _guarantee_path(
     epsilon: float,
     delta: float,
     method: str,
-    n_grid: int,
+    n_thresholds: int,
     label_free: bool,
 ) -> CalibrationResult:
     eps = check_open_unit("epsilon", epsilon)
     dlt = check_open_unit("delta", delta)
     n = ss[0].shape[0]
     method = _check_method(method, label_free, n, dlt)
-    ng = int(n_grid)
+    ng = int(n_thresholds)
     if ng < 1:
-        raise ParameterError(f"Expected n_grid >= 1; got {n_grid!r}.")
+        raise ParameterError(f"Expected n_thresholds >= 1; got {n_thresholds!r}.")
     levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # safest (1 excluded) first
     last = correct[-1]
     sorted_ss = [np.sort(x) for x in ss]
@@ -1577,7 +1584,7 @@ def calibrate_outputs(
     costs: ArrayLike | None = None,
     score: str = "energy",
     temperature: float = 1.0,
-    n_grid: int | None = None,
+    n_thresholds: int | None = None,
 ) -> CalibrationResult:
     """Calibrate a cascade from saved outputs: logits per stage (the last may be labels only).
 
@@ -1620,7 +1627,9 @@ def calibrate_outputs(
     else:
         y = as_labels(labels, n_samples=arrs[0].shape[0])
         correct = [p == y for p in preds]
-    result = calibrate_cascade(scs, correct, tgt, costs=costs, n_grid=n_grid, label_free=label_free)
+    result = calibrate_cascade(
+        scs, correct, tgt, costs=costs, n_thresholds=n_thresholds, label_free=label_free
+    )
     if label_free and tgt.kind == "accuracy":
         result.method = "agreement"
     return result

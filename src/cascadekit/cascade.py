@@ -488,7 +488,7 @@ class Cascade:
         *,
         outputs: Sequence[ArrayLike] | None = None,
         X: Any = None,
-        n_grid: int | None = None,
+        n_thresholds: int | None = None,
     ) -> Cascade:
         """Choose the thresholds for ``target`` on calibration data; returns ``self``.
 
@@ -517,7 +517,7 @@ class Cascade:
             Calibration outputs of every stage.
         X : inputs, optional
             Calibration inputs for the stages' live models.
-        n_grid : int, optional
+        n_thresholds : int, optional
             Grid size of N-stage searches and of the guarantee (see ``calibrate_cascade``).
 
         Returns
@@ -574,7 +574,12 @@ class Cascade:
             y = as_labels(encode_labels(labels, self.classes), n_samples=n)
             correct = [p == y for p in preds]
         result = calibration.calibrate_cascade(
-            scores, correct, target, costs=self.costs, n_grid=n_grid, label_free=label_free
+            scores,
+            correct,
+            target,
+            costs=self.costs,
+            n_thresholds=n_thresholds,
+            label_free=label_free,
         )
         self.calibration_ = result
         self.thresholds_ = np.asarray(result.thresholds, dtype=np.float64)

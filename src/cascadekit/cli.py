@@ -298,7 +298,7 @@ def evaluate(
     json_out: JsonOpt = None,
     plot: Annotated[Path | None, typer.Option(help="Write a PNG of the curve.")] = None,
     max_points: Annotated[int, typer.Option(help="Downsample the curve to N points.")] = 200,
-    bootstrap: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals.")] = 0,
+    n_resamples: Annotated[int, typer.Option(help="Bootstrap resamples for 95% intervals.")] = 0,
     top_k: Annotated[int, typer.Option(help="Count a prediction right if in the top k.")] = 1,
     key: KeyOpt = None,
     labels_key: LabelsKeyOpt = None,
@@ -316,7 +316,7 @@ def evaluate(
     _note_costs(cost_list)
     names = [p.stem for p in stages]
     if score == "auto":
-        rep = _evaluate_auto(outs, y, cost_list, max_points, bootstrap, names, top_k)
+        rep = _evaluate_auto(outs, y, cost_list, max_points, n_resamples, names, top_k)
         blocks = {rep["score"]: rep}
     elif score == "all":
         if threshold is not None:
@@ -327,7 +327,7 @@ def evaluate(
             costs=cost_list,
             temperature=temperature,
             max_points=max_points,
-            bootstrap=bootstrap,
+            n_resamples=n_resamples,
             names=names,
             top_k=top_k,
         )
@@ -343,7 +343,7 @@ def evaluate(
             temperature=temperature,
             threshold=_floats(threshold, "--threshold"),
             max_points=max_points,
-            bootstrap=bootstrap,
+            n_resamples=n_resamples,
             names=names,
             top_k=top_k,
         )
@@ -395,7 +395,7 @@ def _evaluate_auto(
     y: np.ndarray,
     costs: list[float] | None,
     max_points: int,
-    bootstrap: int,
+    n_resamples: int,
     names: list[str],
     top_k: int,
 ) -> dict[str, Any]:
@@ -420,7 +420,7 @@ def _evaluate_auto(
         score=score_arg,
         temperature=res.temperature,
         max_points=max_points,
-        bootstrap=bootstrap,
+        n_resamples=n_resamples,
         names=names,
         top_k=top_k,
     )

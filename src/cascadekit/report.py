@@ -109,8 +109,8 @@ def _score_block(
     temperature: float,
     threshold: Sequence[float] | None,
     max_points: int,
-    bootstrap: int,
-    grid_size: int,
+    n_resamples: int,
+    n_thresholds: int,
     seed: int,
 ) -> dict[str, Any]:
     stage_scores = [compute_score(score, o, temperature).astype(np.float64) for o in outs[:-1]]
@@ -119,7 +119,7 @@ def _score_block(
         curve = curves.cascade_curve(stage_scores[0], correct[0], correct[1], costs=costs)
         summary = curves.summarize(curve, correct[0], correct[1], costs=costs)
     else:
-        curve = curves.grid_curve(stage_scores, correct, costs=costs, grid_size=grid_size)
+        curve = curves.grid_curve(stage_scores, correct, costs=costs, n_thresholds=n_thresholds)
         summary = curves.summarize(curve, correct[0], correct[-1], costs=costs)
     if len(outs) == 2:
         orc = curves.oracle_curve(correct[0], correct[1], costs=costs)
@@ -161,12 +161,12 @@ def _score_block(
         if len(outs) > 2:
             op["stage_shares"] = [float(v) for v in r.stage_shares]
         block["operating_point"] = op
-    if bootstrap and len(outs) == 2:
+    if n_resamples and len(outs) == 2:
         ci = curves.bootstrap_summary(
-            stage_scores[0], correct[0], correct[1], costs=costs, n_boot=bootstrap, seed=seed
+            stage_scores[0], correct[0], correct[1], costs=costs, n_resamples=n_resamples, seed=seed
         )
         block["bootstrap"] = {
-            "n": int(bootstrap),
+            "n": int(n_resamples),
             "confidence": 0.95,
             "auc": [float(v) for v in ci["auc"]],
             "speedup_at_teacher_accuracy": [float(v) for v in ci["speedup_at_teacher_accuracy"]],
@@ -183,10 +183,10 @@ def evaluate_report(
     temperature: float = 1.0,
     threshold: Sequence[float] | float | None = None,
     max_points: int = 200,
-    bootstrap: int = 0,
+    n_resamples: int = 0,
     names: Sequence[str] | None = None,
     top_k: int = 1,
-    grid_size: int = 24,
+    n_thresholds: int = 24,
     seed: int = 0,
 ) -> dict[str, Any]:
     """The evaluate report of one score on saved outputs (see ``schemas/evaluate.schema.json``).
@@ -203,7 +203,7 @@ def evaluate_report(
         Adds the ``operating_point`` at these thresholds.
     max_points : int
         Downsample the curve to at most this many points, keeping both ends.
-    bootstrap : int
+    n_resamples : int
         With ``n > 0`` rows resampled ``n`` times, 95% intervals of auc and speed-up.
     """
     cascade, outs, y = _validated(outputs, labels, costs, names, score)
@@ -217,7 +217,16 @@ def evaluate_report(
     report = _header(cascade, outs, correct, cost_arr)
     report.update(
         _score_block(
-            outs, correct, cost_arr, score, temperature, ths, max_points, bootstrap, grid_size, seed
+            outs,
+            correct,
+            cost_arr,
+            score,
+            temperature,
+            ths,
+            max_points,
+            n_resamples,
+            n_thresholds,
+            seed,
         )
     )
     return report
@@ -231,10 +240,10 @@ def evaluate_all_scores(
     scores: Sequence[str] | None = None,
     temperature: float = 1.0,
     max_points: int = 200,
-    bootstrap: int = 0,
+    n_resamples: int = 0,
     names: Sequence[str] | None = None,
     top_k: int = 1,
-    grid_size: int = 24,
+    n_thresholds: int = 24,
     seed: int = 0,
     select_outputs: Sequence[ArrayLike] | None = None,
     select_labels: ArrayLike | None = None,
@@ -288,7 +297,16 @@ def evaluate_all_scores(
             temps[name] = tune_temperature(name, sel[0], c_sel[0], c_sel[1], cost_arr).temperature
     report["scores"] = {
         name: _score_block(
-            outs, correct, cost_arr, name, temps[name], None, max_points, bootstrap, grid_size, seed
+            outs,
+            correct,
+            cost_arr,
+            name,
+            temps[name],
+            None,
+            max_points,
+            n_resamples,
+            n_thresholds,
+            seed,
         )
         for name in names_
     }

@@ -238,7 +238,7 @@ def pool_frontier(
     score: str | Callable[..., Any] = "max_softmax",
     temperature: float = 1.0,
     max_depth: int = 3,
-    grid_size: int = 50,
+    n_thresholds: int = 50,
     top_k: int = 1,
     n_levels: int = 1001,
 ) -> PoolFrontier:
@@ -264,7 +264,7 @@ def pool_frontier(
     temperature : float, default=1.0
     max_depth : int, default=3
         Longest cascade considered (1 = single models only); capped at the number of models.
-    grid_size : int, default=50
+    n_thresholds : int, default=50
         Thresholds per stage for cascades of 3 or more models.
     top_k : int, default=1
         Correctness is top-k.
@@ -348,7 +348,7 @@ def pool_frontier(
                     [stage_scores[m] for m in combo[:-1]],
                     [values[m] for m in combo],
                     costs=cc,
-                    grid_size=grid_size,
+                    n_thresholds=n_thresholds,
                 )
             curves[tuple(nm[m] for m in combo)] = curve
             src = len(cand_src)

@@ -67,8 +67,8 @@ def pareto_front(
     return out
 
 
-def threshold_grid(scores: ArrayLike, grid_size: int = 50) -> Float64Array:
-    """Candidate thresholds for one stage: ``-inf``, ``grid_size`` quantile steps, ``+inf``.
+def threshold_grid(scores: ArrayLike, n_thresholds: int = 50) -> Float64Array:
+    """Candidate thresholds for one stage: ``-inf``, ``n_thresholds`` quantile steps, ``+inf``.
 
     The quantiles (levels evenly spaced in ``[0, 1]``) pick score values; each becomes the
     threshold that keeps its block of tied scores and every higher one, placed midway to the
@@ -78,15 +78,17 @@ def threshold_grid(scores: ArrayLike, grid_size: int = 50) -> Float64Array:
 
     Examples
     --------
-    >>> threshold_grid([5.0, 1.0, 3.0, 3.0], grid_size=3)
+    >>> threshold_grid([5.0, 1.0, 3.0, 3.0], n_thresholds=3)
     array([-inf,   2.,   4.,  inf])
     """
     s = as_scores(scores, "scores")
-    if isinstance(grid_size, bool) or not isinstance(grid_size, (int, np.integer)):
-        raise ParameterError(f"Expected grid_size to be an integer >= 2; got {grid_size!r}.")
-    if grid_size < 2:
-        raise ParameterError(f"Expected grid_size >= 2; got {grid_size}. Try grid_size=50.")
-    q = np.quantile(s, np.linspace(0.0, 1.0, int(grid_size)), method="lower")
+    if isinstance(n_thresholds, bool) or not isinstance(n_thresholds, (int, np.integer)):
+        raise ParameterError(f"Expected n_thresholds to be an integer >= 2; got {n_thresholds!r}.")
+    if n_thresholds < 2:
+        raise ParameterError(
+            f"Expected n_thresholds >= 2; got {n_thresholds}. Try n_thresholds=50."
+        )
+    q = np.quantile(s, np.linspace(0.0, 1.0, int(n_thresholds)), method="lower")
     out: Float64Array = np.unique(
         np.concatenate([[-np.inf], separating_threshold_of(s, q), [np.inf]])
     )
@@ -139,14 +141,14 @@ def grid_curve(
     stage_values: Sequence[ArrayLike],
     costs: ArrayLike | None = None,
     *,
-    grid_size: int = 50,
+    n_thresholds: int = 50,
     higher_is_better: bool = True,
     pareto: bool = True,
     grids: Sequence[ArrayLike] | None = None,
 ) -> Curve:
     """Curve of an N-stage cascade over a grid of thresholds, reduced to its Pareto front.
 
-    Each non-final stage gets the thresholds :func:`threshold_grid` (``-inf``, ``grid_size``
+    Each non-final stage gets the thresholds :func:`threshold_grid` (``-inf``, ``n_thresholds``
     quantiles of its scores, ``+inf``); every combination is evaluated exactly (the same routing
     as :func:`cascadekit.cascade.assign_stages`) from one multi-dimensional histogram per stage
     and cumulative sums, in O(n N + N G^(N-1)) for G thresholds per stage.
@@ -159,14 +161,14 @@ def grid_curve(
         Per-sample value (e.g. correctness) of each stage's answer.
     costs : array-like of shape (N,), optional
         Cost per input of each stage; default all 1.
-    grid_size : int, default=50
+    n_thresholds : int, default=50
         Quantiles per stage.
     higher_is_better : bool, default=True
     pareto : bool, default=True
         Keep only the Pareto set of ``(relative_cost, accuracy)``, plus the all-first-stage and
         the all-last-stage points. With False every grid point is returned.
     grids : sequence of N-1 array-likes, optional
-        Each stage's thresholds instead of :func:`threshold_grid` (``grid_size`` is then
+        Each stage's thresholds instead of :func:`threshold_grid` (``n_thresholds`` is then
         unused); ``-inf`` and ``+inf`` are added when missing. Calibration evaluates its
         search grid this way.
 
@@ -183,7 +185,7 @@ def grid_curve(
     >>> rng = np.random.default_rng(0)
     >>> s0, s1 = rng.random(200), rng.random(200)
     >>> values = [s0 > 0.3, s1 > 0.2, rng.random(200) < 0.9]
-    >>> c = grid_curve([s0, s1], values, costs=[1, 2, 4], grid_size=20)
+    >>> c = grid_curve([s0, s1], values, costs=[1, 2, 4], n_thresholds=20)
     >>> c.stage_shares[0], c.stage_shares[-1]
     (array([1., 0., 0.]), array([0., 0., 1.]))
     >>> bool(np.all(np.diff(c.accuracy[:-1]) > 0))
@@ -207,7 +209,7 @@ def grid_curve(
     )
     c = check_costs(costs, n_stages)
     if grids is None:
-        grid_l = [threshold_grid(s, grid_size) for s in ss]
+        grid_l = [threshold_grid(s, n_thresholds) for s in ss]
     else:
         grid_l = [_explicit_grid(g, k) for k, g in enumerate(grids)]
         if len(grid_l) != len(ss):
@@ -219,7 +221,7 @@ def grid_curve(
     if cells > MAX_GRID_CELLS:
         raise ParameterError(
             f"A grid of {' x '.join(map(str, lens))} = {cells:,} threshold combinations is "
-            f"too large (limit {MAX_GRID_CELLS:,}). Lower grid_size."
+            f"too large (limit {MAX_GRID_CELLS:,}). Lower n_thresholds."
         )
     n = ss[0].shape[0]
     bins = [np.searchsorted(g, s, side="right") for g, s in zip(grid_l, ss, strict=True)]

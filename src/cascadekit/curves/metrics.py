@@ -317,14 +317,14 @@ def bootstrap_summary(
     value_teacher: ArrayLike,
     costs: ArrayLike | None = None,
     *,
-    n_boot: int = 1000,
+    n_resamples: int = 1000,
     seed: int | None = 0,
     confidence: float = 0.95,
     higher_is_better: bool = True,
 ) -> dict[str, tuple[float, float]]:
     """Percentile bootstrap intervals of the curve's AUC and iso-accuracy speed-up.
 
-    Rows are resampled with replacement ``n_boot`` times. The scores are sorted once; each
+    Rows are resampled with replacement ``n_resamples`` times. The scores are sorted once; each
     replicate reweights the sorted rows, so it costs O(n).
 
     Returns
@@ -341,7 +341,7 @@ def bootstrap_summary(
     >>> rng = np.random.default_rng(0)
     >>> s = rng.normal(size=500)
     >>> vs, vt = rng.random(500) < 0.5 + 0.1 * s, rng.random(500) < 0.8
-    >>> ci = bootstrap_summary(s, vs, vt, costs=[1, 5], n_boot=200)
+    >>> ci = bootstrap_summary(s, vs, vt, costs=[1, 5], n_resamples=200)
     >>> lo, hi = ci["auc"]
     >>> bool(lo < auc(cascade_curve(s, vs, vt)) < hi)
     True
@@ -350,9 +350,13 @@ def bootstrap_summary(
     vs, vt = as_value_pair(value_student, value_teacher)
     check_same_samples([("scores", s.shape[0]), ("value_student", vs.shape[0])])
     c = check_costs(costs, 2)
-    if isinstance(n_boot, bool) or not isinstance(n_boot, (int, np.integer)) or n_boot < 1:
+    if (
+        isinstance(n_resamples, bool)
+        or not isinstance(n_resamples, (int, np.integer))
+        or n_resamples < 1
+    ):
         raise ParameterError(
-            f"Expected n_boot to be a positive integer; got {n_boot!r}. 1000 is typical."
+            f"Expected n_resamples to be a positive integer; got {n_resamples!r}. 1000 is typical."
         )
     conf = check_open_unit("confidence", confidence)
     n = s.shape[0]
@@ -360,12 +364,12 @@ def bootstrap_summary(
     d = (vt - vs)[order]
     vs_sorted = vs[order]
     rng = np.random.default_rng(seed)
-    stats = np.empty((int(n_boot), 3), dtype=np.float64)
+    stats = np.empty((int(n_resamples), 3), dtype=np.float64)
     cw = np.empty(n + 1, dtype=np.float64)
     gain = np.empty(n + 1, dtype=np.float64)
     cw[0] = gain[0] = 0.0
     pos = np.append(starts, n)
-    for b in range(int(n_boot)):
+    for b in range(int(n_resamples)):
         w = np.bincount(rng.integers(0, n, n), minlength=n)[order].astype(np.float64)
         np.cumsum(w, out=cw[1:])
         np.cumsum(w * d, out=gain[1:])

@@ -117,7 +117,7 @@ def detection_cascade_curve(
     teacher: MatchedDetections | Sequence[Mapping[str, Any] | Detections],
     costs: ArrayLike | None = None,
     *,
-    grid_size: int = 20,
+    n_thresholds: int = 20,
     metric: str = "map",
 ) -> Curve:
     """mAP vs cost of routing images by ``scores`` at a grid of thresholds.
@@ -132,7 +132,7 @@ def detection_cascade_curve(
         Each detector's predictions (or their matching from ``evaluator.evaluate``).
     costs : array-like of 2 floats, optional
         ``[F_S, F_T]`` (e.g. FLOPs per image); defaults to ``[0, 1]``.
-    grid_size : int, default=20
+    n_thresholds : int, default=20
         Quantile levels of the finite scores (:func:`cascadekit.curves.threshold_grid`); the
         thresholds ``-inf`` (all on the student) and ``+inf`` (all to the teacher) are added.
     metric : {"map", "map_50", "map_75"}
@@ -149,17 +149,19 @@ def detection_cascade_curve(
     ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     finite = s[np.isfinite(s)]
     if finite.size:
-        grid = threshold_grid(finite, grid_size)
+        grid = threshold_grid(finite, n_thresholds)
         if finite.size < s.size:  # images without a score (-inf): also keep only the scored ones
             low = float(finite.min())
             grid = np.union1d(grid, [low - max(1.0, abs(low))])
     else:
         if (
-            isinstance(grid_size, bool)
-            or not isinstance(grid_size, (int, np.integer))
-            or grid_size < 2
+            isinstance(n_thresholds, bool)
+            or not isinstance(n_thresholds, (int, np.integer))
+            or n_thresholds < 2
         ):
-            raise ParameterError(f"Expected grid_size to be an integer >= 2; got {grid_size!r}.")
+            raise ParameterError(
+                f"Expected n_thresholds to be an integer >= 2; got {n_thresholds!r}."
+            )
         grid = np.array([-np.inf, np.inf])
     shares, maps, kept = [], [], []
     seen: set[bytes] = set()
@@ -591,7 +593,7 @@ def compare_detection_routers(
     routers: Mapping[str, DetectionScorer] | None = None,
     *,
     n_classes: int | None = None,
-    grid_size: int = 20,
+    n_thresholds: int = 20,
     random_repeats: int = 5,
     seed: int = 0,
     metric: str = "map",
@@ -620,20 +622,20 @@ def compare_detection_routers(
         s = scorer(student_outputs)
         out.scores[name] = s
         out.curves[name] = detection_cascade_curve(
-            s, evaluator, ms, mt, c, grid_size=grid_size, metric=metric
+            s, evaluator, ms, mt, c, n_thresholds=n_thresholds, metric=metric
         )
     out.curves["random"] = random_detection_curve(
         evaluator,
         ms,
         mt,
         c,
-        n_points=grid_size + 1,
+        n_points=n_thresholds + 1,
         n_repeats=random_repeats,
         seed=seed,
         metric=metric,
     )
     if oracle:
         out.curves["oracle"] = oracle_detection_curve(
-            evaluator, ms, mt, c, n_points=grid_size + 1, metric=metric
+            evaluator, ms, mt, c, n_points=n_thresholds + 1, metric=metric
         )
     return out

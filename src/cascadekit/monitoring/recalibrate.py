@@ -124,7 +124,7 @@ def propose_thresholds(
     delta: float,
     *,
     route_scores: ArrayLike | None = None,
-    n_grid: int = 100,
+    n_thresholds: int = 100,
 ) -> Proposal:
     """Propose a threshold with the label-free guarantee from an audit sample.
 
@@ -139,7 +139,7 @@ def propose_thresholds(
     route_scores : array-like, optional
         Scores of all logged traffic: the shares are measured on them and the threshold grid
         is their quantiles (the grid then uses no audit outcome, as Learn-then-Test wants).
-    n_grid : int, default=100
+    n_thresholds : int, default=100
 
     Returns
     -------
@@ -160,9 +160,9 @@ def propose_thresholds(
         raise ParameterError("Expected old_threshold to be a number or +-inf; got NaN.")
     s = as_scores(scores)
     traffic = s if route_scores is None else as_scores(route_scores, name="route_scores")
-    grid = None if route_scores is None else quantile_grid(traffic, n_grid)
+    grid = None if route_scores is None else quantile_grid(traffic, n_thresholds)
     res = guaranteed_threshold_label_free(
-        s, student_predictions, teacher_predictions, eps, dlt, grid=grid, n_grid=n_grid
+        s, student_predictions, teacher_predictions, eps, dlt, grid=grid, n_thresholds=n_thresholds
     )
     new = res.thresholds[0]
     return Proposal(
@@ -187,7 +187,7 @@ def propose_from_log(
     delta: float,
     *,
     model: str | None = None,
-    n_grid: int = 100,
+    n_thresholds: int = 100,
 ) -> tuple[str, Proposal]:
     """:func:`propose_thresholds` on a monitoring log (and its rotated files).
 
@@ -195,7 +195,7 @@ def propose_from_log(
     ----------
     path : path-like
         The log (:class:`~cascadekit.monitoring.MonitorLog`).
-    old_threshold, epsilon, delta, n_grid
+    old_threshold, epsilon, delta, n_thresholds
         As in :func:`propose_thresholds`.
     model : str, optional
         The model whose records to use; required when the log holds several.
@@ -235,7 +235,7 @@ def propose_from_log(
         epsilon,
         delta,
         route_scores=route if route.shape[0] else None,
-        n_grid=n_grid,
+        n_thresholds=n_thresholds,
     )
     return models[0], proposal
 
