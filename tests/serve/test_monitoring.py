@@ -119,10 +119,17 @@ async def test_shift_raises_a_drift_alarm(zoo: Any, choice: Any, test_images: An
             "teacher_share": 0,
             "score_drift": 0,
         }
-        await c.post(URL, json=body(noisy))
+        out = (await c.post(URL, json=body(noisy))).json()
         doc = (await c.get(f"/v2/models/{MODEL}/monitor")).json()
-        assert doc["alarms"]["score_drift"] >= 1 and doc["alarms"]["teacher_share"] >= 1
+        # the noise moves the student's scores on every zoo; whether it also moves the teacher
+        # share enough depends on the pair (the full zoo's does, the reduced zoo's entropy
+        # router barely): the share alarm must fire when the share moved far
+        assert doc["alarms"]["score_drift"] >= 1
         assert doc["recent_alarms"][0]["requests"] == 600
+        stage = np.asarray(next(o for o in out["outputs"] if o["name"] == "stage")["data"])
+        moved = abs(float(np.mean(stage == 1)) - doc["expected_teacher_share"])
+        if moved > 0.15:
+            assert doc["alarms"]["teacher_share"] >= 1
 
 
 async def test_audits_are_off_the_response_path_and_dropped_when_busy(
