@@ -275,11 +275,47 @@ def run_loop(
     progress: ProgressFn | None,
     desc: str,
     schedule: str = "onecycle",
+    threads: int | None = None,
 ) -> list[float]:
     """Adam (+ one-cycle schedule) over shuffled mini-batches; ``loss_fn(out, idx)``.
 
-    Raises :class:`TrainingError` as soon as a loss is not finite.
+    Runs under :func:`deterministic` (``seed``, ``threads``). Raises :class:`TrainingError` as
+    soon as a loss is not finite.
     """
+    with deterministic(torch, seed, threads):
+        return _loop(
+            torch,
+            model,
+            x,
+            n,
+            loss_fn,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+            desc=desc,
+            schedule=schedule,
+        )
+
+
+def _loop(
+    torch: Any,
+    model: Any,
+    x: Any,
+    n: int,
+    loss_fn: Callable[[Any, Any], Any],
+    *,
+    epochs: int,
+    batch_size: int,
+    lr: float,
+    weight_decay: float,
+    seed: int,
+    progress: ProgressFn | None,
+    desc: str,
+    schedule: str,
+) -> list[float]:
     opt = torch.optim.Adam(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
     steps_per_epoch = (n + batch_size - 1) // batch_size
     total = int(epochs) * steps_per_epoch

@@ -30,7 +30,6 @@ from ._common import (
     as_tensor,
     check_label_width,
     check_labels,
-    deterministic,
     environment,
     fingerprint,
     import_torch,
@@ -189,21 +188,21 @@ def train_deferral(
             nll = -logp.gather(1, yt[idx].unsqueeze(1)).squeeze(1)
             return (nll - mt[idx] * logp[:, -1]).mean()
 
-        with deterministic(torch, seed, threads):
-            losses = run_loop(
-                torch,
-                model.head,
-                f_all,
-                n,
-                loss_fn,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                seed=seed,
-                progress=progress,
-                desc=f"deferral head ({surrogate})",
-            )
+        losses = run_loop(
+            torch,
+            model.head,
+            f_all,
+            n,
+            loss_fn,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+            desc=f"deferral head ({surrogate})",
+            threads=threads,
+        )
         model.eval()
         return losses
 

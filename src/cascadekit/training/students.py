@@ -33,7 +33,6 @@ from ._common import (
     check_label_width,
     check_teacher_logits,
     check_width,
-    deterministic,
     environment,
     fingerprint,
     import_torch,
@@ -210,21 +209,21 @@ def fit(
         def loss_fn(out: Any, idx: Any) -> Any:
             return torch.nn.functional.cross_entropy(out, yt[idx])
 
-        with deterministic(torch, seed, threads):
-            return run_loop(
-                torch,
-                student,
-                x,
-                x.shape[0],
-                loss_fn,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                seed=seed,
-                progress=progress,
-                desc="fit",
-            )
+        return run_loop(
+            torch,
+            student,
+            x,
+            x.shape[0],
+            loss_fn,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+            desc="fit",
+            threads=threads,
+        )
 
     return train_cached(
         "fit",
@@ -343,21 +342,21 @@ def distill(
         return a * ce + (1.0 - a) * tau_f * tau_f * kl
 
     def train() -> list[float]:
-        with deterministic(torch, seed, threads):
-            return run_loop(
-                torch,
-                student,
-                x,
-                n,
-                loss_fn,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                seed=seed,
-                progress=progress,
-                desc="distill",
-            )
+        return run_loop(
+            torch,
+            student,
+            x,
+            n,
+            loss_fn,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+            desc="distill",
+            threads=threads,
+        )
 
     return train_cached(
         "distill",
@@ -472,22 +471,22 @@ def confidence_tune(
         return (a * ce * (1.0 - w) + (1.0 - a) * kl_u * w).mean()
 
     def train() -> list[float]:
-        with deterministic(torch, seed, threads):
-            return run_loop(
-                torch,
-                student,
-                x,
-                n,
-                loss_fn,
-                epochs=epochs,
-                batch_size=batch_size,
-                lr=lr,
-                weight_decay=weight_decay,
-                seed=seed,
-                progress=progress,
-                desc="confidence tuning",
-                schedule="constant",
-            )
+        return run_loop(
+            torch,
+            student,
+            x,
+            n,
+            loss_fn,
+            epochs=epochs,
+            batch_size=batch_size,
+            lr=lr,
+            weight_decay=weight_decay,
+            seed=seed,
+            progress=progress,
+            desc="confidence tuning",
+            schedule="constant",
+            threads=threads,
+        )
 
     return train_cached(
         "confidence_tune",
