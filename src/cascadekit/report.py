@@ -111,7 +111,7 @@ def _score_block(
     max_points: int,
     n_resamples: int,
     n_thresholds: int,
-    seed: int,
+    random_state: int,
 ) -> dict[str, Any]:
     stage_scores = [compute_score(score, o, temperature).astype(np.float64) for o in outs[:-1]]
     block: dict[str, Any] = {"score": score, "temperature": temperature}
@@ -163,7 +163,12 @@ def _score_block(
         block["operating_point"] = op
     if n_resamples and len(outs) == 2:
         ci = curves.bootstrap_summary(
-            stage_scores[0], correct[0], correct[1], costs=costs, n_resamples=n_resamples, seed=seed
+            stage_scores[0],
+            correct[0],
+            correct[1],
+            costs=costs,
+            n_resamples=n_resamples,
+            random_state=random_state,
         )
         block["bootstrap"] = {
             "n": int(n_resamples),
@@ -187,7 +192,7 @@ def evaluate_report(
     names: Sequence[str] | None = None,
     top_k: int = 1,
     n_thresholds: int = 24,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> dict[str, Any]:
     """The evaluate report of one score on saved outputs (see ``schemas/evaluate.schema.json``).
 
@@ -226,7 +231,7 @@ def evaluate_report(
             max_points,
             n_resamples,
             n_thresholds,
-            seed,
+            random_state,
         )
     )
     return report
@@ -244,7 +249,7 @@ def evaluate_all_scores(
     names: Sequence[str] | None = None,
     top_k: int = 1,
     n_thresholds: int = 24,
-    seed: int = 0,
+    random_state: int = 0,
     select_outputs: Sequence[ArrayLike] | None = None,
     select_labels: ArrayLike | None = None,
 ) -> dict[str, Any]:
@@ -306,7 +311,7 @@ def evaluate_all_scores(
             max_points,
             n_resamples,
             n_thresholds,
-            seed,
+            random_state,
         )
         for name in names_
     }
