@@ -88,7 +88,9 @@ def main() -> None:
     t0 = time.perf_counter()
     zoo = load_fashion_mnist_zoo(reduced=args.reduced, cache_dir=args.cache_dir)
     sizes = dict(zoo.recipe.sizes)
-    common: dict[str, Any] = dict(sizes=sizes, random_state=zoo.recipe.random_state, cache_dir=args.cache_dir)
+    common: dict[str, Any] = dict(
+        sizes=sizes, random_state=zoo.recipe.random_state, cache_dir=args.cache_dir
+    )
     general = load_specialized_student(None, **common)
     for s in ("select", "calibrate", "test"):
         assert np.array_equal(general.indices[s], zoo.indices[s]), "splits differ from the zoo's"

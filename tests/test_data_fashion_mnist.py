@@ -172,7 +172,10 @@ def test_label_out_of_range(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reduced", [False, True])
 def test_split_indices_disjoint_deterministic(reduced: bool) -> None:
     sizes = fashion_mnist_split_sizes(reduced)
-    a, b = fashion_mnist_split_indices(sizes, random_state=0), fashion_mnist_split_indices(sizes, random_state=0)
+    a, b = (
+        fashion_mnist_split_indices(sizes, random_state=0),
+        fashion_mnist_split_indices(sizes, random_state=0),
+    )
     assert list(a) == list(SPLITS)
     for s in SPLITS:
         assert len(a[s]) == sizes[s] and np.array_equal(a[s], b[s])

@@ -187,7 +187,11 @@ def _f(y: np.ndarray, rows: np.ndarray) -> np.ndarray:
             ParameterError,
             "n_samples",
         ),
-        (lambda: R.importance_sampling_energy(_f, np.zeros(2), random_state=1.5), ParameterError, "random_state",
+        (
+            lambda: R.importance_sampling_energy(_f, np.zeros(2), random_state=1.5),
+            ParameterError,
+            "random_state",
+        ),
         (lambda: R.regression_energy(_f, np.zeros(2), method="mc"), ParameterError, "method"),
         (lambda: R.gaussian_confidence([1.0, 0.0]), ParameterError, "sigma > 0"),
         (lambda: R.gaussian_confidence([1.0, -2.0]), ParameterError, "sigma > 0"),

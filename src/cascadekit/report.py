@@ -31,7 +31,9 @@ from . import curves
 from ._optional import require
 from ._validation import (
     LOGSUMEXP_SCORES,
+    as_correct,
     as_labels,
+    as_scores,
     check_costs,
     check_score_suits,
     output_kind,
@@ -341,19 +343,28 @@ def plot_evaluation(
     report: dict[str, Any],
     path: str | os.PathLike[str],
     *,
-    student_scores: ArrayLike | None = None,
-    student_correct: ArrayLike | None = None,
+    stage_scores: Sequence[ArrayLike] | None = None,
+    stage_correct: Sequence[ArrayLike] | None = None,
 ) -> None:
     """Write a PNG: accuracy vs relative cost with random and oracle curves, and (given the
-    student's scores and correctness) where the student's right and wrong answers fall
-    (:func:`plot_score_histogram`, EBJR Fig. 4 on a rank scale)."""
+    stages' scores and correctness, one array per stage) where the first stage's right and
+    wrong answers fall (:func:`plot_score_histogram`, EBJR Fig. 4 on a rank scale).
+
+    Raises
+    ------
+    InputShapeError, EmptyInputError
+        ``stage_scores`` or ``stage_correct`` is not a list of 1-D arrays, one per stage.
+    """
+    with_hist = stage_scores is not None and stage_correct is not None
+    if with_hist:
+        hist_s = as_scores(stage_scores[0] if len(stage_scores) else [], "stage_scores[0]")
+        hist_c = as_correct(stage_correct[0] if len(stage_correct) else [], "stage_correct[0]")
     require("matplotlib", "plot", "Plotting").use("Agg")
     plt = require("matplotlib.pyplot", "plot", "Plotting")
     blocks = report["scores"] if "scores" in report else {report["score"]: report}
     stages = report["stages"]
     acc_s, acc_t = stages[0]["accuracy"], stages[-1]["accuracy"]
     costs = [s["cost"] for s in stages]
-    with_hist = student_scores is not None and student_correct is not None
     fig, axes = plt.subplots(1, 2 if with_hist else 1, figsize=(12 if with_hist else 6.5, 4.6))
     ax = axes[0] if with_hist else axes
     lo = costs[0] / costs[-1]
@@ -385,8 +396,8 @@ def plot_evaluation(
         threshold = first.get("operating_point", {}).get("threshold")
         plot_score_histogram(
             axes[1],
-            np.asarray(student_scores, dtype=np.float64),
-            np.asarray(student_correct, dtype=bool),
+            hist_s,
+            hist_c,
             threshold if isinstance(threshold, float | int) else None,
             label=f"student's {first['score']} score",
         )
