@@ -356,7 +356,7 @@ def plot_evaluation(
         ``stage_scores`` or ``stage_correct`` is not a list of 1-D arrays, one per stage.
     """
     with_hist = stage_scores is not None and stage_correct is not None
-    if with_hist:
+    if stage_scores is not None and stage_correct is not None:
         hist_s = as_scores(stage_scores[0] if len(stage_scores) else [], "stage_scores[0]")
         hist_c = as_correct(stage_correct[0] if len(stage_correct) else [], "stage_correct[0]")
     require("matplotlib", "plot", "Plotting").use("Agg")
