@@ -95,10 +95,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--epsilon", type=float, default=0.01)
     ap.add_argument("--delta", type=float, default=0.1)
     ap.add_argument("--mapie-n", type=int, default=20_000, help="size for the MAPIE run (0: skip)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-state", type=int, default=0)
     args = ap.parse_args(argv)
 
-    s, cs, ct = _data(args.n, args.seed)
+    s, cs, ct = _data(args.n, args.random_state)
     print(
         f"n = {args.n:,} inputs, {args.thresholds:,} thresholds, epsilon = {args.epsilon}, "
         f"delta = {args.delta}"

@@ -357,7 +357,7 @@ def fashion(args: argparse.Namespace) -> tuple[float, float]:
             method="distill",
             teacher_logits=f.t_train,
             epochs=epochs,
-            seed=0,
+            random_state=0,
             **kw,
         ).model
         rows.append(f.row(f"kd x{n_members}", size, com, score="agreement"))

@@ -89,7 +89,7 @@ def main() -> None:
     parser.add_argument("--max-n", type=float, default=None, help="drop sizes above this")
     parser.add_argument("--repeats", type=int, default=3, help="best of this many runs")
     parser.add_argument("--n-thresholds", type=int, default=100, help="thresholds of the loop")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--random-state", type=int, default=0)
     args = parser.parse_args()
     sizes = sorted(int(x) for x in args.sizes if args.max_n is None or x <= args.max_n)
     if not sizes:
@@ -108,7 +108,7 @@ def main() -> None:
     print("-" * len(head))
     prev: tuple[float, float, float] | None = None
     for n in sizes:
-        s, vs, vt, t_energy = make_data(n, args.seed)
+        s, vs, vt, t_energy = make_data(n, args.random_state)
         exact = partial(curves.cascade_curve, s, vs, vt, costs=[1, 8])
         t_exact, curve = best_of(exact, args.repeats)
         # score quantiles, as the thresholds that keep them (midway to the next lower block)

@@ -62,7 +62,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--random-repeats", type=int, default=5)
     ap.add_argument("--fraction", type=float, default=0.97, help="target share of teacher mAP")
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-state", type=int, default=0)
     ap.add_argument("--cache-dir", default=None)
     ap.add_argument("--json", default=None, help="also write every curve point to this file")
     return ap.parse_args(argv)
@@ -121,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(args.threads)
     t_start = time.perf_counter()
-    recipes = default_detector_recipes(args.reduced, seed=args.seed, pair=args.pair)
+    recipes = default_detector_recipes(args.reduced, random_state=args.random_state, pair=args.pair)
 
     def progress(desc: str, frac: float) -> None:
         if int(frac * 1000) % 100 == 0:
@@ -129,8 +129,8 @@ def main(argv: list[str] | None = None) -> int:
 
     dets = [load_detector(r, args.cache_dir, progress=progress) for r in recipes]
     student, teacher = dets
-    test = make_canvas_dataset(args.n_test, "test", seed=args.seed)
-    val = make_canvas_dataset(args.n_val, "val", seed=args.seed)
+    test = make_canvas_dataset(args.n_test, "test", random_state=args.random_state)
+    val = make_canvas_dataset(args.n_val, "val", random_state=args.random_state)
     _say(
         f"# detection cascade: {len(test)} test canvases (t10k items), {len(val)} val canvases, "
         f"{test.spec.canvas}x{test.spec.canvas}, 1-{test.spec.max_items} items, "
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> int:
         costs,
         n_points=args.n_thresholds + 1,
         n_repeats=args.random_repeats,
-        seed=args.seed,
+        random_state=args.random_state,
     )
 
     test_curves["oracle"] = oracle_detection_curve(

@@ -172,7 +172,7 @@ def main() -> None:
     ap.add_argument("--controls", type=int, default=None)
     ap.add_argument("--control-length", type=int, default=None)
     ap.add_argument("--recal-repeats", type=int, default=None)
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-state", type=int, default=0)
     args = ap.parse_args()
     q = args.quick
     n_img = 1000 if q else 10_000
@@ -183,7 +183,7 @@ def main() -> None:
     recal_repeats = args.recal_repeats or (50 if q else 200)
     audit_sizes = (500, 2000) if q else (500, 1000, 2000, 4000)
     eps, dlt = args.epsilon, args.delta
-    rng = np.random.default_rng(args.seed)
+    rng = np.random.default_rng(args.random_state)
     t0 = time.perf_counter()
 
     zoo = load_fashion_mnist_zoo()
@@ -212,7 +212,7 @@ def main() -> None:
     loss = [float(np.mean((sel.ct & ~sel.cs & keep)[y["select"] == k])) for k in range(10)]
     hard = np.argsort(loss)[::-1][:3]
     clean_raw = Pool("clean", lg["test"]["student"], lg["test"]["teacher"], y["test"])
-    raw = [clean_raw] + [corrupted_pool(zoo, k, v, n_img, args.seed) for k, v in shifts]
+    raw = [clean_raw] + [corrupted_pool(zoo, k, v, n_img, args.random_state) for k, v in shifts]
     raw.append(prior_pool(clean_raw, hard, rng))
     pools = [Scored(p, score, temp) for p in raw]
     print(

@@ -238,8 +238,8 @@ def run(args: argparse.Namespace) -> None:
     )
     summary: list[str] = []
 
-    rng = np.random.default_rng(args.seed)
-    boot_rng = np.random.default_rng(args.seed + 1)
+    rng = np.random.default_rng(args.random_state)
+    boot_rng = np.random.default_rng(args.random_state + 1)
     perms = [rng.permutation(n) for _ in range(args.splits)]
     for eps in epsilons:
         needed = {
@@ -386,7 +386,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     ap.add_argument("--n-thresholds", type=int, default=100)
     ap.add_argument("--score", default=None, help="routing score (default: chosen on select)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--random-state", type=int, default=0)
     ap.add_argument(
         "--no-population",
         dest="population",

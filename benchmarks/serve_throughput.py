@@ -100,7 +100,7 @@ def measure(
                 batch=args.batch,
                 rate=args.rate,
                 concurrency=args.concurrency,
-                seed=1,
+                random_state=1,
             )
         )
     finally:

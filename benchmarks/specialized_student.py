@@ -88,7 +88,9 @@ def main() -> None:
     t0 = time.perf_counter()
     zoo = load_fashion_mnist_zoo(reduced=args.reduced, cache_dir=args.cache_dir)
     sizes = dict(zoo.recipe.sizes)
-    common: dict[str, Any] = dict(sizes=sizes, seed=zoo.recipe.seed, cache_dir=args.cache_dir)
+    common: dict[str, Any] = dict(
+        sizes=sizes, random_state=zoo.recipe.random_state, cache_dir=args.cache_dir
+    )
     general = load_specialized_student(None, **common)
     for s in ("select", "calibrate", "test"):
         assert np.array_equal(general.indices[s], zoo.indices[s]), "splits differ from the zoo's"
@@ -128,8 +130,8 @@ def main() -> None:
             costs_g = [float(general.flops), f_t]
             costs_s = [float(student.flops), f_t]
             for share in args.shares:
-                i_cal = popular_stream(y_cal, spec, share, seed=cs)
-                i_te = popular_stream(y_test, spec, share, seed=cs + 1)
+                i_cal = popular_stream(y_cal, spec, share, random_state=cs)
+                i_te = popular_stream(y_test, spec, share, random_state=cs + 1)
                 yc, yt = y_cal[i_cal], y_test[i_te]
                 ct_cal = np.argmax(zt_cal[i_cal], 1) == yc
                 ct_te = np.argmax(zt_test[i_te], 1) == yt

@@ -574,7 +574,7 @@ def test_saving_at_equal_accuracy_reference() -> None:
 def test_bootstrap_reweighting_equals_explicit_resampling() -> None:
     s, vs, vt = _random_case(150, n_distinct=12)
     for seed in range(3):
-        ci = cv.bootstrap_summary(s, vs, vt, costs=[1, 4], n_resamples=1, seed=seed)
+        ci = cv.bootstrap_summary(s, vs, vt, costs=[1, 4], n_resamples=1, random_state=seed)
         idx = np.random.default_rng(seed).integers(0, 150, 150)
         c = cv.cascade_curve(s[idx], vs[idx], vt[idx], costs=[1, 4])
         assert ci["auc"] == pytest.approx((cv.auc(c),) * 2, abs=1e-12)
@@ -589,15 +589,15 @@ def test_bootstrap_interval_on_digits(digits_pair) -> None:
     zs, zt, y = pair.logits["test"]["student"], pair.logits["test"]["teacher"], pair.labels["test"]
     s, vs, vt = scores.max_softmax(zs), cv.correctness(zs, y), cv.correctness(zt, y)
     costs = [pair.flops["student"], pair.flops["teacher"]]
-    ci = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, seed=1)
-    again = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, seed=1)
+    ci = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, random_state=1)
+    again = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, random_state=1)
     assert ci == again
     point = cv.summarize(cv.cascade_curve(s, vs, vt, costs), vs, vt)
     lo, hi = ci["auc"]
     assert lo < point["auc"] < hi and hi - lo < 0.1
     lo, hi = ci["speedup_at_teacher_accuracy"]
     assert 0 < lo <= hi
-    narrow = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, seed=1, confidence=0.5)
+    narrow = cv.bootstrap_summary(s, vs, vt, costs, n_resamples=300, random_state=1, confidence=0.5)
     assert ci["auc"][0] <= narrow["auc"][0] <= narrow["auc"][1] <= ci["auc"][1]
 
 

@@ -172,7 +172,10 @@ def test_label_out_of_range(tmp_path: Path) -> None:
 @pytest.mark.parametrize("reduced", [False, True])
 def test_split_indices_disjoint_deterministic(reduced: bool) -> None:
     sizes = fashion_mnist_split_sizes(reduced)
-    a, b = fashion_mnist_split_indices(sizes, seed=0), fashion_mnist_split_indices(sizes, seed=0)
+    a, b = (
+        fashion_mnist_split_indices(sizes, random_state=0),
+        fashion_mnist_split_indices(sizes, random_state=0),
+    )
     assert list(a) == list(SPLITS)
     for s in SPLITS:
         assert len(a[s]) == sizes[s] and np.array_equal(a[s], b[s])
@@ -180,7 +183,7 @@ def test_split_indices_disjoint_deterministic(reduced: bool) -> None:
     from_train = np.concatenate([a["train"], a["select"], a["calibrate"]])
     assert len(np.unique(from_train)) == len(from_train)  # disjoint
     assert from_train.max() < 60_000 and a["test"].max() < 10_000
-    c = fashion_mnist_split_indices(sizes, seed=1)
+    c = fashion_mnist_split_indices(sizes, random_state=1)
     assert not np.array_equal(a["train"], c["train"])
 
 
@@ -203,8 +206,8 @@ def test_split_size_errors(sizes: dict[str, int], match: str) -> None:
 
 
 def test_load_splits_matches_files() -> None:
-    splits = load_fashion_mnist_splits(reduced=True, seed=3)
-    idx = fashion_mnist_split_indices(fashion_mnist_split_sizes(True), seed=3)
+    splits = load_fashion_mnist_splits(reduced=True, random_state=3)
+    idx = fashion_mnist_split_indices(fashion_mnist_split_sizes(True), random_state=3)
     train_x, train_y = load_fashion_mnist("train")
     test_x, test_y = load_fashion_mnist("test")
     for s in SPLITS:

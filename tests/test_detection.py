@@ -339,11 +339,11 @@ def test_malformed_batches_and_options() -> None:
 
 def test_canvas_dataset_is_deterministic_and_boxes_are_tight() -> None:
     spec = CanvasSpec()
-    a = make_canvas_dataset(30, "val", seed=4)
-    b = make_canvas_dataset(30, "val", seed=4)
+    a = make_canvas_dataset(30, "val", random_state=4)
+    b = make_canvas_dataset(30, "val", random_state=4)
     np.testing.assert_array_equal(a.images, b.images)
     assert all(np.array_equal(x, y) for x, y in zip(a.boxes, b.boxes, strict=True))
-    c = make_canvas_dataset(30, "val", seed=5)
+    c = make_canvas_dataset(30, "val", random_state=5)
     assert not np.array_equal(a.images, c.images)
     for img, boxes, labels in zip(a.images, a.boxes, a.labels, strict=True):
         assert 1 <= len(boxes) <= spec.max_items and len(labels) == len(boxes)
@@ -390,7 +390,7 @@ def _jittered(ds, rng: np.random.Generator, noise: float, drop: float) -> list[d
 
 def test_mixed_map_equals_direct_evaluation_and_curve_endpoints() -> None:
     rng = np.random.default_rng(0)
-    ds = make_canvas_dataset(60, "test", seed=1)
+    ds = make_canvas_dataset(60, "test", random_state=1)
     student = _jittered(ds, rng, noise=2.0, drop=0.3)
     teacher = _jittered(ds, rng, noise=0.5, drop=0.05)
     student[3] = _empty(10)
@@ -449,7 +449,7 @@ def test_map_errors() -> None:
 
 def test_compare_detection_routers_on_synthetic_outputs() -> None:
     rng = np.random.default_rng(2)
-    ds = make_canvas_dataset(40, "test", seed=2)
+    ds = make_canvas_dataset(40, "test", random_state=2)
     student = _jittered(ds, rng, noise=2.5, drop=0.3)
     teacher = _jittered(ds, rng, noise=0.5, drop=0.0)
     cmp = compare_detection_routers(
@@ -481,7 +481,7 @@ def test_compare_detection_routers_on_synthetic_outputs() -> None:
 
 def _synthetic_pair(seed: int, n: int = 60) -> tuple[Any, list[dict], list[dict]]:
     rng = np.random.default_rng(seed)
-    ds = make_canvas_dataset(n, "test", seed=seed)
+    ds = make_canvas_dataset(n, "test", random_state=seed)
     return ds, _jittered(ds, rng, noise=2.0, drop=0.3), _jittered(ds, rng, noise=0.7, drop=0.05)
 
 
@@ -569,7 +569,7 @@ def test_oracle_errors() -> None:
 def test_assign_targets_gives_every_box_a_positive_cell() -> None:
     from cascadekit.detection.nets import assign_targets
 
-    ds = make_canvas_dataset(40, "train", seed=3, spec=CanvasSpec(max_iou=0.0))
+    ds = make_canvas_dataset(40, "train", random_state=3, spec=CanvasSpec(max_iou=0.0))
     classes, gt = assign_targets(ds.boxes, ds.labels, 16, 4)
     for i, (boxes, labels) in enumerate(zip(ds.boxes, ds.labels, strict=True)):
         for b, lab in zip(boxes, labels, strict=True):
@@ -608,7 +608,7 @@ def test_reduced_end_to_end(tmp_path) -> None:  # type: ignore[no-untyped-def]
     ]
     small, large = (load_detector(r, tmp_path) for r in recipes)
     assert small.trained and large.trained and large.flops > 5 * small.flops
-    test = make_canvas_dataset(150, "test", seed=0)
+    test = make_canvas_dataset(150, "test", random_state=0)
     ps, pt = small.predict(test.images), large.predict(test.images)
     m = CocoMAP(test.targets(), 10)
     ms, mt = m.evaluate(ps), m.evaluate(pt)
@@ -661,7 +661,7 @@ def test_detector_recipe_errors(tmp_path) -> None:  # type: ignore[no-untyped-de
         load_detector_pair([DetectorRecipe("s", "small", 1, 10)], tmp_path)
     with pytest.raises(UnknownNameError, match="Unknown detector architecture 'tiny'"):
         build_detector("tiny")
-    a, b = DetectorRecipe("s", "small", 1, 10), DetectorRecipe("s", "small", 1, 10, seed=1)
+    a, b = DetectorRecipe("s", "small", 1, 10), DetectorRecipe("s", "small", 1, 10, random_state=1)
     assert a.key == DetectorRecipe("s", "small", 1, 10).key != b.key
 
 

@@ -24,6 +24,7 @@ from cascadekit.errors import (
     UnknownNameError,
 )
 from cascadekit.policies import (
+    Decider,
     FeatureSpec,
     LearnedPolicy,
     PolicyGraph,
@@ -203,6 +204,21 @@ def test_hgb_export_matches_sklearn() -> None:
         random_state=0,
     ).fit(X, y.astype(int), sample_weight=w / w.mean())
     np.testing.assert_allclose(d.decision(X), ref.decision_function(X), atol=1e-9)
+
+
+def test_hgb_decider_rejects_what_it_cannot_copy_exactly() -> None:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(300, 3))
+    with pytest.raises(ParameterError, match="could not read the trees of this LogisticRegression"):
+        Decider.from_hgb(LogisticRegression().fit(X, X[:, 0] > 0), X)
+    three = HistGradientBoostingClassifier(max_iter=5).fit(X, np.digitize(X[:, 0], [-0.5, 0.5]))
+    with pytest.raises(ParameterError, match="Only binary classifiers are supported"):
+        Decider.from_hgb(three, X)
+    two = HistGradientBoostingClassifier(max_iter=5).fit(X, X[:, 0] > 0)
+    np.testing.assert_array_equal(Decider.from_hgb(two, X).decision(X), two.decision_function(X))
 
 
 # ----------------------------------------------------------------------------------------------

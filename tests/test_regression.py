@@ -85,14 +85,14 @@ def test_importance_sampling_matches_closed_form_in_2d() -> None:
 def test_importance_sampling_is_reproducible_and_seeded() -> None:
     mu, s = _gauss(50, seed=4)
     f = R.gaussian_energy_fn(mu, s)
-    a = R.importance_sampling_energy(f, mu, s, n_samples=64, seed=7)
-    b = R.importance_sampling_energy(f, mu, s, n_samples=64, seed=7)
-    c = R.importance_sampling_energy(f, mu, s, n_samples=64, seed=8)
+    a = R.importance_sampling_energy(f, mu, s, n_samples=64, random_state=7)
+    b = R.importance_sampling_energy(f, mu, s, n_samples=64, random_state=7)
+    c = R.importance_sampling_energy(f, mu, s, n_samples=64, random_state=8)
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
     # common random numbers: the same density shifted gets exactly the same score
     shifted = R.importance_sampling_energy(
-        R.gaussian_energy_fn(mu + 5, s), mu + 5, s, n_samples=64, seed=7
+        R.gaussian_energy_fn(mu + 5, s), mu + 5, s, n_samples=64, random_state=7
     )
     np.testing.assert_allclose(shifted, a, atol=1e-12)
 
@@ -187,7 +187,11 @@ def _f(y: np.ndarray, rows: np.ndarray) -> np.ndarray:
             ParameterError,
             "n_samples",
         ),
-        (lambda: R.importance_sampling_energy(_f, np.zeros(2), seed=1.5), ParameterError, "seed"),
+        (
+            lambda: R.importance_sampling_energy(_f, np.zeros(2), random_state=1.5),
+            ParameterError,
+            "random_state",
+        ),
         (lambda: R.regression_energy(_f, np.zeros(2), method="mc"), ParameterError, "method"),
         (lambda: R.gaussian_confidence([1.0, 0.0]), ParameterError, "sigma > 0"),
         (lambda: R.gaussian_confidence([1.0, -2.0]), ParameterError, "sigma > 0"),

@@ -14,11 +14,14 @@ import pytest
 
 from cascadekit import curves, scores
 from cascadekit.data.digits import load_digits_pair
+from cascadekit.errors import EmptyInputError, InputShapeError
 from cascadekit.report import (
     Section,
     describe_router,
+    evaluate_report,
     format_count,
     format_ratio,
+    plot_evaluation,
     plot_score_histogram,
     threshold_knob_html,
     write_html,
@@ -108,6 +111,25 @@ def test_histogram_ranks_separate_right_and_wrong() -> None:
     (line,) = ax.get_lines()
     assert line.get_xdata()[0] == pytest.approx(np.mean(s < t))
     plt.close(fig)
+
+
+def test_plot_evaluation_takes_one_array_per_stage(tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    pair = load_digits_pair()
+    test, y = pair.logits["test"], pair.labels["test"]
+    outs = [test["student"], test["teacher"]]
+    rep = evaluate_report(outs, y, score="entropy", costs=[1.0, 4.0])
+    s = scores.entropy(test["student"])
+    c = [curves.correctness(o, y) for o in outs]
+    png = tmp_path / "r.png"
+    plot_evaluation(rep, png, stage_scores=[s], stage_correct=c)
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    with pytest.raises(
+        InputShapeError, match=r"Expected stage_scores\[0\] of shape \(n_samples,\)"
+    ):
+        plot_evaluation(rep, png, stage_scores=s, stage_correct=c)  # one stage's array, unwrapped
+    with pytest.raises(EmptyInputError, match="stage_correct"):
+        plot_evaluation(rep, png, stage_scores=[s], stage_correct=[])
 
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -50,11 +50,11 @@ def test_from_labels_picks_the_most_frequent_classes_ties_by_label() -> None:
 def test_popular_stream_has_the_share_and_is_reproducible() -> None:
     y = np.repeat(np.arange(10), 100)
     for share in (0.5, 0.75, 0.9):
-        idx = popular_stream(y, (3, 1), share, seed=1)
+        idx = popular_stream(y, (3, 1), share, random_state=1)
         assert len(set(idx.tolist())) == len(idx)  # without replacement
         assert np.mean(np.isin(y[idx], [3, 1])) == pytest.approx(share, abs=1e-2)
-        np.testing.assert_array_equal(idx, popular_stream(y, (3, 1), share, seed=1))
-    idx = popular_stream(y, Specialization((3, 1), 10), 0.75, n=240, seed=2)
+        np.testing.assert_array_equal(idx, popular_stream(y, (3, 1), share, random_state=1))
+    idx = popular_stream(y, Specialization((3, 1), 10), 0.75, n=240, random_state=2)
     assert len(idx) == 240 and np.sum(np.isin(y[idx], [3, 1])) == 180
     assert popular_stream(y, (3, 1), 1.0).size == 200
     assert popular_stream(y, (3, 1), 0.0).size == 800
@@ -255,7 +255,7 @@ def test_real_curve_endpoints_and_live_prediction(students: Any) -> None:
     from cascadekit.data import load_fashion_mnist
 
     images, _ = load_fashion_mnist("test")
-    idx = popular_stream(spec_s.labels["test"], spec, 0.75, seed=0)
+    idx = popular_stream(spec_s.labels["test"], spec, 0.75, random_state=0)
     zs, zt, y = spec_s.logits["test"][idx], teacher.logits["test"][idx], spec_s.labels["test"][idx]
     assert np.mean(spec.in_top(y)) == pytest.approx(0.75, abs=0.01)
     curve = specialized_curve(zs, zt, y, spec, costs=[spec_s.flops, teacher.flops])

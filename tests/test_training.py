@@ -145,7 +145,9 @@ def test_a_second_run_loads_the_weights_and_a_new_recipe_retrains(
 def test_training_is_deterministic_given_the_seed(data: dict[str, Any]) -> None:
     a = training.fit(mlp(), scaled(data["x"][:500]), data["y"][:500], epochs=1, cache=False)
     b = training.fit(mlp(), scaled(data["x"][:500]), data["y"][:500], epochs=1, cache=False)
-    c = training.fit(mlp(), scaled(data["x"][:500]), data["y"][:500], epochs=1, seed=1, cache=False)
+    c = training.fit(
+        mlp(), scaled(data["x"][:500]), data["y"][:500], epochs=1, random_state=1, cache=False
+    )
     wa, wb, wc = (list(r.model.state_dict().values())[-1] for r in (a, b, c))
     assert torch.equal(wa, wb) and not torch.equal(wa, wc)
 

@@ -37,12 +37,12 @@ pytestmark = pytest.mark.skipif(
 TINY_SIZES = {"train": 600, "select": 100, "calibrate": 100, "test": 200}
 
 
-def tiny_recipe(seed: int = 0, epochs: int = 1) -> ZooRecipe:
+def tiny_recipe(random_state: int = 0, epochs: int = 1) -> ZooRecipe:
     """One small MLP on small splits: trains in well under a second."""
     return ZooRecipe(
         models=(ModelRecipe("student", "mlp", {"hidden": [16]}, epochs=epochs, batch_size=64),),
         sizes=TINY_SIZES,
-        seed=seed,
+        random_state=random_state,
         threads=1,
         latency_batches=(1, 8),
         latency_repeats=3,
@@ -68,10 +68,10 @@ def test_same_recipe_same_hash_and_changes_change_it() -> None:
     keys = {
         default_recipe().key,
         default_recipe(reduced=True).key,
-        default_recipe(seed=1).key,
+        default_recipe(random_state=1).key,
         tiny_recipe().key,
         tiny_recipe(epochs=2).key,
-        tiny_recipe(seed=5).key,
+        tiny_recipe(random_state=5).key,
     }
     assert len(keys) == 6
     d = default_recipe().to_dict()
@@ -233,7 +233,7 @@ def test_training_restores_global_torch_state(tmp_path: Path) -> None:
     torch.manual_seed(123)
     expected = torch.rand(3)
     torch.manual_seed(123)
-    load_fashion_mnist_zoo(recipe=tiny_recipe(seed=7), cache_dir=tmp_path)
+    load_fashion_mnist_zoo(recipe=tiny_recipe(random_state=7), cache_dir=tmp_path)
     assert torch.equal(torch.rand(3), expected)
     assert torch.get_num_threads() == threads
 

@@ -385,8 +385,8 @@ def evaluate(
     if plot is not None:
         ref = score if score not in ("all", "auto") else "energy"
         student_scores = compute_score(ref, outs[0], temperature)
-        correct = stage_correctness([np.asarray(o) for o in outs[:1]], y, top_k=top_k)[0]
-        plot_evaluation(rep, plot, student_scores=student_scores, student_correct=correct)
+        correct = stage_correctness([np.asarray(o) for o in outs[:1]], y, top_k=top_k)
+        plot_evaluation(rep, plot, stage_scores=[student_scores], stage_correct=correct)
         err.print(f"wrote {plot}", highlight=False)
 
 

@@ -332,7 +332,7 @@ def importance_sampling_energy(
     *,
     n_samples: int = 1024,
     proposal_scales: ArrayLike = (0.25, 1.0, 4.0),
-    seed: int = 0,
+    random_state: int = 0,
 ) -> FloatArray:
     """Regression energy ``log ∫ exp(f(x, y)) dy`` by importance sampling; higher = keep.
 
@@ -340,8 +340,8 @@ def importance_sampling_energy(
     ``q(y) = (1/K) sum_k N(y; center, (proposal_scales[k] * scale)^2 I)``, and
     ``log Z ≈ logsumexp_m[f(y_m) - log q(y_m)] - log M``. The M standard-normal draws and the
     component of each draw (component ``m mod K``, so every component gets its share) are fixed
-    by ``seed`` and shared by every input (common random numbers): the same inputs always get
-    the same scores, and the ranking between inputs is not perturbed by independent noise. The
+    by ``random_state`` and shared by every input (common random numbers): the same inputs always
+    get the same scores, and the ranking between inputs is not perturbed by independent noise. The
     estimate of ``log Z`` is biased low (Jensen) and noisy for small ``n_samples``; for scalar
     targets prefer :func:`quadrature_energy`.
 
@@ -358,7 +358,7 @@ def importance_sampling_energy(
         Draws per input (M).
     proposal_scales : sequence of float, default=(0.25, 1.0, 4.0)
         Standard deviations of the K mixture components, in units of ``scale``.
-    seed : int, default=0
+    random_state : int, default=0
         Seed of the fixed random numbers.
 
     Returns
@@ -384,10 +384,10 @@ def importance_sampling_energy(
         raise ParameterError(
             f"Expected proposal_scales to be positive, finite numbers; got {sig.tolist()}."
         )
-    if isinstance(seed, bool) or not isinstance(seed, (int, np.integer)):
-        raise ParameterError(f"Expected an integer seed; got {seed!r}.")
+    if isinstance(random_state, bool) or not isinstance(random_state, (int, np.integer)):
+        raise ParameterError(f"Expected an integer random_state; got {random_state!r}.")
     k = sig.size
-    rng = np.random.default_rng(int(seed))
+    rng = np.random.default_rng(int(random_state))
     eps = rng.standard_normal((m, d))
     comp = np.arange(m) % k
     step = sig[comp][:, None] * eps  # (M, d): offsets in units of scale

@@ -31,7 +31,9 @@ from . import curves
 from ._optional import require
 from ._validation import (
     LOGSUMEXP_SCORES,
+    as_correct,
     as_labels,
+    as_scores,
     check_costs,
     check_score_suits,
     output_kind,
@@ -111,7 +113,7 @@ def _score_block(
     max_points: int,
     n_resamples: int,
     n_thresholds: int,
-    seed: int,
+    random_state: int,
 ) -> dict[str, Any]:
     stage_scores = [compute_score(score, o, temperature).astype(np.float64) for o in outs[:-1]]
     block: dict[str, Any] = {"score": score, "temperature": temperature}
@@ -163,7 +165,12 @@ def _score_block(
         block["operating_point"] = op
     if n_resamples and len(outs) == 2:
         ci = curves.bootstrap_summary(
-            stage_scores[0], correct[0], correct[1], costs=costs, n_resamples=n_resamples, seed=seed
+            stage_scores[0],
+            correct[0],
+            correct[1],
+            costs=costs,
+            n_resamples=n_resamples,
+            random_state=random_state,
         )
         block["bootstrap"] = {
             "n": int(n_resamples),
@@ -187,7 +194,7 @@ def evaluate_report(
     names: Sequence[str] | None = None,
     top_k: int = 1,
     n_thresholds: int = 24,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> dict[str, Any]:
     """The evaluate report of one score on saved outputs (see ``schemas/evaluate.schema.json``).
 
@@ -226,7 +233,7 @@ def evaluate_report(
             max_points,
             n_resamples,
             n_thresholds,
-            seed,
+            random_state,
         )
     )
     return report
@@ -244,7 +251,7 @@ def evaluate_all_scores(
     names: Sequence[str] | None = None,
     top_k: int = 1,
     n_thresholds: int = 24,
-    seed: int = 0,
+    random_state: int = 0,
     select_outputs: Sequence[ArrayLike] | None = None,
     select_labels: ArrayLike | None = None,
 ) -> dict[str, Any]:
@@ -306,7 +313,7 @@ def evaluate_all_scores(
             max_points,
             n_resamples,
             n_thresholds,
-            seed,
+            random_state,
         )
         for name in names_
     }
@@ -336,19 +343,28 @@ def plot_evaluation(
     report: dict[str, Any],
     path: str | os.PathLike[str],
     *,
-    student_scores: ArrayLike | None = None,
-    student_correct: ArrayLike | None = None,
+    stage_scores: Sequence[ArrayLike] | None = None,
+    stage_correct: Sequence[ArrayLike] | None = None,
 ) -> None:
     """Write a PNG: accuracy vs relative cost with random and oracle curves, and (given the
-    student's scores and correctness) where the student's right and wrong answers fall
-    (:func:`plot_score_histogram`, EBJR Fig. 4 on a rank scale)."""
+    stages' scores and correctness, one array per stage) where the first stage's right and
+    wrong answers fall (:func:`plot_score_histogram`, EBJR Fig. 4 on a rank scale).
+
+    Raises
+    ------
+    InputShapeError, EmptyInputError
+        ``stage_scores`` or ``stage_correct`` is not a list of 1-D arrays, one per stage.
+    """
+    with_hist = stage_scores is not None and stage_correct is not None
+    if stage_scores is not None and stage_correct is not None:
+        hist_s = as_scores(stage_scores[0] if len(stage_scores) else [], "stage_scores[0]")
+        hist_c = as_correct(stage_correct[0] if len(stage_correct) else [], "stage_correct[0]")
     require("matplotlib", "plot", "Plotting").use("Agg")
     plt = require("matplotlib.pyplot", "plot", "Plotting")
     blocks = report["scores"] if "scores" in report else {report["score"]: report}
     stages = report["stages"]
     acc_s, acc_t = stages[0]["accuracy"], stages[-1]["accuracy"]
     costs = [s["cost"] for s in stages]
-    with_hist = student_scores is not None and student_correct is not None
     fig, axes = plt.subplots(1, 2 if with_hist else 1, figsize=(12 if with_hist else 6.5, 4.6))
     ax = axes[0] if with_hist else axes
     lo = costs[0] / costs[-1]
@@ -380,8 +396,8 @@ def plot_evaluation(
         threshold = first.get("operating_point", {}).get("threshold")
         plot_score_histogram(
             axes[1],
-            np.asarray(student_scores, dtype=np.float64),
-            np.asarray(student_correct, dtype=bool),
+            hist_s,
+            hist_c,
             threshold if isinstance(threshold, float | int) else None,
             label=f"student's {first['score']} score",
         )

@@ -244,7 +244,7 @@ def popular_stream(
     share: float,
     n: int | None = None,
     *,
-    seed: int = 0,
+    random_state: int = 0,
 ) -> IntArray:
     """Indices of a skewed "popular classes" stream drawn from a labelled pool.
 
@@ -262,7 +262,7 @@ def popular_stream(
         Fraction of the stream from the popular classes.
     n : int, optional
         Stream length; defaults to the longest stream the pool allows at this share.
-    seed : int, default=0
+    random_state : int, default=0
 
     Returns
     -------
@@ -319,7 +319,7 @@ def popular_stream(
             f"{pool_rest.size} other inputs.",
             needed=1,
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     picked = np.concatenate(
         [rng.choice(pool_top, n_top, replace=False), rng.choice(pool_rest, n_rest, replace=False)]
     )

@@ -318,7 +318,7 @@ def bootstrap_summary(
     costs: ArrayLike | None = None,
     *,
     n_resamples: int = 1000,
-    seed: int | None = 0,
+    random_state: int | None = 0,
     confidence: float = 0.95,
     higher_is_better: bool = True,
 ) -> dict[str, tuple[float, float]]:
@@ -363,7 +363,7 @@ def bootstrap_summary(
     order, starts = tie_blocks(s)
     d = (vt - vs)[order]
     vs_sorted = vs[order]
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     stats = np.empty((int(n_resamples), 3), dtype=np.float64)
     cw = np.empty(n + 1, dtype=np.float64)
     gain = np.empty(n + 1, dtype=np.float64)

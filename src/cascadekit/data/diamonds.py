@@ -182,7 +182,7 @@ def load_diamonds(path: str | os.PathLike[str] | None = None) -> DiamondsData:
 
 
 def diamonds_split_indices(
-    n: int, reduced: bool = False, seed: int = 0
+    n: int, reduced: bool = False, random_state: int = 0
 ) -> dict[str, NDArray[np.int64]]:
     """Disjoint train / calibrate / test row indices of a table of ``n`` rows, seeded.
 
@@ -195,7 +195,7 @@ def diamonds_split_indices(
     sizes = dict(_REDUCED) if reduced else {**_FULL, "test": n - sum(_FULL.values())}
     if sum(sizes.values()) > n or min(sizes.values()) < 1:
         raise ParameterError(f"Expected at least {sum(_FULL.values()) + 1} rows; got {n}.")
-    perm = np.random.default_rng(seed).permutation(n)
+    perm = np.random.default_rng(random_state).permutation(n)
     out, start = {}, 0
     for s in DIAMONDS_SPLITS:
         out[s] = np.sort(perm[start : start + sizes[s]]).astype(np.int64)
@@ -249,9 +249,16 @@ def _mlp(torch: Any, d_in: int, hidden: list[int], d_out: int) -> Any:
 
 
 def _fit(
-    torch: Any, net: Any, x: Any, loss_fn: Any, epochs: int, batch: int, lr: float, seed: int
+    torch: Any,
+    net: Any,
+    x: Any,
+    loss_fn: Any,
+    epochs: int,
+    batch: int,
+    lr: float,
+    random_state: int,
 ) -> None:
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(random_state)
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     n = x.shape[0]
     steps = epochs * ((n + batch - 1) // batch)
@@ -275,7 +282,7 @@ def load_diamonds_models(
     teacher_hidden: tuple[int, ...] = (256, 256),
     n_bins: int = 48,
     epochs: int | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     threads: int = 2,
     cache_dir: str | os.PathLike[str] | None = None,
     path: str | os.PathLike[str] | None = None,
@@ -295,11 +302,11 @@ def load_diamonds_models(
         Target bins of the energy-head student.
     epochs : int, optional
         Training epochs of every model (default 30, reduced 15).
-    seed, threads, cache_dir, path, force :
+    random_state, threads, cache_dir, path, force :
         Seeds, torch threads, cache folder, data file, retrain.
     """
     data = load_diamonds(path)
-    idx = diamonds_split_indices(data.X.shape[0], reduced, seed)
+    idx = diamonds_split_indices(data.X.shape[0], reduced, random_state)
     ep = (15 if reduced else 30) if epochs is None else int(epochs)
     recipe = {
         "code_version": CODE_VERSION,
@@ -308,7 +315,7 @@ def load_diamonds_models(
         "teacher_hidden": [int(h) for h in teacher_hidden],
         "n_bins": int(n_bins),
         "epochs": ep,
-        "seed": int(seed),
+        "seed": int(random_state),
         "threads": int(threads),
         "n_rows": int(data.X.shape[0]),
     }
@@ -340,7 +347,7 @@ def load_diamonds_models(
     from ..costs import count_flops, import_torch
 
     torch = import_torch()
-    from .zoo import torch_settings
+    from .kernels import deterministic
 
     t0 = time.perf_counter()
     xtr = data.X[idx["train"]]
@@ -361,8 +368,7 @@ def load_diamonds_models(
     out: dict[str, dict[str, NDArray[np.float64]]] = {
         k: {} for k in ("gauss_mean", "gauss_sigma", "ebm_logits", "teacher")
     }
-    with torch_settings(torch, int(threads)), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+    with deterministic(torch, random_state, threads=int(threads)):
         x = tx("train")
         gauss = _mlp(torch, d, [student_hidden], 2)
 
@@ -371,19 +377,19 @@ def load_diamonds_models(
                 o[:, 0], ty[i], torch.exp(2 * o[:, 1].clamp(-7, 5))
             )
 
-        _fit(torch, gauss, x, nll, ep, 256, 3e-3, seed + 1)
+        _fit(torch, gauss, x, nll, ep, 256, 3e-3, random_state + 1)
         ebm = _mlp(torch, d, [student_hidden], int(n_bins))
 
         def ce(o: Any, i: Any) -> Any:
             return torch.nn.functional.cross_entropy(o, bins[i])
 
-        _fit(torch, ebm, x, ce, ep, 256, 1e-2, seed + 2)
+        _fit(torch, ebm, x, ce, ep, 256, 1e-2, random_state + 2)
         teacher = _mlp(torch, d, list(teacher_hidden), 1)
 
         def mse(o: Any, i: Any) -> Any:
             return torch.nn.functional.mse_loss(o[:, 0], ty[i])
 
-        _fit(torch, teacher, x, mse, ep, 256, 3e-3, seed + 3)
+        _fit(torch, teacher, x, mse, ep, 256, 3e-3, random_state + 3)
         with torch.inference_mode():
             for s in DIAMONDS_SPLITS:
                 xs = tx(s)

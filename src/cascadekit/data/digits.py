@@ -55,7 +55,7 @@ def _pool(x: NDArray[Any]) -> NDArray[np.float64]:
     return out
 
 
-def load_digits_pair(seed: int = 0) -> DigitsPair:
+def load_digits_pair(random_state: int = 0) -> DigitsPair:
     """Train the digits student and teacher and return their logits on every split.
 
     Splits of the 1,797 images (stratified, fixed seed): train 597, select 300, calibrate 450,
@@ -63,7 +63,7 @@ def load_digits_pair(seed: int = 0) -> DigitsPair:
 
     Parameters
     ----------
-    seed : int, default=0
+    random_state : int, default=0
         Seed of the split and of the MLP's initialisation.
     """
     require("sklearn", "sklearn", "The digits example")
@@ -75,14 +75,16 @@ def load_digits_pair(seed: int = 0) -> DigitsPair:
     x, y = load_digits(return_X_y=True)
     x = x / 16.0
     idx = np.arange(y.shape[0])
-    rest, test = train_test_split(idx, test_size=450, random_state=seed, stratify=y)
-    rest, cal = train_test_split(rest, test_size=450, random_state=seed, stratify=y[rest])
-    train, select = train_test_split(rest, test_size=300, random_state=seed, stratify=y[rest])
+    rest, test = train_test_split(idx, test_size=450, random_state=random_state, stratify=y)
+    rest, cal = train_test_split(rest, test_size=450, random_state=random_state, stratify=y[rest])
+    train, select = train_test_split(
+        rest, test_size=300, random_state=random_state, stratify=y[rest]
+    )
     parts = {"train": train, "select": select, "calibrate": cal, "test": test}
 
     student = LogisticRegression(C=1.0, max_iter=5000)
     student.fit(_pool(x[train]), y[train])
-    teacher = MLPClassifier(hidden_layer_sizes=(64,), max_iter=600, random_state=seed)
+    teacher = MLPClassifier(hidden_layer_sizes=(64,), max_iter=600, random_state=random_state)
     teacher.fit(x[train], y[train])
 
     pair = DigitsPair()

@@ -219,7 +219,7 @@ def fashion_mnist_split_sizes(reduced: bool = False) -> dict[str, int]:
 
 
 def fashion_mnist_split_indices(
-    sizes: dict[str, int] | None = None, seed: int = 0
+    sizes: dict[str, int] | None = None, random_state: int = 0
 ) -> dict[str, NDArray[np.int64]]:
     """Return the row indices of each split into its source file, drawn with a fixed seed.
 
@@ -231,12 +231,12 @@ def fashion_mnist_split_indices(
     ----------
     sizes : dict, optional
         Rows per split (all four keys). Defaults to :func:`fashion_mnist_split_sizes`.
-    seed : int
+    random_state : int
         Seed of the permutation (``numpy.random.default_rng``).
 
     Examples
     --------
-    >>> idx = fashion_mnist_split_indices(fashion_mnist_split_sizes(reduced=True), seed=0)
+    >>> idx = fashion_mnist_split_indices(fashion_mnist_split_sizes(reduced=True), random_state=0)
     >>> {k: len(v) for k, v in idx.items()}
     {'train': 8000, 'select': 1000, 'calibrate': 2000, 'test': 2000}
     >>> bool(set(idx["train"]) & set(idx["calibrate"]))
@@ -260,14 +260,14 @@ def fashion_mnist_split_indices(
         raise ParameterError(
             f"Expected test <= {_N_TEST_FILE} (the t10k file); got {sizes['test']}."
         )
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     perm = rng.permutation(_N_TRAIN_FILE).astype(np.int64)
     a, b = sizes["train"], sizes["train"] + sizes["select"]
     out = {"train": perm[:a], "select": perm[a:b], "calibrate": perm[b:n_from_train]}
     if sizes["test"] == _N_TEST_FILE:
         out["test"] = np.arange(_N_TEST_FILE, dtype=np.int64)
     else:
-        test_rng = np.random.default_rng([seed, 1])
+        test_rng = np.random.default_rng([random_state, 1])
         chosen = test_rng.choice(_N_TEST_FILE, size=sizes["test"], replace=False)
         out["test"] = np.sort(chosen).astype(np.int64)
     return out
@@ -275,7 +275,7 @@ def fashion_mnist_split_indices(
 
 def load_fashion_mnist_splits(
     reduced: bool = False,
-    seed: int = 0,
+    random_state: int = 0,
     root: str | os.PathLike[str] | None = None,
     sizes: dict[str, int] | None = None,
 ) -> dict[str, tuple[NDArray[np.uint8], NDArray[np.int64]]]:
@@ -285,7 +285,7 @@ def load_fashion_mnist_splits(
     ----------
     reduced : bool
         Use the small CI sizes (8,000 / 1,000 / 2,000 / 2,000) instead of the full ones.
-    seed : int
+    random_state : int
         Seed of the split (see :func:`fashion_mnist_split_indices`).
     root : path, optional
         Folder of the IDX files (see :func:`load_fashion_mnist`).
@@ -299,7 +299,7 @@ def load_fashion_mnist_splits(
     [('train', 8000), ('select', 1000), ('calibrate', 2000), ('test', 2000)]
     """
     idx = fashion_mnist_split_indices(
-        fashion_mnist_split_sizes(reduced) if sizes is None else sizes, seed
+        fashion_mnist_split_sizes(reduced) if sizes is None else sizes, random_state
     )
     train_x, train_y = load_fashion_mnist("train", root)
     test_x, test_y = load_fashion_mnist("test", root)

@@ -29,13 +29,16 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
+from typing import Any
 
 from ..errors import CascadeError
 
 __all__ = [
     "KERNELS_ID",
     "PINNED_KERNELS",
+    "deterministic",
     "kernels_pinned",
     "report_error",
     "report_progress",
@@ -53,6 +56,49 @@ KERNELS_ID = "avx2"
 
 _PROGRESS_PREFIX = "cascadekit-progress "
 _ERROR_PREFIX = "cascadekit-error "
+
+
+@contextmanager
+def deterministic(
+    torch: Any, random_state: int | None = None, threads: int | None = None
+) -> Iterator[None]:
+    """Run a block with torch's deterministic algorithms, all restored on exit.
+
+    Parameters
+    ----------
+    torch : module
+        The imported ``torch``.
+    random_state : int, optional
+        Seed torch's global random number generator for the block, in a fork of it: the
+        caller's generator state is restored on exit. ``None`` leaves the generator alone.
+    threads : int, optional
+        torch CPU threads in the block (``None``: unchanged).
+
+    Examples
+    --------
+    >>> import torch
+    >>> with deterministic(torch, random_state=0, threads=1):
+    ...     a = torch.rand(2)
+    >>> with deterministic(torch, random_state=0):
+    ...     bool((torch.rand(2) == a).all()), torch.are_deterministic_algorithms_enabled()
+    (True, True)
+    >>> torch.are_deterministic_algorithms_enabled()
+    False
+    """
+    old_det = torch.are_deterministic_algorithms_enabled()
+    old_threads = torch.get_num_threads()
+    fork = torch.random.fork_rng(devices=[]) if random_state is not None else nullcontext()
+    with fork:
+        if random_state is not None:
+            torch.manual_seed(int(random_state))
+        torch.use_deterministic_algorithms(True)
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(old_det)
+            torch.set_num_threads(old_threads)
 
 
 def kernels_pinned() -> bool:

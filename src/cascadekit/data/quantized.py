@@ -24,7 +24,8 @@ from numpy.typing import NDArray
 from ..costs import count_macs, import_torch, measure_latency, serialized_size
 from ..errors import UnknownNameError
 from .cache import atomic_write_json, atomic_write_npz, read_json, recipe_hash
-from .zoo import FashionMnistZoo, torch_settings
+from .kernels import deterministic
+from .zoo import FashionMnistZoo
 
 __all__ = ["QuantizedTeacher", "load_quantized_teacher"]
 
@@ -151,7 +152,7 @@ def load_quantized_teacher(
 
     float_model = zoo.models[model].eval()
     student = zoo.models[zoo.names[0]].eval()
-    with torch_settings(torch, zoo.recipe.threads):
+    with deterministic(torch, threads=zoo.recipe.threads):
         torch.use_deterministic_algorithms(False)  # Inductor's int8 kernels are not flagged so
         if progress is not None:
             progress("quantizing the teacher to int8", 0.1)

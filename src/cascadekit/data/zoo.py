@@ -38,7 +38,6 @@ import os
 import platform
 import time
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -63,7 +62,14 @@ from .fashion_mnist import (
     fashion_mnist_split_sizes,
     load_fashion_mnist,
 )
-from .kernels import KERNELS_ID, kernels_pinned, report_error, report_progress, run_pinned
+from .kernels import (
+    KERNELS_ID,
+    deterministic,
+    kernels_pinned,
+    report_error,
+    report_progress,
+    run_pinned,
+)
 from .pool import LogitPool
 
 __all__ = [
@@ -119,7 +125,7 @@ class ZooRecipe:
 
     models: tuple[ModelRecipe, ...]
     sizes: Mapping[str, int]
-    seed: int = 0
+    random_state: int = 0
     threads: int = 2
     latency_batches: tuple[int, ...] = (1, 256)
     latency_repeats: int = 30
@@ -127,11 +133,12 @@ class ZooRecipe:
     kernels: str = KERNELS_ID
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-value form of the recipe."""
+        """Plain-value form of the recipe; ``random_state`` is stored as ``"seed"`` (its earlier
+        name), so the keys of existing cache entries stay valid."""
         return {
             "models": [m.to_dict() for m in self.models],
             "sizes": {k: int(self.sizes[k]) for k in SPLITS},
-            "seed": int(self.seed),
+            "seed": int(self.random_state),
             "threads": int(self.threads),
             "latency_batches": [int(b) for b in self.latency_batches],
             "latency_repeats": int(self.latency_repeats),
@@ -152,7 +159,7 @@ class ZooRecipe:
         return cls(
             models=tuple(ModelRecipe(**{**m, "params": dict(m["params"])}) for m in d["models"]),
             sizes={k: int(v) for k, v in d["sizes"].items()},
-            seed=int(d["seed"]),
+            random_state=int(d["seed"]),
             threads=int(d["threads"]),
             latency_batches=tuple(int(b) for b in d["latency_batches"]),
             latency_repeats=int(d["latency_repeats"]),
@@ -171,7 +178,7 @@ class ZooRecipe:
         return tuple(m.name for m in self.models)
 
 
-def default_recipe(reduced: bool = False, seed: int = 0) -> ZooRecipe:
+def default_recipe(reduced: bool = False, random_state: int = 0) -> ZooRecipe:
     """Return the benchmark recipe (``reduced=True``: small splits for CI, same networks).
 
     Examples
@@ -201,7 +208,7 @@ def default_recipe(reduced: bool = False, seed: int = 0) -> ZooRecipe:
     return ZooRecipe(
         models=models,
         sizes=fashion_mnist_split_sizes(reduced),
-        seed=seed,
+        random_state=random_state,
         # CI runs tests in parallel (pytest-xdist): two intra-op threads per worker oversubscribe
         # the cores and slow torch down by orders of magnitude, so the reduced recipe uses one.
         threads=1 if reduced else 2,
@@ -310,22 +317,8 @@ class FashionMnistZoo(LogitPool):
 # training
 
 
-@contextmanager
-def torch_settings(torch: Any, threads: int) -> Iterator[None]:
-    """Fixed thread count and deterministic algorithms, restored on exit."""
-    old_threads = torch.get_num_threads()
-    old_det = torch.are_deterministic_algorithms_enabled()
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True)
-    try:
-        yield
-    finally:
-        torch.use_deterministic_algorithms(old_det)
-        torch.set_num_threads(old_threads)
-
-
-def _model_seed(seed: int, name: str) -> int:
-    return int(recipe_hash({"seed": int(seed), "model": name}, length=8), 16)
+def _model_seed(random_state: int, name: str) -> int:
+    return int(recipe_hash({"seed": int(random_state), "model": name}, length=8), 16)
 
 
 def logits_of(model: Any, images: np.ndarray) -> NDArray[np.float32]:
@@ -342,7 +335,7 @@ def train_one(
     spec: ModelRecipe,
     images: NDArray[np.uint8],
     labels: NDArray[np.int64],
-    seed: int,
+    random_state: int,
     report: Callable[[str, float], None],
 ) -> Any:
     """Train one network deterministically; ``report(description, fraction_of_this_model)``."""
@@ -350,7 +343,7 @@ def train_one(
     from ._nets import build_network
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_model_seed(seed, spec.name))
+        torch.manual_seed(_model_seed(random_state, spec.name))
         model = build_network(spec.arch, dict(spec.params))
         x = torch.from_numpy(np.ascontiguousarray(images))
         y = torch.from_numpy(np.ascontiguousarray(labels))
@@ -359,7 +352,7 @@ def train_one(
         total = spec.epochs * steps_per_epoch
         opt = torch.optim.Adam(model.parameters(), lr=spec.lr, weight_decay=spec.weight_decay)
         sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=spec.lr, total_steps=total)
-        gen = torch.Generator().manual_seed(_model_seed(seed, spec.name + "/shuffle"))
+        gen = torch.Generator().manual_seed(_model_seed(random_state, spec.name + "/shuffle"))
         every = max(1, steps_per_epoch // 20)
         step = 0
         for epoch in range(spec.epochs):
@@ -449,7 +442,7 @@ def _try_load(recipe: ZooRecipe, folder: Path, root: Path | None) -> FashionMnis
 def _split_data(
     recipe: ZooRecipe, root: Path | None
 ) -> tuple[dict[str, NDArray[np.int64]], dict[str, NDArray[np.uint8]], dict[str, Any]]:
-    indices = fashion_mnist_split_indices(dict(recipe.sizes), recipe.seed)
+    indices = fashion_mnist_split_indices(dict(recipe.sizes), recipe.random_state)
     train_x, train_y = load_fashion_mnist("train", root)
     test_x, test_y = load_fashion_mnist("test", root)
     images = {
@@ -486,14 +479,16 @@ def _train_and_save(
             progress(desc, min(1.0, (done + part * weight) / grand))
 
     logits: dict[str, dict[str, NDArray[np.float32]]] = {s: {} for s in SPLITS}
-    with torch_settings(torch, recipe.threads):
+    with deterministic(torch, threads=recipe.threads):
         for spec in recipe.models:
             w = train_work[spec.name]
 
             def report_training(desc: str, frac: float, w: float = w) -> None:
                 report(desc, frac, w)
 
-            model = train_one(spec, images["train"], labels["train"], recipe.seed, report_training)
+            model = train_one(
+                spec, images["train"], labels["train"], recipe.random_state, report_training
+            )
             done += w
             atomic_write_bytes(folder / f"{spec.name}.pt", state_dict_bytes(torch, model))
             for i, s in enumerate(SPLITS):
@@ -545,7 +540,7 @@ def _build(
     flops: dict[str, int] = {}
     latency: dict[str, dict[int, float]] = {}
     params: dict[str, int] = {}
-    with torch_settings(torch, recipe.threads):
+    with deterministic(torch, threads=recipe.threads):
         for spec in recipe.models:
             if progress is not None:
                 progress(f"measuring {spec.name} latency", 0.95)

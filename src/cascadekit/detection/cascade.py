@@ -192,13 +192,14 @@ def random_detection_curve(
     *,
     n_points: int = 11,
     n_repeats: int = 5,
-    seed: int = 0,
+    random_state: int = 0,
     metric: str = "map",
 ) -> Curve:
     """mAP of sending a random share of the images to the teacher, averaged over repeats.
 
     Shares ``0, 1/(n_points-1), ..., 1``; at each share, ``round(share * n)`` images drawn
-    uniformly (seed ``seed``) go to the teacher; the mAP is the mean over ``n_repeats`` draws.
+    uniformly (seed ``random_state``) go to the teacher; the mAP is the mean over ``n_repeats``
+    draws.
 
     Examples
     --------
@@ -216,7 +217,7 @@ def random_detection_curve(
     c = check_costs(costs, 2)
     ms, mt = evaluator.as_matched(student), evaluator.as_matched(teacher)
     n = evaluator.n_images
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     share = np.linspace(0.0, 1.0, int(n_points))
     counts = np.rint(share * n).astype(int)
     maps = np.zeros(share.shape[0])
@@ -595,7 +596,7 @@ def compare_detection_routers(
     n_classes: int | None = None,
     n_thresholds: int = 20,
     random_repeats: int = 5,
-    seed: int = 0,
+    random_state: int = 0,
     metric: str = "map",
     oracle: bool = True,
 ) -> DetectionComparison:
@@ -631,7 +632,7 @@ def compare_detection_routers(
         c,
         n_points=n_thresholds + 1,
         n_repeats=random_repeats,
-        seed=seed,
+        random_state=random_state,
         metric=metric,
     )
     if oracle:

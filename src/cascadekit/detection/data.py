@@ -15,7 +15,7 @@ from ``numpy.random.default_rng`` with a fixed seed: the same arguments give the
 Examples
 --------
 >>> from cascadekit.detection.data import make_canvas_dataset
->>> ds = make_canvas_dataset(5, split="test", seed=0)
+>>> ds = make_canvas_dataset(5, split="test", random_state=0)
 >>> ds.images.shape, ds.images.dtype, len(ds.boxes)
 ((5, 64, 64), dtype('uint8'), 5)
 >>> all(1 <= len(b) <= 4 for b in ds.boxes)
@@ -97,7 +97,7 @@ class DetectionDataset:
         Their Fashion-MNIST classes (0..9).
     spec : CanvasSpec
     split : str
-    seed : int
+    random_state : int
     """
 
     images: NDArray[np.uint8]
@@ -105,7 +105,7 @@ class DetectionDataset:
     labels: list[NDArray[np.int64]]
     spec: CanvasSpec
     split: str
-    seed: int
+    random_state: int
 
     def __len__(self) -> int:
         return int(self.images.shape[0])
@@ -133,17 +133,17 @@ class DetectionDataset:
             labels=[self.labels[i] for i in ix],
             spec=self.spec,
             split=self.split,
-            seed=self.seed,
+            random_state=self.random_state,
         )
 
 
 def _item_pool(
-    split: str, seed: int, root: str | os.PathLike[str] | None
+    split: str, random_state: int, root: str | os.PathLike[str] | None
 ) -> tuple[NDArray[np.uint8], NDArray[np.int64]]:
     if split == "test":
         return load_fashion_mnist("test", root)
     images, labels = load_fashion_mnist("train", root)
-    perm = np.random.default_rng([seed, 99]).permutation(images.shape[0])
+    perm = np.random.default_rng([random_state, 99]).permutation(images.shape[0])
     rows = perm[:_N_TRAIN_POOL] if split == "train" else perm[_N_TRAIN_POOL:]
     return images[rows], labels[rows]
 
@@ -159,7 +159,7 @@ def make_canvas_dataset(
     n_images: int,
     split: Literal["train", "val", "test"] = "train",
     *,
-    seed: int = 0,
+    random_state: int = 0,
     spec: CanvasSpec | None = None,
     root: str | os.PathLike[str] | None = None,
 ) -> DetectionDataset:
@@ -171,7 +171,7 @@ def make_canvas_dataset(
         Number of canvases, >= 1.
     split : {"train", "val", "test"}
         Which items are used (see the module docstring); the splits share no item.
-    seed : int, default=0
+    random_state : int, default=0
     spec : CanvasSpec, optional
         Canvas size, items per image, scales, overlap; defaults to ``CanvasSpec()``.
     root : path, optional
@@ -183,10 +183,11 @@ def make_canvas_dataset(
 
     Examples
     --------
-    >>> ds = make_canvas_dataset(3, "val", seed=1, spec=CanvasSpec(canvas=48, max_items=2))
+    >>> ds = make_canvas_dataset(3, "val", random_state=1, spec=CanvasSpec(canvas=48, max_items=2))
     >>> ds.images.shape, [len(b) <= 2 for b in ds.boxes]
     ((3, 48, 48), [True, True, True])
-    >>> bool((make_canvas_dataset(3, "val", seed=1, spec=ds.spec).images == ds.images).all())
+    >>> again = make_canvas_dataset(3, "val", random_state=1, spec=ds.spec)
+    >>> bool((again.images == ds.images).all())
     True
     """
     if split not in _SPLIT_ID:
@@ -196,8 +197,8 @@ def make_canvas_dataset(
     spec = CanvasSpec() if spec is None else spec
     if not isinstance(spec, CanvasSpec):
         raise ParameterError(f"Expected spec to be a CanvasSpec; got {type(spec).__name__}.")
-    pool_x, pool_y = _item_pool(split, seed, root)
-    rng = np.random.default_rng([seed, _SPLIT_ID[split], 7])
+    pool_x, pool_y = _item_pool(split, random_state, root)
+    rng = np.random.default_rng([random_state, _SPLIT_ID[split], 7])
     order = rng.permutation(pool_x.shape[0])
     cursor = 0
     size = spec.canvas
@@ -234,5 +235,10 @@ def make_canvas_dataset(
         all_boxes.append(np.asarray(boxes, dtype=np.float32).reshape(-1, 4))
         all_labels.append(np.asarray(labels, dtype=np.int64))
     return DetectionDataset(
-        images=images, boxes=all_boxes, labels=all_labels, spec=spec, split=split, seed=seed
+        images=images,
+        boxes=all_boxes,
+        labels=all_labels,
+        spec=spec,
+        split=split,
+        random_state=random_state,
     )

@@ -3,8 +3,8 @@
 A :class:`DetectorRecipe` fixes everything that determines a trained detector (architecture,
 canvases, epochs, batch size, learning rate, seed, code version); its :attr:`~DetectorRecipe.key`
 names the cache folder ``cache_root() / "detection" / key``. Training draws fresh canvases every
-epoch (``images_per_epoch`` from the ``train`` items, seed ``(seed, epoch)``), uses Adam with a
-one-cycle schedule, fixed seeds, deterministic algorithms and ``threads`` torch threads, and
+epoch (``images_per_epoch`` from the ``train`` items, seed ``(random_state, epoch)``), uses Adam
+with a one-cycle schedule, fixed seeds, deterministic algorithms and ``threads`` torch threads, and
 leaves the caller's torch settings and random state as they were.
 
 Torch is imported inside the functions (``pip install "cascadekit[torch]"``).
@@ -30,7 +30,7 @@ import numpy as np
 
 from ..costs import count_flops, import_torch
 from ..data.cache import atomic_write_bytes, atomic_write_json, cache_root, read_json, recipe_hash
-from ..data.zoo import torch_settings  # fixed threads + deterministic algorithms, restored
+from ..data.kernels import deterministic
 from ..errors import ParameterError, UnknownNameError
 from ._archs import DETECTOR_ARCHS
 from .data import CanvasSpec, make_canvas_dataset
@@ -63,13 +63,14 @@ class DetectorRecipe:
     batch_size: int = 32
     lr: float = 4e-3
     weight_decay: float = 1e-4
-    seed: int = 0
+    random_state: int = 0
     threads: int = 1
     spec: CanvasSpec = field(default_factory=CanvasSpec)
     code_version: str = DETECTION_CODE_VERSION
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain-value form (hashed for :attr:`key`)."""
+        """Plain-value form (hashed for :attr:`key`); ``random_state`` is stored as ``"seed"``
+        (its earlier name), so the keys of existing cache entries stay valid."""
         return {
             "name": self.name,
             "arch": self.arch,
@@ -79,7 +80,7 @@ class DetectorRecipe:
             "batch_size": int(self.batch_size),
             "lr": float(self.lr),
             "weight_decay": float(self.weight_decay),
-            "seed": int(self.seed),
+            "seed": int(self.random_state),
             "threads": int(self.threads),
             "spec": self.spec.to_dict(),
             "code_version": self.code_version,
@@ -107,7 +108,10 @@ DEFAULT_PAIR = "s8_xl"
 
 
 def default_detector_recipes(
-    reduced: bool = False, seed: int = 0, threads: int | None = None, pair: str = DEFAULT_PAIR
+    reduced: bool = False,
+    random_state: int = 0,
+    threads: int | None = None,
+    pair: str = DEFAULT_PAIR,
 ) -> tuple[DetectorRecipe, DetectorRecipe]:
     """The student and teacher recipes of the benchmark (``pair`` in :data:`DETECTOR_PAIRS`).
 
@@ -138,8 +142,8 @@ def default_detector_recipes(
     else:
         n = 4000
     return (
-        DetectorRecipe("student", arch_s, ep_s, n, seed=seed, threads=th),
-        DetectorRecipe("teacher", arch_t, ep_t, n, seed=seed, threads=th),
+        DetectorRecipe("student", arch_s, ep_s, n, random_state=random_state, threads=th),
+        DetectorRecipe("teacher", arch_t, ep_t, n, random_state=random_state, threads=th),
     )
 
 
@@ -203,9 +207,9 @@ def _train(
     torch = import_torch()
     from .nets import assign_targets, build_detector, detector_loss
 
-    seed = int(recipe_hash({"seed": recipe.seed, "name": recipe.name}, length=8), 16)
+    model_seed = int(recipe_hash({"seed": recipe.random_state, "name": recipe.name}, length=8), 16)
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
+        torch.manual_seed(model_seed)
         model = build_detector(recipe.arch)
         grid = recipe.spec.canvas // model.stride
         steps_per_epoch = -(-recipe.images_per_epoch // recipe.batch_size)
@@ -214,13 +218,13 @@ def _train(
         sched = torch.optim.lr_scheduler.OneCycleLR(
             opt, max_lr=recipe.lr, total_steps=total, pct_start=0.15
         )
-        gen = torch.Generator().manual_seed(seed + 1)
+        gen = torch.Generator().manual_seed(model_seed + 1)
         step = 0
         for epoch in range(recipe.epochs):
             ds = make_canvas_dataset(
                 recipe.images_per_epoch,
                 "train",
-                seed=recipe.seed * 1000 + epoch,
+                random_state=recipe.random_state * 1000 + epoch,
                 spec=recipe.spec,
                 root=root,
             )
@@ -303,7 +307,7 @@ def load_detector(
     if model is None:
         meta_path.unlink(missing_ok=True)
         t0 = time.perf_counter()
-        with torch_settings(torch, recipe.threads):
+        with deterministic(torch, threads=recipe.threads):
             model = _train(recipe, data_root, progress)
         seconds = time.perf_counter() - t0
         import io

@@ -83,6 +83,53 @@ class Decider:
         """True when the decider is arrays only (saved without pickle)."""
         return self.kind != "estimator"
 
+    @classmethod
+    def from_hgb(cls, estimator: Any, X: NDArray[Any]) -> Decider:
+        """A ``"trees"`` decider from a fitted binary ``HistGradientBoostingClassifier``.
+
+        Its trees are copied into arrays and walked in numpy. scikit-learn has no public
+        accessor for them, so the copy is accepted only when it reproduces the estimator's
+        public ``decision_function`` on ``X`` (e.g. the training rows): a change inside
+        scikit-learn raises here instead of routing differently.
+
+        Raises
+        ------
+        ParameterError
+            Not a fitted binary ``HistGradientBoostingClassifier``, or one whose trees could
+            not be copied exactly.
+
+        Examples
+        --------
+        >>> from sklearn.ensemble import HistGradientBoostingClassifier
+        >>> X = np.random.default_rng(0).normal(size=(200, 2))
+        >>> est = HistGradientBoostingClassifier(max_iter=5).fit(X, X[:, 0] > 0)
+        >>> d = Decider.from_hgb(est, X)
+        >>> d.kind, bool(np.allclose(d.decision(X), est.decision_function(X)))
+        ('trees', True)
+        """
+        what = type(estimator).__name__
+        try:
+            arrays = _export_hgb(estimator)
+        except ParameterError:  # pragma: no cover - categorical splits
+            raise
+        except (AttributeError, KeyError, IndexError, TypeError, ValueError) as exc:
+            raise ParameterError(
+                f"Expected a fitted binary HistGradientBoostingClassifier; could not read the "
+                f"trees of this {what} ({type(exc).__name__}: {exc}). Pass classifier='hgb' to "
+                "fit_decider with a scikit-learn version this cascadekit supports (>= 1.4), or "
+                "pass the estimator itself as the classifier (kept as a fitted object)."
+            ) from exc
+        ref = np.asarray(estimator.decision_function(X), dtype=np.float64)
+        got = _walk_trees(arrays, X)
+        if ref.shape != got.shape or not np.allclose(got, ref, rtol=0.0, atol=1e-9):
+            raise ParameterError(
+                f"Expected the copied trees of the {what} to reproduce its decision_function; "
+                f"they do not (decision_function shape {ref.shape}, copy shape {got.shape}). "
+                "Only binary classifiers are supported: pass two classes, or pass the "
+                "estimator itself as the classifier (kept as a fitted object)."
+            )
+        return cls("trees", arrays)
+
 
 def _walk_trees(a: Mapping[str, NDArray[Any]], X: NDArray[Any]) -> Float64Array:
     """Sum of leaf values of every tree (HistGradientBoosting's raw decision), in numpy."""
@@ -108,7 +155,12 @@ def _walk_trees(a: Mapping[str, NDArray[Any]], X: NDArray[Any]) -> Float64Array:
 
 
 def _export_hgb(est: Any) -> dict[str, NDArray[Any]]:
-    """Node arrays of a fitted binary HistGradientBoostingClassifier."""
+    """Node arrays of a fitted binary HistGradientBoostingClassifier.
+
+    scikit-learn keeps the fitted trees private (``_predictors``, ``_baseline_prediction``: no
+    public accessor exists), so :meth:`Decider.from_hgb` checks the result against the public
+    ``decision_function`` before it is used.
+    """
     preds = [p[0] for p in est._predictors]
     nodes = [p.nodes for p in preds]
     if any(bool(np.any(nd["is_categorical"])) for nd in nodes):  # pragma: no cover
@@ -196,7 +248,7 @@ def fit_decider(
                 random_state=random_state,
             )
             hgb.fit(Xu, y_int, sample_weight=wu)
-            return Decider("trees", _export_hgb(hgb))
+            return Decider.from_hgb(hgb, Xu)
         raise UnknownNameError(
             f"Unknown classifier {classifier!r}; expected one of {', '.join(CLASSIFIERS)} or a "
             "scikit-learn classifier whose fit() takes sample_weight."

@@ -208,10 +208,10 @@ class ExitHeads:
 
 
 def _train_head(
-    torch: Any, X: Float64Array, y: NDArray[Any], n_classes: int, epochs: int, seed: int
+    torch: Any, X: Float64Array, y: NDArray[Any], n_classes: int, epochs: int, random_state: int
 ) -> tuple[Float64Array, Float64Array, float]:
     """Multinomial logistic regression by full-batch L-BFGS on standardised features."""
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator().manual_seed(random_state)
     mean, std = X.mean(axis=0), X.std(axis=0) + 1e-6
     xt = torch.as_tensor((X - mean) / std, dtype=torch.float32)
     yt = torch.as_tensor(y)
@@ -243,7 +243,7 @@ def fit_exit_heads(
     *,
     pool: int = 2,
     max_iter: int = 200,
-    seed: int = 0,
+    random_state: int = 0,
     n_classes: int | None = None,
     cache: bool = True,
     cache_dir: str | None = None,
@@ -293,7 +293,7 @@ def fit_exit_heads(
         "layers": names,
         "pool": int(pool),
         "max_iter": int(max_iter),
-        "seed": int(seed),
+        "seed": int(random_state),
         "n_classes": c,
         "weights": weights_fingerprint(module),
         "n": int(x.shape[0]),
@@ -312,7 +312,7 @@ def fit_exit_heads(
     pre, total = prefix_flops(module, x[:1], names)
     ws, bs, accs = [], [], []
     for j, f in enumerate(feats):
-        w, b, acc = _train_head(torch, f, y, c, max_iter, seed + j)
+        w, b, acc = _train_head(torch, f, y, c, max_iter, random_state + j)
         ws.append(w)
         bs.append(b)
         accs.append(acc)

@@ -105,7 +105,7 @@ async def run_load(
     batch: int = 1,
     rate: float = 1000.0,
     concurrency: int = 128,
-    seed: int = 0,
+    random_state: int = 0,
     timeout: float = 60.0,
 ) -> LoadStats:
     """Send ``n_requests`` requests with Poisson arrivals at ``rate`` per second.
@@ -119,7 +119,7 @@ async def run_load(
         Base URL, e.g. ``http://127.0.0.1:8000``.
     images : ndarray of shape (n, ...)
     model : str
-    n_requests, batch, rate, concurrency, seed, timeout
+    n_requests, batch, rate, concurrency, random_state, timeout
         Load shape; ``timeout`` is the client's per-request limit in seconds.
 
     Returns
@@ -135,7 +135,7 @@ async def run_load(
     status: dict[int, int] = {}
     errors: dict[str, int] = {}
     latencies: list[float] = []
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(random_state)
     arrivals = np.cumsum(rng.exponential(1.0 / rate, n_requests))
     slots = asyncio.Semaphore(concurrency)
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)

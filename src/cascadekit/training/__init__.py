@@ -2,8 +2,8 @@
 
 For a *given* student, confidence-based deferral is close to the best a fixed score can do; what
 is left is the student itself. These functions train a user's own torch student for the
-cascade it will serve in, each deterministic (``seed``), with a progress callback and a cache
-keyed by the recipe (a second call loads the weights):
+cascade it will serve in, each deterministic (``random_state``), with a progress callback and a
+cache keyed by the recipe (a second call loads the weights):
 
 ======================  ======================================================================
 function                what it trains

@@ -5,8 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,6 +22,7 @@ from ..data.cache import (
     recipe_hash,
     state_dict_bytes,
 )
+from ..data.kernels import deterministic
 from ..errors import (
     ClassCountError,
     InputShapeError,
@@ -165,21 +165,10 @@ def save_entry(
     atomic_write_json(folder / META, {"key": key, **meta})  # last: marks the entry complete
 
 
-@contextmanager
-def deterministic(torch: Any, seed: int, threads: int | None) -> Iterator[None]:
-    """Seeded RNG (restored afterwards), deterministic algorithms, optional thread count."""
-    old_det = torch.are_deterministic_algorithms_enabled()
-    old_threads = torch.get_num_threads()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        torch.use_deterministic_algorithms(True)
-        if threads is not None:
-            torch.set_num_threads(int(threads))
-        try:
-            yield
-        finally:
-            torch.use_deterministic_algorithms(old_det)
-            torch.set_num_threads(old_threads)
+def recipe_settings(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """``settings`` as cache-recipe fields: ``random_state`` is stored under its earlier name
+    ``seed``, so the recipe hashes of earlier versions, and every cached entry, stay valid."""
+    return {("seed" if k == "random_state" else k): v for k, v in settings.items()}
 
 
 # --------------------------------------------------------------------------------------------
@@ -271,7 +260,7 @@ def run_loop(
     batch_size: int,
     lr: float,
     weight_decay: float,
-    seed: int,
+    random_state: int,
     progress: ProgressFn | None,
     desc: str,
     schedule: str = "onecycle",
@@ -279,10 +268,10 @@ def run_loop(
 ) -> list[float]:
     """Adam (+ one-cycle schedule) over shuffled mini-batches; ``loss_fn(out, idx)``.
 
-    Runs under :func:`deterministic` (``seed``, ``threads``). Raises :class:`TrainingError` as
-    soon as a loss is not finite.
+    Runs under :func:`~cascadekit.data.kernels.deterministic` (``random_state``, ``threads``).
+    Raises :class:`TrainingError` as soon as a loss is not finite.
     """
-    with deterministic(torch, seed, threads):
+    with deterministic(torch, random_state, threads):
         return _loop(
             torch,
             model,
@@ -293,7 +282,7 @@ def run_loop(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
-            seed=seed,
+            random_state=random_state,
             progress=progress,
             desc=desc,
             schedule=schedule,
@@ -311,7 +300,7 @@ def _loop(
     batch_size: int,
     lr: float,
     weight_decay: float,
-    seed: int,
+    random_state: int,
     progress: ProgressFn | None,
     desc: str,
     schedule: str,
@@ -324,7 +313,7 @@ def _loop(
         if schedule == "onecycle"
         else None
     )
-    gen = torch.Generator().manual_seed(int(seed))
+    gen = torch.Generator().manual_seed(int(random_state))
     every = max(1, steps_per_epoch // 10)
     losses: list[float] = []
     step = 0

@@ -34,6 +34,7 @@ from ._common import (
     fingerprint,
     import_torch,
     model_input,
+    recipe_settings,
     run_loop,
     train_cached,
 )
@@ -58,7 +59,7 @@ def train_deferral(
     batch_size: int = 128,
     lr: float = 3e-3,
     weight_decay: float = 1e-4,
-    seed: int = 0,
+    random_state: int = 0,
     threads: int | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -139,7 +140,7 @@ def train_deferral(
             f"not among {[k for k in mods if k][:12]}."
         )
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(int(random_state))
         probe = DeferralStudent(student, width, surrogate, feature_layer, 0, hidden)
         with torch.no_grad():
             _, f0 = probe.head_input(model_input(torch, x[:1]))
@@ -154,11 +155,11 @@ def train_deferral(
         "batch_size": int(batch_size),
         "lr": float(lr),
         "weight_decay": float(weight_decay),
-        "seed": int(seed),
+        "random_state": int(random_state),
     }
     recipe = {
         "method": "deferral",
-        **settings,
+        **recipe_settings(settings),
         "student": fingerprint(student),
         "head_init": fingerprint(model.head),
         "inputs": fingerprint(x),
@@ -198,7 +199,7 @@ def train_deferral(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
-            seed=seed,
+            random_state=random_state,
             progress=progress,
             desc=f"deferral head ({surrogate})",
             threads=threads,
@@ -227,7 +228,7 @@ def train_committee(
     method: str = "fit",
     agreement: bool = True,
     teacher_logits: ArrayLike | None = None,
-    seed: int = 0,
+    random_state: int = 0,
     progress: ProgressFn | None = None,
     **kwargs: Any,
 ) -> TrainResult:
@@ -235,7 +236,7 @@ def train_committee(
 
     Member ``i`` is ``make_member(i)`` (the same architecture with another initialisation, or
     another architecture), trained with :func:`~cascadekit.training.fit` or, with
-    ``teacher_logits``, :func:`~cascadekit.training.distill`, on seed ``seed + i``; each is
+    ``teacher_logits``, :func:`~cascadekit.training.distill`, on seed ``random_state + i``; each is
     cached on its own. Route the committee by ``agreement`` (Kolawole et al.: keep what the
     members agree on) or, without the agreement column, by any score of the ensemble's
     log-probabilities. Count the committee's whole cost: ``count_flops`` of the committee sums
@@ -244,7 +245,7 @@ def train_committee(
     Parameters
     ----------
     make_member : callable ``i -> torch.nn.Module``
-        Builds member ``i``, untrained; called under ``torch.manual_seed(seed + i)``.
+        Builds member ``i``, untrained; called under ``torch.manual_seed(random_state + i)``.
     n_members : int
         At least 2.
     method : {"fit", "distill"}
@@ -284,7 +285,7 @@ def train_committee(
     k = int(n_members)
     for i in range(k):
         with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(int(seed) + i)
+            torch.manual_seed(int(random_state) + i)
             member = make_member(i)
 
         def sub(desc: str, frac: float, i: int = i) -> None:
@@ -297,12 +298,14 @@ def train_committee(
                 inputs,
                 labels,
                 teacher_logits=teacher_logits,
-                seed=int(seed) + i,
+                random_state=int(random_state) + i,
                 progress=sub,
                 **kwargs,
             )
         else:
-            r = fit(member, inputs, labels, seed=int(seed) + i, progress=sub, **kwargs)
+            r = fit(
+                member, inputs, labels, random_state=int(random_state) + i, progress=sub, **kwargs
+            )
         members.append(r.model)
         results.append(r)
     committee = Committee(members, agreement=agreement).eval()

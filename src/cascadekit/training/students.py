@@ -1,7 +1,7 @@
 """Training students for a cascade: cross-entropy, distillation and confidence tuning.
 
 Each function trains a user's own torch module in place and returns a :class:`TrainResult`.
-Training is deterministic (a fixed ``seed`` draws the shuffling; deterministic algorithms),
+Training is deterministic (a fixed ``random_state`` draws the shuffling; deterministic algorithms),
 reports ``progress(description, fraction)`` and is cached: the trained weights are saved under
 ``<cache>/training/<method>-<key>/``, where ``key`` hashes everything that determines them (the
 method and its settings, the student's class, structure and initial weights, the inputs, the
@@ -38,6 +38,7 @@ from ._common import (
     import_torch,
     model_input,
     prepare,
+    recipe_settings,
     run_loop,
     train_cached,
 )
@@ -134,7 +135,7 @@ def fit(
     batch_size: int = 128,
     lr: float = 3e-3,
     weight_decay: float = 0.0,
-    seed: int = 0,
+    random_state: int = 0,
     threads: int | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -142,7 +143,7 @@ def fit(
 ) -> TrainResult:
     """Train ``student`` with cross-entropy on the labels: the baseline student.
 
-    Adam with a one-cycle learning-rate schedule, shuffled mini-batches drawn from ``seed``.
+    Adam with a one-cycle learning-rate schedule, shuffled mini-batches drawn from ``random_state``.
 
     Parameters
     ----------
@@ -152,7 +153,7 @@ def fit(
         uint8 and float64 inputs are given to the model as float32.
     labels : array-like of int, shape (n_inputs,)
     epochs, batch_size, lr, weight_decay : training settings
-    seed : int
+    random_state : int
         Draws the shuffling (and anything random in the student, e.g. dropout).
     threads : int, optional
         torch CPU threads while training (restored afterwards).
@@ -194,11 +195,11 @@ def fit(
         "batch_size": int(batch_size),
         "lr": float(lr),
         "weight_decay": float(weight_decay),
-        "seed": int(seed),
+        "random_state": int(random_state),
     }
     recipe = {
         "method": "fit",
-        **settings,
+        **recipe_settings(settings),
         "student": fingerprint(student),
         "inputs": fingerprint(x),
         "labels": fingerprint(y),
@@ -219,7 +220,7 @@ def fit(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
-            seed=seed,
+            random_state=random_state,
             progress=progress,
             desc="fit",
             threads=threads,
@@ -250,7 +251,7 @@ def distill(
     batch_size: int = 128,
     lr: float = 3e-3,
     weight_decay: float = 0.0,
-    seed: int = 0,
+    random_state: int = 0,
     threads: int | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -322,11 +323,11 @@ def distill(
         "batch_size": int(batch_size),
         "lr": float(lr),
         "weight_decay": float(weight_decay),
-        "seed": int(seed),
+        "random_state": int(random_state),
     }
     recipe = {
         "method": "distill",
-        **settings,
+        **recipe_settings(settings),
         "student": fingerprint(student),
         "inputs": fingerprint(x),
         "labels": fingerprint(y),
@@ -352,7 +353,7 @@ def distill(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
-            seed=seed,
+            random_state=random_state,
             progress=progress,
             desc="distill",
             threads=threads,
@@ -381,7 +382,7 @@ def confidence_tune(
     batch_size: int = 128,
     lr: float = 5e-4,
     weight_decay: float = 0.0,
-    seed: int = 0,
+    random_state: int = 0,
     threads: int | None = None,
     cache: bool = True,
     cache_dir: str | os.PathLike[str] | None = None,
@@ -445,11 +446,11 @@ def confidence_tune(
         "batch_size": int(batch_size),
         "lr": float(lr),
         "weight_decay": float(weight_decay),
-        "seed": int(seed),
+        "random_state": int(random_state),
     }
     recipe = {
         "method": "confidence_tune",
-        **settings,
+        **recipe_settings(settings),
         "student": fingerprint(student),
         "inputs": fingerprint(x),
         "labels": fingerprint(y),
@@ -481,7 +482,7 @@ def confidence_tune(
             batch_size=batch_size,
             lr=lr,
             weight_decay=weight_decay,
-            seed=seed,
+            random_state=random_state,
             progress=progress,
             desc="confidence tuning",
             schedule="constant",

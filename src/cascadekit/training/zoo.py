@@ -77,7 +77,7 @@ def train_zoo_student(
     tune_alpha: float | None = DEFAULT_ZOO_STUDENT["tune_alpha"],
     tune_lr: float = DEFAULT_ZOO_STUDENT["tune_lr"],
     teacher_aware: bool = DEFAULT_ZOO_STUDENT["teacher_aware"],
-    seed: int = 0,
+    random_state: int = 0,
     cache_dir: str | os.PathLike[str] | None = None,
     progress: ProgressFn | None = None,
 ) -> ZooStudent:
@@ -120,7 +120,7 @@ def train_zoo_student(
     from ..data._nets import build_network
 
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
+        torch.manual_seed(int(random_state))
         model = build_network("mlp", {"hidden": [int(hidden)]})
     x = np.asarray(zoo.images["train"])
     y = zoo.labels["train"]
@@ -140,7 +140,7 @@ def train_zoo_student(
             tau=tau,
             alpha=alpha,
             epochs=epochs,
-            seed=seed,
+            random_state=random_state,
             threads=1,
             cache_dir=cache_dir,
             progress=first,
@@ -148,7 +148,14 @@ def train_zoo_student(
         name = f"MLP {int(hidden)}, distilled"
     elif method == "fit":
         result = fit(
-            model, x, y, epochs=epochs, seed=seed, threads=1, cache_dir=cache_dir, progress=first
+            model,
+            x,
+            y,
+            epochs=epochs,
+            random_state=random_state,
+            threads=1,
+            cache_dir=cache_dir,
+            progress=first,
         )
         name = f"MLP {int(hidden)}, cross-entropy"
     else:
@@ -163,7 +170,7 @@ def train_zoo_student(
             if teacher_aware
             else None,
             lr=tune_lr,
-            seed=seed,
+            random_state=random_state,
             threads=1,
             cache_dir=cache_dir,
             progress=part(0.8, 1.0),
@@ -181,7 +188,7 @@ def train_zoo_student(
         "tune_alpha": tune_alpha,
         "tune_lr": float(tune_lr),
         "teacher_aware": bool(teacher_aware),
-        "seed": int(seed),
+        "random_state": int(random_state),
     }
     return ZooStudent(name, f"MLP {int(hidden)}", result, logits, flops, recipe)
 
