@@ -3,6 +3,7 @@ real server that serves REST and gRPC from one service (same answers, errors, me
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -15,9 +16,9 @@ from typing import Any
 import numpy as np
 import pytest
 from conftest import make_served, uvicorn_thread
-from serve_helpers import check_correct_or_flagged, reference
+from serve_helpers import FaultyModel, check_correct_or_flagged, reference
 
-from cascadekit.serve import create_app
+from cascadekit.serve import BatchPolicy, ServeConfig, create_app
 
 grpc = pytest.importorskip("grpc")
 grpcclient = pytest.importorskip("tritonclient.grpc")
@@ -312,6 +313,68 @@ def test_decode_errors_say_what_to_send() -> None:
         decode_infer_request(half)
     del half.parameters["threshold"]
     assert decode_infer_request(half).inputs[0].data.tolist() == [1.5]
+
+
+def test_overload_deadline_and_drain(zoo: Any, choice: Any, test_images: Any) -> None:
+    """503 -> UNAVAILABLE with a retry-after trailer, 504 -> DEADLINE_EXCEEDED; when the app
+    stops, the gRPC server refuses new calls and lets the one in flight finish."""
+    served = make_served(zoo, choice)
+    slow = FaultyModel(served.cascade.stages[0].model, delay=1.0)
+    served.cascade.stages[0].model = slow
+    config = ServeConfig(
+        batching=BatchPolicy(max_batch_size=1, max_wait=0, max_queue=1), drain_timeout=30
+    )
+    app = create_app(served, config)
+    add_grpc(app, port=0)
+    images = test_images[0][:2]
+
+    def request(**params: Any) -> Any:
+        msg = message("ModelInferRequest")(model_name=MODEL)
+        msg.inputs.add(name="image", datatype="UINT8", shape=list(images.shape))
+        msg.raw_input_contents.append(images.tobytes())
+        msg.parameters["timeout"].int64_param = params.get("timeout", 60_000_000)
+        return msg
+
+    async def main() -> None:
+        lifespan = app.router.lifespan_context(app)
+        await lifespan.__aenter__()
+        channel = grpc.aio.insecure_channel(f"127.0.0.1:{app.state.grpc_port}")
+        call = channel.unary_unary(
+            "/inference.GRPCInferenceService/ModelInfer",
+            request_serializer=message("ModelInferRequest").SerializeToString,
+            response_deserializer=message("ModelInferResponse").FromString,
+        )
+        try:
+            slow.mode = "slow"
+            with pytest.raises(grpc.aio.AioRpcError) as exc:
+                await call(request(timeout=50_000))
+            assert exc.value.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+            assert "passed before the first stage 'student' answered" in exc.value.details()
+            # one call runs, one waits: the queue is full for the others
+            calls = [asyncio.ensure_future(call(request())) for _ in range(4)]
+            done = await asyncio.gather(*calls, return_exceptions=True)
+            refused = [e for e in done if isinstance(e, grpc.aio.AioRpcError)]
+            assert refused and len(refused) < 4
+            assert {e.code() for e in refused} == {grpc.StatusCode.UNAVAILABLE}
+            assert "Stage 'student' is overloaded" in refused[0].details()
+            assert ("retry-after", "1") in tuple(refused[0].trailing_metadata())
+            # drain: the call in flight finishes, a new one is refused
+            before = slow.calls
+            inflight = asyncio.ensure_future(call(request()))
+            while slow.calls == before:
+                await asyncio.sleep(0.01)
+            stopping = asyncio.ensure_future(lifespan.__aexit__(None, None, None))
+            await asyncio.sleep(0.2)  # let the shutdown start (the student takes 1 s)
+            with pytest.raises(grpc.aio.AioRpcError) as late:
+                await call(request(), timeout=30)
+            assert late.value.code() == grpc.StatusCode.UNAVAILABLE
+            response = await inflight
+            assert [o.name for o in response.outputs] == ["label", "score", "stage", "fallback"]
+            await stopping
+        finally:
+            await channel.close()
+
+    asyncio.run(main())
 
 
 def test_cli_serve_grpc_port(test_images: Any, zoo: Any) -> None:
