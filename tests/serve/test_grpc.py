@@ -71,6 +71,40 @@ def _count(service: Any, metric: str, **labels: str) -> float:
     return service.metrics.registry.get_sample_value(metric, labels) or 0.0
 
 
+def _fields(desc: Any) -> dict[str, tuple[Any, ...]]:
+    return {
+        f.name: (f.number, f.type, f.is_repeated, f.message_type and f.message_type.full_name)
+        for f in desc.fields
+    }
+
+
+def test_proto_matches_tritons() -> None:
+    """Every message, field name, number and type, and every RPC of our .proto is the same as
+    in tritonclient's copy of the protocol (what makes the wire format interoperate)."""
+    from tritonclient.grpc import service_pb2
+
+    ours = message("ModelInferRequest").DESCRIPTOR.file
+    theirs = service_pb2.DESCRIPTOR
+    assert ours.package == theirs.package == "inference"
+
+    def same(a: Any, b: Any) -> None:
+        assert _fields(a) == _fields(b), a.full_name
+        for nested in a.nested_types:
+            same(nested, b.nested_types_by_name[nested.name])
+
+    for name, desc in ours.message_types_by_name.items():
+        same(desc, theirs.message_types_by_name[name])
+    service = ours.services_by_name["GRPCInferenceService"]
+    triton = theirs.services_by_name["GRPCInferenceService"]
+    assert len(service.methods) == 6
+    for m in service.methods:
+        t = triton.methods_by_name[m.name]
+        assert (m.input_type.full_name, m.output_type.full_name) == (
+            t.input_type.full_name,
+            t.output_type.full_name,
+        )
+
+
 def test_health_and_metadata(client: Any) -> None:
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(MODEL)

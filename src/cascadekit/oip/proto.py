@@ -34,6 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from .._optional import require
+from ..errors import UnknownNameError
 from .decode import check_shape, decode_binary, element_count
 from .errors import BadRequestError
 from .grpc_predict_v2_descriptor import SERIALIZED
@@ -87,6 +88,10 @@ def message(name: str) -> Any:
     --------
     >>> message("ServerLiveResponse")(live=True).SerializeToString()
     b'\\x08\\x01'
+    >>> message("ServerLive")
+    Traceback (most recent call last):
+    ...
+    cascadekit.errors.UnknownNameError: No message 'ServerLive' in grpc_predict_v2.proto; ...
     """
     if not _classes:
         require("google.protobuf", "grpc", "The gRPC protocol")
@@ -99,8 +104,9 @@ def message(name: str) -> Any:
             _classes[short] = message_factory.GetMessageClass(desc)
     cls = _classes.get(name)
     if cls is None:
-        raise KeyError(
-            f"No message {name!r} in grpc_predict_v2.proto; got one of {sorted(_classes)}."
+        raise UnknownNameError(
+            f"No message {name!r} in grpc_predict_v2.proto; expected one of "
+            f"{', '.join(sorted(_classes))}."
         )
     return cls
 
