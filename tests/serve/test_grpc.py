@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import re
+import socket
 import subprocess
 import sys
 import time
@@ -447,3 +448,32 @@ def test_cli_serve_grpc_port(test_images: Any, zoo: Any) -> None:
         _, rest = proc.communicate(timeout=30)
         assert proc.returncode in (0, -15)
         assert "Application shutdown complete" in rest
+
+
+def test_cli_grpc_port_errors() -> None:
+    from typer.testing import CliRunner
+
+    from cascadekit.cli import app
+
+    res = CliRunner().invoke(app, ["serve", "--demo", "--backend", "ray", "--grpc-port", "1"])
+    assert res.exit_code != 0 and "Traceback" not in res.output
+    assert "--grpc-port goes with --backend local" in " ".join(res.output.split())
+
+
+def test_a_port_in_use_is_a_clear_error() -> None:
+    from cascadekit import Cascade
+    from cascadekit.errors import ParameterError
+    from cascadekit.oip import TensorSpec
+    from cascadekit.serve import InferenceService, ServedModel
+    from cascadekit.serve.grpc import start_grpc_server
+
+    cascade = Cascade.from_models([lambda x: x, lambda x: x], thresholds=[0.5])
+    service = InferenceService(ServedModel("toy", cascade, TensorSpec("x", ("FP32",), (-1, 2))))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(
+            ParameterError, match=rf"Could not bind the gRPC server to 127.0.0.1:{port}"
+        ):
+            asyncio.run(start_grpc_server(service, port))

@@ -35,6 +35,7 @@ from contextlib import asynccontextmanager
 from typing import Any, NoReturn
 
 from .._optional import require
+from ..errors import ParameterError
 from ..oip import OutputTensor, OverloadedError, ProtocolError
 from ..oip.proto import SERVICE, decode_infer_request, encode_infer_response, message
 from .service import InferenceService, format_thresholds
@@ -203,6 +204,11 @@ async def start_grpc_server(
         Stop it with ``await server.stop(grace)``.
     port : int
         The bound port.
+
+    Raises
+    ------
+    ParameterError
+        The address cannot be bound (the port is in use, the host is not local).
     """
     grpc = _grpc()
     limit = int(service.config.max_body_bytes)
@@ -214,9 +220,18 @@ async def start_grpc_server(
     )
     server.add_generic_rpc_handlers((InferenceServicer(service).handler(),))
     address = _address(host or service.config.host, port)
-    bound = server.add_insecure_port(address)
-    if not bound:  # pragma: no cover - grpc raises on most failures itself
-        raise OSError(f"Could not bind the gRPC server to {address}.")
+    try:
+        bound = server.add_insecure_port(address)
+    except RuntimeError as exc:  # grpc's "Failed to bind to address ..."
+        bound = 0
+        cause: Exception | None = exc
+    else:
+        cause = None
+    if not bound:
+        raise ParameterError(
+            f"Could not bind the gRPC server to {address}: is the port in use, or the host not "
+            "an interface of this machine? Pick another --grpc-port (0 = any free port)."
+        ) from cause
     await server.start()
     return server, int(bound)
 
