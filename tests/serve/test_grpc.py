@@ -106,6 +106,32 @@ def test_proto_matches_tritons() -> None:
         )
 
 
+def test_descriptor_is_the_compiled_proto() -> None:
+    """Every field written in the .proto is in the checked-in descriptor, with its number, and
+    nothing else is (run scripts/gen_grpc_descriptor.py after editing the .proto)."""
+    from pathlib import Path
+
+    import cascadekit.oip
+
+    text = (Path(cascadekit.oip.__file__).parent / "grpc_predict_v2.proto").read_text()
+    text = re.sub(r"//[^\n]*", "", text)
+    written = set(re.findall(r"(?:map<\w+, \w+>|\w+) (\w+) = (\d+);", text))
+    compiled: set[tuple[str, str]] = set()
+
+    def walk(desc: Any) -> None:
+        compiled.update((f.name, str(f.number)) for f in desc.fields)
+        for nested in desc.nested_types:
+            if not nested.GetOptions().map_entry:
+                walk(nested)
+
+    for desc in message("ModelInferRequest").DESCRIPTOR.file.message_types_by_name.values():
+        walk(desc)
+    assert written == compiled
+    rpcs = set(re.findall(r"rpc (\w+)\((\w+)\) returns \((\w+)\)", text))
+    service = message("ModelInferRequest").DESCRIPTOR.file.services_by_name["GRPCInferenceService"]
+    assert rpcs == {(m.name, m.input_type.name, m.output_type.name) for m in service.methods}
+
+
 def test_health_and_metadata(client: Any) -> None:
     assert client.is_server_live() and client.is_server_ready()
     assert client.is_model_ready(MODEL)
