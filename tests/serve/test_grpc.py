@@ -503,3 +503,43 @@ def test_a_port_in_use_is_a_clear_error() -> None:
             ParameterError, match=rf"Could not bind the gRPC server to 127.0.0.1:{port}"
         ):
             asyncio.run(start_grpc_server(service, port))
+
+
+def test_threshold_override_token_in_metadata() -> None:
+    """threshold_override="token": parameters.threshold needs the admin token, sent as gRPC
+    metadata; without it the call is PERMISSION_DENIED with the REST message."""
+    from cascadekit import Cascade
+    from cascadekit.oip import TensorSpec
+
+    student = lambda x: np.stack([x[:, 0], -x[:, 0]], axis=1)  # noqa: E731
+    teacher = lambda x: np.stack([x[:, 0] - 1, 1 - x[:, 0]], axis=1)  # noqa: E731
+    cascade = Cascade.from_models([student, teacher], score="margin", thresholds=[1.0])
+    config = ServeConfig(threshold_override="token", admin_token="s3cret-token")
+    app = create_app(cascade, config, name="toy", input_spec=TensorSpec("x", ("FP32",), (-1, 1)))
+    add_grpc(app, port=0)
+    request = message("ModelInferRequest")(model_name="toy")
+    request.inputs.add(name="x", datatype="FP32", shape=[2, 1])
+    request.raw_input_contents.append(np.array([[3.0], [0.2]], "<f4").tobytes())
+    request.parameters["threshold"].double_param = -1e9  # every input stays on the student
+
+    async def main() -> None:
+        async with app.router.lifespan_context(app):
+            address = f"127.0.0.1:{app.state.grpc_port}"
+            async with grpc.aio.insecure_channel(address) as channel:
+                call = channel.unary_unary(
+                    "/inference.GRPCInferenceService/ModelInfer",
+                    request_serializer=message("ModelInferRequest").SerializeToString,
+                    response_deserializer=message("ModelInferResponse").FromString,
+                )
+                with pytest.raises(grpc.aio.AioRpcError) as exc:
+                    await call(request)
+                assert exc.value.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "applies parameters.threshold only with the admin token" in (
+                    exc.value.details() or ""
+                )
+                auth = (("authorization", "Bearer s3cret-token"),)
+                response = await call(request, metadata=auth)
+                stage = np.frombuffer(response.raw_output_contents[2], "<i4")
+                assert stage.tolist() == [0, 0]
+
+    asyncio.run(main())
