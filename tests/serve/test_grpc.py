@@ -289,6 +289,7 @@ def test_a_bad_request_never_hurts_a_good_one(server: dict[str, Any], test_image
     ref = reference(served, images)
     service = server["service"]
     ok_before = _count(service, "cascadekit_requests_total", model=MODEL, code="200")
+    timed_before = _count(service, "cascadekit_request_seconds_count", model=MODEL)
     bad_before = _count(
         service, "cascadekit_request_failures_total", model=MODEL, reason="bad_request"
     )
@@ -329,6 +330,7 @@ def test_a_bad_request_never_hurts_a_good_one(server: dict[str, Any], test_image
         service, "cascadekit_request_failures_total", model=MODEL, reason="bad_request"
     )
     assert bad_now == bad_before + 8
+    assert _count(service, "cascadekit_request_seconds_count", model=MODEL) == timed_before + 16
 
 
 def test_decode_errors_say_what_to_send() -> None:
