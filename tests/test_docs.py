@@ -2,7 +2,8 @@
 
 A block runs in CI unless an HTML comment on the line before its fence puts it in a tier:
 ``<!-- docs-test: zoo -->`` (needs the full Fashion-MNIST zoo, which the first ``cascadekit demo``
-trains in minutes), ``server`` (needs ``cascadekit serve --demo --port 8000`` running), ``text``
+trains in minutes), ``server`` (needs ``cascadekit serve --demo --port 8000 --grpc-port 8001``
+running), ``text``
 (needs ``bash scripts/setup.sh --text``) or ``fragment`` (an illustration whose names stand for the
 reader's own data; never run). Set ``CASCADEKIT_DOCS_TIERS=zoo,server`` (or ``all``) to run tiers.
 Blocks of one page share one namespace, in order, per tier, and run in a scratch folder. The run
@@ -25,7 +26,7 @@ BLOCK = re.compile(
 TIERS = {
     "ci": "",
     "zoo": "need the full Fashion-MNIST zoo (the first `cascadekit demo` trains it)",
-    "server": "need `cascadekit serve --demo --port 8000` running",
+    "server": "need `cascadekit serve --demo --port 8000 --grpc-port 8001` running",
     "text": "need the text encoders (`bash scripts/setup.sh --text`)",
     "fragment": "are illustrations over the reader's own data (never run)",
 }

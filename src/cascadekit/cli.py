@@ -973,6 +973,13 @@ def serve(
         str | None, typer.Option(help="Interface to bind (default 127.0.0.1: loopback only).")
     ] = None,
     port: Annotated[int | None, typer.Option(help="Port (default 8000; 0 = any free).")] = None,
+    grpc_port: Annotated[
+        int | None,
+        typer.Option(
+            help="Also serve the protocol's gRPC service on this port (0 = any free; default: "
+            "no gRPC). Needs the grpc extra."
+        ),
+    ] = None,
     torch_threads: Annotated[
         int | None,
         typer.Option(
@@ -1003,6 +1010,8 @@ def serve(
 
     if backend not in ("local", "ray"):
         raise ParameterError(f"Expected --backend local or ray; got {backend!r}.")
+    if grpc_port is not None and backend != "local":
+        raise ParameterError("--grpc-port goes with --backend local (the uvicorn server).")
     if backend == "ray" and ray_config is not None:
         from .serve.ray import serve_from_cli
 
@@ -1031,7 +1040,12 @@ def serve(
 
         serve_from_cli(served, config, address=ray_address)
         return
-    run(create_app(served, config), config, log_level=log_level)
+    web = create_app(served, config)
+    if grpc_port is not None:
+        from .serve.grpc import add_grpc
+
+        add_grpc(web, grpc_port)
+    run(web, config, log_level=log_level)
 
 
 def main() -> None:

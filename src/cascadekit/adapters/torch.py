@@ -146,6 +146,8 @@ class TorchModel(ModelAdapter):
                     f"{arr.dtype} ({type(batch).__name__}). Encode the inputs first (for text, "
                     "use HFModel or a tokenizer)."
                 )
+            if not arr.flags.writeable:  # e.g. a request decoded with np.frombuffer
+                arr = arr.copy()  # torch.from_numpy warns on read-only memory
             x = torch.from_numpy(np.ascontiguousarray(arr))
         if self.input_shape is not None:
             got = tuple(x.shape[1:])

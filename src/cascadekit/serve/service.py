@@ -479,9 +479,9 @@ class InferenceService:
             )
         return st
 
-    def model(self, name: str) -> ServedModel:
+    def model(self, name: str, version: str | None = None) -> ServedModel:
         """The served model called ``name`` (raises :class:`ModelNotFoundError`)."""
-        return self._state(name).served
+        return self._state(name, version).served
 
     def server_metadata(self) -> dict[str, Any]:
         """``GET /v2``."""
@@ -856,7 +856,21 @@ class InferenceService:
             reply = await self._infer_reply(
                 name, req, version, self.authorized(authorization) if authorization else False
             )
-        except ProtocolError as exc:
+        except Exception as exc:
+            reply = Reply.error(self.failure(name, exc))
+        self.metrics.observe_request(metric_name, reply.status, time.perf_counter() - t0)
+        return reply
+
+    def failure(self, name: str, exc: Exception) -> ProtocolError:
+        """The error to answer a failed inference request on model ``name`` with, counted in
+        the failures metric by reason (any front end: HTTP, gRPC).
+
+        A :class:`ProtocolError` is answered as it is; a library error (a user's mistake its
+        checks caught) as a 400; anything else as a 500 whose message carries an error id (the
+        log has the details, the client never sees the exception's text).
+        """
+        metric_name = name if name in self._models else "_unknown"
+        if isinstance(exc, ProtocolError):
             reason = {
                 400: "bad_request",
                 403: "forbidden",
@@ -867,21 +881,14 @@ class InferenceService:
             if isinstance(exc, OverloadedError) and not isinstance(exc, ModelNotReadyError):
                 reason = "draining" if self._draining else "overloaded"
             self.metrics.failures.labels(model=metric_name, reason=reason).inc()
-            reply = Reply.error(exc)
-        except CascadeError as exc:  # a user's mistake caught by the library's checks
+            return exc
+        if isinstance(exc, CascadeError):  # a user's mistake caught by the library's checks
             self.metrics.failures.labels(model=metric_name, reason="bad_request").inc()
-            reply = Reply.error(BadRequestError(str(exc)))
-        except Exception as exc:
-            eid = _error_id()
-            self._log_error("internal", "internal error %s while serving %s", eid, name, exc=exc)
-            self.metrics.failures.labels(model=metric_name, reason="internal").inc()
-            reply = Reply(
-                500,
-                encode_error(f"Internal server error (error id {eid}); see the server log."),
-                {"content-type": _JSON},
-            )
-        self.metrics.observe_request(metric_name, reply.status, time.perf_counter() - t0)
-        return reply
+            return BadRequestError(str(exc))
+        eid = _error_id()
+        self._log_error("internal", "internal error %s while serving %s", eid, name, exc=exc)
+        self.metrics.failures.labels(model=metric_name, reason="internal").inc()
+        return ProtocolError(f"Internal server error (error id {eid}); see the server log.", 500)
 
     async def parse(
         self, st: _ModelState, body: bytes, header_length: int | str | None
@@ -902,9 +909,12 @@ class InferenceService:
             return run()
         return await asyncio.get_running_loop().run_in_executor(self._parser, run)
 
-    async def _infer_reply(
-        self, name: str, req: InferRequest, version: str | None, authorized: bool = False
-    ) -> Reply:
+    async def infer_request(
+        self, name: str, req: InferRequest, version: str | None = None, authorized: bool = False
+    ) -> tuple[InferResult, list[str]]:
+        """Run a decoded request (any front end): its requested outputs and inputs are checked
+        against the model, then :meth:`infer` runs it. Returns the result and the names of the
+        outputs to answer with, in order."""
         st = self._state(name, version)
         known = {o.name for o in OUTPUTS}
         if req.outputs is not None:
@@ -934,6 +944,13 @@ class InferenceService:
             version=version,
             authorized=authorized,
         )
+        return result, names
+
+    async def _infer_reply(
+        self, name: str, req: InferRequest, version: str | None, authorized: bool = False
+    ) -> Reply:
+        st = self._state(name, version)
+        result, names = await self.infer_request(name, req, version, authorized)
         binary: set[str] = set()
         for nm in names:
             flag = None
