@@ -776,15 +776,28 @@ def test_auto_method_and_unknown_method():
     assert cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="auto").method == "trinomial"
 
 
-def test_quantile_grid_from_another_split_is_accepted():
+def test_threshold_grid_from_another_split_is_accepted():
+    from cascadekit import curves
+
     s_log = _digits()["test"][0]
-    other = cal.quantile_grid(sc.margin(s_log), 50)  # fixed before seeing the calibration rows
-    assert np.all(np.diff(other) < 0) and other.shape[0] <= 50
+    other = curves.threshold_grid(sc.margin(s_log), 50)  # fixed before the calibration rows
+    assert np.all(np.diff(other) > 0) and other.shape[0] <= 51 and other[-1] == math.inf
     s, cs, ct = _digits_arrays("calibrate")
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=other)
-    assert r.grid == tuple(other) and r.thresholds[0] in {math.inf, *other}
+    safest_first = other[-2::-1]  # tested largest first; +inf needs no test
+    assert r.grid == tuple(safest_first) and r.thresholds[0] in {math.inf, *other}
     with pytest.raises(ParameterError, match="n_thresholds >= 1"):
-        cal.quantile_grid(s, 0)
+        curves.threshold_grid(s, 0)
+
+
+def test_default_guarantee_grid_is_the_threshold_grid_safest_first():
+    from cascadekit import curves
+
+    s, cs, ct = _digits_arrays()
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, n_thresholds=40)
+    assert r.grid == tuple(curves.threshold_grid(s, 40)[-2::-1])
+    r2 = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=curves.threshold_grid(s, 40))
+    assert r2.thresholds == r.thresholds and r2.p_values == r.p_values
 
 
 def test_crossing_large_groups_are_thinned_but_stable():
@@ -867,7 +880,7 @@ def test_n_stage_targets_are_reductions_of_grid_curve(seed):
     costs = [1.0, 3.0, 10.0]
     ng = 16
     grid = curves.grid_curve(
-        s, correct, costs, grids=[cal.quantile_grid(x, ng) for x in s], pareto=False
+        s, correct, costs, grids=[curves.threshold_grid(x, ng) for x in s], pareto=False
     )
     assert grid.thresholds.shape[1] == 2
     target = float(np.quantile(grid.accuracy, 0.8))

@@ -440,6 +440,19 @@ def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, n_thresholds,
     assert front.n_stages == n_stages
 
 
+@pytest.mark.parametrize("n_thresholds", [1, 2, 7, 50])
+def test_threshold_grid_levels_are_shares_sent_on(n_thresholds) -> None:
+    s = RNG.integers(0, 12, 97).astype(float)  # ties
+    g = cv.threshold_grid(s, n_thresholds, unique=False)
+    assert g.shape == (n_thresholds + 1,) and g[0] == -np.inf and g[-1] == np.inf
+    assert np.all(np.diff(g) >= 0) and not np.isin(g, s).any()
+    for k, t in enumerate(g[:-1]):  # level k/n: at most that share sent on, a whole tie block
+        srt = np.sort(s)
+        pos = math.floor(k * s.shape[0] / n_thresholds)
+        assert np.mean(s < t) <= k / n_thresholds and np.sum(s < t) == np.sum(srt < srt[pos])
+    assert np.array_equal(cv.threshold_grid(s, n_thresholds), np.unique(g))
+
+
 def test_grid_curve_with_two_stages_is_the_exact_curve_on_the_grid() -> None:
     s, vs, vt = _random_case(300, n_distinct=None)
     g = cv.grid_curve([s], [vs, vt], costs=[1, 3], n_thresholds=30, pareto=False)
@@ -690,8 +703,8 @@ def test_grid_and_bootstrap_errors() -> None:
         cv.grid_curve([], [np.ones(5)])
     with pytest.raises(SampleCountError, match="stage_values\\[1\\] has 4"):
         cv.grid_curve(s, [np.ones(5), np.ones(4)])
-    with pytest.raises(ParameterError, match="n_thresholds >= 2"):
-        cv.threshold_grid(np.arange(5.0), 1)
+    with pytest.raises(ParameterError, match="n_thresholds >= 1"):
+        cv.threshold_grid(np.arange(5.0), 0)
     with pytest.raises(ParameterError, match="n_thresholds to be an integer"):
         cv.threshold_grid(np.arange(5.0), 3.0)
     big = [RNG.normal(size=200)] * 4

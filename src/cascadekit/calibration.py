@@ -61,7 +61,7 @@ from ._validation import (
 from .cascade import assign_stages
 from .curves._common import ACCURACY_TOL
 from .curves.exact import Curve, cascade_curve, relative_cost_2
-from .curves.grid import grid_curve
+from .curves.grid import grid_curve, threshold_grid
 from .errors import (
     InfeasibleTargetError,
     InsufficientDataError,
@@ -85,7 +85,6 @@ __all__ = [
     "guaranteed_threshold_label_free",
     "min_calibration_size",
     "parse_target",
-    "quantile_grid",
     "reduce_curve",
     "threshold_for_accuracy",
     "threshold_for_cost",
@@ -1061,34 +1060,6 @@ def min_calibration_size(epsilon: float, delta: float, method: str = "trinomial"
     return hi
 
 
-def quantile_grid(scores: ArrayLike, n_thresholds: int = _DEFAULT_N_THRESHOLDS) -> FloatArray:
-    """The default threshold grid of :func:`guaranteed_threshold`: score quantiles, safest first.
-
-    The ``k/n_thresholds`` quantiles of ``scores`` for ``k = n_thresholds - 1, ..., 1, 0``, each
-    moved to the separating threshold below its block of tied scores
-    (:func:`~cascadekit.scores.separating_threshold_of`: the same inputs kept, no threshold on
-    a score), distinct and descending; the last one is ``-inf`` (keep everything on the
-    student). It uses scores only, never labels. Computing it on a split other than the
-    calibration one (and passing it as ``grid=``) makes the grid fixed in advance, as
-    Learn-then-Test assumes.
-
-    Examples
-    --------
-    >>> quantile_grid(np.arange(10.0), 5)
-    array([ 7.5,  5.5,  3.5,  1.5, -inf])
-    """
-    s = as_scores(scores)
-    ng = int(n_thresholds)
-    if ng < 1:
-        raise ParameterError(f"Expected n_thresholds >= 1; got {n_thresholds!r}.")
-    srt = np.sort(s)
-    n = srt.shape[0]
-    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # teacher-share levels, desc
-    idx = np.clip(np.floor(levels * n).astype(np.int64), 0, n - 1)
-    grid: FloatArray = np.unique(separating_threshold_of(srt, srt[idx]))[::-1]
-    return grid
-
-
 def _user_grid(grid: ArrayLike) -> FloatArray:
     g = np.asarray(grid, dtype=np.float64).reshape(-1)
     if g.shape[0] == 0:
@@ -1148,7 +1119,7 @@ def _guarantee_2(
     n = s.shape[0]
     method = _check_method(method, label_free, n, dlt)
     c = check_costs(costs, 2)
-    g = quantile_grid(s, n_thresholds) if grid is None else _user_grid(grid)
+    g = _user_grid(threshold_grid(s, n_thresholds) if grid is None else grid)  # safest first
     # kept counts at every grid threshold: sort the scores of the harmful (student wrong,
     # teacher right) and helpful rows once; rows with s < t go to the teacher
     n_harm = _count_at_least(s[~cs & ct], g)
@@ -1257,10 +1228,12 @@ def guaranteed_threshold(
     method : {"auto", "trinomial", "betting", "binomial", "hb"}, default="auto"
     grid : array-like, optional
         Thresholds to test, fixed before looking at the calibration labels (they are sorted
-        from largest to smallest; ``+inf`` is always first). Defaults to ``n_thresholds`` quantiles
-        of the calibration scores, from the ``(n_thresholds - 1)/n_thresholds`` quantile down to the
-        smallest score. Quantiles use the scores but not the labels; for exact finite-sample
-        validity fix the grid on other data (e.g. quantiles of scores of a separate split).
+        from largest to smallest; ``+inf`` is always first). Defaults to
+        :func:`cascadekit.curves.threshold_grid` of the calibration scores with
+        ``n_thresholds`` levels, safest first: from the ``(n_thresholds - 1)/n_thresholds``
+        quantile down to ``-inf``. It uses the scores but not the labels; for exact
+        finite-sample validity fix the grid on other data, e.g.
+        ``grid=threshold_grid(scores_of_a_separate_split)``.
     n_thresholds : int, default=100
         Size of the default grid.
     costs : (float, float), optional
@@ -1366,17 +1339,6 @@ def _n_stage_inputs(
     return ss, np.vstack(cc), c
 
 
-def _levels_thresholds(sorted_ss: Sequence[FloatArray], level: float) -> tuple[float, ...]:
-    """All stages' thresholds at the same score-quantile level (share below the threshold)."""
-    if level >= 1.0:
-        return tuple(math.inf for _ in sorted_ss)
-    out = []
-    for srt in sorted_ss:
-        i = min(math.floor(level * srt.shape[0]), srt.shape[0] - 1)
-        out.append(float(separating_threshold_of(srt, [srt[i]])[0]))
-    return tuple(out)
-
-
 def _evaluate(
     ss: Sequence[FloatArray], correct: NDArray[np.bool_], costs: FloatArray, ths: Sequence[float]
 ) -> tuple[float, float, float, NDArray[np.int32]]:
@@ -1404,7 +1366,8 @@ def calibrate_cascade(
     ``{"accuracy": 0.95}``, ``{"relative_cost": 0.5}``, ``{"accuracy_drop": 0.01, "delta":
     0.1}``, ``"crossing"``). For two stages the operating points are exact. For more, every
     combination of per-stage thresholds on a grid is evaluated; each stage's grid is
-    ``n_thresholds`` quantiles of its scores (from "keep all" to "keep none" = ``inf``):
+    :func:`cascadekit.curves.threshold_grid` of its scores with ``n_thresholds`` levels (from
+    "keep all" = ``-inf`` to "keep none" = ``inf``):
 
     * ``teacher_share``: the combination whose last-stage share is closest to the target
       (ties: not above it, then the most accurate, then the cheapest);
@@ -1507,15 +1470,13 @@ def _search_grid(
 ) -> Curve:
     """Every combination of per-stage thresholds on the search grid, as one N-stage curve.
 
-    Each stage's grid is :func:`quantile_grid` of its scores plus ``inf``; the combinations are
-    evaluated at once by :func:`cascadekit.curves.grid_curve` (histograms, no routing loop).
+    Each stage's grid is :func:`cascadekit.curves.threshold_grid` of its scores; the
+    combinations are evaluated at once by :func:`cascadekit.curves.grid_curve` (histograms, no
+    routing loop).
     """
     n_stages = correct.shape[0]
     ng = n_thresholds if n_thresholds is not None else min(64, int(4096 ** (1.0 / (n_stages - 1))))
-    if ng < 1:
-        raise ParameterError(f"Expected n_thresholds >= 1; got {n_thresholds!r}.")
-    grids = [quantile_grid(s, ng) for s in ss]  # ends with -inf; grid_curve adds +inf
-    return grid_curve(ss, list(correct), c, grids=grids, pareto=False)
+    return grid_curve(ss, list(correct), c, n_thresholds=ng, pareto=False)
 
 
 def _guarantee_path(
@@ -1532,17 +1493,17 @@ def _guarantee_path(
     dlt = check_open_unit("delta", delta)
     n = ss[0].shape[0]
     method = _check_method(method, label_free, n, dlt)
+    # one grid per stage, level by level (threshold_grid, unique=False); the path sets every
+    # stage at the same level, tested safest first: levels (ng-1)/ng, ..., 1/ng, 0
+    grids = [threshold_grid(x, n_thresholds, unique=False) for x in ss]
     ng = int(n_thresholds)
-    if ng < 1:
-        raise ParameterError(f"Expected n_thresholds >= 1; got {n_thresholds!r}.")
-    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng  # safest (1 excluded) first
+    levels = np.arange(ng - 1, -1, -1, dtype=np.float64) / ng
     last = correct[-1]
-    sorted_ss = [np.sort(x) for x in ss]
     n_harm = np.empty(ng)
     n_gain = np.empty(ng)
     paths = []
-    for j, lv in enumerate(levels):
-        ths = _levels_thresholds(sorted_ss, float(lv))
+    for j in range(ng):
+        ths = tuple(float(g[ng - 1 - j]) for g in grids)
         paths.append(ths)
         stage = assign_stages(ss, list(ths))
         ans = correct[stage, np.arange(n)]
