@@ -433,8 +433,8 @@ def reduce_curve(curve: Curve, target: Any, *, n_samples: int | None = None) -> 
     >>> from cascadekit import curves
     >>> c = curves.cascade_curve([0.9, 0.5, 0.1], [1, 0, 0], [1, 1, 0], costs=[1, 4])
     >>> i = reduce_curve(c, {"accuracy": 0.6})
-    >>> float(c.thresholds[i]), float(c.teacher_share[i])
-    (0.7, 0.6666666666666666)
+    >>> c.thresholds[i], float(c.teacher_share[i])   # one threshold per non-final stage
+    (array([0.7]), 0.6666666666666666)
     """
     tgt = Target.parse(target)
     if tgt.kind not in ("teacher_share", "accuracy", "relative_cost"):
@@ -468,7 +468,7 @@ def reduce_curve(curve: Curve, target: Any, *, n_samples: int | None = None) -> 
     cand = cand[acc[cand] >= acc[cand].max() - _TOL]
     cand = cand[rel[cand] == rel[cand].min()]
     if cand.shape[0] > 1:  # exact ties: the safest, i.e. the largest thresholds
-        th = np.asarray(curve.thresholds, dtype=np.float64).reshape(len(curve), -1)[cand]
+        th = curve.thresholds[cand]
         cand = cand[np.lexsort(th.T[::-1])[-1:]]
     return int(cand[0])
 
@@ -511,8 +511,7 @@ def _result_from_curve(
     teacher_accuracy: float,
     label_free: bool = False,
 ) -> CalibrationResult:
-    th = np.asarray(curve.thresholds[i], dtype=np.float64).reshape(-1)
-    ths = tuple(float(t) for t in th)
+    ths = tuple(float(t) for t in curve.thresholds[i])
     return CalibrationResult(
         numerical_margin=numerical_margin(ss, list(ths)),
         thresholds=ths,
@@ -559,7 +558,7 @@ def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> floa
     s = as_scores(scores)
     target = Target("teacher_share", teacher_share)
     curve = _curve_2(s)
-    return float(curve.thresholds[reduce_curve(curve, target)])
+    return float(curve.thresholds[reduce_curve(curve, target), 0])
 
 
 def threshold_for_accuracy(
@@ -1427,7 +1426,7 @@ def calibrate_cascade(
         t = crossing_threshold(ss[0], correct[0])
         curve = _curve_2(ss[0], correct[0], correct[1], c)
         # the crossing is a separating threshold: one of the curve's points
-        i = int(np.searchsorted(curve.thresholds, t, side="left"))
+        i = int(np.searchsorted(curve.thresholds[:, 0], t, side="left"))
         return _result_from_curve(curve, i, ss, "crossing", teacher_accuracy, label_free)
     if tgt.kind == "accuracy_drop":
         assert tgt.value is not None

@@ -272,7 +272,7 @@ def grid_curve(
     accuracy[idx == last] = float(np.mean(vv[-1]))
     sh = shares[idx]
     return Curve(
-        thresholds=mesh[idx, 0] if n_stages == 2 else mesh[idx],
+        thresholds=mesh[idx],
         teacher_share=sh[:, -1].copy(),
         accuracy=accuracy,
         relative_cost=rel[idx],

@@ -546,7 +546,7 @@ def threshold_at_map(curve: Curve, target_map: float) -> float:
             " Lower the target.",
             best=float(curve.accuracy.max()),
         )
-    return float(curve.thresholds[ok[np.argmin(curve.relative_cost[ok])]])
+    return float(curve.thresholds[ok[np.argmin(curve.relative_cost[ok])], 0])
 
 
 @dataclass(eq=False)
