@@ -16,6 +16,7 @@ from scipy.stats import binom
 from cascadekit import assign_stages
 from cascadekit import calibration as cal
 from cascadekit import scores as sc
+from cascadekit.calibration.guarantee import p_values
 from cascadekit.errors import (
     EmptyInputError,
     InfeasibleTargetError,
@@ -514,7 +515,7 @@ def test_trinomial_level_is_exact_over_the_whole_null(n, eps):
     # P(p <= delta) computed exactly (all outcomes) at null points: on the boundary
     # p+ - p- = eps (the worst case) on a fine grid of p-, and at random interior points
     k, g = _trinomial_support(n)
-    p = cal._p_values(k, g, n, eps, "trinomial")
+    p = p_values(k, g, n, eps, "trinomial")
     rng = np.random.default_rng(n)
     boundary = [(a + eps, a) for a in np.linspace(0, (1 - eps) / 2, 301)]
     interior = []
@@ -533,7 +534,7 @@ def test_trinomial_p_values_are_the_exact_supremum_up_to_the_margin():
     # most its own, over the null boundary: compare with a 2,000-point brute force
     n, eps = 50, 0.04
     k, g = _trinomial_support(n)
-    p = cal._p_values(k, g, n, eps, "trinomial")
+    p = p_values(k, g, n, eps, "trinomial")
     pmfs = np.array(
         [_trinomial_pmf(k, g, n, a + eps, a) for a in np.linspace(0, (1 - eps) / 2, 2001)]
     )
@@ -549,7 +550,7 @@ def test_trinomial_rejection_regions_are_closed_under_safer_outcomes():
     # fewer harmful rows or more helpful rows never raise the p-value
     n, eps = 70, 0.03
     k, g = _trinomial_support(n)
-    pv = cal._p_values(k, g, n, eps, "trinomial")
+    pv = p_values(k, g, n, eps, "trinomial")
     p = {(int(a), int(b)): float(v) for a, b, v in zip(k, g, pv, strict=True)}
     for (a, b), v in p.items():
         if a > 0:
@@ -562,12 +563,12 @@ def test_trinomial_uses_helpful_rows_binomial_does_not():
     # 3,000 rows: 45 harmful (1.5%) and 40 helpful kept; the drop is 0.17%, below eps = 1%
     n = 3000
     k, g = np.array([45.0]), np.array([40.0])
-    tri = cal._p_values(k, g, n, 0.01, "trinomial")[0]
-    assert tri < 0.01 < 0.1 < cal._p_values(k, g, n, 0.01, "betting")[0]
-    assert cal._p_values(k, g, n, 0.01, "binomial")[0] > 0.5  # harm alone is above eps
+    tri = p_values(k, g, n, 0.01, "trinomial")[0]
+    assert tri < 0.01 < 0.1 < p_values(k, g, n, 0.01, "betting")[0]
+    assert p_values(k, g, n, 0.01, "binomial")[0] > 0.5  # harm alone is above eps
     # without helpful rows the two agree closely (the loss is binary then)
-    t = cal._p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "trinomial")[0]
-    b = cal._p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "binomial")[0]
+    t = p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "trinomial")[0]
+    b = p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "binomial")[0]
     assert b <= t <= 1.5 * b
 
 

@@ -47,6 +47,7 @@ from scipy.stats import binom
 
 from cascadekit import calibration as cal
 from cascadekit import selection
+from cascadekit.calibration.guarantee import p_values
 from cascadekit.data.digits import load_digits_pair
 
 pytestmark = pytest.mark.statistical
@@ -180,7 +181,7 @@ def test_level_at_worst_case_trinomial_nulls(n, eps, method):
     for mult in NULL_SUMS:
         total = min(1.0, mult * eps)
         k, g = _null_counts(rng, n, eps, total, N_SIM)
-        rejected = int(np.sum(cal._p_values(k, g, n, eps, method) <= DELTA))
+        rejected = int(np.sum(p_values(k, g, n, eps, method) <= DELTA))
         rates[total] = rejected / N_SIM
         assert _not_above(rejected, N_SIM, DELTA), f"{method}: rejection rates {rates}"
 
