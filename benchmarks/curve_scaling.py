@@ -111,11 +111,11 @@ def main() -> None:
         s, vs, vt, t_energy = make_data(n, args.random_state)
         exact = partial(curves.cascade_curve, s, vs, vt, costs=[1, 8])
         t_exact, curve = best_of(exact, args.repeats)
-        # score quantiles, as the thresholds that keep them (midway to the next lower block)
+        # the one threshold grid: score quantiles, as separating thresholds
         ths = curves.threshold_grid(s, args.n_thresholds)
         t_loop, (share, acc) = best_of(partial(loop_curve, s, vs, vt, ths), args.repeats)
         # the loop's points lie on the exact curve: its thresholds are curve thresholds
-        j = np.searchsorted(curve.thresholds, ths)
+        j = np.searchsorted(curve.thresholds[:, 0], ths)
         diff = max(
             float(np.max(np.abs(curve.accuracy[j] - acc))),
             float(np.max(np.abs(curve.teacher_share[j] - share))),

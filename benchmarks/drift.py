@@ -57,7 +57,7 @@ from scipy import ndimage
 
 from cascadekit import calibration as cal
 from cascadekit import scores as sc
-from cascadekit.curves import correctness
+from cascadekit.curves import correctness, threshold_grid
 from cascadekit.data.cache import cache_root
 from cascadekit.data.zoo import load_fashion_mnist_zoo
 from cascadekit.errors import InsufficientDataError
@@ -328,7 +328,7 @@ def main() -> None:
                 route = p.s[rng.integers(p.n, size=max(n_a, 5000))]  # logged scores (grid)
                 try:
                     res = cal.guaranteed_threshold_label_free(
-                        p.s[idx], p.ps[idx], p.pt[idx], eps, dlt, grid=cal.quantile_grid(route)
+                        p.s[idx], p.ps[idx], p.pt[idx], eps, dlt, grid=threshold_grid(route, 100)
                     )
                     tn = res.thresholds[0]
                 except InsufficientDataError:  # nothing certified: all to the teacher

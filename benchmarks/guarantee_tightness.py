@@ -58,6 +58,7 @@ from typing import Any
 import numpy as np
 
 from cascadekit import calibration as cal
+from cascadekit import curves
 from cascadekit import scores as sc
 from cascadekit.errors import InsufficientDataError
 
@@ -145,6 +146,12 @@ def choose_score(pair: Pair, epsilons: list[float], given: str | None) -> str:
     return best
 
 
+def safest_first(scores: np.ndarray, n_thresholds: int) -> np.ndarray:
+    """``curves.threshold_grid`` in the order the guarantee tests it: largest first, no +inf."""
+    out: np.ndarray = curves.threshold_grid(scores, n_thresholds)[-2::-1]
+    return out
+
+
 def mapie_threshold(
     s: np.ndarray, cs: np.ndarray, ct: np.ndarray, grid: np.ndarray, eps: float, delta: float
 ) -> float:
@@ -213,7 +220,7 @@ def run(args: argparse.Namespace) -> None:
         raise SystemExit(f"--cal-size + --test-size = {n_cal + n_test:,} > {n:,} pooled rows")
     fixed_grid = None
     if args.grid == "select" and pair.select is not None:
-        fixed_grid = cal.quantile_grid(sc.compute_score(score, pair.select[0]), args.n_thresholds)
+        fixed_grid = safest_first(sc.compute_score(score, pair.select[0]), args.n_thresholds)
         grid_note = f"{args.n_thresholds} quantiles of the select split's scores (fixed in advance)"
     else:
         grid_note = f"{args.n_thresholds} quantiles of the calibration rows' scores"
@@ -273,7 +280,7 @@ def run(args: argparse.Namespace) -> None:
             rows["optimum (pool)"]["drop"].append(drop_p)
             rows["optimum (pool)"]["viol"].append(float(drop_p > eps))
             rows["optimum (pool)"]["viol_pool"].append(0.0)
-            grid = cal.quantile_grid(s[ci], args.n_thresholds) if fixed_grid is None else fixed_grid
+            grid = safest_first(s[ci], args.n_thresholds) if fixed_grid is None else fixed_grid
             th: dict[str, float] = {}
 
             def calibrate(

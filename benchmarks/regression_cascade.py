@@ -46,7 +46,7 @@ def _speedup(curve: Any, target: float) -> float:
 def _calibrated(curve_cal: Any, target: float) -> float:
     ok = np.flatnonzero(curve_cal.accuracy <= target + 1e-12)
     i = int(ok[np.argmin(curve_cal.relative_cost[ok])])
-    return float(curve_cal.thresholds[i])
+    return float(curve_cal.thresholds[i, 0])
 
 
 def main() -> None:

@@ -48,7 +48,7 @@ def _calibrated(curve_cal: Any, acc_target: float) -> float:
     """Threshold of the cheapest calibration point whose accuracy reaches ``acc_target``."""
     ok = np.flatnonzero(curve_cal.accuracy >= acc_target - 1e-12)
     i = int(ok[np.argmin(curve_cal.relative_cost[ok])])
-    return float(curve_cal.thresholds[i])
+    return float(curve_cal.thresholds[i, 0])
 
 
 def _point_general(s: np.ndarray, cs: np.ndarray, ct: np.ndarray, costs: list[float], t: float):

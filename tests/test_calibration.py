@@ -16,6 +16,7 @@ from scipy.stats import binom
 from cascadekit import assign_stages
 from cascadekit import calibration as cal
 from cascadekit import scores as sc
+from cascadekit.calibration.guarantee import p_values
 from cascadekit.errors import (
     EmptyInputError,
     InfeasibleTargetError,
@@ -514,7 +515,7 @@ def test_trinomial_level_is_exact_over_the_whole_null(n, eps):
     # P(p <= delta) computed exactly (all outcomes) at null points: on the boundary
     # p+ - p- = eps (the worst case) on a fine grid of p-, and at random interior points
     k, g = _trinomial_support(n)
-    p = cal._p_values(k, g, n, eps, "trinomial")
+    p = p_values(k, g, n, eps, "trinomial")
     rng = np.random.default_rng(n)
     boundary = [(a + eps, a) for a in np.linspace(0, (1 - eps) / 2, 301)]
     interior = []
@@ -533,7 +534,7 @@ def test_trinomial_p_values_are_the_exact_supremum_up_to_the_margin():
     # most its own, over the null boundary: compare with a 2,000-point brute force
     n, eps = 50, 0.04
     k, g = _trinomial_support(n)
-    p = cal._p_values(k, g, n, eps, "trinomial")
+    p = p_values(k, g, n, eps, "trinomial")
     pmfs = np.array(
         [_trinomial_pmf(k, g, n, a + eps, a) for a in np.linspace(0, (1 - eps) / 2, 2001)]
     )
@@ -549,7 +550,7 @@ def test_trinomial_rejection_regions_are_closed_under_safer_outcomes():
     # fewer harmful rows or more helpful rows never raise the p-value
     n, eps = 70, 0.03
     k, g = _trinomial_support(n)
-    pv = cal._p_values(k, g, n, eps, "trinomial")
+    pv = p_values(k, g, n, eps, "trinomial")
     p = {(int(a), int(b)): float(v) for a, b, v in zip(k, g, pv, strict=True)}
     for (a, b), v in p.items():
         if a > 0:
@@ -562,12 +563,12 @@ def test_trinomial_uses_helpful_rows_binomial_does_not():
     # 3,000 rows: 45 harmful (1.5%) and 40 helpful kept; the drop is 0.17%, below eps = 1%
     n = 3000
     k, g = np.array([45.0]), np.array([40.0])
-    tri = cal._p_values(k, g, n, 0.01, "trinomial")[0]
-    assert tri < 0.01 < 0.1 < cal._p_values(k, g, n, 0.01, "betting")[0]
-    assert cal._p_values(k, g, n, 0.01, "binomial")[0] > 0.5  # harm alone is above eps
+    tri = p_values(k, g, n, 0.01, "trinomial")[0]
+    assert tri < 0.01 < 0.1 < p_values(k, g, n, 0.01, "betting")[0]
+    assert p_values(k, g, n, 0.01, "binomial")[0] > 0.5  # harm alone is above eps
     # without helpful rows the two agree closely (the loss is binary then)
-    t = cal._p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "trinomial")[0]
-    b = cal._p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "binomial")[0]
+    t = p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "trinomial")[0]
+    b = p_values(np.array([20.0]), np.array([0.0]), n, 0.01, "binomial")[0]
     assert b <= t <= 1.5 * b
 
 
@@ -776,15 +777,28 @@ def test_auto_method_and_unknown_method():
     assert cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, method="auto").method == "trinomial"
 
 
-def test_quantile_grid_from_another_split_is_accepted():
+def test_threshold_grid_from_another_split_is_accepted():
+    from cascadekit import curves
+
     s_log = _digits()["test"][0]
-    other = cal.quantile_grid(sc.margin(s_log), 50)  # fixed before seeing the calibration rows
-    assert np.all(np.diff(other) < 0) and other.shape[0] <= 50
+    other = curves.threshold_grid(sc.margin(s_log), 50)  # fixed before the calibration rows
+    assert np.all(np.diff(other) > 0) and other.shape[0] <= 51 and other[-1] == math.inf
     s, cs, ct = _digits_arrays("calibrate")
     r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=other)
-    assert r.grid == tuple(other) and r.thresholds[0] in {math.inf, *other}
+    safest_first = other[-2::-1]  # tested largest first; +inf needs no test
+    assert r.grid == tuple(safest_first) and r.thresholds[0] in {math.inf, *other}
     with pytest.raises(ParameterError, match="n_thresholds >= 1"):
-        cal.quantile_grid(s, 0)
+        curves.threshold_grid(s, 0)
+
+
+def test_default_guarantee_grid_is_the_threshold_grid_safest_first():
+    from cascadekit import curves
+
+    s, cs, ct = _digits_arrays()
+    r = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, n_thresholds=40)
+    assert r.grid == tuple(curves.threshold_grid(s, 40)[-2::-1])
+    r2 = cal.guaranteed_threshold(s, cs, ct, 0.05, 0.1, grid=curves.threshold_grid(s, 40))
+    assert r2.thresholds == r.thresholds and r2.p_values == r.p_values
 
 
 def test_crossing_large_groups_are_thinned_but_stable():
@@ -867,7 +881,7 @@ def test_n_stage_targets_are_reductions_of_grid_curve(seed):
     costs = [1.0, 3.0, 10.0]
     ng = 16
     grid = curves.grid_curve(
-        s, correct, costs, grids=[cal.quantile_grid(x, ng) for x in s], pareto=False
+        s, correct, costs, grids=[curves.threshold_grid(x, ng) for x in s], pareto=False
     )
     assert grid.thresholds.shape[1] == 2
     target = float(np.quantile(grid.accuracy, 0.8))

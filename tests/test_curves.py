@@ -130,7 +130,8 @@ def test_cascade_curve_matches_brute_force(n_distinct, binary, seed) -> None:
     costs = (float(rng.uniform(0, 3)), float(rng.uniform(0.5, 5)))
     c = cv.cascade_curve(s, vs, vt, costs=costs)
     th, share, acc, rel = _brute_curve(s, vs.astype(float), vt.astype(float), costs)
-    np.testing.assert_array_equal(c.thresholds, th)
+    assert c.thresholds.shape == (len(c), 1)  # (n_points, N-1) for two stages too
+    np.testing.assert_array_equal(c.thresholds[:, 0], th)
     np.testing.assert_allclose(c.teacher_share, share, rtol=0, atol=1e-15)
     np.testing.assert_allclose(c.accuracy, acc, rtol=0, atol=1e-12)
     np.testing.assert_allclose(c.relative_cost, rel, rtol=1e-12)
@@ -156,7 +157,7 @@ def test_cascade_curve_routes_like_assign_stages() -> None:
     s, vs, vt = _random_case(80, n_distinct=6)
     c = cv.cascade_curve(s, vs, vt, costs=[1, 3])
     for t, share, acc in zip(c.thresholds, c.teacher_share, c.accuracy, strict=True):
-        stage = assign_stages([s], [t])
+        stage = assign_stages([s], list(t))  # a row is the thresholds of one point
         assert np.mean(stage == 1) == share
         assert np.mean(np.where(stage == 0, vs, vt)) == pytest.approx(acc, abs=1e-12)
 
@@ -198,9 +199,10 @@ def test_curve_properties(case) -> None:
     # ends: all on the student at share 0, all on the teacher at share 1
     assert c.teacher_share[0] == 0.0 and c.teacher_share[-1] == 1.0
     assert c.accuracy[0] == np.mean(vs) and c.accuracy[-1] == np.mean(vt)
-    assert c.thresholds[0] == -np.inf and c.thresholds[-1] == np.inf
+    th = c.thresholds[:, 0]
+    assert th[0] == -np.inf and th[-1] == np.inf
     # monotone shares and thresholds; one point per block of tied scores plus +inf
-    assert np.all(np.diff(c.teacher_share) > 0) and np.all(np.diff(c.thresholds) > 0)
+    assert np.all(np.diff(c.teacher_share) > 0) and np.all(th[1:] > th[:-1])
     assert len(c) == scores.resolution_blocks(np.sort(s)).size + 1
     # relative cost = (c_S + share * c_T) / c_T
     np.testing.assert_allclose(c.relative_cost, (costs[0] + c.teacher_share * costs[1]) / costs[1])
@@ -259,7 +261,7 @@ def test_random_curve_and_auc_closed_form(a_s, a_t) -> None:
     assert cv.auc(r) == pytest.approx(cv.random_auc(a_s, a_t)) == pytest.approx((a_s + a_t) / 2)
     np.testing.assert_allclose(r.accuracy, a_s + r.teacher_share * (a_t - a_s))
     np.testing.assert_allclose(r.relative_cost, 0.25 + r.teacher_share)
-    assert (r.thresholds[0], r.thresholds[-1]) == (-np.inf, np.inf)
+    assert (r.thresholds[0, 0], r.thresholds[-1, 0]) == (-np.inf, np.inf)
     if a_s != a_t:
         assert cv.apgr(r) == pytest.approx(0.5)
     else:
@@ -440,13 +442,26 @@ def test_grid_curve_matches_brute_force_on_the_same_grid(n_stages, n_thresholds,
     assert front.n_stages == n_stages
 
 
+@pytest.mark.parametrize("n_thresholds", [1, 2, 7, 50])
+def test_threshold_grid_levels_are_shares_sent_on(n_thresholds) -> None:
+    s = RNG.integers(0, 12, 97).astype(float)  # ties
+    g = cv.threshold_grid(s, n_thresholds, unique=False)
+    assert g.shape == (n_thresholds + 1,) and g[0] == -np.inf and g[-1] == np.inf
+    assert np.all(g[1:] >= g[:-1]) and not np.isin(g, s).any()
+    for k, t in enumerate(g[:-1]):  # level k/n: at most that share sent on, a whole tie block
+        srt = np.sort(s)
+        pos = math.floor(k * s.shape[0] / n_thresholds)
+        assert np.mean(s < t) <= k / n_thresholds and np.sum(s < t) == np.sum(srt < srt[pos])
+    assert np.array_equal(cv.threshold_grid(s, n_thresholds), np.unique(g))
+
+
 def test_grid_curve_with_two_stages_is_the_exact_curve_on_the_grid() -> None:
     s, vs, vt = _random_case(300, n_distinct=None)
     g = cv.grid_curve([s], [vs, vt], costs=[1, 3], n_thresholds=30, pareto=False)
     c = cv.cascade_curve(s, vs, vt, costs=[1, 3])
-    assert g.thresholds.ndim == 1 and g.n_stages == 2
-    for t, a in zip(g.thresholds, g.accuracy, strict=True):
-        j = np.searchsorted(c.thresholds, t)  # first curve threshold >= t: same routing
+    assert g.thresholds.shape == (len(g), 1) and g.n_stages == 2
+    for t, a in zip(g.thresholds[:, 0], g.accuracy, strict=True):
+        j = np.searchsorted(c.thresholds[:, 0], t)  # first curve threshold >= t: same routing
         assert a == pytest.approx(c.accuracy[min(j, len(c) - 1)], abs=1e-12)
     assert cv.auc(cv.grid_curve([s], [vs, vt], n_thresholds=30)) <= cv.auc(c) + 0.05
 
@@ -690,8 +705,8 @@ def test_grid_and_bootstrap_errors() -> None:
         cv.grid_curve([], [np.ones(5)])
     with pytest.raises(SampleCountError, match="stage_values\\[1\\] has 4"):
         cv.grid_curve(s, [np.ones(5), np.ones(4)])
-    with pytest.raises(ParameterError, match="n_thresholds >= 2"):
-        cv.threshold_grid(np.arange(5.0), 1)
+    with pytest.raises(ParameterError, match="n_thresholds >= 1"):
+        cv.threshold_grid(np.arange(5.0), 0)
     with pytest.raises(ParameterError, match="n_thresholds to be an integer"):
         cv.threshold_grid(np.arange(5.0), 3.0)
     big = [RNG.normal(size=200)] * 4

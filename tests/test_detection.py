@@ -635,7 +635,7 @@ def test_remaining_error_paths() -> None:
     with pytest.raises(ParameterError, match="n_repeats"):
         random_detection_curve(m, good, good, n_repeats=0)
     with pytest.raises(ParameterError, match="n_thresholds"):
-        detection_cascade_curve([-np.inf], m, good, good, n_thresholds=1)
+        detection_cascade_curve([-np.inf], m, good, good, n_thresholds=0)
     curve = detection_cascade_curve([0.3], m, good, good)
     with pytest.raises(ParameterError, match="fraction of the teacher's mAP"):
         speedup_at_map_fraction(curve, 0.0)

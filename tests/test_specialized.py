@@ -81,7 +81,7 @@ def test_curve_matches_brute_force_routing(seed: int) -> None:
     for t, share, acc, cost in zip(
         curve.thresholds, curve.teacher_share, curve.accuracy, curve.relative_cost, strict=True
     ):
-        r = cascade.route(thresholds=[t])
+        r = cascade.route(thresholds=t)  # a row: one threshold per non-final stage
         assert r.teacher_share == pytest.approx(share)
         assert r.accuracy(y) == pytest.approx(acc)
         assert r.relative_cost == pytest.approx(cost)

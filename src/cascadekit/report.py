@@ -87,11 +87,9 @@ def _validated(
 
 
 def _point(curve: curves.Curve, i: int) -> dict[str, Any]:
-    th = curve.thresholds[i]
-    if np.ndim(th) == 0:
-        threshold: Any = encode_threshold(float(th))
-    else:
-        threshold = [encode_threshold(float(t)) for t in np.asarray(th)]
+    ths = [encode_threshold(float(t)) for t in curve.thresholds[i]]
+    # the evaluate schema's form: a number for two stages, a list for more
+    threshold: Any = ths[0] if curve.n_stages == 2 else ths
     rec: dict[str, Any] = {
         "threshold": threshold,
         "teacher_share": float(curve.teacher_share[i]),
@@ -608,7 +606,7 @@ def threshold_knob_html(
     import html as html_mod
     import json
 
-    full = np.asarray(curve.thresholds, dtype=np.float64).reshape(len(curve.accuracy), -1)[:, 0]
+    full = curve.thresholds[:, 0]
     n = len(full)
     share = np.asarray(curve.teacher_share, dtype=np.float64)
     start = n // 2 if start_share is None else int(np.argmin(np.abs(share - float(start_share))))

@@ -100,9 +100,9 @@ def test_proposal_is_the_label_free_guarantee() -> None:
     s, ps, pt = _audits(5000, 0)
     route = np.random.default_rng(1).uniform(size=50_000)
     p = propose_thresholds(s, ps, pt, 0.2, 0.05, 0.1, route_scores=route)
-    from cascadekit.calibration import quantile_grid
+    from cascadekit.curves import threshold_grid
 
-    ref = guaranteed_threshold_label_free(s, ps, pt, 0.05, 0.1, grid=quantile_grid(route))
+    ref = guaranteed_threshold_label_free(s, ps, pt, 0.05, 0.1, grid=threshold_grid(route, 100))
     assert p.new_threshold == ref.thresholds[0] and p.calibration.n_certified == ref.n_certified
     assert p.new_teacher_share == pytest.approx(np.mean(route < p.new_threshold))
     assert p.old_teacher_share == pytest.approx(np.mean(route < 0.2))

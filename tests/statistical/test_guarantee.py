@@ -34,8 +34,9 @@ accuracy drop against the teacher at the chosen threshold is <= epsilon. Two che
 epsilon = 0.03 (3 accuracy points): with 450 calibration rows, epsilon = 0.01 is barely above
 the smallest certifiable level (230 rows for the binomial test at delta = 0.1, more for
 betting) and would certify almost nothing; at 0.03 the population-optimal teacher share is
-about 0.27 and the guaranteed one stays well below 1. The routing score is chosen on the
-separate ``select`` split, never on the rows used here.
+about 0.27 and the guaranteed one stays well below 1. The routing score and its temperature
+are chosen on the separate ``select`` split by :func:`cascadekit.selection.select_score`, as
+everywhere else, never on the rows used here.
 """
 
 from __future__ import annotations
@@ -45,7 +46,8 @@ import pytest
 from scipy.stats import binom
 
 from cascadekit import calibration as cal
-from cascadekit import scores as sc
+from cascadekit import selection
+from cascadekit.calibration.guarantee import p_values
 from cascadekit.data.digits import load_digits_pair
 
 pytestmark = pytest.mark.statistical
@@ -58,33 +60,23 @@ N_SPLITS = 300
 LEVEL = 0.001  # strictness of the binomial tolerance
 
 
-def _pick_score(pair) -> str:
-    """The score whose select-split optimum sends the fewest inputs to the teacher."""
+def _pick_router(pair) -> selection.ScoreChoice:
+    """The score and temperature :mod:`cascadekit.selection` chooses on the select split."""
     s_log, t_log = pair.logits["select"]["student"], pair.logits["select"]["teacher"]
     y = pair.labels["select"]
-    cs, ct = s_log.argmax(1) == y, t_log.argmax(1) == y
-    best, best_share = "", 2.0
-    for name in sorted(sc.available_scores()):
-        s = sc.compute_score(name, s_log)
-        order = np.argsort(-s, kind="stable")
-        drop = np.cumsum((ct.astype(int) - cs.astype(int))[order]) / y.shape[0]
-        kept = int(np.flatnonzero(drop <= EPS).max()) + 1 if (drop <= EPS).any() else 0
-        share = 1 - kept / y.shape[0]
-        if share < best_share:
-            best, best_share = name, share
-    return best
+    return selection.select_score(s_log, s_log.argmax(1) == y, t_log.argmax(1) == y)
 
 
 @pytest.fixture(scope="module")
 def pool():
     pair = load_digits_pair()
-    name = _pick_score(pair)
+    router = _pick_router(pair)
     s_log = np.concatenate([pair.logits[k]["student"] for k in ("calibrate", "test")])
     t_log = np.concatenate([pair.logits[k]["teacher"] for k in ("calibrate", "test")])
     y = np.concatenate([pair.labels[k] for k in ("calibrate", "test")])
     return {
-        "score": name,
-        "s": sc.compute_score(name, s_log),
+        "score": router.score,
+        "s": router.scores(s_log),
         "ps": s_log.argmax(1),
         "pt": t_log.argmax(1),
         "cs": s_log.argmax(1) == y,
@@ -189,7 +181,7 @@ def test_level_at_worst_case_trinomial_nulls(n, eps, method):
     for mult in NULL_SUMS:
         total = min(1.0, mult * eps)
         k, g = _null_counts(rng, n, eps, total, N_SIM)
-        rejected = int(np.sum(cal._p_values(k, g, n, eps, method) <= DELTA))
+        rejected = int(np.sum(p_values(k, g, n, eps, method) <= DELTA))
         rates[total] = rejected / N_SIM
         assert _not_above(rejected, N_SIM, DELTA), f"{method}: rejection rates {rates}"
 

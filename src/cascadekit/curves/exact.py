@@ -103,11 +103,17 @@ class Curve:
 
     Attributes
     ----------
-    thresholds : ndarray of shape (n_points,) or (n_points, N-1)
-        Threshold of each non-final stage at each point (an input stays when
-        ``score >= threshold``). For 2 stages the first point's threshold is the smallest score
+    thresholds : ndarray of shape (n_points, N-1)
+        Threshold of each non-final stage at each point (an input stays at stage k when
+        ``score_k >= thresholds[i, k]``); always two-dimensional, two stages included (one
+        column). Row ``i`` is what ``Cascade(thresholds=...)`` takes and has the shape of
+        :attr:`cascadekit.calibration.CalibrationResult.thresholds` and ``Cascade.thresholds_``,
+        so the same code reads a 2-stage and an N-stage curve without branching on the shape;
+        the 1-D array of thresholds of scikit-learn's ``precision_recall_curve`` is
+        ``thresholds[:, 0]``. For 2 stages the first point's threshold is the smallest score
         (every input stays on the student) and the last is ``+inf`` (every input moves on).
-        ``NaN`` where a curve has no thresholds (random and oracle baselines).
+        ``NaN`` where a curve has no thresholds (random and oracle baselines). The constructor
+        also takes shape ``(n_points,)``: one column, or all-``NaN`` placeholders for any N.
     teacher_share : ndarray of shape (n_points,)
         Share of inputs answered by the last stage.
     accuracy : ndarray of shape (n_points,)
@@ -141,7 +147,18 @@ class Curve:
     higher_is_better: bool = True
 
     def __post_init__(self) -> None:
-        self.thresholds = np.asarray(self.thresholds, dtype=np.float64)
+        th = np.asarray(self.thresholds, dtype=np.float64)
+        if self.stage_shares is not None:
+            self.stage_shares = np.asarray(self.stage_shares, dtype=np.float64)
+        n_cols = 1 if self.stage_shares is None else max(self.stage_shares.shape[-1] - 1, 1)
+        if th.ndim == 1 and (n_cols == 1 or np.isnan(th).all()):
+            th = np.repeat(th[:, None], n_cols, axis=1)
+        if th.ndim != 2 or th.shape[1] != n_cols:
+            raise InputShapeError(
+                f"Expected thresholds of shape (n_points, {n_cols}) (one column per non-final "
+                f"stage); got shape {th.shape}."
+            )
+        self.thresholds = th
         self.teacher_share = np.asarray(self.teacher_share, dtype=np.float64)
         self.accuracy = np.asarray(self.accuracy, dtype=np.float64)
         self.relative_cost = np.asarray(self.relative_cost, dtype=np.float64)
@@ -152,7 +169,6 @@ class Curve:
             "relative_cost": self.relative_cost.shape[0],
         }
         if self.stage_shares is not None:
-            self.stage_shares = np.asarray(self.stage_shares, dtype=np.float64)
             shapes["stage_shares"] = self.stage_shares.shape[0]
         bad = {k: v for k, v in shapes.items() if v != m}
         if bad or self.accuracy.ndim != 1 or m == 0:
@@ -167,9 +183,7 @@ class Curve:
     @property
     def n_stages(self) -> int:
         """Number of stages of the cascade the curve describes."""
-        if self.stage_shares is not None:
-            return int(self.stage_shares.shape[1])
-        return 2 if self.thresholds.ndim == 1 else int(self.thresholds.shape[1]) + 1
+        return int(self.thresholds.shape[1]) + 1
 
     def take(self, index: ArrayLike) -> Curve:
         """A new curve holding the points ``index`` (in that order)."""
@@ -202,13 +216,13 @@ class Curve:
             return None if math.isnan(v) else encode_threshold(v)
 
         out: list[dict[str, Any]] = []
-        multi = self.thresholds.ndim == 2
+        multi = self.n_stages > 2
         for i in range(len(self)):
             rec: dict[str, Any] = {}
             if multi:
                 rec["thresholds"] = [fix(float(t)) for t in self.thresholds[i]]
             else:
-                rec["threshold"] = fix(float(self.thresholds[i]))
+                rec["threshold"] = fix(float(self.thresholds[i, 0]))
             rec["teacher_share"] = float(self.teacher_share[i])
             rec["accuracy"] = float(self.accuracy[i])
             rec["relative_cost"] = float(self.relative_cost[i])
@@ -355,8 +369,10 @@ def cascade_curve(
     --------
     >>> import numpy as np
     >>> c = cascade_curve([0.2, 0.9, 0.2], [0, 1, 1], [1, 1, 1])
-    >>> c.thresholds, c.teacher_share   # the two 0.2 scores form one step
+    >>> c.thresholds[:, 0], c.teacher_share   # the two 0.2 scores form one step
     (array([-inf, 0.55,  inf]), array([0.        , 0.66666667, 1.        ]))
+    >>> c.thresholds.shape   # (n_points, N-1), as for any number of stages
+    (3, 1)
     """
     s = as_scores(scores, "scores")
     vs, vt = as_value_pair(value_student, value_teacher)

@@ -368,7 +368,7 @@ def pool_frontier(
         if curve is None:
             return singles[combo[0]]
         r = int(all_row[ix])
-        th = np.atleast_1d(curve.thresholds[r])
+        th = curve.thresholds[r]
         shares = (
             curve.stage_shares[r]
             if curve.stage_shares is not None

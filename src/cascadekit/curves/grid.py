@@ -67,31 +67,59 @@ def pareto_front(
     return out
 
 
-def threshold_grid(scores: ArrayLike, n_thresholds: int = 50) -> Float64Array:
-    """Candidate thresholds for one stage: ``-inf``, ``n_thresholds`` quantile steps, ``+inf``.
+def threshold_grid(
+    scores: ArrayLike, n_thresholds: int = 50, *, unique: bool = True
+) -> Float64Array:
+    """Candidate thresholds for one stage, at evenly spaced shares of inputs sent on, ascending.
 
-    The quantiles (levels evenly spaced in ``[0, 1]``) pick score values; each becomes the
-    threshold that keeps its block of tied scores and every higher one, placed midway to the
-    next lower block (:func:`~cascadekit.scores.separating_thresholds`), so no threshold sits
-    on a score. Duplicates are removed and the result is sorted ascending. ``-inf`` keeps every
-    input at the stage, ``+inf`` sends every input on.
+    The one threshold grid of cascadekit (N-stage curves, calibration's N-stage search and
+    every guarantee use it). For each level ``k / n_thresholds``, ``k = 0, ..., n_thresholds -
+    1``, it takes the score at position ``floor(k * n / n_thresholds)`` of the ``n`` sorted
+    scores and moves it to the separating threshold below its block of tied scores
+    (:func:`~cascadekit.scores.separating_threshold_of`: the same inputs kept, no threshold on
+    a score), so at most that share of the inputs is sent on; the last value is ``+inf``
+    (level 1: every input sent on). Level 0 gives ``-inf`` (every input kept). It uses the
+    scores only, never labels, so a grid computed on another split is fixed in advance.
+
+    The guarantees (:func:`cascadekit.calibration.guaranteed_threshold`) test a grid safest
+    first: they take this grid (or the one passed as ``grid=``) without ``+inf``, descending.
+
+    Parameters
+    ----------
+    scores : array-like of shape (n_samples,)
+    n_thresholds : int, default=50
+        Number of levels below 1; the grid has at most ``n_thresholds + 1`` values.
+    unique : bool, default=True
+        Drop repeated thresholds (from ties or fewer scores than levels). With False the grid
+        has exactly ``n_thresholds + 1`` values, value ``k`` at level ``k / n_thresholds``, so
+        grids of several stages line up level by level (the N-stage guarantee's path).
+
+    Returns
+    -------
+    ndarray of shape (n_grid,)
+        Ascending, from ``-inf`` to ``+inf``.
 
     Examples
     --------
-    >>> threshold_grid([5.0, 1.0, 3.0, 3.0], n_thresholds=3)
+    >>> threshold_grid([5.0, 1.0, 3.0, 3.0], n_thresholds=4)
     array([-inf,   2.,   4.,  inf])
+    >>> threshold_grid([5.0, 1.0, 3.0, 3.0], n_thresholds=4, unique=False)
+    array([-inf,   2.,   2.,   4.,  inf])
     """
     s = as_scores(scores, "scores")
     if isinstance(n_thresholds, bool) or not isinstance(n_thresholds, (int, np.integer)):
-        raise ParameterError(f"Expected n_thresholds to be an integer >= 2; got {n_thresholds!r}.")
-    if n_thresholds < 2:
+        raise ParameterError(f"Expected n_thresholds to be an integer >= 1; got {n_thresholds!r}.")
+    if n_thresholds < 1:
         raise ParameterError(
-            f"Expected n_thresholds >= 2; got {n_thresholds}. Try n_thresholds=50."
+            f"Expected n_thresholds >= 1; got {n_thresholds}. Try n_thresholds=50."
         )
-    q = np.quantile(s, np.linspace(0.0, 1.0, int(n_thresholds)), method="lower")
-    out: Float64Array = np.unique(
-        np.concatenate([[-np.inf], separating_threshold_of(s, q), [np.inf]])
-    )
+    srt = np.sort(s)
+    n = srt.shape[0]
+    levels = np.arange(int(n_thresholds), dtype=np.float64) / int(n_thresholds)
+    idx = np.minimum(np.floor(levels * n).astype(np.int64), n - 1)
+    out: Float64Array = np.append(separating_threshold_of(srt, srt[idx]), np.inf)
+    if unique:
+        out = np.unique(out)
     return out
 
 
@@ -148,10 +176,11 @@ def grid_curve(
 ) -> Curve:
     """Curve of an N-stage cascade over a grid of thresholds, reduced to its Pareto front.
 
-    Each non-final stage gets the thresholds :func:`threshold_grid` (``-inf``, ``n_thresholds``
-    quantiles of its scores, ``+inf``); every combination is evaluated exactly (the same routing
-    as :func:`cascadekit.cascade.assign_stages`) from one multi-dimensional histogram per stage
-    and cumulative sums, in O(n N + N G^(N-1)) for G thresholds per stage.
+    Each non-final stage gets the thresholds :func:`threshold_grid` (``n_thresholds`` evenly
+    spaced shares of its scores sent on, from ``-inf`` to ``+inf``); every combination is
+    evaluated exactly (the same routing as :func:`cascadekit.cascade.assign_stages`) from one
+    multi-dimensional histogram per stage and cumulative sums, in O(n N + N G^(N-1)) for G
+    thresholds per stage.
 
     Parameters
     ----------
@@ -162,7 +191,7 @@ def grid_curve(
     costs : array-like of shape (N,), optional
         Cost per input of each stage; default all 1.
     n_thresholds : int, default=50
-        Quantiles per stage.
+        Levels per stage (:func:`threshold_grid`).
     higher_is_better : bool, default=True
     pareto : bool, default=True
         Keep only the Pareto set of ``(relative_cost, accuracy)``, plus the all-first-stage and
@@ -243,7 +272,7 @@ def grid_curve(
     accuracy[idx == last] = float(np.mean(vv[-1]))
     sh = shares[idx]
     return Curve(
-        thresholds=mesh[idx, 0] if n_stages == 2 else mesh[idx],
+        thresholds=mesh[idx],
         teacher_share=sh[:, -1].copy(),
         accuracy=accuracy,
         relative_cost=rel[idx],

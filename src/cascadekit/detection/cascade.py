@@ -133,7 +133,7 @@ def detection_cascade_curve(
     costs : array-like of 2 floats, optional
         ``[F_S, F_T]`` (e.g. FLOPs per image); defaults to ``[0, 1]``.
     n_thresholds : int, default=20
-        Quantile levels of the finite scores (:func:`cascadekit.curves.threshold_grid`); the
+        Levels of the finite scores' grid (:func:`cascadekit.curves.threshold_grid`); the
         thresholds ``-inf`` (all on the student) and ``+inf`` (all to the teacher) are added.
     metric : {"map", "map_50", "map_75"}
 
@@ -157,10 +157,10 @@ def detection_cascade_curve(
         if (
             isinstance(n_thresholds, bool)
             or not isinstance(n_thresholds, (int, np.integer))
-            or n_thresholds < 2
+            or n_thresholds < 1
         ):
             raise ParameterError(
-                f"Expected n_thresholds to be an integer >= 2; got {n_thresholds!r}."
+                f"Expected n_thresholds to be an integer >= 1; got {n_thresholds!r}."
             )
         grid = np.array([-np.inf, np.inf])
     shares, maps, kept = [], [], []
@@ -546,7 +546,7 @@ def threshold_at_map(curve: Curve, target_map: float) -> float:
             " Lower the target.",
             best=float(curve.accuracy.max()),
         )
-    return float(curve.thresholds[ok[np.argmin(curve.relative_cost[ok])]])
+    return float(curve.thresholds[ok[np.argmin(curve.relative_cost[ok])], 0])
 
 
 @dataclass(eq=False)

@@ -44,8 +44,8 @@ from ..calibration import (
     CalibrationResult,
     guaranteed_threshold_label_free,
     min_calibration_size,
-    quantile_grid,
 )
+from ..curves import threshold_grid
 from ..errors import AdminRequestError, MonitorLogError, ParameterError
 from .log import audit_sample, read_log
 from .statistics import DropBound, disagreement_bound
@@ -138,7 +138,8 @@ def propose_thresholds(
         Certify a drop of at most ``epsilon`` with probability ``1 - delta``.
     route_scores : array-like, optional
         Scores of all logged traffic: the shares are measured on them and the threshold grid
-        is their quantiles (the grid then uses no audit outcome, as Learn-then-Test wants).
+        is :func:`~cascadekit.curves.threshold_grid` of them (the grid then uses no audit
+        outcome, as Learn-then-Test wants).
     n_thresholds : int, default=100
 
     Returns
@@ -160,7 +161,7 @@ def propose_thresholds(
         raise ParameterError("Expected old_threshold to be a number or +-inf; got NaN.")
     s = as_scores(scores)
     traffic = s if route_scores is None else as_scores(route_scores, name="route_scores")
-    grid = None if route_scores is None else quantile_grid(traffic, n_thresholds)
+    grid = None if route_scores is None else threshold_grid(traffic, n_thresholds)
     res = guaranteed_threshold_label_free(
         s, student_predictions, teacher_predictions, eps, dlt, grid=grid, n_thresholds=n_thresholds
     )

@@ -67,6 +67,10 @@ FloatArray = NDArray[np.float64]
 
 #: The p values :func:`tune_p_norm` tries by default (0 = no normalisation: plain max-softmax).
 DEFAULT_P_VALUES: tuple[float, ...] = (0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 8.0, 10.0)
+# The temperatures tune_p_norm tries by default. Not selection.TEMPERATURES (0.25 to 8, for raw
+# logits): p-NormSoftmax divides the logits by their norm first, so its useful temperatures are
+# far lower (on the digits pair's select split it picks T = 0.05, gap captured 0.510;
+# restricted to the shared grid, T = 0.25 and 0.473).
 _DEFAULT_TEMPERATURES: tuple[float, ...] = tuple(float(t) for t in np.geomspace(0.05, 4.0, 16))
 
 
@@ -333,8 +337,10 @@ def tune_p_norm(
 
     With ``teacher_correct`` (the teacher's correctness on the same inputs) the criterion is
     the share of the random-to-oracle gap the cascade captures
-    (:func:`cascadekit.curves.gap_captured`); without it, the area under the ROC curve of the
-    score for the student's own correctness (selective classification).
+    (:func:`cascadekit.selection.criterion_value`, ``"gap_captured"``); without it, the area
+    under the ROC curve of the score for the student's own correctness (selective
+    classification). The default temperatures (0.05 to 4) are lower than
+    :data:`cascadekit.selection.TEMPERATURES`: the logits are divided by their norm first.
 
     Returns
     -------
@@ -350,7 +356,7 @@ def tune_p_norm(
     >>> p in (0.0, 2.0) and t in (0.5, 1.0) and 0.0 <= crit <= 1.0
     True
     """
-    from .. import curves
+    from ..selection import criterion_value
 
     z = as_logits(logits, "logits")
     y = np.asarray(labels)
@@ -370,7 +376,7 @@ def tune_p_norm(
         for t in temperatures if float(p) > 0.0 else (1.0,):
             s = p_norm_softmax(z, float(t), float(p))
             if ct is not None:
-                crit = curves.gap_captured(curves.cascade_curve(s, cs, ct), cs, ct)
+                crit = criterion_value(s, cs, ct, criterion="gap_captured")
             else:
                 crit = _auroc(s, cs)
             if crit > best[2]:
