@@ -224,9 +224,9 @@ def test_teacher_share_out_of_range(share):
 
 def test_input_errors():
     s, cs, ct = _random_case(20, 4, 2)
-    with pytest.raises(SampleCountError, match="correct_student has 19"):
+    with pytest.raises(SampleCountError, match="student_correct has 19"):
         cal.threshold_for_accuracy(s, cs[:-1], ct, 0.5)
-    with pytest.raises(SampleCountError, match="correct_teacher has 21"):
+    with pytest.raises(SampleCountError, match="teacher_correct has 21"):
         cal.guaranteed_threshold(s, cs, np.r_[ct, True], 0.1, 0.1)
     bad = s.copy()
     bad[3] = np.nan
@@ -234,13 +234,13 @@ def test_input_errors():
         cal.threshold_for_accuracy(bad, cs, ct, 0.5)
     badc = cs.astype(float)
     badc[5] = np.nan
-    with pytest.raises(NonFiniteError, match="Correct_student contain 1 non-finite"):
+    with pytest.raises(NonFiniteError, match="Student_correct contain 1 non-finite"):
         cal.threshold_for_accuracy(s, badc, ct, 0.5)
     with pytest.raises(LabelError, match="booleans or 0/1 .* first 2 at row 0"):
         cal.threshold_for_accuracy(s, np.r_[2, cs[1:]], ct, 0.5)
     with pytest.raises(LabelError, match="got dtype <U1"):
         cal.threshold_for_accuracy(s, np.array(["a"] * 20), ct, 0.5)
-    with pytest.raises(InputShapeError, match="correct_teacher of shape \\(n_samples,\\)"):
+    with pytest.raises(InputShapeError, match="teacher_correct of shape \\(n_samples,\\)"):
         cal.threshold_for_accuracy(s, cs, np.ones((20, 2)), 0.5)
     with pytest.raises(EmptyInputError, match="at least one sample"):
         cal.threshold_for_accuracy([], [], [], 0.5)

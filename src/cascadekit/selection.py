@@ -103,8 +103,8 @@ def _check_criterion(criterion: str) -> str:
 
 def criterion_value(
     scores: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     costs: ArrayLike | None = None,
     criterion: str = "gap_captured",
 ) -> float:
@@ -116,9 +116,9 @@ def criterion_value(
     0.625
     """
     _check_criterion(criterion)
-    curve = cascade_curve(scores, correct_student, correct_teacher, costs)
+    curve = cascade_curve(scores, student_correct, teacher_correct, costs)
     if criterion == "gap_captured":
-        return float(gap_captured(curve, correct_student, correct_teacher))
+        return float(gap_captured(curve, student_correct, teacher_correct))
     try:
         return float(speedup_at_teacher_accuracy(curve))
     except InfeasibleTargetError:  # pragma: no cover - the all-teacher point always qualifies
@@ -128,8 +128,8 @@ def criterion_value(
 def tune_temperature(
     score: str,
     logits: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     costs: ArrayLike | None = None,
     *,
     criterion: str = "gap_captured",
@@ -156,20 +156,20 @@ def tune_temperature(
     best_t, best_v = 1.0, -math.inf
     for t in temps:
         s = np.asarray(compute_score(score, z, t), dtype=np.float64)
-        v = criterion_value(s, correct_student, correct_teacher, costs, criterion)
+        v = criterion_value(s, student_correct, teacher_correct, costs, criterion)
         if math.isfinite(v) and v > best_v:
             best_t, best_v = t, v
     if not math.isfinite(best_v):  # nothing finite: report the criterion at T = 1
         best_v = criterion_value(
-            compute_score(score, z, 1.0), correct_student, correct_teacher, costs, criterion
+            compute_score(score, z, 1.0), student_correct, teacher_correct, costs, criterion
         )
     return ScoreChoice(score, best_t, float(best_v), criterion)
 
 
 def compare_scores(
     logits: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     costs: ArrayLike | None = None,
     *,
     scores: Sequence[str] = SCORES,
@@ -178,8 +178,8 @@ def compare_scores(
 ) -> list[ScoreChoice]:
     """Every score of ``scores`` at its tuned temperature, side by side, in that order.
 
-    ``logits`` are the student's on the choosing (select) split; ``correct_student`` and
-    ``correct_teacher`` the two models' correctness there.
+    ``logits`` are the student's on the choosing (select) split; ``student_correct`` and
+    ``teacher_correct`` the two models' correctness there.
 
     Examples
     --------
@@ -196,8 +196,8 @@ def compare_scores(
         tune_temperature(
             name,
             logits,
-            correct_student,
-            correct_teacher,
+            student_correct,
+            teacher_correct,
             costs,
             criterion=criterion,
             temperatures=temperatures,
@@ -208,8 +208,8 @@ def compare_scores(
 
 def select_score(
     logits: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     costs: ArrayLike | None = None,
     *,
     scores: Sequence[str] = SCORES,
@@ -219,8 +219,8 @@ def select_score(
     """The best of :func:`compare_scores` (the first one on ties)."""
     rows = compare_scores(
         logits,
-        correct_student,
-        correct_teacher,
+        student_correct,
+        teacher_correct,
         costs,
         scores=scores,
         criterion=criterion,
@@ -230,7 +230,7 @@ def select_score(
 
 
 def baselines(
-    correct_student: ArrayLike, correct_teacher: ArrayLike, costs: ArrayLike | None = None
+    student_correct: ArrayLike, teacher_correct: ArrayLike, costs: ArrayLike | None = None
 ) -> dict[str, dict[str, float | None]]:
     """The figures of the random and the oracle router, in the keys of
     :func:`cascadekit.curves.summarize`.
@@ -249,7 +249,7 @@ def baselines(
     """
     from .curves import oracle_auc, random_auc
 
-    vs, vt = as_value_pair(correct_student, correct_teacher)
+    vs, vt = as_value_pair(student_correct, teacher_correct)
     c = check_costs(costs, 2)
     acc_s, acc_t = float(np.mean(vs)), float(np.mean(vt))
     rand, orc = random_auc(acc_s, acc_t), oracle_auc(vs, vt)

@@ -36,14 +36,14 @@ DEFAULT_N_THRESHOLDS = 100
 
 
 def two_stage(
-    scores: ArrayLike, correct_student: ArrayLike, correct_teacher: ArrayLike
+    scores: ArrayLike, student_correct: ArrayLike, teacher_correct: ArrayLike
 ) -> tuple[FloatArray, BoolArray, BoolArray]:
     """Validated scores and student / teacher correctness of a 2-stage calibration."""
     s = as_scores(scores)
-    cs = as_correct(correct_student, "correct_student")
-    ct = as_correct(correct_teacher, "correct_teacher")
-    check_same_samples([("scores", s.shape[0]), ("correct_student", cs.shape[0])])
-    check_same_samples([("scores", s.shape[0]), ("correct_teacher", ct.shape[0])])
+    cs = as_correct(student_correct, "student_correct")
+    ct = as_correct(teacher_correct, "teacher_correct")
+    check_same_samples([("scores", s.shape[0]), ("student_correct", cs.shape[0])])
+    check_same_samples([("scores", s.shape[0]), ("teacher_correct", ct.shape[0])])
     return s, cs, ct
 
 

@@ -381,8 +381,8 @@ def guarantee_two_stage(
 
 def guaranteed_threshold(
     scores: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     epsilon: float,
     delta: float,
     *,
@@ -448,7 +448,7 @@ def guaranteed_threshold(
     ----------
     scores : array-like of shape (n_samples,)
         Student routing scores of the calibration inputs (higher = keep on the student).
-    correct_student, correct_teacher : array-like of shape (n_samples,)
+    student_correct, teacher_correct : array-like of shape (n_samples,)
         1 (or True) where the stage's answer is right.
     epsilon : float in (0, 1)
         Largest tolerated accuracy drop against the teacher (0.01 = one accuracy point).
@@ -491,7 +491,7 @@ def guaranteed_threshold(
     >>> 0 < r.teacher_share < 1 and r.accuracy_drop <= 0.05
     True
     """
-    s, cs, ct = two_stage(scores, correct_student, correct_teacher)
+    s, cs, ct = two_stage(scores, student_correct, teacher_correct)
     return guarantee_two_stage(s, cs, ct, epsilon, delta, method, grid, n_thresholds, costs, False)
 
 
@@ -509,7 +509,7 @@ def guaranteed_threshold_label_free(
 ) -> CalibrationResult:
     """Like :func:`guaranteed_threshold`, with agreement with the teacher instead of labels.
 
-    The teacher's answers play the role of the truth: ``correct_student = (student_prediction
+    The teacher's answers play the role of the truth: ``student_correct = (student_prediction
     == teacher_prediction)`` and the teacher is always "right". The guarantee is then: with
     probability at least ``1 - delta``, the population share of inputs that stay on the student
     *and* on which it disagrees with the teacher is at most ``epsilon``, i.e. the cascade

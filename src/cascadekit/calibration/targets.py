@@ -333,8 +333,8 @@ def threshold_for_teacher_share(scores: ArrayLike, teacher_share: float) -> floa
 
 def threshold_for_accuracy(
     scores: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     target_accuracy: float,
     costs: ArrayLike | None = None,
 ) -> CalibrationResult:
@@ -347,7 +347,7 @@ def threshold_for_accuracy(
     ----------
     scores : array-like of shape (n_samples,)
         Student routing scores (higher = keep on the student).
-    correct_student, correct_teacher : array-like of shape (n_samples,)
+    student_correct, teacher_correct : array-like of shape (n_samples,)
         1 (or True) where the stage's answer is right.
     target_accuracy : float in [0, 1]
         Required cascade accuracy on the calibration data.
@@ -369,7 +369,7 @@ def threshold_for_accuracy(
     >>> round(r.thresholds[0], 4), round(r.accuracy, 3), round(r.teacher_share, 3)
     (0.7, 0.667, 0.667)
     """
-    s, cs, ct = two_stage(scores, correct_student, correct_teacher)
+    s, cs, ct = two_stage(scores, student_correct, teacher_correct)
     target = Target("accuracy", check_unit("target_accuracy", target_accuracy))
     curve = curve_2(s, cs, ct, check_costs(costs, 2))
     i = reduce_curve(curve, target, n_samples=s.shape[0])
@@ -378,8 +378,8 @@ def threshold_for_accuracy(
 
 def threshold_for_cost(
     scores: ArrayLike,
-    correct_student: ArrayLike,
-    correct_teacher: ArrayLike,
+    student_correct: ArrayLike,
+    teacher_correct: ArrayLike,
     max_relative_cost: float,
     costs: ArrayLike,
 ) -> CalibrationResult:
@@ -393,7 +393,7 @@ def threshold_for_cost(
     ----------
     scores : array-like of shape (n_samples,)
         Student routing scores (higher = keep on the student).
-    correct_student, correct_teacher : array-like of shape (n_samples,)
+    student_correct, teacher_correct : array-like of shape (n_samples,)
         1 (or True) where the stage's answer is right.
     max_relative_cost : float
         Budget per input, as a multiple of the teacher's cost.
@@ -415,7 +415,7 @@ def threshold_for_cost(
     >>> round(r.thresholds[0], 4), round(r.teacher_share, 4), round(r.relative_cost, 4)
     (0.3, 0.3333, 0.5833)
     """
-    s, cs, ct = two_stage(scores, correct_student, correct_teacher)
+    s, cs, ct = two_stage(scores, student_correct, teacher_correct)
     c = check_costs(costs, 2)
     budget = float(max_relative_cost)
     if not math.isfinite(budget) or budget <= 0:
@@ -434,7 +434,7 @@ def threshold_for_cost(
 
 def crossing_threshold(
     scores: ArrayLike,
-    correct_student: ArrayLike,
+    student_correct: ArrayLike,
     *,
     bins: int | None = None,
     n_points: int = 512,
@@ -457,7 +457,7 @@ def crossing_threshold(
     ----------
     scores : array-like of shape (n_samples,)
         Student routing scores (higher = keep on the student).
-    correct_student : array-like of shape (n_samples,)
+    student_correct : array-like of shape (n_samples,)
         1 (or True) where the student is right.
     bins : int, optional
         Use histograms with this many common bins instead of a KDE.
@@ -485,8 +485,8 @@ def crossing_threshold(
     2.0
     """
     s = as_scores(scores)
-    c = as_correct(correct_student, "correct_student")
-    check_same_samples([("scores", s.shape[0]), ("correct_student", c.shape[0])])
+    c = as_correct(student_correct, "student_correct")
+    check_same_samples([("scores", s.shape[0]), ("student_correct", c.shape[0])])
     sr, sw = s[c], s[~c]
     for name, grp in (("right", sr), ("wrong", sw)):
         if np.unique(grp).shape[0] < 2:
