@@ -73,7 +73,14 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("body parse + validation", ("cascadekit/oip.py", "json/", "orjson", "_validation.py")),
     ("routing engine", ("cascadekit/routing.py", "cascadekit/scores.py", "cascadekit/cascade.py")),
     ("batcher + executor hops", ("cascadekit/serve/batching.py", "concurrent/futures")),
-    ("service (handle_infer, _route)", ("cascadekit/serve/service.py",)),
+    (
+        "service (handle_infer, _route)",
+        (
+            "cascadekit/serve/service.py",
+            "cascadekit/serve/model_state.py",
+            "cascadekit/serve/replies.py",
+        ),
+    ),
     ("app (body read, reply)", ("cascadekit/serve/app.py",)),
     ("HTTP stack (uvicorn, starlette, fastapi)", ("uvicorn/", "starlette/", "fastapi/", "h11")),
     ("asyncio event loop", ("asyncio/", "uvloop")),
