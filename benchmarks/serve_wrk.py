@@ -27,12 +27,9 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -90,12 +87,6 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _IDLE = ("DaemonExecutor._work", "run (cascadekit/serve/app.py", "Server.run (", "Runner.run (")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def bare_server(port: int) -> None:
     """The ceiling: read the body, ``json.loads`` it, return a fixed answer."""
     import uvicorn
@@ -141,22 +132,6 @@ def bodies(images: np.ndarray) -> dict[str, tuple[list[bytes], str, str]]:
         "json": (as_json, "application/json", ""),
         "binary": (binary, "application/octet-stream", str(len(header))),
     }
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server process exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
 
 
 def wrk(
@@ -232,19 +207,17 @@ def profile_parts(raw: Path) -> list[tuple[str, float]]:
 
 
 def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    from cascadekit.serve.launch import serve_process
+
     raw = Path(tempfile.mkdtemp()) / f"{name}.txt"
     spy = args.profile and name != "ceiling"
-    full = [*cmd, "--port", str(port)]
     if spy:
         pyspy = str(Path(sys.executable).with_name("py-spy"))
-        full = [pyspy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--", *full]
+        cmd = [pyspy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--", *cmd]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results: dict[str, Any] = {}
-    try:
-        _wait_ready(url, proc)
+    with serve_process(cmd, env=env) as server:
+        url = server.url
         for kind, body in bodies(args.images_).items():
             wrk(url, body, args, 1)  # warm-up, not counted
             before = _counts(url) if name != "ceiling" else (0.0, [0.0, 0.0])
@@ -256,13 +229,6 @@ def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, An
                 per_stage = [a - b for a, b in zip(after[1], before[1], strict=True)]
                 r["teacher_share"] = per_stage[1] / max(sum(per_stage), 1.0)
             results[kind] = r
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
     if spy and raw.is_file():
         results["profile"] = profile_parts(raw)
     return results

@@ -72,6 +72,9 @@ class ThresholdAdmin:
         Bounds the log lines of refused calls per client.
     lookup : callable
         The :class:`ModelState` of a model by name (raises ``ModelNotFoundError``, a 404).
+    on_change : callable, optional
+        Called with the model's name and its new thresholds after every change, before the
+        answer (e.g. to share them with the server's other worker processes).
     """
 
     def __init__(
@@ -80,11 +83,13 @@ class ThresholdAdmin:
         metrics: ServeMetrics,
         log_limiter: LogLimiter,
         lookup: Callable[[str], ModelState],
+        on_change: Callable[[str, Sequence[float]], None] | None = None,
     ) -> None:
         self.admin_token = admin_token
         self.metrics = metrics
         self.log_limiter = log_limiter
         self.lookup = lookup
+        self.on_change = on_change
 
     def authorized(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header carries the admin token (constant-time compare)."""
@@ -160,6 +165,8 @@ class ThresholdAdmin:
             new = cascade.thresholds or ()
             for k, t in enumerate(new):
                 self.metrics.threshold.labels(model=name, stage=str(k)).set(t)
+            if self.on_change is not None:
+                self.on_change(name, new)
             admin.labels(outcome="changed").inc()
             audit.warning(
                 "model %r: thresholds %s -> %s by %s",

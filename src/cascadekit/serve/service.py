@@ -50,6 +50,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+import os
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
@@ -80,6 +81,7 @@ from ..oip import (
     parse_timeout_parameter,
     server_metadata,
 )
+from ..router import decode_threshold, encode_threshold
 from ..routing import RoutingState
 from .admin import ThresholdAdmin
 from .batching import DaemonExecutor, StageBatcher
@@ -97,6 +99,7 @@ from .replies import (
     format_thresholds,
     new_error_id,
 )
+from .workers import SharedState
 
 __all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply"]
 
@@ -114,6 +117,9 @@ class InferenceService:
     config : ServeConfig, optional
     metrics : ServeMetrics, optional
         Created (with its own registry) when not given.
+    shared : SharedState, optional
+        The state this service shares with the other worker processes of one server
+        (``cascadekit serve --workers N``): admin threshold changes, readiness and drain.
 
     Notes
     -----
@@ -125,6 +131,7 @@ class InferenceService:
         models: ServedModel | Sequence[ServedModel],
         config: ServeConfig | None = None,
         metrics: ServeMetrics | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         served = [models] if isinstance(models, ServedModel) else list(models)
         if not served:
@@ -158,7 +165,16 @@ class InferenceService:
         self._idle: asyncio.Event | None = None
         self._parser: DaemonExecutor | None = None
         self.log_limiter = LogLimiter()
-        self.admin = ThresholdAdmin(self.admin_token, self.metrics, self.log_limiter, self._state)
+        self.shared = shared
+        self._shared_seen = -1  # the shared state's version last applied
+        self._shared_ready: bool | None = None  # the readiness last published
+        self.admin = ThresholdAdmin(
+            self.admin_token,
+            self.metrics,
+            self.log_limiter,
+            self._state,
+            None if shared is None else self._share_thresholds,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -173,11 +189,48 @@ class InferenceService:
         return not self._draining
 
     def is_ready(self, name: str | None = None) -> bool:
-        """Every stage loaded and warmed and the first stage not failing; not draining."""
+        """Every stage loaded and warmed and the first stage not failing; not draining (with
+        worker processes: in every worker)."""
+        if self.shared is not None:
+            self.sync()
         if self._draining or not self._started:
             return False
         states = self._models.values() if name is None else [self._state(name)]
-        return all(s.warmed and s.student_ok for s in states)
+        ready = all(s.warmed and s.student_ok for s in states)
+        return ready and (self.shared is None or self.shared.all_ready())
+
+    def sync(self) -> None:
+        """With worker processes: apply what changed in the shared state since the last call
+        (thresholds, drain; one counter read when nothing did) and publish this worker's
+        readiness when it changed."""
+        shared = self.shared
+        assert shared is not None
+        if shared.version() != self._shared_seen:
+            self._shared_seen, doc = shared.read()
+            if doc["draining"]:
+                self._draining = True
+            for name, values in doc["thresholds"].items():
+                st = self._models.get(name)
+                if st is None:
+                    continue
+                ths = [decode_threshold(v) for v in values]
+                if list(st.served.cascade.thresholds or ()) != ths:
+                    st.served.cascade.thresholds = ths
+                    for k, t in enumerate(ths):
+                        self.metrics.threshold.labels(model=name, stage=str(k)).set(t)
+        ready = (
+            self._started
+            and not self._draining
+            and all(s.warmed and s.student_ok for s in self._models.values())
+        )
+        if ready != self._shared_ready:
+            self._shared_ready = ready
+            shared.set_ready(f"{os.getpid()}/{id(self):x}", ready)
+
+    def _share_thresholds(self, name: str, thresholds: Sequence[float]) -> None:
+        """Write an admin change to the shared state (the other workers apply it)."""
+        assert self.shared is not None
+        self.shared.set_thresholds(name, [encode_threshold(t) for t in thresholds])
 
     async def start(self) -> None:
         """Create the batchers and warm every stage up (readiness turns true after it)."""
@@ -192,6 +245,8 @@ class InferenceService:
         for st in self._models.values():
             await self._start_model(st)
         self._started = True
+        if self.shared is not None:
+            self.sync()
 
     async def _start_model(self, st: ModelState) -> None:
         cascade = st.served.cascade
@@ -329,6 +384,8 @@ class InferenceService:
         return served.preprocess(data) if served.preprocess is not None else data
 
     def _check_admission(self, st: ModelState) -> None:
+        if self.shared is not None:
+            self.sync()
         if self._draining:
             raise OverloadedError(
                 "The server is shutting down and takes no new requests; retry on another replica.",
