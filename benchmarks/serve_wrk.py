@@ -20,6 +20,7 @@ Setup (installs wrk, a Debian package) and run::
     scripts/setup_bench.sh
     .venv/bin/python benchmarks/serve_wrk.py                 # full zoo (cached by the demo)
     .venv/bin/python benchmarks/serve_wrk.py --reduced --profile
+    .venv/bin/python benchmarks/serve_wrk.py --workers 2     # + both with 2 worker processes
 """
 
 import argparse
@@ -213,7 +214,8 @@ def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, An
     spy = args.profile and name != "ceiling"
     if spy:
         pyspy = str(Path(sys.executable).with_name("py-spy"))
-        cmd = [pyspy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--", *cmd]
+        spy_cmd = [pyspy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--subprocesses"]
+        cmd = [*spy_cmd, "--", *cmd]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
     results: dict[str, Any] = {}
     with serve_process(cmd, env=env) as server:
@@ -243,6 +245,12 @@ def main() -> None:
     p.add_argument("--images", type=int, default=500, help="distinct test images, cycled")
     p.add_argument("--profile", action="store_true", help="sample the servers with py-spy")
     p.add_argument("--torch-threads", type=int, default=None, help="cascadekit serve's option")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run the cascade and the teacher with `cascadekit serve --workers N` (N > 1)",
+    )
     p.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -266,6 +274,10 @@ def main() -> None:
         "cascade": cli,
         "teacher": [*cli, "--teacher-only"],
     }
+    if args.workers > 1:
+        n = str(args.workers)
+        servers[f"cascade-x{n}"] = [*cli, "--workers", n]
+        servers[f"teacher-x{n}"] = [*cli, "--teacher-only", "--workers", n]
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one image per request, "
         f"torch threads {args.torch_threads or 'default'}; "
@@ -277,9 +289,13 @@ def main() -> None:
         for kind in ("json", "binary"):
             r = res[name][kind]
             print(
-                f"{name:8s} {kind:6s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                f"{name:10s} {kind:6s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                 f"p99 {r['p99_ms']:6.2f} ms  lost {r['lost']} of {r['requests']}"
-                + ("" if name != "cascade" else f"  teacher share {r['teacher_share']:.2f}")
+                + (
+                    f"  teacher share {r['teacher_share']:.2f}"
+                    if name.startswith("cascade")
+                    else ""
+                )
             )
     for kind in ("json", "binary"):
         c, t, b = (res[n][kind] for n in ("cascade", "teacher", "ceiling"))
@@ -288,9 +304,18 @@ def main() -> None:
             f"x{c['rps'] / t['rps']:.2f} (p99 x{c['p99_ms'] / t['p99_ms']:.2f}), teacher / "
             f"ceiling x{t['rps'] / b['rps']:.2f}"
         )
+        if args.workers > 1:
+            w = f"x{args.workers}"
+            c2, t2 = res[f"cascade-{w}"][kind], res[f"teacher-{w}"][kind]
+            print(
+                f"{kind:6s}: {args.workers} workers / 1: cascade x{c2['rps'] / c['rps']:.2f} "
+                f"(p99 x{c2['p99_ms'] / c['p99_ms']:.2f}), teacher x{t2['rps'] / t['rps']:.2f} "
+                f"(p99 x{t2['p99_ms'] / t['p99_ms']:.2f}); cascade {w} / ceiling "
+                f"x{c2['rps'] / b['rps']:.2f}"
+            )
     lost = sum(res[n][k]["lost"] for n in res for k in ("json", "binary"))
     print(f"lost requests: {lost}")
-    for name in ("cascade", "teacher"):
+    for name in res:
         if "profile" in res[name]:
             parts = ", ".join(f"{p} {s:.0%}" for p, s in res[name]["profile"])
             print(f"profile {name} (share of the server's CPU samples): {parts}")

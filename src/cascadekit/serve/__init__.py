@@ -13,8 +13,12 @@ Install with ``pip install "cascadekit[serve]"``. Layers, each usable on its own
   :mod:`~cascadekit.serve.model_state` (one served model's runtime state) and
   :mod:`~cascadekit.serve.admin` (the admin API's threshold changes);
 - :mod:`~cascadekit.serve.app`: :func:`create_app`, the FastAPI front end, and :func:`run`;
+- :mod:`~cascadekit.serve.workers`: several worker processes on one port
+  (``cascadekit serve --workers N``) with shared metrics, thresholds, readiness and drain;
 - :mod:`~cascadekit.serve.config`: :class:`ServeConfig` and :func:`load_config` (YAML);
-- :mod:`~cascadekit.serve.demo`: the Fashion-MNIST demo cascade (``cascadekit serve --demo``).
+- :mod:`~cascadekit.serve.demo`: the Fashion-MNIST demo cascade (``cascadekit serve --demo``);
+- :mod:`~cascadekit.serve.launch`: start a server process and wait until it is ready (tests,
+  benchmarks).
 
 Examples
 --------

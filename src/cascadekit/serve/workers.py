@@ -13,7 +13,7 @@ own :class:`~cascadekit.serve.InferenceService`. What must stay one server is sh
   ``cascadekit_teacher_share``: the last answering worker's share, the exact one is
   ``cascadekit_inputs_total`` of the last stage over all stages).
 - **state**: a small memory-mapped file, :class:`SharedState`, with a version counter that each
-  worker reads on every request (a few hundred nanoseconds) and re-reads the document only when
+  worker reads on every request (about 200 ns) and re-reads the document only when
   it moved. An admin threshold change in one worker is written there before its answer leaves,
   so every request admitted after it, in any worker, uses the new thresholds. Readiness is the
   server's: ``/v2/health/ready`` is 200 only when every worker is warmed up and its first stage
