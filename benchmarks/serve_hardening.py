@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import multiprocessing as mp
-import socket
 import statistics
 import time
 from typing import Any
@@ -32,12 +31,6 @@ import numpy as np
 N_FEATURES = 784
 POISON = 13.0
 URL = "/v2/models/toy/infer"
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(port: int) -> None:
@@ -198,7 +191,9 @@ async def _main(base: str) -> None:
 
 
 def main() -> None:
-    port = _free_port()
+    from cascadekit.serve.launch import free_port
+
+    port = free_port()
     ctx = mp.get_context("spawn")
     server = ctx.Process(target=_serve, args=(port,), daemon=True)
     server.start()

@@ -23,17 +23,9 @@ import argparse
 import asyncio
 import multiprocessing as mp
 import os
-import socket
-import time
 from typing import Any
 
 import numpy as np
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def _serve(port: int, teacher_only: bool, max_batch: int, monitoring: bool = False) -> None:
@@ -60,28 +52,13 @@ def _serve(port: int, teacher_only: bool, max_batch: int, monitoring: bool = Fal
     )
 
 
-def _wait_ready(url: str, proc: Any, timeout: float = 300.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not proc.is_alive():
-            raise RuntimeError("the server process exited")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
-
-
 def measure(
     teacher_only: bool, images: np.ndarray, args: argparse.Namespace, monitoring: bool = False
 ) -> Any:
+    from cascadekit.serve.launch import free_port, wait_until_ready
     from cascadekit.serve.loadgen import run_load
 
-    port = _free_port()
+    port = free_port()
     ctx = mp.get_context("spawn")
     proc = ctx.Process(
         target=_serve, args=(port, teacher_only, args.max_batch, monitoring), daemon=True
@@ -89,7 +66,7 @@ def measure(
     proc.start()
     url = f"http://127.0.0.1:{port}"
     try:
-        _wait_ready(url, proc)
+        wait_until_ready(url, proc, 300.0)
         # a short warm-up run, not counted
         asyncio.run(run_load(url, images, n_requests=50, rate=args.rate, concurrency=8))
         return asyncio.run(

@@ -20,6 +20,7 @@ Setup (installs wrk, a Debian package) and run::
     scripts/setup_bench.sh
     .venv/bin/python benchmarks/serve_wrk.py                 # full zoo (cached by the demo)
     .venv/bin/python benchmarks/serve_wrk.py --reduced --profile
+    .venv/bin/python benchmarks/serve_wrk.py --workers 2     # + both with 2 worker processes
 """
 
 import argparse
@@ -27,12 +28,9 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -73,7 +71,14 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("body parse + validation", ("cascadekit/oip.py", "json/", "orjson", "_validation.py")),
     ("routing engine", ("cascadekit/routing.py", "cascadekit/scores.py", "cascadekit/cascade.py")),
     ("batcher + executor hops", ("cascadekit/serve/batching.py", "concurrent/futures")),
-    ("service (handle_infer, _route)", ("cascadekit/serve/service.py",)),
+    (
+        "service (handle_infer, _route)",
+        (
+            "cascadekit/serve/service.py",
+            "cascadekit/serve/model_state.py",
+            "cascadekit/serve/replies.py",
+        ),
+    ),
     ("app (body read, reply)", ("cascadekit/serve/app.py",)),
     ("HTTP stack (uvicorn, starlette, fastapi)", ("uvicorn/", "starlette/", "fastapi/", "h11")),
     ("asyncio event loop", ("asyncio/", "uvloop")),
@@ -81,12 +86,6 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 #: Innermost frames of a thread that waits (the event loop in epoll, a stage thread for work):
 #: py-spy cannot always tell these idle, so they are left out.
 _IDLE = ("DaemonExecutor._work", "run (cascadekit/serve/app.py", "Server.run (", "Runner.run (")
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def bare_server(port: int) -> None:
@@ -134,22 +133,6 @@ def bodies(images: np.ndarray) -> dict[str, tuple[list[bytes], str, str]]:
         "json": (as_json, "application/json", ""),
         "binary": (binary, "application/octet-stream", str(len(header))),
     }
-
-
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
-    import httpx
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"the server process exited with code {proc.returncode}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError("the server did not become ready")
 
 
 def wrk(
@@ -225,19 +208,18 @@ def profile_parts(raw: Path) -> list[tuple[str, float]]:
 
 
 def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    port = _free_port()
-    url = f"http://127.0.0.1:{port}"
+    from cascadekit.serve.launch import serve_process
+
     raw = Path(tempfile.mkdtemp()) / f"{name}.txt"
     spy = args.profile and name != "ceiling"
-    full = [*cmd, "--port", str(port)]
     if spy:
         pyspy = str(Path(sys.executable).with_name("py-spy"))
-        full = [pyspy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--", *full]
+        spy_cmd = [pyspy, "record", "-r", "250", "-f", "raw", "-o", str(raw), "--subprocesses"]
+        cmd = [*spy_cmd, "--", *cmd]
     env = dict(os.environ, OMP_WAIT_POLICY="PASSIVE")
-    proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results: dict[str, Any] = {}
-    try:
-        _wait_ready(url, proc)
+    with serve_process(cmd, env=env) as server:
+        url = server.url
         for kind, body in bodies(args.images_).items():
             wrk(url, body, args, 1)  # warm-up, not counted
             before = _counts(url) if name != "ceiling" else (0.0, [0.0, 0.0])
@@ -249,13 +231,6 @@ def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, An
                 per_stage = [a - b for a, b in zip(after[1], before[1], strict=True)]
                 r["teacher_share"] = per_stage[1] / max(sum(per_stage), 1.0)
             results[kind] = r
-    finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(60)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(10)
     if spy and raw.is_file():
         results["profile"] = profile_parts(raw)
     return results
@@ -270,6 +245,12 @@ def main() -> None:
     p.add_argument("--images", type=int, default=500, help="distinct test images, cycled")
     p.add_argument("--profile", action="store_true", help="sample the servers with py-spy")
     p.add_argument("--torch-threads", type=int, default=None, help="cascadekit serve's option")
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=1,
+        help="also run the cascade and the teacher with `cascadekit serve --workers N` (N > 1)",
+    )
     p.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     p.add_argument("--port", type=int, default=8000, help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -293,6 +274,10 @@ def main() -> None:
         "cascade": cli,
         "teacher": [*cli, "--teacher-only"],
     }
+    if args.workers > 1:
+        n = str(args.workers)
+        servers[f"cascade-x{n}"] = [*cli, "--workers", n]
+        servers[f"teacher-x{n}"] = [*cli, "--teacher-only", "--workers", n]
     print(
         f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one image per request, "
         f"torch threads {args.torch_threads or 'default'}; "
@@ -304,9 +289,13 @@ def main() -> None:
         for kind in ("json", "binary"):
             r = res[name][kind]
             print(
-                f"{name:8s} {kind:6s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
+                f"{name:10s} {kind:6s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                 f"p99 {r['p99_ms']:6.2f} ms  lost {r['lost']} of {r['requests']}"
-                + ("" if name != "cascade" else f"  teacher share {r['teacher_share']:.2f}")
+                + (
+                    f"  teacher share {r['teacher_share']:.2f}"
+                    if name.startswith("cascade")
+                    else ""
+                )
             )
     for kind in ("json", "binary"):
         c, t, b = (res[n][kind] for n in ("cascade", "teacher", "ceiling"))
@@ -315,9 +304,18 @@ def main() -> None:
             f"x{c['rps'] / t['rps']:.2f} (p99 x{c['p99_ms'] / t['p99_ms']:.2f}), teacher / "
             f"ceiling x{t['rps'] / b['rps']:.2f}"
         )
+        if args.workers > 1:
+            w = f"x{args.workers}"
+            c2, t2 = res[f"cascade-{w}"][kind], res[f"teacher-{w}"][kind]
+            print(
+                f"{kind:6s}: {args.workers} workers / 1: cascade x{c2['rps'] / c['rps']:.2f} "
+                f"(p99 x{c2['p99_ms'] / c['p99_ms']:.2f}), teacher x{t2['rps'] / t['rps']:.2f} "
+                f"(p99 x{t2['p99_ms'] / t['p99_ms']:.2f}); cascade {w} / ceiling "
+                f"x{c2['rps'] / b['rps']:.2f}"
+            )
     lost = sum(res[n][k]["lost"] for n in res for k in ("json", "binary"))
     print(f"lost requests: {lost}")
-    for name in ("cascade", "teacher"):
+    for name in res:
         if "profile" in res[name]:
             parts = ", ".join(f"{p} {s:.0%}" for p, s in res[name]["profile"])
             print(f"profile {name} (share of the server's CPU samples): {parts}")

@@ -988,6 +988,13 @@ def serve(
             "machine: each stage's thread then uses one core).",
         ),
     ] = None,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes on the one port (local backend), each loading the models; "
+            "metrics, admin threshold changes, readiness and drain are the server's.",
+        ),
+    ] = 1,
     log_level: Annotated[str, typer.Option(help="uvicorn log level.")] = "info",
     backend: Annotated[
         str,
@@ -1005,13 +1012,19 @@ def serve(
     ] = None,
 ) -> None:
     """Serve a cascade over the Open Inference Protocol (KServe v2) with uvicorn or Ray Serve."""
-    from .serve import ServeConfig, create_app, fashion_mnist_model, load_config, run
-    from .serve.config import with_overrides
+    from .serve import ServeConfig, create_app, run
+    from .serve.workers import ServeSpec, check_workers, run_workers
 
     if backend not in ("local", "ray"):
         raise ParameterError(f"Expected --backend local or ray; got {backend!r}.")
     if grpc_port is not None and backend != "local":
         raise ParameterError("--grpc-port goes with --backend local (the uvicorn server).")
+    check_workers(workers)
+    if workers > 1 and backend == "ray":
+        raise ParameterError(
+            "--workers goes with the local backend; with --backend ray, scale the router and "
+            "stage deployments with their replicas in the Ray Serve config."
+        )
     if backend == "ray" and ray_config is not None:
         from .serve.ray import serve_from_cli
 
@@ -1029,12 +1042,18 @@ def serve(
             "Expected either --demo or a config file: `cascadekit serve --demo` or "
             "`cascadekit serve config.yaml`."
         )
-    if config_file is not None:
-        served, config = load_config(config_file)
-    else:
-        served = fashion_mnist_model(reduced=reduced, teacher_only=teacher_only)
-        config = ServeConfig()
-    config = with_overrides(config, host=host, port=port, torch_threads=torch_threads)
+    spec = ServeSpec(
+        None if config_file is None else str(config_file),
+        reduced=reduced,
+        teacher_only=teacher_only,
+        host=host,
+        port=port,
+        torch_threads=torch_threads,
+    )
+    if workers > 1:
+        run_workers(spec, workers, log_level=log_level)
+        return
+    served, config = spec.load()
     if backend == "ray":
         from .serve.ray import serve_from_cli
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import sys
 import threading
 import time
@@ -24,6 +23,7 @@ pytest.importorskip("fastapi")
 pytest.importorskip("torch")
 
 from cascadekit.data import DEFAULT_FASHION_MNIST_DIR
+from cascadekit.serve.launch import free_port
 
 if not (DEFAULT_FASHION_MNIST_DIR / "t10k-images-idx3-ubyte.gz").is_file():
     pytest.skip("needs `apt-get install -y dataset-fashion-mnist`", allow_module_level=True)
@@ -70,12 +70,6 @@ async def app_client(app: Any) -> AsyncIterator[Any]:
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://test") as client:
             yield client
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.contextmanager

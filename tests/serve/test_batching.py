@@ -73,3 +73,41 @@ def test_a_timed_out_block_is_dropped_unrun() -> None:
     out = asyncio.run(main())
     assert out.tolist() == [[1.0, -1.0]]
     assert seen == [1.0, 3.0]  # the timed-out block never reached the model
+
+
+def test_an_idle_stage_runs_a_lone_block_at_once_and_batches_under_load() -> None:
+    """max_wait is 30 s: a lone block is answered without it (the batcher counts the batch as
+    started at once); the blocks that arrive while a batch runs wait for each other."""
+    release = threading.Event()
+    calls: list[int] = []
+
+    def model(x: np.ndarray) -> np.ndarray:
+        calls.append(len(x))
+        release.wait(10)
+        return np.stack([x, -x], 1)
+
+    async def main() -> Any:
+        b = StageBatcher(model, BatchPolicy(max_batch_size=4, max_wait=30.0))
+        await b.start()
+        try:
+            release.set()
+            lone = await asyncio.wait_for(b.submit(np.array([1.0])), 20)
+            assert (b.stats.batches, b.stats.immediate) == (1, 1)
+            release.clear()
+            running = asyncio.ensure_future(b.submit(np.array([2.0])))  # idle: runs at once
+            while not calls[1:]:
+                await asyncio.sleep(0.01)
+            waiting = [asyncio.ensure_future(b.submit(np.array([float(i)]))) for i in (3, 4, 5, 6)]
+            await asyncio.sleep(0)  # queued while the stage is busy
+            release.set()
+            rest = await asyncio.wait_for(asyncio.gather(running, *waiting), 20)
+            return lone, rest, b.stats
+        finally:
+            release.set()
+            await b.stop()
+
+    lone, rest, stats = asyncio.run(main())
+    assert lone.tolist() == [[1.0, -1.0]]
+    assert [r.tolist() for r in rest] == [[[v, -v]] for v in (2.0, 3.0, 4.0, 5.0, 6.0)]
+    assert calls == [1, 1, 4]  # the four blocks queued behind a busy stage ran as one batch
+    assert stats.immediate == 2 and stats.batches == 3

@@ -2,60 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pytest
-from conftest import free_port
 
+from cascadekit.serve.launch import serve_process
 
-def _start(*flags: str, log: Any) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
-    cmd = [sys.executable, "-m", "cascadekit.cli", "serve", "--demo", "--reduced", *flags]
-    proc = subprocess.Popen(
-        [*cmd, "--port", str(port), "--log-level", "warning"],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=log,
-    )
-    return proc, f"http://127.0.0.1:{port}"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], url: str, log: Any) -> None:
-    import httpx
-
-    deadline = time.monotonic() + 240
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            err = log.read().decode()
-            raise AssertionError(f"the server exited with {proc.returncode}: {err[-2000:]}")
-        try:
-            if httpx.get(f"{url}/v2/health/ready", timeout=2).status_code == 200:
-                return
-        except httpx.HTTPError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError("the server did not get ready within 240 s")
+#: ``cascadekit serve --demo --reduced`` in a child process (``serve_process`` adds the port).
+SERVE = [sys.executable, "-m", "cascadekit.cli", "serve", "--demo", "--reduced"]
+SERVE += ["--log-level", "warning"]
 
 
 @pytest.fixture(scope="module")
 def teacher_only_url() -> Iterator[str]:
-    with tempfile.TemporaryFile() as log:
-        proc, url = _start("--teacher-only", "--torch-threads", "1", log=log)
-        try:
-            _wait_ready(proc, url, log)
-            yield url
-        finally:
-            proc.terminate()
-            proc.wait(30)
+    with (
+        tempfile.TemporaryFile() as log,
+        serve_process([*SERVE, "--teacher-only", "--torch-threads", "1"], log=log) as server,
+    ):
+        yield server.url
 
 
 def _infer(url: str, images: np.ndarray) -> Any:

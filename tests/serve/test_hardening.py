@@ -21,11 +21,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-from conftest import app_client, free_port, uvicorn_thread
+from conftest import app_client, uvicorn_thread
 
 from cascadekit import Cascade, Stage
 from cascadekit.oip import HEADER_LENGTH
 from cascadekit.serve import BatchPolicy, ServeConfig, TensorSpec, create_app
+from cascadekit.serve.launch import free_port
 
 pytestmark = pytest.mark.anyio
 URL = "/v2/models/toy/infer"

@@ -8,10 +8,17 @@ Install with ``pip install "cascadekit[serve]"``. Layers, each usable on its own
 - :mod:`~cascadekit.serve.model`: :class:`ServedModel`, a cascade served under a name;
 - :mod:`~cascadekit.serve.batching`: :class:`StageBatcher`, one dynamic batcher per stage;
 - :mod:`~cascadekit.serve.service`: :class:`InferenceService`, the framework-free core
-  (routing, fallbacks, readiness, draining, admin), from raw bytes to a :class:`Reply`;
+  (routing, fallbacks, readiness, draining), from raw bytes to a :class:`Reply`; beside it
+  :mod:`~cascadekit.serve.replies` (:class:`Reply`, :class:`InferResult`),
+  :mod:`~cascadekit.serve.model_state` (one served model's runtime state) and
+  :mod:`~cascadekit.serve.admin` (the admin API's threshold changes);
 - :mod:`~cascadekit.serve.app`: :func:`create_app`, the FastAPI front end, and :func:`run`;
+- :mod:`~cascadekit.serve.workers`: several worker processes on one port
+  (``cascadekit serve --workers N``) with shared metrics, thresholds, readiness and drain;
 - :mod:`~cascadekit.serve.config`: :class:`ServeConfig` and :func:`load_config` (YAML);
-- :mod:`~cascadekit.serve.demo`: the Fashion-MNIST demo cascade (``cascadekit serve --demo``).
+- :mod:`~cascadekit.serve.demo`: the Fashion-MNIST demo cascade (``cascadekit serve --demo``);
+- :mod:`~cascadekit.serve.launch`: start a server process and wait until it is ready (tests,
+  benchmarks).
 
 Examples
 --------

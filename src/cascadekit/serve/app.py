@@ -504,8 +504,13 @@ def _hostname(host: str) -> str:
     return host.rpartition(":")[0] if host.count(":") == 1 else host
 
 
-def uvicorn_config(app: Any, config: ServeConfig | None = None, *, log_level: str = "info") -> Any:
+def uvicorn_config(
+    app: Any, config: ServeConfig | None = None, *, log_level: str = "info", workers: int = 1
+) -> Any:
     """The ``uvicorn.Config`` :func:`run` serves ``app`` with (host, port, time-outs, limits).
+
+    With ``workers`` > 1, ``app`` is the import string of a factory that builds each worker's
+    app (see :func:`cascadekit.serve.workers.run_workers`).
 
     Examples
     --------
@@ -524,6 +529,10 @@ def uvicorn_config(app: Any, config: ServeConfig | None = None, *, log_level: st
         timeout_keep_alive=max(1, round(config.keep_alive_timeout)),
         limit_concurrency=config.limit_concurrency,
         access_log=False,
+        workers=workers,
+        factory=isinstance(app, str),
+        # a worker loading its models answers the supervisor's pings late on a busy machine
+        **({"timeout_worker_healthcheck": 120} if workers > 1 else {}),
     )
 
 

@@ -4,7 +4,9 @@ A :class:`StageBatcher` owns one stage's model. Requests :meth:`~StageBatcher.su
 inputs (all of a request's inputs for the first stage, only the deferred ones for later stages)
 and await the logits. A single worker task gathers blocks from many requests into one batch of
 at most ``max_batch_size`` inputs, waiting at most ``max_wait`` seconds after the first block
-arrives, runs the model once in a dedicated thread, and hands each block its rows back.
+arrives, runs the model once in a dedicated thread, and hands each block its rows back. A block
+that reaches an idle stage (no batch running, empty queue) runs at once: there is nothing to
+batch it with, and the blocks that arrive while it runs form the next batch.
 
 The queue is bounded in *inputs* (``max_queue``): a block that does not fit is refused at once
 with :class:`~cascadekit.oip.OverloadedError` (HTTP 503 with ``Retry-After`` for the
@@ -63,7 +65,9 @@ class BatchPolicy:
     max_batch_size : int, default=64
         Largest number of inputs per model call (a single larger block still runs whole).
     max_wait : float, default=0.002
-        Seconds to wait for more inputs after the first one arrives.
+        Seconds to wait for more inputs after the first one arrives while the stage is busy:
+        inputs that reach an idle stage (no batch running, nothing queued) run at once, and the
+        inputs that arrive meanwhile are batched together.
     max_queue : int, default=2048
         Largest number of inputs waiting; beyond it, :meth:`StageBatcher.submit` refuses.
 
@@ -100,6 +104,8 @@ class BatcherStats:
     refused: int = 0
     expired: int = 0
     failures: int = 0
+    #: batches started at once because the stage was idle (no batch running, empty queue)
+    immediate: int = 0
 
 
 class DaemonExecutor(Executor):
@@ -370,22 +376,29 @@ class StageBatcher:
     async def _run(self) -> None:
         assert self._wakeup is not None
         loop = asyncio.get_running_loop()
+        idle = False  # the stage was idle (no batch running, empty queue) when inputs arrived
         while True:
             if not self._queue:
                 if self._closing:
                     return
                 self._wakeup.clear()
                 await self._wakeup.wait()
+                idle = True
                 continue
+            if idle:  # nothing to batch with: waiting would only add latency
+                self.stats.immediate += 1
             # wait for more inputs, up to max_wait after the oldest block arrived
             first = self._queue[0].enqueued
-            while self._queued_inputs < self.policy.max_batch_size and not self._closing:
+            while (
+                not idle and self._queued_inputs < self.policy.max_batch_size and not self._closing
+            ):
                 remaining = first + self.policy.max_wait - time.monotonic()
                 if remaining <= 0:
                     break
                 self._wakeup.clear()
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(self._wakeup.wait(), remaining)
+            idle = False
             blocks = self._take()
             if not blocks:
                 continue

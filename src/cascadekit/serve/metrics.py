@@ -29,6 +29,7 @@ True
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -86,6 +87,7 @@ class ServeMetrics:
             "Share of inputs answered by the last stage since start.",
             ["model"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.fallbacks = pc.Counter(
             "cascadekit_fallbacks",
@@ -147,6 +149,7 @@ class ServeMetrics:
             "Current default threshold of each non-final stage.",
             ["model", "stage"],
             registry=r,
+            multiprocess_mode="mostrecent",
         )
         self.admin_requests = pc.Counter(
             "cascadekit_admin_requests",
@@ -199,5 +202,16 @@ class ServeMetrics:
             h.observe(v)
 
     def render(self) -> tuple[bytes, str]:
-        """The text exposition of every metric and its content type."""
+        """The text exposition of every metric and its content type.
+
+        Under prometheus_client's multiprocess mode (``PROMETHEUS_MULTIPROC_DIR`` set, as in
+        ``cascadekit serve --workers N``) every process's values, added up (gauges: the most
+        recent value; see :mod:`cascadekit.serve.workers`).
+        """
+        if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            from prometheus_client import multiprocess
+
+            registry = self._pc.CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return self._pc.generate_latest(registry), self._pc.CONTENT_TYPE_LATEST
         return self._pc.generate_latest(self.registry), self._pc.CONTENT_TYPE_LATEST

@@ -18,8 +18,12 @@ and when a first-stage batch fails each request in it is run again alone, so onl
 model cannot process gets an error (422). Whether the model itself is broken is decided by
 running it on the warm-up input: only then is the model reported not ready (503). A model's
 exception text never reaches a client: the answer carries an error id, the log the details.
-Threshold changes and refused admin calls are logged at WARNING on the ``cascadekit.audit``
-logger (printed even when logging is not configured) and counted.
+Threshold changes through the admin API are :class:`~cascadekit.serve.admin.ThresholdAdmin`'s.
+
+Where things are: :mod:`~cascadekit.serve.replies` (:class:`Reply`, :class:`InferResult`, the
+outputs, error ids), :mod:`~cascadekit.serve.model_state` (one served model's runtime state),
+:mod:`~cascadekit.serve.admin` (threshold changes); this module holds the lifecycle (start,
+warm-up, drain), admission, the routing loop and the byte-level ``handle_*`` methods.
 
 Examples
 --------
@@ -44,25 +48,20 @@ Examples
 from __future__ import annotations
 
 import asyncio
-import hmac
-import json
 import logging
 import math
+import os
 import time
-import uuid
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from numpy.typing import NDArray
 
 from ..adapters import n_inputs, take
-from ..cascade import Cascade, StageDecision
+from ..cascade import StageDecision
 from ..errors import CascadeError
 from ..monitoring.serving import ServingMonitor
 from ..oip import (
-    DATATYPES,
     HEADER_LENGTH,
     BadRequestError,
     DeadlineExceededError,
@@ -73,11 +72,8 @@ from ..oip import (
     OutputTensor,
     OverloadedError,
     ProtocolError,
-    TensorSpec,
     check_finite,
-    encode_error,
     encode_infer_response,
-    loads_json,
     model_metadata,
     parse_infer_request,
     parse_threshold_parameter,
@@ -86,187 +82,29 @@ from ..oip import (
 )
 from ..router import decode_threshold, encode_threshold
 from ..routing import RoutingState
+from .admin import ThresholdAdmin
 from .batching import DaemonExecutor, StageBatcher
 from .config import ServeConfig
 from .metrics import ServeMetrics
 from .model import ServedModel
+from .model_state import ModelState, stage_fn, warmup_input
+from .replies import (
+    DEFAULT_OUTPUTS,
+    JSON_CONTENT_TYPE,
+    OUTPUTS,
+    InferResult,
+    LogLimiter,
+    Reply,
+    format_thresholds,
+    new_error_id,
+)
+from .workers import SharedState
 
 __all__ = ["OUTPUTS", "InferResult", "InferenceService", "Reply"]
 
 log = logging.getLogger("cascadekit.serve")
-#: Threshold changes and refused admin calls, at WARNING (shown even without logging set up).
-audit = logging.getLogger("cascadekit.audit")
 #: Bodies larger than this are decoded in a worker thread, off the event loop.
 _PARSE_INLINE_BYTES = 64 * 1024
-
-
-class LogLimiter:
-    """At most ``burst`` log lines per ``period`` seconds per key; the rest are counted and the
-    count is reported with the next line that gets through.
-
-    Examples
-    --------
-    >>> lim = LogLimiter(burst=2, period=60.0)
-    >>> [lim.allow("k", now=0.0) for _ in range(3)]
-    [0, 0, None]
-    >>> lim.allow("k", now=61.0)  # a new period: the one suppressed line is reported
-    1
-    """
-
-    def __init__(self, burst: int = 5, period: float = 60.0) -> None:
-        self.burst = burst
-        self.period = period
-        self._state: dict[str, list[float]] = {}
-
-    def allow(self, key: str, now: float | None = None) -> int | None:
-        """None to drop this line; else the number of lines dropped since the last one."""
-        t = time.monotonic() if now is None else now
-        start, used, dropped = self._state.get(key, [t, 0.0, 0.0])
-        if t - start >= self.period:
-            start, used = t, 0.0
-        if used >= self.burst:
-            self._state[key] = [start, used, dropped + 1]
-            return None
-        self._state[key] = [start, used + 1, 0.0]
-        return int(dropped)
-
-
-def _error_id() -> str:
-    return uuid.uuid4().hex[:12]
-
-
-def threshold_range(
-    observed: tuple[float, float] | None, current: Sequence[float]
-) -> tuple[float, float] | None:
-    """The finite thresholds an admin may set for one stage: around the scores seen so far.
-
-    ``observed`` is the (min, max) of the stage's finite scores seen at warm-up and on traffic;
-    ``current`` the thresholds in use and those the model was configured with. The range spans
-    them, widened on each side by their width or their magnitude, whichever is larger (at least
-    1): few scores may have been seen yet (the warm-up input alone), and a slip of an order of
-    magnitude (90 for 9) is still caught while any threshold that could split real scores
-    passes. None when nothing is known yet (every finite value passes).
-
-    Examples
-    --------
-    >>> threshold_range((0.2, 1.0), [0.9])
-    (-0.8, 2.0)
-    >>> threshold_range((10.0, 10.0), [-math.inf])
-    (0.0, 20.0)
-    >>> threshold_range(None, [math.inf]) is None
-    True
-    """
-    values = [v for v in (observed or ()) if math.isfinite(v)]
-    values += [v for v in current if math.isfinite(v)]
-    if not values:
-        return None
-    lo, hi = min(values), max(values)
-    width = max(hi - lo, abs(lo), abs(hi), 1.0)
-    return lo - width, hi + width
-
-
-#: Outputs of every served cascade, in response order.
-OUTPUTS: tuple[TensorSpec, ...] = (
-    TensorSpec("label", ("INT64",), (-1,)),
-    TensorSpec("score", ("FP32",), (-1,)),
-    TensorSpec("stage", ("INT32",), (-1,)),
-    TensorSpec("fallback", ("BOOL",), (-1,)),
-    TensorSpec("probabilities", ("FP32",), (-1, -1)),
-    TensorSpec("stage_scores", ("FP64",), (-1, -1)),
-)
-_DEFAULT_OUTPUTS = ("label", "score", "stage", "fallback")
-_JSON = "application/json"
-
-
-@dataclass
-class InferResult:
-    """Per-input outputs of one request, and the thresholds that were applied.
-
-    ``score`` is the first stage's routing score; ``stage_scores`` (n, N-1) every non-final
-    stage's (NaN where the stage did not run), as in :class:`~cascadekit.RouteResult`.
-    """
-
-    label: NDArray[np.int64]
-    score: NDArray[np.float32]
-    stage: NDArray[np.int32]
-    fallback: NDArray[np.bool_]
-    thresholds: tuple[float, ...]
-    probabilities: NDArray[np.float32] | None = None
-    stage_scores: NDArray[np.floating[Any]] | None = None
-
-    def output(self, name: str) -> NDArray[Any]:
-        """The output array called ``name``."""
-        value = getattr(self, name)
-        if value is None:  # pragma: no cover - guarded by the caller
-            raise BadRequestError(f"Output {name!r} was not computed.")
-        out: NDArray[Any] = value
-        return out
-
-
-@dataclass
-class Reply:
-    """An HTTP answer: status, body and headers (content type included)."""
-
-    status: int
-    body: bytes
-    headers: dict[str, str] = field(default_factory=dict)
-
-    @classmethod
-    def json(cls, doc: Any, status: int = 200) -> Reply:
-        """A JSON reply."""
-        return cls(status, json.dumps(doc).encode(), {"content-type": _JSON})
-
-    @classmethod
-    def error(cls, exc: ProtocolError, retry_after: float | None = None) -> Reply:
-        """``{"error": message}`` with the error's status (and ``Retry-After`` for 503)."""
-        headers = {"content-type": _JSON}
-        if isinstance(exc, OverloadedError):
-            after = exc.retry_after if retry_after is None else retry_after
-            headers["retry-after"] = str(max(1, math.ceil(after)))
-        return cls(exc.status, encode_error(str(exc)), headers)
-
-
-def format_thresholds(ths: Sequence[float]) -> float | str:
-    """A scalar protocol parameter holding thresholds (a number, or a comma-separated string).
-
-    Examples
-    --------
-    >>> format_thresholds([0.5]), format_thresholds([1.0, -math.inf])
-    (0.5, '1.0,-inf')
-    """
-    if len(ths) == 1 and math.isfinite(ths[0]):
-        return float(ths[0])
-    return ",".join(repr(float(t)) for t in ths)
-
-
-class _ModelState:
-    """Runtime state of one served model."""
-
-    def __init__(self, served: ServedModel) -> None:
-        self.served = served
-        self.batchers: list[StageBatcher] = []
-        self.timeouts: list[float | None] = []
-        self.warmed = False
-        self.student_ok = True
-        self.error: str | None = None
-        self.failing: set[int] = set()
-        self.scores: list[tuple[float, float] | None] = []
-        self.probe: asyncio.Task[bool] | None = None
-        # the thresholds the model was configured with (calibrated on real scores): admin
-        # values are checked against them as well as against the scores seen
-        self.configured: tuple[float, ...] = tuple(served.cascade.thresholds or ())
-
-    def see_scores(self, k: int, scores: Any) -> None:
-        """Widen stage k's observed score range."""
-        arr = np.asarray(scores, dtype=np.float64)
-        arr = arr[np.isfinite(arr)]
-        if not arr.size:
-            return
-        while len(self.scores) <= k:
-            self.scores.append(None)
-        lo, hi = float(arr.min()), float(arr.max())
-        old = self.scores[k]
-        self.scores[k] = (lo, hi) if old is None else (min(old[0], lo), max(old[1], hi))
 
 
 class InferenceService:
@@ -278,6 +116,9 @@ class InferenceService:
     config : ServeConfig, optional
     metrics : ServeMetrics, optional
         Created (with its own registry) when not given.
+    shared : SharedState, optional
+        The state this service shares with the other worker processes of one server
+        (``cascadekit serve --workers N``): admin threshold changes, readiness and drain.
 
     Notes
     -----
@@ -289,6 +130,7 @@ class InferenceService:
         models: ServedModel | Sequence[ServedModel],
         config: ServeConfig | None = None,
         metrics: ServeMetrics | None = None,
+        shared: SharedState | None = None,
     ) -> None:
         served = [models] if isinstance(models, ServedModel) else list(models)
         if not served:
@@ -296,7 +138,7 @@ class InferenceService:
         self.config = config or ServeConfig()
         self.metrics = metrics or ServeMetrics()
         self.admin_token = self.config.resolved_admin_token()
-        self._models: dict[str, _ModelState] = {}
+        self._models: dict[str, ModelState] = {}
         for m in served:
             if m.name in self._models:
                 raise BadRequestError(f"Two served models are called {m.name!r}; rename one.")
@@ -304,7 +146,7 @@ class InferenceService:
                 raise BadRequestError(
                     f"Model {m.name!r} has no thresholds; calibrate its cascade first."
                 )
-            self._models[m.name] = _ModelState(m)
+            self._models[m.name] = ModelState(m)
         # drift monitoring and shadow audits (cascadekit.monitoring.serving); None when off
         self.monitoring: ServingMonitor | None = None
         if self.config.monitoring is not None:
@@ -322,6 +164,16 @@ class InferenceService:
         self._idle: asyncio.Event | None = None
         self._parser: DaemonExecutor | None = None
         self.log_limiter = LogLimiter()
+        self.shared = shared
+        self._shared_seen = -1  # the shared state's version last applied
+        self._shared_ready: bool | None = None  # the readiness last published
+        self.admin = ThresholdAdmin(
+            self.admin_token,
+            self.metrics,
+            self.log_limiter,
+            self._state,
+            None if shared is None else self._share_thresholds,
+        )
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -336,11 +188,48 @@ class InferenceService:
         return not self._draining
 
     def is_ready(self, name: str | None = None) -> bool:
-        """Every stage loaded and warmed and the first stage not failing; not draining."""
+        """Every stage loaded and warmed and the first stage not failing; not draining (with
+        worker processes: in every worker)."""
+        if self.shared is not None:
+            self.sync()
         if self._draining or not self._started:
             return False
         states = self._models.values() if name is None else [self._state(name)]
-        return all(s.warmed and s.student_ok for s in states)
+        ready = all(s.warmed and s.student_ok for s in states)
+        return ready and (self.shared is None or self.shared.all_ready())
+
+    def sync(self) -> None:
+        """With worker processes: apply what changed in the shared state since the last call
+        (thresholds, drain; one counter read when nothing did) and publish this worker's
+        readiness when it changed."""
+        shared = self.shared
+        assert shared is not None
+        if shared.version() != self._shared_seen:
+            self._shared_seen, doc = shared.read()
+            if doc["draining"]:
+                self._draining = True
+            for name, values in doc["thresholds"].items():
+                st = self._models.get(name)
+                if st is None:
+                    continue
+                ths = [decode_threshold(v) for v in values]
+                if list(st.served.cascade.thresholds or ()) != ths:
+                    st.served.cascade.thresholds = ths
+                    for k, t in enumerate(ths):
+                        self.metrics.threshold.labels(model=name, stage=str(k)).set(t)
+        ready = (
+            self._started
+            and not self._draining
+            and all(s.warmed and s.student_ok for s in self._models.values())
+        )
+        if ready != self._shared_ready:
+            self._shared_ready = ready
+            shared.set_ready(f"{os.getpid()}/{id(self):x}", ready)
+
+    def _share_thresholds(self, name: str, thresholds: Sequence[float]) -> None:
+        """Write an admin change to the shared state (the other workers apply it)."""
+        assert self.shared is not None
+        self.shared.set_thresholds(name, [encode_threshold(t) for t in thresholds])
 
     async def start(self) -> None:
         """Create the batchers and warm every stage up (readiness turns true after it)."""
@@ -355,8 +244,10 @@ class InferenceService:
         for st in self._models.values():
             await self._start_model(st)
         self._started = True
+        if self.shared is not None:
+            self.sync()
 
-    async def _start_model(self, st: _ModelState) -> None:
+    async def _start_model(self, st: ModelState) -> None:
         cascade = st.served.cascade
         n = cascade.n_stages
         models = cascade.live_models()
@@ -365,7 +256,7 @@ class InferenceService:
         for k in range(n):
             stage_name = str(cascade.stages[k].name)
             batcher = StageBatcher(
-                self._stage_fn(cascade, k, models[k]),
+                stage_fn(cascade, k, models[k]),
                 self.config.policy(k, n),
                 name=stage_name,
                 observer=self._observer(st.served.name, k),
@@ -381,7 +272,7 @@ class InferenceService:
             return
         try:
             for size in sorted({1, min(8, st.batchers[0].policy.max_batch_size)}):
-                x = self._prepare(st.served, self._warmup_input(st.served, size))
+                x = self._prepare(st.served, warmup_input(st.served, size))
                 bound = self.config.request_timeout  # a hung stage cannot hang the start-up
                 for k, b in enumerate(st.batchers):
                     out = await asyncio.wait_for(b.run_direct(x), bound)
@@ -392,25 +283,6 @@ class InferenceService:
         except Exception as exc:
             st.error = "warm-up failed; see the server log"
             log.error("model %s: warm-up failed: %s: %s", st.served.name, type(exc).__name__, exc)
-
-    @staticmethod
-    def _stage_fn(cascade: Cascade, k: int, model: Any) -> Callable[[Any], Any]:
-        st = cascade.stages[k]
-        if k == cascade.n_stages - 1 or st.other_class is not None:
-
-            def run(batch: Any) -> Any:
-                return cascade.call_stage(k, model, batch, n_inputs(batch))
-
-            return run
-
-        def run_and_score(batch: Any) -> Any:
-            # a non-final stage scores the whole batch once, in its thread: each request then
-            # only compares its rows' scores with its threshold
-            logits = cascade.call_stage(k, model, batch, n_inputs(batch))
-            d = st.decide(logits, 0.0)
-            return logits, d.scores, d.predictions
-
-        return run_and_score
 
     def _observer(self, model: str, k: int) -> Callable[[int, list[float], float], None]:
         m = self.metrics
@@ -425,13 +297,6 @@ class InferenceService:
                 queue_h.observe(w)
 
         return observe
-
-    @staticmethod
-    def _warmup_input(served: ServedModel, n: int) -> Any:
-        if served.warmup_input is not None:
-            return served.warmup_input(n)
-        shape = [n] + [1 if d == -1 else d for d in served.input.shape[1:]]
-        return np.zeros(shape, dtype=DATATYPES[served.input.datatypes[0]])
 
     async def stop(self, drain_timeout: float | None = None) -> None:
         """Refuse new requests (503), wait for in-flight ones, then stop the batchers.
@@ -465,7 +330,7 @@ class InferenceService:
 
     # ------------------------------------------------------------------ lookups
 
-    def _state(self, name: str, version: str | None = None) -> _ModelState:
+    def _state(self, name: str, version: str | None = None) -> ModelState:
         st = self._models.get(name)
         if st is None:
             raise ModelNotFoundError(
@@ -517,7 +382,9 @@ class InferenceService:
     def _prepare(self, served: ServedModel, data: Any) -> Any:
         return served.preprocess(data) if served.preprocess is not None else data
 
-    def _check_admission(self, st: _ModelState) -> None:
+    def _check_admission(self, st: ModelState) -> None:
+        if self.shared is not None:
+            self.sync()
         if self._draining:
             raise OverloadedError(
                 "The server is shutting down and takes no new requests; retry on another replica.",
@@ -630,19 +497,14 @@ class InferenceService:
 
     def authorized(self, authorization: str | None) -> bool:
         """Whether an ``Authorization`` header carries the admin token (constant-time compare)."""
-        if self.admin_token is None or not authorization:
-            return False
-        scheme, _, token = authorization.partition(" ")
-        return scheme.lower() == "bearer" and hmac.compare_digest(
-            token.strip().encode(), self.admin_token.encode()
-        )
+        return self.admin.authorized(authorization)
 
-    async def _probe(self, st: _ModelState, deadline: float) -> bool:
+    async def _probe(self, st: ModelState, deadline: float) -> bool:
         """Whether the first stage still answers its warm-up input (shared by concurrent calls)."""
         if st.probe is None or st.probe.done():
 
             async def probe() -> bool:
-                x = self._prepare(st.served, self._warmup_input(st.served, 1))
+                x = self._prepare(st.served, warmup_input(st.served, 1))
                 try:
                     await self._run_stage(st, 0, x, min(deadline, time.monotonic() + 10.0))
                 except Exception:
@@ -662,7 +524,7 @@ class InferenceService:
             args = (*args, dropped)
         log.error(msg, *args, exc_info=exc)
 
-    async def _run_stage(self, st: _ModelState, k: int, batch: Any, deadline: float) -> Any:
+    async def _run_stage(self, st: ModelState, k: int, batch: Any, deadline: float) -> Any:
         """Stage k's logits for ``batch`` (with its scores and predictions for a non-final
         stage: a tuple), through its batcher."""
         wait = deadline - time.monotonic()
@@ -681,7 +543,7 @@ class InferenceService:
 
     async def _route(
         self,
-        st: _ModelState,
+        st: ModelState,
         x: Any,
         n: int,
         ths: Sequence[float],
@@ -716,7 +578,7 @@ class InferenceService:
                 break
             except Exception as exc:
                 if k == 0:
-                    eid = _error_id()
+                    eid = new_error_id()
                     healthy = await self._probe(st, deadline)
                     self._log_error(
                         f"{name}/stage0/{healthy}",
@@ -756,7 +618,7 @@ class InferenceService:
                 st.failing.discard(k)
                 log.warning("model %s: stage %s answers again", name, st_k.name)
             seen = rows
-            if isinstance(out, tuple):  # scored with its batch (see _stage_fn)
+            if isinstance(out, tuple):  # scored with its batch (see model_state.stage_fn)
                 logits, scores, preds = out
                 decision = StageDecision(predictions=preds, scores=scores, keep=scores >= ths[k])
                 rows = state.update(k, rows, logits, decision=decision)
@@ -788,7 +650,7 @@ class InferenceService:
 
     def _monitor(
         self,
-        st: _ModelState,
+        st: ModelState,
         x: Any,
         score: np.ndarray,
         stage: np.ndarray,
@@ -885,13 +747,13 @@ class InferenceService:
         if isinstance(exc, CascadeError):  # a user's mistake caught by the library's checks
             self.metrics.failures.labels(model=metric_name, reason="bad_request").inc()
             return BadRequestError(str(exc))
-        eid = _error_id()
+        eid = new_error_id()
         self._log_error("internal", "internal error %s while serving %s", eid, name, exc=exc)
         self.metrics.failures.labels(model=metric_name, reason="internal").inc()
         return ProtocolError(f"Internal server error (error id {eid}); see the server log.", 500)
 
     async def parse(
-        self, st: _ModelState, body: bytes, header_length: int | str | None
+        self, st: ModelState, body: bytes, header_length: int | str | None
     ) -> InferRequest:
         """Decode a request body for model ``st``: its declared shape is checked against the
         model's input before the data is decoded; large bodies are decoded in a worker thread
@@ -924,9 +786,9 @@ class InferenceService:
                         f"Unknown output {o.name!r} requested; model {name!r} has outputs "
                         f"{', '.join(sorted(known))}."
                     )
-            names = [o.name for o in req.outputs] or list(_DEFAULT_OUTPUTS)
+            names = [o.name for o in req.outputs] or list(DEFAULT_OUTPUTS)
         else:
-            names = list(_DEFAULT_OUTPUTS)
+            names = list(DEFAULT_OUTPUTS)
         want_proba = "probabilities" in names or req.parameters.get("probabilities") is True
         if want_proba and "probabilities" not in names and req.outputs is None:
             names.append("probabilities")
@@ -967,7 +829,8 @@ class InferenceService:
             parameters={"threshold": format_thresholds(result.thresholds)},
             binary=sorted(binary),
         )
-        headers = {"content-type": "application/octet-stream" if hl is not None else _JSON}
+        content_type = "application/octet-stream" if hl is not None else JSON_CONTENT_TYPE
+        headers = {"content-type": content_type}
         if hl is not None:
             headers[HEADER_LENGTH.lower()] = str(hl)
         return Reply(200, body, headers)
@@ -989,125 +852,7 @@ class InferenceService:
     def handle_set_thresholds(
         self, name: str, body: bytes, authorization: str | None, client: str | None = None
     ) -> Reply:
-        """Answer ``PUT /admin/models/{name}/thresholds`` with body ``{"thresholds": [...]}``.
-
-        Thresholds are numbers, ``null`` or ``"inf"`` (+inf: every input moves on) or
-        ``"-inf"`` (every input stays); infinities only spelled so. A finite threshold far
-        outside the scores seen so far (see :func:`threshold_range`) is refused unless the body
-        also holds ``"force": true``. Needs ``Authorization: Bearer <token>`` matching
-        ``$CASCADEKIT_ADMIN_TOKEN``; without a configured token the admin API is disabled
-        (403). In-flight requests keep the thresholds they started with; new requests use the
-        new ones. Every change and every refused call is logged on ``cascadekit.audit`` and
-        counted in ``cascadekit_admin_requests_total``; ``client`` (the caller's address) goes
-        into the log.
-        """
-        who = client or "unknown client"
-        admin = self.metrics.admin_requests
-        try:
-            if self.admin_token is None:
-                admin.labels(outcome="disabled").inc()
-                raise ProtocolError(
-                    "The admin API is disabled: set CASCADEKIT_ADMIN_TOKEN (or "
-                    "ServeConfig.admin_token) before starting the server to enable it.",
-                    403,
-                )
-            if not self.authorized(authorization):
-                admin.labels(outcome="unauthorized").inc()
-                if self.log_limiter.allow(f"admin-auth/{who}") is not None:
-                    audit.warning(
-                        "refused admin call from %s on model %r: %s",
-                        who,
-                        name,
-                        "no Authorization header" if not authorization else "wrong token",
-                    )
-                exc = ProtocolError(
-                    "Expected 'Authorization: Bearer <token>' with the admin token; got "
-                    + ("no Authorization header." if not authorization else "a wrong token."),
-                    401,
-                )
-                reply = Reply.error(exc)
-                reply.headers["www-authenticate"] = "Bearer"
-                return reply
-            st = self._state(name)
-            doc = loads_json(body)
-            if (
-                not isinstance(doc, dict)
-                or not set(doc) <= {"thresholds", "force"}
-                or not isinstance(doc.get("thresholds"), list)
-                or not isinstance(doc.get("force", False), bool)
-            ):
-                raise BadRequestError(
-                    'Expected a JSON body {"thresholds": [t1, ...]} with one number per '
-                    'non-final stage (and optionally "force": true); got '
-                    f"{json.dumps(doc)[:100]}."
-                )
-            cascade = st.served.cascade
-            old = cascade.thresholds or ()
-            values = self._check_admin_thresholds(st, doc["thresholds"], bool(doc.get("force")))
-            try:
-                cascade.thresholds = values  # validated; one atomic assignment
-            except CascadeError as exc:
-                raise BadRequestError(f"{exc}") from exc
-            new = cascade.thresholds or ()
-            for k, t in enumerate(new):
-                self.metrics.threshold.labels(model=name, stage=str(k)).set(t)
-            admin.labels(outcome="changed").inc()
-            audit.warning(
-                "model %r: thresholds %s -> %s by %s",
-                name,
-                [encode_threshold(t) for t in old],
-                [encode_threshold(t) for t in new],
-                who,
-            )
-            return Reply.json(
-                {
-                    "model": name,
-                    "thresholds": [encode_threshold(t) for t in new],
-                    "previous": [encode_threshold(t) for t in old],
-                }
-            )
-        except ProtocolError as exc:
-            if exc.status in (400, 404):
-                admin.labels(outcome="rejected").inc()
-            return Reply.error(exc)
-
-    def _check_admin_thresholds(self, st: _ModelState, raw: list[Any], force: bool) -> list[float]:
-        """Decode admin thresholds: infinities only when spelled so; finite values near the
-        scores seen (unless ``force``)."""
-        n = st.served.cascade.n_stages - 1
-        if len(raw) != n:
-            raise BadRequestError(
-                f"Expected {n} threshold(s) for a {n + 1}-stage cascade; got {len(raw)}."
-            )
-        current = st.served.cascade.thresholds or ()
-        values: list[float] = []
-        for k, v in enumerate(raw):
-            explicit = v is None or v in ("inf", "-inf")
-            if not explicit and (isinstance(v, bool) or not isinstance(v, (int, float))):
-                raise BadRequestError(
-                    f'Expected threshold {k} to be a number, null, "inf" or "-inf"; got '
-                    f"{json.dumps(v)[:40]}."
-                )
-            try:
-                t = decode_threshold(v)
-            except (CascadeError, OverflowError, ValueError) as exc:
-                raise BadRequestError(f"Threshold {k}: {exc}") from exc
-            if not explicit and not math.isfinite(t):
-                raise BadRequestError(
-                    f'Threshold {k} is {t} but was not written as an infinity; write "inf", '
-                    '"-inf" or null to mean it.'
-                )
-            if math.isfinite(t) and not force:
-                observed = st.scores[k] if k < len(st.scores) else None
-                refs = [ts[k] for ts in (current, st.configured) if k < len(ts)]
-                rng = threshold_range(observed, refs)
-                if rng is not None and not rng[0] <= t <= rng[1]:
-                    seen = "" if observed is None else f" (scores seen: {observed[0]:.4g} to "
-                    seen += "" if observed is None else f"{observed[1]:.4g})"
-                    raise BadRequestError(
-                        f"Threshold {k} = {t:g} is far outside the scores of stage {k}{seen}; "
-                        f"expected a value in [{rng[0]:.4g}, {rng[1]:.4g}]. Check for a typo; "
-                        'send "force": true to set it anyway.'
-                    )
-            values.append(t)
-        return values
+        """Answer ``PUT /admin/models/{name}/thresholds`` with body ``{"thresholds": [...]}``:
+        see :meth:`ThresholdAdmin.handle_set_thresholds
+        <cascadekit.serve.admin.ThresholdAdmin.handle_set_thresholds>`."""
+        return self.admin.handle_set_thresholds(name, body, authorization, client)
