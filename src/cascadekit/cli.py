@@ -1049,6 +1049,7 @@ def serve(
         host=host,
         port=port,
         torch_threads=torch_threads,
+        grpc_port=grpc_port,
     )
     if workers > 1:
         run_workers(spec, workers, log_level=log_level)

@@ -26,7 +26,7 @@ from cascadekit import Cascade, Stage
 from cascadekit.errors import ParameterError
 from cascadekit.oip import OverloadedError, TensorSpec
 from cascadekit.serve import InferenceService, ServeConfig, ServedModel
-from cascadekit.serve.launch import ServerProcess, serve_process
+from cascadekit.serve.launch import ServerProcess, free_port, serve_process
 from cascadekit.serve.workers import ServeSpec, SharedState, prepare_metrics_dir, run_workers
 
 SERVE = [sys.executable, "-m", "cascadekit.cli", "serve", "--demo", "--reduced"]
@@ -36,7 +36,12 @@ TOKEN = "test-admin-token"
 
 
 @pytest.fixture(scope="module")
-def workers(tmp_path_factory: Any) -> Iterator[tuple[ServerProcess, Path]]:
+def grpc_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def workers(tmp_path_factory: Any, grpc_port: int) -> Iterator[tuple[ServerProcess, Path]]:
     metrics = tmp_path_factory.mktemp("metrics")
     tmp = tmp_path_factory.mktemp("tmp")
     env = dict(
@@ -46,7 +51,8 @@ def workers(tmp_path_factory: Any) -> Iterator[tuple[ServerProcess, Path]]:
         PROMETHEUS_MULTIPROC_DIR=str(metrics),
         TMPDIR=str(tmp),
     )
-    with tempfile.TemporaryFile() as log, serve_process(SERVE, env=env, log=log) as server:
+    cmd = [*SERVE, "--grpc-port", str(grpc_port)]
+    with tempfile.TemporaryFile() as log, serve_process(cmd, env=env, log=log) as server:
         yield server, metrics
     assert server.proc.returncode == 0
     assert not list(tmp.glob("cascadekit-serve-*"))  # the server removed its state directory
@@ -154,6 +160,48 @@ def test_an_admin_threshold_holds_in_every_worker(workers: Any, images: np.ndarr
     assert sum(1 for v in delta.values() if v > 0) == 2
     assert metric(server.url, r'cascadekit_threshold\{model="fashion-mnist",stage="0"\}') == new
     assert httpx.get(f"{server.url}/v2/health/ready", timeout=10).status_code == 200
+
+
+def test_every_worker_serves_grpc_on_the_one_port(
+    workers: Any, grpc_port: int, images: np.ndarray
+) -> None:
+    """Both workers bind the gRPC port (SO_REUSEPORT) and answer as REST does."""
+    grpcclient = pytest.importorskip("tritonclient.grpc")
+    import httpx
+
+    server, metrics = workers
+    before = per_worker(metrics)
+    threshold = float(
+        httpx.get(f"{server.url}/v2/models/fashion-mnist", timeout=10).json()["parameters"][
+            "threshold"
+        ]
+    )
+    rest = [
+        next(int(o["data"][0]) for o in a["outputs"] if o["name"] == "label")
+        for a in infer_many(server.url, images)
+    ]
+    labels: list[int] = []
+    delta: dict[int, float] = {}
+    for _ in range(20):
+        for img in images:
+            # a new channel per request, so that the kernel spreads the connections
+            with grpcclient.InferenceServerClient(f"127.0.0.1:{grpc_port}") as client:
+                inp = grpcclient.InferInput("image", [1, *img.shape], "UINT8")
+                inp.set_data_from_numpy(img[None])
+                result = client.infer("fashion-mnist", [inp])
+            assert result.get_response().parameters["threshold"].double_param == threshold
+            labels.append(int(result.as_numpy("label")[0]))
+        after = per_worker(metrics)
+        delta = {p: v - before.get(p, 0.0) for p, v in after.items()}
+        if sum(1 for v in delta.values() if v > 0) >= 2:
+            break
+    assert sum(1 for v in delta.values() if v > 0) >= 2, f"one worker answered all: {delta}"
+    assert labels[: len(images)] == rest  # the same answer per image as over REST
+
+
+def test_grpc_port_zero_is_refused_with_workers() -> None:
+    with pytest.raises(ParameterError, match="Expected a fixed --grpc-port with --workers"):
+        run_workers(ServeSpec(reduced=True, grpc_port=0), 2)
 
 
 def toy_served() -> ServedModel:

@@ -186,7 +186,7 @@ def _address(host: str, port: int) -> str:
 
 
 async def start_grpc_server(
-    service: InferenceService, port: int = 0, host: str | None = None
+    service: InferenceService, port: int = 0, host: str | None = None, *, reuse_port: bool = False
 ) -> tuple[Any, int]:
     """Start a ``grpc.aio`` server for ``service`` on the running event loop.
 
@@ -197,6 +197,9 @@ async def start_grpc_server(
         0 picks a free port.
     host : str, optional
         Interface to bind; ``service.config.host`` (127.0.0.1 by default) when not given.
+    reuse_port : bool, default=False
+        Let other processes bind the same port (``SO_REUSEPORT``: the workers of one server);
+        off, a port another process holds fails with :class:`ParameterError`.
 
     Returns
     -------
@@ -216,6 +219,7 @@ async def start_grpc_server(
         options=[
             ("grpc.max_receive_message_length", limit),
             ("grpc.max_send_message_length", -1),
+            ("grpc.so_reuseport", int(reuse_port)),
         ]
     )
     server.add_generic_rpc_handlers((InferenceServicer(service).handler(),))
@@ -236,13 +240,15 @@ async def start_grpc_server(
     return server, int(bound)
 
 
-def add_grpc(app: Any, port: int = 0, host: str | None = None) -> None:
+def add_grpc(app: Any, port: int = 0, host: str | None = None, *, reuse_port: bool = False) -> None:
     """Make ``app`` (from :func:`~cascadekit.serve.create_app`) serve gRPC on ``port`` too.
 
     The gRPC server shares the app's service and event loop: it starts in the app's lifespan
     after the warm-up and stops before the service drains, new calls refused and in-flight ones
     given ``config.drain_timeout`` seconds. ``app.state.grpc_port`` is the bound port once the
-    app has started (useful with ``port=0``).
+    app has started (useful with ``port=0``). With ``reuse_port`` several processes (the workers
+    of ``cascadekit serve --workers N``) bind the same port and the kernel spreads the
+    connections among them; without it a port already bound is an error.
 
     Examples
     --------
@@ -261,7 +267,7 @@ def add_grpc(app: Any, port: int = 0, host: str | None = None) -> None:
     @asynccontextmanager
     async def lifespan(a: Any) -> AsyncIterator[Any]:
         async with inner(a) as state:
-            server, bound = await start_grpc_server(service, port, host)
+            server, bound = await start_grpc_server(service, port, host, reuse_port=reuse_port)
             app.state.grpc_port = bound
             log.info("gRPC server running on %s", _address(host or service.config.host, bound))
             try:

@@ -55,6 +55,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from .._optional import require
 from ..errors import ParameterError
 from .config import ServeConfig, load_config, with_overrides
 from .model import ServedModel
@@ -203,6 +204,9 @@ class ServeSpec:
         The demo's options (``--reduced``, ``--teacher-only``).
     host, port, torch_threads :
         Overrides of the config's values (None: keep them).
+    grpc_port : int, optional
+        Also serve gRPC on this port, in every worker (``SO_REUSEPORT``; 0 is refused, since
+        each worker would pick its own port).
 
     Examples
     --------
@@ -217,6 +221,7 @@ class ServeSpec:
     host: str | None = None
     port: int | None = None
     torch_threads: int | None = None
+    grpc_port: int | None = None
 
     def to_json(self) -> str:
         """The spec as JSON (what :data:`SPEC_ENV` holds)."""
@@ -255,9 +260,15 @@ def worker_app() -> Any:
             f"worker_app runs in a worker started by `cascadekit serve --workers N`; "
             f"{SPEC_ENV} and {STATE_ENV} are not set."
         )
-    served, config = ServeSpec.from_json(spec_json).load()
+    spec = ServeSpec.from_json(spec_json)
+    served, config = spec.load()
     service = InferenceService(served, config, ServeMetrics(), shared=SharedState(state_path))
-    return create_app(service, config)
+    app = create_app(service, config)
+    if spec.grpc_port is not None:
+        from .grpc import add_grpc
+
+        add_grpc(app, spec.grpc_port, reuse_port=True)
+    return app
 
 
 def check_workers(workers: Any) -> int:
@@ -316,6 +327,14 @@ def run_workers(spec: ServeSpec, workers: int, *, log_level: str = "info") -> No
     from .app import uvicorn_config
 
     workers = check_workers(workers)
+    if spec.grpc_port is not None:
+        if spec.grpc_port == 0 and workers > 1:
+            raise ParameterError(
+                "Expected a fixed --grpc-port with --workers: every worker serves gRPC on the one "
+                "port; 0 (any free port) would give each worker its own. Pass e.g. --grpc-port "
+                "8001."
+            )
+        require("grpc", "grpc", "The gRPC server")
     _, config = spec.load()  # fails here, once, on a bad config
     metrics_dir = prepare_metrics_dir(os.environ.get(PROMETHEUS_ENV))
     root = Path(tempfile.mkdtemp(prefix="cascadekit-serve-"))
