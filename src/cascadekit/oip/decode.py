@@ -81,8 +81,10 @@ def loads_json(raw: bytes, what: str = "request body") -> Any:
                 raise _too_large(what) from None
             if "recursion" in exc.msg:
                 raise _too_deep(what) from None
-            if "utf-8" in exc.msg.lower() or "surrogate" in exc.msg.lower():
-                raise _not_utf8(what, pos) from None
+            if "utf-8" in exc.msg.lower():
+                raise _not_utf8(what, _utf8_error_position(raw, pos)) from None
+            if "surrogate" in exc.msg:
+                raise _lone_surrogate(what, pos) from None
             raise _malformed(what, exc.lineno, exc.colno, exc.msg) from None
     try:
         return json.loads(raw, parse_constant=_reject_constant)
@@ -100,6 +102,23 @@ def _too_large(what: str) -> BadRequestError:
     return BadRequestError(
         f"The {what} holds a number too large to decode (beyond 64-bit integers or doubles, or "
         "with thousands of digits). Send numbers that fit the tensor's datatype."
+    )
+
+
+def _utf8_error_position(raw: bytes, default: int) -> int:
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return default
+
+
+def _lone_surrogate(what: str, pos: int | None = None) -> BadRequestError:
+    where = "" if pos is None else f" near position {pos}"
+    return BadRequestError(
+        f"The {what} holds a lone UTF-16 surrogate escape (such as \\ud800){where}, which is "
+        "no character. Escape characters outside the BMP as a surrogate pair, "
+        "or send the UTF-8 text itself."
     )
 
 
@@ -249,11 +268,7 @@ def _json_strings(flat: list[Any], name: str) -> NDArray[Any]:
         ) from None
     except UnicodeEncodeError:
         i = next(i for i, v in enumerate(flat) if not _encodable(v))
-        raise BadRequestError(
-            f"Expected the data of BYTES input {name!r} to be Unicode text; element {i} holds "
-            "a lone surrogate escape (such as \\ud800), which is no character. Send valid "
-            "UTF-16 escapes or the UTF-8 text itself."
-        ) from None
+        raise _lone_surrogate(f"data of BYTES input {name!r} (element {i})") from None
     arr = np.empty(len(items), dtype=object)
     arr[:] = items
     return arr
