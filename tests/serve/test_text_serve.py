@@ -219,11 +219,12 @@ async def test_yaml_bytes_input_serves_strings(tmp_path: Path) -> None:
     served, config = load_config(
         _yaml(tmp_path, "{name: text, datatype: BYTES, shape: [-1, 1], max_bytes: 16}")
     )
-    doc = {"inputs": [{"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": ["ab", "abcdef"]}]}
+    tensor = {"name": "text", "shape": [2, 1], "datatype": "BYTES", "data": ["ab", "abcdef"]}
+    doc = {"inputs": [tensor]}
     async with app_client(create_app(served, config)) as c:
         out = labels_of(await c.post("/v2/models/texts/infer", json=doc))
         assert out["label"].tolist() == [1, 1] and out["stage"].tolist() == [1, 0]
-        doc["inputs"][0]["data"] = ["x" * 17, ""]
+        tensor["data"] = ["x" * 17, ""]
         r = await c.post("/v2/models/texts/infer", json=doc)
         assert r.status_code == 400 and "at most 16 bytes" in r.json()["error"]
 
