@@ -83,7 +83,7 @@ _PARTS: tuple[tuple[str, tuple[str, ...]], ...] = (
 _IDLE = ("DaemonExecutor._work", "run (cascadekit/serve/app.py", "Server.run (", "Runner.run (")
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
@@ -136,7 +136,7 @@ def bodies(images: np.ndarray) -> dict[str, tuple[list[bytes], str, str]]:
     }
 
 
-def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
+def wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
     import httpx
 
     deadline = time.monotonic() + timeout
@@ -153,7 +153,11 @@ def _wait_ready(url: str, proc: subprocess.Popen[bytes], timeout: float = 600.0)
 
 
 def wrk(
-    url: str, body: tuple[list[bytes], str, str], args: argparse.Namespace, seconds: int
+    url: str,
+    body: tuple[list[bytes], str, str],
+    args: argparse.Namespace,
+    seconds: int,
+    model: str = "fashion-mnist",
 ) -> Any:
     """One wrk run, cycling through the bodies; returns its RESULT line's numbers."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -165,7 +169,7 @@ def wrk(
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s"]
         cmd += ["--timeout", "10s", "-s", str(Path(tmp) / "post.lua")]
         out = subprocess.run(
-            [*cmd, f"{url}/v2/models/fashion-mnist/infer"],
+            [*cmd, f"{url}/v2/models/{model}/infer"],
             env=env,
             capture_output=True,
             text=True,
@@ -182,7 +186,7 @@ def wrk(
     }
 
 
-def _counts(url: str) -> tuple[float, list[float]]:
+def server_counts(url: str, model: str = "fashion-mnist") -> tuple[float, list[float]]:
     """The server's 200 answers and its inputs answered per stage."""
     import httpx
 
@@ -192,10 +196,8 @@ def _counts(url: str) -> tuple[float, list[float]]:
         m = re.findall(pattern + r" (\S+)$", text, re.M)
         return float(m[0]) if m else 0.0
 
-    ok = value(r'^cascadekit_requests_total\{code="200",model="fashion-mnist"\}')
-    stages = [
-        value(rf'^cascadekit_inputs_total\{{model="fashion-mnist",stage="{k}"\}}') for k in (0, 1)
-    ]
+    ok = value(rf'^cascadekit_requests_total\{{code="200",model="{model}"\}}')
+    stages = [value(rf'^cascadekit_inputs_total\{{model="{model}",stage="{k}"\}}') for k in (0, 1)]
     return ok, stages
 
 
@@ -224,8 +226,15 @@ def profile_parts(raw: Path) -> list[tuple[str, float]]:
     return [(p, c / total) for p, c in counts.most_common()]
 
 
-def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, Any]:
-    port = _free_port()
+def measure(
+    name: str,
+    cmd: list[str],
+    args: argparse.Namespace,
+    model: str = "fashion-mnist",
+    request_bodies: dict[str, tuple[list[bytes], str, str]] | None = None,
+) -> dict[str, Any]:
+    """Start a server, load it with wrk (JSON, then binary bodies), stop it; its figures."""
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
     raw = Path(tempfile.mkdtemp()) / f"{name}.txt"
     spy = args.profile and name != "ceiling"
@@ -237,14 +246,14 @@ def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, An
     proc = subprocess.Popen(full, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     results: dict[str, Any] = {}
     try:
-        _wait_ready(url, proc)
-        for kind, body in bodies(args.images_).items():
-            wrk(url, body, args, 1)  # warm-up, not counted
-            before = _counts(url) if name != "ceiling" else (0.0, [0.0, 0.0])
-            r = wrk(url, body, args, args.duration)
+        wait_ready(url, proc)
+        for kind, body in (request_bodies or bodies(args.images_)).items():
+            wrk(url, body, args, 1, model)  # warm-up, not counted
+            before = server_counts(url, model) if name != "ceiling" else (0.0, [0.0, 0.0])
+            r = wrk(url, body, args, args.duration, model)
             r["teacher_share"] = float("nan")
             if name != "ceiling":  # every request wrk counted was answered 200 by the server
-                after = _counts(url)
+                after = server_counts(url, model)
                 r["lost"] += max(0, r["requests"] - int(after[0] - before[0]))
                 per_stage = [a - b for a, b in zip(after[1], before[1], strict=True)]
                 r["teacher_share"] = per_stage[1] / max(sum(per_stage), 1.0)
