@@ -232,7 +232,10 @@ async def test_yaml_bytes_input_serves_strings(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("inp", "match"),
     [
-        ("{datatypes: [BYTES, FP32], shape: [-1]}", r"or \[BYTES\] alone for texts"),
+        (
+            "{datatypes: [BYTES, FP32], shape: [-1]}",
+            r"got \['BYTES', 'FP32'\]. For texts, use \[BYTES\] alone",
+        ),
         ("{datatype: BYTES, shape: [-1, 2]}", r"BYTES \(texts\) input to be \[-1\] or \[-1, 1\]"),
         ("{datatype: BYTES, shape: [-1], max_bytes: 0}", r"max_bytes to be a positive integer"),
         ("{datatype: FP32, shape: [-1, 3], max_bytes: 8}", r"with datatype BYTES; got 8"),

@@ -465,8 +465,8 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     texts = datatypes == ["BYTES"]
     if not datatypes or (not texts and any(d not in DATATYPES or d == "BYTES" for d in datatypes)):
         raise ConfigError(
-            f"Expected input.datatypes to be numeric protocol datatypes, or [BYTES] alone for "
-            f"texts; got {datatypes!r}."
+            f"Expected input.datatypes to be numeric protocol datatypes; got {datatypes!r}. "
+            "For texts, use [BYTES] alone."
         )
     shape = inp.get("shape")
     if (
