@@ -2,9 +2,10 @@
 
 ``cascadekit serve --demo text`` (the tweet pool's cheapest calibrated pair into MPNet-base) and
 ``cascadekit serve --demo text --teacher-only`` run one after the other, each in its own process
-on loopback, each loaded by ``wrk -t1 -c32 -d8s`` with a Lua script that POSTs one tweet per
-request, cycling through the pool's test tweets (so the cascade sends its usual share to the
-teacher), as JSON and as binary BYTES data (``benchmarks/serve_wrk.py``'s runner).
+on loopback, each loaded by ``wrk -t1 -c32 -d15s --timeout 30s`` with a Lua script that POSTs
+one tweet per request, cycling through the pool's test tweets (so the cascade sends its usual
+share to the teacher), as JSON and as binary BYTES data (``benchmarks/serve_wrk.py``'s runner;
+after each 1 s warm-up it waits until the server has answered what the warm-up left in flight).
 
 Beside each server's requests/s and p99 latency it prints what the pair's compute predicts:
 each model's time per tweet, measured in this process (median of ``--repeats`` calls at batch 1
@@ -112,7 +113,8 @@ def check_served(cli: list[str], texts: list[str], want: np.ndarray) -> int:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--duration", type=int, default=8, help="seconds of load per measurement")
+    p.add_argument("--duration", type=int, default=15, help="seconds of load per measurement")
+    p.add_argument("--wrk-timeout", type=int, default=30, help="wrk's request timeout, seconds")
     p.add_argument("--connections", type=int, default=32)
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--reduced", action="store_true", help="the reduced pool (two MiniLMs)")
@@ -152,7 +154,8 @@ def main() -> None:
         b: [per_input_seconds(m, test, b, args.repeats) for m in live] for b in (1, args.batch)
     }
     print(
-        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s, one tweet per request; "
+        f"wrk -t{args.threads} -c{args.connections} -d{args.duration}s --timeout "
+        f"{args.wrk_timeout}s, one tweet per request; "
         f"{student} -> {teacher}; cpus {os.cpu_count()}, load average "
         f"{os.getloadavg()[0]:.1f}"
     )
@@ -190,7 +193,7 @@ def main() -> None:
     for kind in ("json", "binary"):
         c, t = res["cascade"][kind], res["teacher"][kind]
         share = c["teacher_share"]
-        achieved = c["rps"] / t["rps"]
+        achieved = c["rps"] / max(t["rps"], 1e-9)
         ideals = {b: tt / (ts + share * tt) for b, (ts, tt) in times.items()}
         print(
             f"{kind:6s}: cascade / teacher x{achieved:.2f} (p99 x{c['p99_ms'] / t['p99_ms']:.2f}); "

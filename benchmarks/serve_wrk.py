@@ -167,7 +167,12 @@ def wrk(
         env = dict(os.environ, WRK_DIR=tmp, WRK_N=str(len(body[0])), WRK_CTYPE=body[1])
         env["WRK_HL"] = body[2]
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s"]
-        cmd += ["--timeout", "10s", "-s", str(Path(tmp) / "post.lua")]
+        cmd += [
+            "--timeout",
+            f"{getattr(args, 'wrk_timeout', 10)}s",
+            "-s",
+            str(Path(tmp) / "post.lua"),
+        ]
         out = subprocess.run(
             [*cmd, f"{url}/v2/models/{model}/infer"],
             env=env,
@@ -199,6 +204,18 @@ def server_counts(url: str, model: str = "fashion-mnist") -> tuple[float, list[f
     ok = value(rf'^cascadekit_requests_total\{{code="200",model="{model}"\}}')
     stages = [value(rf'^cascadekit_inputs_total\{{model="{model}",stage="{k}"\}}') for k in (0, 1)]
     return ok, stages
+
+
+def settle(url: str, model: str, timeout: float = 120.0) -> None:
+    """Wait until the server has answered the requests a finished wrk run left in flight."""
+    deadline = time.monotonic() + timeout
+    last = -1.0
+    while time.monotonic() < deadline:
+        done = sum(server_counts(url, model)[1])
+        if done == last:
+            return
+        last = done
+        time.sleep(1.0)
 
 
 def profile_parts(raw: Path) -> list[tuple[str, float]]:
@@ -249,6 +266,8 @@ def measure(
         wait_ready(url, proc)
         for kind, body in (request_bodies or bodies(args.images_)).items():
             wrk(url, body, args, 1, model)  # warm-up, not counted
+            if name != "ceiling":
+                settle(url, model)
             before = server_counts(url, model) if name != "ceiling" else (0.0, [0.0, 0.0])
             r = wrk(url, body, args, args.duration, model)
             r["teacher_share"] = float("nan")
