@@ -256,3 +256,23 @@ def test_cli_serve_unknown_demo_names_the_choices() -> None:
     assert "Expected the demo to be one of fashion-mnist, text; got 'speech'" in " ".join(
         res.output.split()
     )
+
+
+def test_tritonclient_sends_bytes_unchanged(
+    served: Any, texts: list[str], half_threshold: float
+) -> None:
+    httpclient = pytest.importorskip("tritonclient.http")
+    ref = reference(served, texts, half_threshold)
+    with uvicorn_thread(create_app(served, CONFIG)) as addr:
+        client = httpclient.InferenceServerClient(addr, network_timeout=120)
+        for binary in (True, False):
+            inp = httpclient.InferInput("text", [len(texts)], "BYTES")
+            inp.set_data_from_numpy(
+                np.array([t.encode() for t in texts], dtype=object), binary_data=binary
+            )
+            result = client.infer(
+                "tweet-sentiment", [inp], parameters={"threshold": half_threshold}
+            )
+            assert np.array_equal(result.as_numpy("label"), ref.predictions)
+            assert np.array_equal(result.as_numpy("stage"), ref.stage)
+        client.close()
