@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -136,7 +137,11 @@ def bodies(images: np.ndarray) -> dict[str, tuple[list[bytes], str, str]]:
 
 
 def wrk(
-    url: str, body: tuple[list[bytes], str, str], args: argparse.Namespace, seconds: int
+    url: str,
+    body: tuple[list[bytes], str, str],
+    args: argparse.Namespace,
+    seconds: int,
+    model: str = "fashion-mnist",
 ) -> Any:
     """One wrk run, cycling through the bodies; returns its RESULT line's numbers."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -146,9 +151,14 @@ def wrk(
         env = dict(os.environ, WRK_DIR=tmp, WRK_N=str(len(body[0])), WRK_CTYPE=body[1])
         env["WRK_HL"] = body[2]
         cmd = ["wrk", f"-t{args.threads}", f"-c{args.connections}", f"-d{seconds}s"]
-        cmd += ["--timeout", "10s", "-s", str(Path(tmp) / "post.lua")]
+        cmd += [
+            "--timeout",
+            f"{getattr(args, 'wrk_timeout', 10)}s",
+            "-s",
+            str(Path(tmp) / "post.lua"),
+        ]
         out = subprocess.run(
-            [*cmd, f"{url}/v2/models/fashion-mnist/infer"],
+            [*cmd, f"{url}/v2/models/{model}/infer"],
             env=env,
             capture_output=True,
             text=True,
@@ -165,7 +175,7 @@ def wrk(
     }
 
 
-def _counts(url: str) -> tuple[float, list[float]]:
+def server_counts(url: str, model: str = "fashion-mnist") -> tuple[float, list[float]]:
     """The server's 200 answers and its inputs answered per stage."""
     import httpx
 
@@ -175,11 +185,21 @@ def _counts(url: str) -> tuple[float, list[float]]:
         m = re.findall(pattern + r" (\S+)$", text, re.M)
         return float(m[0]) if m else 0.0
 
-    ok = value(r'^cascadekit_requests_total\{code="200",model="fashion-mnist"\}')
-    stages = [
-        value(rf'^cascadekit_inputs_total\{{model="fashion-mnist",stage="{k}"\}}') for k in (0, 1)
-    ]
+    ok = value(rf'^cascadekit_requests_total\{{code="200",model="{model}"\}}')
+    stages = [value(rf'^cascadekit_inputs_total\{{model="{model}",stage="{k}"\}}') for k in (0, 1)]
     return ok, stages
+
+
+def settle(url: str, model: str, timeout: float = 120.0) -> None:
+    """Wait until the server has answered the requests a finished wrk run left in flight."""
+    deadline = time.monotonic() + timeout
+    last = -1.0
+    while time.monotonic() < deadline:
+        done = sum(server_counts(url, model)[1])
+        if done == last:
+            return
+        last = done
+        time.sleep(1.0)
 
 
 def profile_parts(raw: Path) -> list[tuple[str, float]]:
@@ -207,7 +227,14 @@ def profile_parts(raw: Path) -> list[tuple[str, float]]:
     return [(p, c / total) for p, c in counts.most_common()]
 
 
-def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, Any]:
+def measure(
+    name: str,
+    cmd: list[str],
+    args: argparse.Namespace,
+    model: str = "fashion-mnist",
+    request_bodies: dict[str, tuple[list[bytes], str, str]] | None = None,
+) -> dict[str, Any]:
+    """Start a server, load it with wrk (JSON, then binary bodies), stop it; its figures."""
     from cascadekit.serve.launch import serve_process
 
     raw = Path(tempfile.mkdtemp()) / f"{name}.txt"
@@ -220,13 +247,15 @@ def measure(name: str, cmd: list[str], args: argparse.Namespace) -> dict[str, An
     results: dict[str, Any] = {}
     with serve_process(cmd, env=env) as server:
         url = server.url
-        for kind, body in bodies(args.images_).items():
-            wrk(url, body, args, 1)  # warm-up, not counted
-            before = _counts(url) if name != "ceiling" else (0.0, [0.0, 0.0])
-            r = wrk(url, body, args, args.duration)
+        for kind, body in (request_bodies or bodies(args.images_)).items():
+            wrk(url, body, args, 1, model)  # warm-up, not counted
+            if name != "ceiling":
+                settle(url, model)
+            before = server_counts(url, model) if name != "ceiling" else (0.0, [0.0, 0.0])
+            r = wrk(url, body, args, args.duration, model)
             r["teacher_share"] = float("nan")
             if name != "ceiling":  # every request wrk counted was answered 200 by the server
-                after = _counts(url)
+                after = server_counts(url, model)
                 r["lost"] += max(0, r["requests"] - int(after[0] - before[0]))
                 per_stage = [a - b for a, b in zip(after[1], before[1], strict=True)]
                 r["teacher_share"] = per_stage[1] / max(sum(per_stage), 1.0)

@@ -187,6 +187,8 @@ EXPORTED: dict[str, list[str]] = {
         "parse_threshold_parameter",
         "parse_timeout_parameter",
         "server_metadata",
+        "split_bytes",
+        "utf8_texts",
     ],
     "cascadekit.policies": [
         "AutoResult",
@@ -238,6 +240,7 @@ EXPORTED: dict[str, list[str]] = {
         "fashion_mnist_model",
         "load_config",
         "run",
+        "tweet_sentiment_model",
     ],
     "cascadekit.training": [
         "Committee",

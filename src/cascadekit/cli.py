@@ -943,22 +943,34 @@ def recalibrate(
     _write_json(doc, json_out)
 
 
+#: What ``cascadekit serve --demo NAME`` serves.
+_SERVE_DEMOS = ("fashion-mnist", "text")
+
+
 @app.command()
 @_friendly
 def serve(
     config_file: Annotated[
         Path | None,
-        typer.Argument(help="YAML file describing the cascade (models, score, thresholds...)."),
+        typer.Argument(
+            help="YAML file describing the cascade (models, score, thresholds...); with --demo, "
+            "which demo: fashion-mnist (default) or text."
+        ),
     ] = None,
     demo_model: Annotated[
-        bool, typer.Option("--demo", help="Serve the Fashion-MNIST demo cascade.")
+        bool,
+        typer.Option(
+            "--demo",
+            help="Serve a demo cascade: Fashion-MNIST images, or `--demo text`: tweet sentiment "
+            "on strings (MiniLM -> MPNet-base; needs `scripts/setup.sh --text`).",
+        ),
     ] = False,
     reduced: Annotated[
         bool,
         typer.Option(
             "--reduced",
-            help="With --demo: the reduced zoo recipe (small splits, same networks; trains in "
-            "about a minute on a new machine).",
+            help="With --demo: the reduced recipe (Fashion-MNIST: small splits, same networks, "
+            "trains in about a minute on a new machine; text: 300 tweets, MiniLM-L3 -> MiniLM-L6).",
         ),
     ] = False,
     teacher_only: Annotated[
@@ -1037,13 +1049,20 @@ def serve(
             "--teacher-only goes with --demo: `cascadekit serve --demo --teacher-only`; for "
             "your own cascade, serve a config file whose thresholds are all -inf."
         )
-    if demo_model == (config_file is not None):
+    demo_name = str(config_file) if demo_model and config_file is not None else None
+    if demo_name is not None and demo_name not in _SERVE_DEMOS:
+        raise ParameterError(
+            f"Expected the demo to be one of {', '.join(_SERVE_DEMOS)}; got {demo_name!r}. "
+            "Serve a config file without --demo: `cascadekit serve config.yaml`."
+        )
+    if not demo_model and config_file is None:
         raise ParameterError(
             "Expected either --demo or a config file: `cascadekit serve --demo` or "
             "`cascadekit serve config.yaml`."
         )
     spec = ServeSpec(
-        None if config_file is None else str(config_file),
+        None if demo_model else str(config_file),
+        demo=demo_name or "fashion-mnist",
         reduced=reduced,
         teacher_only=teacher_only,
         host=host,

@@ -35,7 +35,7 @@ True
 
 from __future__ import annotations
 
-from .decode import loads_json, parse_infer_request
+from .decode import loads_json, parse_infer_request, split_bytes, utf8_texts
 from .encode import (
     decode_tensor,
     encode_error,
@@ -95,4 +95,6 @@ __all__ = [
     "parse_threshold_parameter",
     "parse_timeout_parameter",
     "server_metadata",
+    "split_bytes",
+    "utf8_texts",
 ]

@@ -31,7 +31,7 @@ try:
 except ImportError:  # pragma: no cover - depends on the environment
     ORJSON = None
 
-__all__ = ["loads_json", "parse_infer_request"]
+__all__ = ["loads_json", "parse_infer_request", "split_bytes", "utf8_texts"]
 
 
 def _type_name(v: Any) -> str:
@@ -81,8 +81,10 @@ def loads_json(raw: bytes, what: str = "request body") -> Any:
                 raise _too_large(what) from None
             if "recursion" in exc.msg:
                 raise _too_deep(what) from None
-            if "utf-8" in exc.msg.lower() or "surrogate" in exc.msg.lower():
-                raise _not_utf8(what, pos) from None
+            if "utf-8" in exc.msg.lower():
+                raise _not_utf8(what, _utf8_error_position(raw, pos)) from None
+            if "surrogate" in exc.msg:
+                raise _lone_surrogate(what, pos) from None
             raise _malformed(what, exc.lineno, exc.colno, exc.msg) from None
     try:
         return json.loads(raw, parse_constant=_reject_constant)
@@ -100,6 +102,23 @@ def _too_large(what: str) -> BadRequestError:
     return BadRequestError(
         f"The {what} holds a number too large to decode (beyond 64-bit integers or doubles, or "
         "with thousands of digits). Send numbers that fit the tensor's datatype."
+    )
+
+
+def _utf8_error_position(raw: bytes, default: int) -> int:
+    try:
+        bytes(raw).decode("utf-8")
+    except UnicodeDecodeError as exc:
+        return exc.start
+    return default
+
+
+def _lone_surrogate(what: str, pos: int | None = None) -> BadRequestError:
+    where = "" if pos is None else f" near position {pos}"
+    return BadRequestError(
+        f"The {what} holds a lone UTF-16 surrogate escape (such as \\ud800){where}, which is "
+        "no character. Escape characters outside the BMP as a surrogate pair, "
+        "or send the UTF-8 text itself."
     )
 
 
@@ -190,13 +209,7 @@ def decode_json_data(
             f"{len(data)}. Send exactly one value per element, in row-major order."
         )
     if datatype == "BYTES":
-        flat = flatten(data)
-        if not all(isinstance(v, str) for v in flat):
-            raise BadRequestError(
-                f"Expected the data of BYTES input {name!r} to be strings; got another type."
-            )
-        arr = np.empty(len(flat), dtype=object)
-        arr[:] = [v.encode("utf-8") for v in flat]
+        arr = _json_strings(flatten(data), name)
     else:
         try:
             arr = _to_array(data)
@@ -243,6 +256,168 @@ def decode_json_data(
     return arr.reshape(shape)
 
 
+def _json_strings(flat: list[Any], name: str) -> NDArray[Any]:
+    """The UTF-8 bytes of a BYTES input's JSON strings, as an object array."""
+    try:
+        items = [v.encode("utf-8") for v in flat]
+    except AttributeError:
+        i, bad = next((i, v) for i, v in enumerate(flat) if not isinstance(v, str))
+        raise BadRequestError(
+            f"Expected the data of BYTES input {name!r} to be strings; element {i} is "
+            f"{_type_name(bad)}. Send each element as a JSON string."
+        ) from None
+    except UnicodeEncodeError:
+        i = next(i for i, v in enumerate(flat) if not _encodable(v))
+        raise _lone_surrogate(f"data of BYTES input {name!r} (element {i})") from None
+    arr = np.empty(len(items), dtype=object)
+    arr[:] = items
+    return arr
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+_U32 = struct.Struct("<I")
+
+
+def split_bytes(raw: bytes, name: str, count: int) -> list[bytes]:
+    """The elements of a BYTES tensor in the binary extension's encoding.
+
+    Each element is a 4-byte little-endian length followed by that many bytes. The walk is
+    sequential (each element's offset depends on the lengths before it), so each element
+    costs one length read and one slice; nothing is copied twice.
+
+    Parameters
+    ----------
+    raw : bytes
+        The tensor's binary data (``binary_data_size`` bytes).
+    name : str
+        The input's name, for error messages.
+    count : int
+        The number of elements its shape declares.
+
+    Returns
+    -------
+    list of bytes
+
+    Raises
+    ------
+    BadRequestError
+        A length prefix cut short, an element running past the end, or another number of
+        elements than ``count``.
+
+    Examples
+    --------
+    >>> split_bytes(b"\\x02\\x00\\x00\\x00hi\\x00\\x00\\x00\\x00", "text", 2)
+    [b'hi', b'']
+    >>> split_bytes(b"\\x09\\x00\\x00\\x00hi", "text", 1)
+    Traceback (most recent call last):
+    ...
+    cascadekit.oip.errors.BadRequestError: Binary data of BYTES input 'text' is truncated: ...
+    """
+    end = len(raw)
+    unpack = _U32.unpack_from
+    items: list[bytes] = []
+    append = items.append
+    pos = 0
+    while pos < end:
+        if pos + 4 > end:
+            raise BadRequestError(
+                f"Binary data of BYTES input {name!r} ends inside a 4-byte length prefix (at "
+                f"byte {pos} of {end}). Encode each element as a 4-byte little-endian length "
+                "followed by its bytes, and set binary_data_size to the total."
+            )
+        (n,) = unpack(raw, pos)
+        pos += 4
+        if pos + n > end:
+            raise BadRequestError(
+                f"Binary data of BYTES input {name!r} is truncated: element {len(items)} "
+                f"declares {n} bytes but only {end - pos} follow. Encode each element as a "
+                "4-byte little-endian length followed by its bytes."
+            )
+        if len(items) == count:
+            raise BadRequestError(
+                f"Input {name!r} has shape of {count} element(s), but its binary data holds "
+                "more. Send exactly one length-prefixed element per element of the shape."
+            )
+        append(raw[pos : pos + n])
+        pos += n
+    if len(items) != count:
+        raise BadRequestError(
+            f"Input {name!r} declares {count} element(s), but its binary data holds "
+            f"{len(items)}. Send exactly one length-prefixed element per element of the shape."
+        )
+    return items
+
+
+def utf8_texts(name: str, data: NDArray[Any], max_bytes: int | None = None) -> NDArray[Any]:
+    """The texts of a decoded BYTES input: UTF-8 decoded, flattened to shape ``(n,)``.
+
+    For a text model whose input is a 1-D batch of strings (shape ``[n]`` or ``[n, 1]``).
+
+    Parameters
+    ----------
+    name : str
+        The input's name, for error messages.
+    data : ndarray of bytes (object)
+        The input as :func:`parse_infer_request` decodes it.
+    max_bytes : int, optional
+        Refuse an element longer than this many bytes.
+
+    Returns
+    -------
+    ndarray of str (object), shape (n,)
+
+    Raises
+    ------
+    BadRequestError
+        An element that is not UTF-8, or longer than ``max_bytes``.
+
+    Examples
+    --------
+    >>> utf8_texts("text", np.array([[b"caf\\xc3\\xa9"], [b"ok"]], dtype=object))
+    array(['café', 'ok'], dtype=object)
+    >>> utf8_texts("text", np.array([b"ok", b"\\xff"], dtype=object))
+    Traceback (most recent call last):
+    ...
+    cascadekit.oip.errors.BadRequestError: Input 'text' expects UTF-8 text; element 1 is not ...
+    """
+    flat = data.reshape(-1)
+    out = np.empty(flat.size, dtype=object)
+    try:
+        out[:] = [b.decode("utf-8") for b in flat]
+    except (UnicodeDecodeError, AttributeError):
+        for i, b in enumerate(flat):
+            if not isinstance(b, bytes):
+                raise BadRequestError(
+                    f"Input {name!r} expects texts as BYTES; element {i} is "
+                    f"{type(b).__name__}. Send the tensor with datatype BYTES."
+                ) from None
+            try:
+                b.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise BadRequestError(
+                    f"Input {name!r} expects UTF-8 text; element {i} is not valid UTF-8 (byte "
+                    f"0x{b[exc.start]:02x} at position {exc.start}: {exc.reason}). Encode the "
+                    "texts as UTF-8 before sending them."
+                ) from None
+        raise  # pragma: no cover - every element decodes on its own
+    if max_bytes is not None:
+        sizes = np.fromiter(map(len, flat), dtype=np.int64, count=flat.size)
+        if sizes.size and int(sizes.max()) > max_bytes:
+            i = int(sizes.argmax())
+            raise BadRequestError(
+                f"Input {name!r} takes texts of at most {max_bytes} bytes (UTF-8); element {i} "
+                f"has {int(sizes[i])}. Shorten or split the text."
+            )
+    return out
+
+
 def flatten(data: list[Any]) -> list[Any]:
     out: list[Any] = []
     stack = [iter(data)]
@@ -261,29 +436,8 @@ def decode_binary(
     raw: bytes, datatype: str, shape: tuple[int, ...], name: str, count: int
 ) -> NDArray[Any]:
     if datatype == "BYTES":
-        items: list[bytes] = []
-        pos = 0
-        while pos < len(raw):
-            if pos + 4 > len(raw):
-                raise BadRequestError(
-                    f"Binary data of BYTES input {name!r} ends inside a 4-byte length prefix."
-                )
-            (n,) = struct.unpack_from("<I", raw, pos)
-            pos += 4
-            if pos + n > len(raw):
-                raise BadRequestError(
-                    f"Binary data of BYTES input {name!r} is truncated: an element of {n} "
-                    f"bytes runs past the end of its {len(raw)} bytes."
-                )
-            items.append(raw[pos : pos + n])
-            pos += n
-        if len(items) != count:
-            raise BadRequestError(
-                f"Input {name!r} has shape {list(shape)}, so {count} element(s), but its binary "
-                f"data holds {len(items)}."
-            )
         arr = np.empty(count, dtype=object)
-        arr[:] = items
+        arr[:] = split_bytes(raw, name, count)
         return arr.reshape(shape)
     dtype = DATATYPES[datatype]
     want = count * dtype.itemsize

@@ -41,7 +41,7 @@ from ..oip import (
 from .app import create_app, run
 from .batching import BatchPolicy, StageBatcher
 from .config import ADMIN_TOKEN_ENV, ConfigError, ServeConfig, load_config
-from .demo import fashion_mnist_model
+from .demo import fashion_mnist_model, tweet_sentiment_model
 from .metrics import ServeMetrics
 from .model import ServedModel
 from .service import InferenceService, InferResult, Reply
@@ -68,4 +68,5 @@ __all__ = [
     "fashion_mnist_model",
     "load_config",
     "run",
+    "tweet_sentiment_model",
 ]

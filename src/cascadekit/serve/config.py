@@ -4,6 +4,8 @@ A YAML file describes one served model::
 
     name: my-cascade               # model name in the URLs
     input: {name: image, datatypes: [UINT8, FP32], shape: [-1, 28, 28], range: [0, 255]}
+    # ... or texts: {name: text, datatype: BYTES, shape: [-1], max_bytes: 4096} (UTF-8 strings;
+    # the stages get an array of str)
     router: router.json            # score, temperature, thresholds, costs (cascadekit calibrate)
     # ... or, without a router file:
     score: max_softmax
@@ -68,7 +70,7 @@ from ..errors import CascadeError, DataNotFoundError, ParameterError
 from ..monitoring.serving import MonitorSettings
 from ..oip import DATATYPES, TensorSpec
 from .batching import BatchPolicy
-from .model import ServedModel
+from .model import ServedModel, text_input
 
 __all__ = ["ADMIN_TOKEN_ENV", "OVERRIDE_POLICIES", "ConfigError", "ServeConfig", "load_config"]
 
@@ -456,13 +458,15 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
     if not isinstance(name, str) or not name or "/" in name:
         raise ConfigError(f"Expected 'name' to be a model name without '/'; got {name!r}.")
     inp = _mapping(doc.get("input"), "'input'")
-    _check_keys(inp, ("name", "datatypes", "datatype", "shape", "range"), "'input'")
+    _check_keys(inp, ("name", "datatypes", "datatype", "shape", "range", "max_bytes"), "'input'")
     datatypes = inp.get("datatypes", [inp.get("datatype", "FP32")])
     if isinstance(datatypes, str):
         datatypes = [datatypes]
-    if not datatypes or any(d not in DATATYPES or d == "BYTES" for d in datatypes):
+    texts = datatypes == ["BYTES"]
+    if not datatypes or (not texts and any(d not in DATATYPES or d == "BYTES" for d in datatypes)):
         raise ConfigError(
-            f"Expected input.datatypes to be numeric protocol datatypes; got {datatypes!r}."
+            f"Expected input.datatypes to be numeric protocol datatypes; got {datatypes!r}. "
+            "For texts, use [BYTES] alone."
         )
     shape = inp.get("shape")
     if (
@@ -473,6 +477,19 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         raise ConfigError(
             f"Expected input.shape to be a list of positive integers or -1, batch first (e.g. "
             f"[-1, 28, 28]); got {shape!r}."
+        )
+    max_bytes = inp.get("max_bytes")
+    if texts and shape not in ([-1], [-1, 1]):
+        raise ConfigError(
+            f"Expected input.shape of a BYTES (texts) input to be [-1] or [-1, 1] (a batch of "
+            f"strings); got {shape!r}."
+        )
+    if max_bytes is not None and (
+        not texts or isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1
+    ):
+        raise ConfigError(
+            f"Expected input.max_bytes to be a positive integer (longest text in UTF-8 bytes), "
+            f"with datatype BYTES; got {max_bytes!r} with {datatypes!r}."
         )
     rng = inp.get("range")
     if rng is not None and not (
@@ -610,6 +627,9 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         raise ConfigError(f"The cascade in {str(p)!r} is invalid: {exc}") from exc
     dtype = np.float32
     preprocess: Callable[[Any], Any] = lambda a: np.asarray(a, dtype=dtype)  # noqa: E731
+    warmup_input = None
+    if texts:  # strings in: the stages get an array of str
+        preprocess, warmup_input = text_input(spec, max_bytes)
     cfg_kwargs: dict[str, Any] = {
         "batching": policies,
         "stage_timeout": timeouts,
@@ -659,6 +679,7 @@ def load_config(path: str | os.PathLike[str]) -> tuple[ServedModel, ServeConfig]
         preprocess=preprocess,
         version=str(doc.get("version", "1")),
         class_names=None if class_names is None else [str(c) for c in class_names],
+        warmup_input=warmup_input,
     )
     return served, config
 

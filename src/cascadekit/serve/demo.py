@@ -10,6 +10,12 @@ teacher's calibration accuracy. The test split stays untouched for reported figu
 The served model is ``fashion-mnist`` with one input ``image``: raw pixels 0..255 as UINT8 or
 FP32, shape ``[-1, 28, 28]``. The server casts them to float32; the networks normalise them in
 their first layer.
+
+``cascadekit serve --demo text`` serves :func:`tweet_sentiment_model` instead: tweets in, one of
+negative / neutral / positive out, through the text pool's encoders and linear heads
+(:mod:`cascadekit.data.text`). Its input ``text`` is a BYTES tensor of shape ``[-1]`` (UTF-8
+strings); the pair is the tweet pool's cheapest calibrated pair into its last (largest) encoder,
+routed by the same choice of score (select split) and threshold (calibrate split).
 """
 
 from __future__ import annotations
@@ -23,14 +29,28 @@ from ..data.fashion_mnist import FASHION_MNIST_CLASSES
 from ..errors import InfeasibleTargetError
 from ..oip import TensorSpec
 from ..router import Router
-from .model import ServedModel
+from .model import ServedModel, text_input
 
-__all__ = ["CLASS_NAMES", "DEMO_INPUT", "DemoChoice", "choose_router", "fashion_mnist_model"]
+__all__ = [
+    "CLASS_NAMES",
+    "DEMO_INPUT",
+    "TEXT_INPUT",
+    "TEXT_MAX_BYTES",
+    "DemoChoice",
+    "choose_router",
+    "choose_text_pair",
+    "fashion_mnist_model",
+    "tweet_sentiment_model",
+]
 
 #: Fashion-MNIST class names, by label.
 CLASS_NAMES = FASHION_MNIST_CLASSES
 #: The demo model's input tensor.
 DEMO_INPUT = TensorSpec("image", ("UINT8", "FP32"), (-1, 28, 28), value_range=(0.0, 255.0))
+#: The text demo's input tensor: a batch of UTF-8 strings.
+TEXT_INPUT = TensorSpec("text", ("BYTES",), (-1,))
+#: Longest text the text demo takes, in UTF-8 bytes (its encoders read 128 tokens at most).
+TEXT_MAX_BYTES = 4096
 
 
 @dataclass(frozen=True)
@@ -54,8 +74,6 @@ def choose_router(zoo: Any, student: str = "student", teacher: str = "teacher") 
     Parameters
     ----------
     zoo : FashionMnistZoo
-    student, teacher : str
-        Zoo model names.
 
     Returns
     -------
@@ -126,23 +144,155 @@ def fashion_mnist_model(
     costs = [float(zoo.flops["student"]), float(zoo.flops["teacher"])]
     student = TorchModel(zoo.models["student"], batch_size=model_batch_size, name="student")
     teacher = TorchModel(zoo.models["teacher"], batch_size=model_batch_size, name="teacher")
+    return ServedModel(
+        name=name,
+        cascade=_demo_cascade(student, teacher, costs, choice, teacher_only),
+        input=DEMO_INPUT,
+        preprocess=_to_float32,
+        class_names=list(CLASS_NAMES),
+    )
+
+
+def _demo_cascade(
+    student: Any,
+    teacher: Any,
+    costs: list[float],
+    choice: DemoChoice,
+    teacher_only: bool,
+    names: tuple[str, str] = ("student", "teacher"),
+) -> Any:
+    """The calibrated student -> teacher cascade, or the teacher alone behind the same code."""
     if teacher_only:  # every input stays on the teacher
-        models, names, threshold = [teacher, teacher], ["teacher", "unused"], -np.inf
+        models, stages, threshold = [teacher, teacher], [names[1], "unused"], -np.inf
         costs = [costs[1], costs[1]]
     else:
-        models, names, threshold = [student, teacher], ["student", "teacher"], choice.threshold
+        models, stages, threshold = [student, teacher], list(names), choice.threshold
     rule = Router(
         score=choice.score,
         thresholds=[threshold],
         temperature=choice.temperature,
         costs=costs,
-        stage_names=names,
+        stage_names=stages,
     )
-    cascade = rule.to_cascade(models=models)
+    return rule.to_cascade(models=models)
+
+
+def choose_text_pair(pool: Any, teacher: str | None = None) -> tuple[str, DemoChoice]:
+    """The student whose calibrated pair into ``teacher`` costs least per input.
+
+    Each candidate student is routed by :func:`choose_router` (score on the select split,
+    threshold at the teacher's calibration accuracy); the pair's expected time per input on the
+    calibrate split is ``t_student + share * t_teacher`` with the pool's measured per-input
+    latencies (its largest measured batch size), or its FLOPs when it has no latencies.
+
+    Parameters
+    ----------
+    pool : LogitPool
+        The text pool (:func:`cascadekit.data.text.load_text_pool`), or any pool.
+    teacher : str, optional
+        Defaults to the pool's last model.
+
+    Returns
+    -------
+    (student, DemoChoice)
+    """
+    teacher = teacher or pool.names[-1]
+    best: tuple[float, str, DemoChoice] | None = None
+    for student in pool.names:
+        if student == teacher:
+            continue
+        choice = choose_router(pool, student, teacher)
+        c_s, c_t = _per_input_cost(pool, student), _per_input_cost(pool, teacher)
+        cost = c_s + choice.calibration_teacher_share * c_t
+        if best is None or cost < best[0]:
+            best = (cost, student, choice)
+    if best is None:
+        raise InfeasibleTargetError(
+            f"The pool has no model besides the teacher {teacher!r}; a cascade needs two."
+        )
+    return best[1], best[2]
+
+
+def _per_input_cost(pool: Any, name: str) -> float:
+    measured = pool.latency.get(name) or {}
+    if measured:
+        return float(measured[max(measured)])
+    return float(pool.flops[name])
+
+
+def tweet_sentiment_model(
+    pool: Any = None,
+    *,
+    name: str = "tweet-sentiment",
+    teacher: str | None = None,
+    student: str | None = None,
+    teacher_only: bool = False,
+    reduced: bool = False,
+    model_batch_size: int = 64,
+    max_bytes: int = TEXT_MAX_BYTES,
+) -> ServedModel:
+    """The text demo: tweets (BYTES) in, sentiment out, through a calibrated encoder pair.
+
+    The stages are the text pool's encoders with their linear heads
+    (:func:`cascadekit.data.text.load_text_models`), so the served answers are those of the
+    pool's cascade on the same texts. The pair is :func:`choose_text_pair`'s unless ``student``
+    is given; the score and threshold come from :func:`choose_router`.
+
+    Parameters
+    ----------
+    pool : TextPool, optional
+        Defaults to :func:`cascadekit.data.text.load_text_pool` (all three encoders: MiniLM-L3,
+        MiniLM-L6 and MPNet-base, which needs ``scripts/setup.sh --text``), or its reduced
+        recipe (the two MiniLMs) with ``reduced=True``.
+    name : str, default="tweet-sentiment"
+    teacher : str, optional
+        Defaults to the pool's last (largest) encoder.
+    student : str, optional
+        Defaults to the cheapest calibrated pair's.
+    teacher_only : bool, default=False
+        Serve the teacher alone through the same server (for comparisons).
+    reduced : bool, default=False
+        Use the reduced pool recipe when ``pool`` is not given.
+    model_batch_size : int, default=64
+        Texts per encoder call inside each model.
+    max_bytes : int, default=4096
+        Longest text a request may send, in UTF-8 bytes.
+
+    Returns
+    -------
+    ServedModel
+        Input ``text``: BYTES, shape ``[-1]``.
+
+    Raises
+    ------
+    DataNotFoundError, MissingDependencyError
+        The tweets, an encoder package or the cached embeddings are missing (the message names
+        what to install or run).
+    """
+    from ..data.text import CLASSES, load_text_models, load_text_pool
+
+    if pool is None:
+        pool = load_text_pool(reduced=reduced)
+    teacher = teacher or pool.names[-1]
+    if student is None:
+        student, choice = choose_text_pair(pool, teacher)
+    else:
+        choice = choose_router(pool, student, teacher)
+    live = load_text_models(
+        (student, teacher),
+        batch_size=model_batch_size,
+        reduced=reduced,
+        encode_missing=False,
+    )
+    costs = [float(pool.flops[student]), float(pool.flops[teacher])]
+    preprocess, warmup = text_input(TEXT_INPUT, max_bytes)
     return ServedModel(
         name=name,
-        cascade=cascade,
-        input=DEMO_INPUT,
-        preprocess=_to_float32,
-        class_names=list(CLASS_NAMES),
+        cascade=_demo_cascade(
+            live[student], live[teacher], costs, choice, teacher_only, (student, teacher)
+        ),
+        input=TEXT_INPUT,
+        preprocess=preprocess,
+        class_names=list(CLASSES),
+        warmup_input=warmup,
     )

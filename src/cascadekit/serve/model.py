@@ -10,10 +10,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ..cascade import Cascade
-from ..oip import TensorSpec
+import numpy as np
 
-__all__ = ["ServedModel"]
+from ..cascade import Cascade
+from ..oip import TensorSpec, utf8_texts
+
+__all__ = ["ServedModel", "text_input"]
 
 
 @dataclass
@@ -44,3 +46,37 @@ class ServedModel:
     version: str = "1"
     class_names: list[str] | None = None
     warmup_input: Callable[[int], Any] | None = None
+
+
+def text_input(
+    spec: TensorSpec, max_bytes: int | None = None
+) -> tuple[Callable[[Any], Any], Callable[[int], Any]]:
+    """The ``preprocess`` and ``warmup_input`` of a model whose input is a batch of texts.
+
+    The input is a BYTES tensor of shape ``[n]`` or ``[n, 1]`` (``spec``); ``preprocess``
+    decodes it to an array of ``n`` str (UTF-8), refusing an element that is not UTF-8 or is
+    longer than ``max_bytes`` with a :class:`~cascadekit.oip.BadRequestError` (400).
+
+    Examples
+    --------
+    >>> from cascadekit.oip import TensorSpec
+    >>> prep, warm = text_input(TensorSpec("text", ("BYTES",), (-1,)), max_bytes=8)
+    >>> prep(np.array([b"good", b"bad"], dtype=object))
+    array(['good', 'bad'], dtype=object)
+    >>> prep(warm(2)).shape
+    (2,)
+    >>> prep(np.array([b"much too long"], dtype=object))
+    Traceback (most recent call last):
+    ...
+    cascadekit.oip.errors.BadRequestError: Input 'text' takes texts of at most 8 bytes ...
+    """
+    name = spec.name
+    tail = tuple(1 for _ in spec.shape[1:])
+
+    def preprocess(data: Any) -> Any:
+        return utf8_texts(name, np.asarray(data, dtype=object), max_bytes)
+
+    def warmup_input(n: int) -> Any:
+        return np.full((n, *tail), b"hello", dtype=object)
+
+    return preprocess, warmup_input

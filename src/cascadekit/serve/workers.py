@@ -200,6 +200,8 @@ class ServeSpec:
     ----------
     config_file : str, optional
         A YAML config file (:func:`~cascadekit.serve.load_config`); else the demo.
+    demo : {"fashion-mnist", "text"}, default="fashion-mnist"
+        Which demo (``cascadekit serve --demo [text]``) when there is no config file.
     reduced, teacher_only : bool
         The demo's options (``--reduced``, ``--teacher-only``).
     host, port, torch_threads :
@@ -216,6 +218,7 @@ class ServeSpec:
     """
 
     config_file: str | None = None
+    demo: str = "fashion-mnist"
     reduced: bool = False
     teacher_only: bool = False
     host: str | None = None
@@ -237,9 +240,10 @@ class ServeSpec:
         if self.config_file is not None:
             served, config = load_config(self.config_file)
         else:
-            from .demo import fashion_mnist_model
+            from .demo import fashion_mnist_model, tweet_sentiment_model
 
-            served = fashion_mnist_model(reduced=self.reduced, teacher_only=self.teacher_only)
+            build = tweet_sentiment_model if self.demo == "text" else fashion_mnist_model
+            served = build(reduced=self.reduced, teacher_only=self.teacher_only)
             config = ServeConfig()
         config = with_overrides(
             config, host=self.host, port=self.port, torch_threads=self.torch_threads
