@@ -1,0 +1,5 @@
+"""``python -m cascadekit.cli``: the ``cascadekit`` command."""
+
+from . import main
+
+main()
