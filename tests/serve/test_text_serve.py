@@ -276,3 +276,20 @@ def test_tritonclient_sends_bytes_unchanged(
             assert np.array_equal(result.as_numpy("label"), ref.predictions)
             assert np.array_equal(result.as_numpy("stage"), ref.stage)
         client.close()
+
+
+def test_choose_router_takes_a_calibration_target() -> None:
+    """A target goes to calibrate_cascade; the default is the teacher's calibration accuracy."""
+    from cascadekit.data.text import load_text_pool
+    from cascadekit.errors import InsufficientDataError
+    from cascadekit.serve.demo import choose_router
+
+    pool = load_text_pool(reduced=True)
+    default = choose_router(pool, "minilm-l3", "minilm-l6")
+    share = choose_router(pool, "minilm-l3", "minilm-l6", {"teacher_share": 0.5})
+    assert (share.score, share.temperature) == (default.score, default.temperature)
+    assert share.calibration_teacher_share <= 0.5
+    teacher_acc = float(np.mean(pool.correct("calibrate", "minilm-l6")))
+    assert default.calibration_accuracy >= teacher_acc
+    with pytest.raises(InsufficientDataError, match="needs at least 462 calibration"):
+        choose_router(pool, "minilm-l3", "minilm-l6", {"accuracy_drop": 0.005, "delta": 0.1})
