@@ -181,7 +181,12 @@ def main() -> None:
             print(
                 f"{name:8s} {kind:6s} {r['rps']:8.1f} req/s  p50 {r['p50_ms']:7.1f} ms  "
                 f"p99 {r['p99_ms']:7.1f} ms  lost {r['lost']} of {r['requests']}"
-                + ("" if name != "cascade" else f"  teacher share {r['teacher_share']:.3f}")
+                + (
+                    ""
+                    if name != "cascade"
+                    else f"  teacher share {r['teacher_share']:.3f}, fallbacks "
+                    f"{r['fallback_share']:.3f}"
+                )
             )
     for kind in ("json", "binary"):
         c, t = res["cascade"][kind], res["teacher"][kind]

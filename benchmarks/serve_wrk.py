@@ -175,8 +175,9 @@ def wrk(
     }
 
 
-def server_counts(url: str, model: str = "fashion-mnist") -> tuple[float, list[float]]:
-    """The server's 200 answers and its inputs answered per stage."""
+def server_counts(url: str, model: str = "fashion-mnist") -> tuple[float, list[float], float]:
+    """The server's 200 answers, its inputs answered per stage, and its fallbacks (inputs an
+    earlier stage answered because a later one timed out, failed or was overloaded)."""
     import httpx
 
     text = httpx.get(f"{url}/metrics", timeout=10).text
@@ -187,7 +188,13 @@ def server_counts(url: str, model: str = "fashion-mnist") -> tuple[float, list[f
 
     ok = value(rf'^cascadekit_requests_total\{{code="200",model="{model}"\}}')
     stages = [value(rf'^cascadekit_inputs_total\{{model="{model}",stage="{k}"\}}') for k in (0, 1)]
-    return ok, stages
+    fallbacks = sum(
+        float(v)
+        for v in re.findall(
+            rf'^cascadekit_fallbacks_total\{{model="{model}"[^}}]*\}} (\S+)$', text, re.M
+        )
+    )
+    return ok, stages, fallbacks
 
 
 def settle(url: str, model: str, timeout: float = 120.0) -> None:
@@ -251,14 +258,15 @@ def measure(
             wrk(url, body, args, 1, model)  # warm-up, not counted
             if name != "ceiling":
                 settle(url, model)
-            before = server_counts(url, model) if name != "ceiling" else (0.0, [0.0, 0.0])
+            before = server_counts(url, model) if name != "ceiling" else (0.0, [0.0, 0.0], 0.0)
             r = wrk(url, body, args, args.duration, model)
-            r["teacher_share"] = float("nan")
+            r["teacher_share"] = r["fallback_share"] = float("nan")
             if name != "ceiling":  # every request wrk counted was answered 200 by the server
                 after = server_counts(url, model)
                 r["lost"] += max(0, r["requests"] - int(after[0] - before[0]))
                 per_stage = [a - b for a, b in zip(after[1], before[1], strict=True)]
                 r["teacher_share"] = per_stage[1] / max(sum(per_stage), 1.0)
+                r["fallback_share"] = (after[2] - before[2]) / max(sum(per_stage), 1.0)
             results[kind] = r
     if spy and raw.is_file():
         results["profile"] = profile_parts(raw)
@@ -321,7 +329,7 @@ def main() -> None:
                 f"{name:10s} {kind:6s} {r['rps']:8.0f} req/s  p50 {r['p50_ms']:6.2f} ms  "
                 f"p99 {r['p99_ms']:6.2f} ms  lost {r['lost']} of {r['requests']}"
                 + (
-                    f"  teacher share {r['teacher_share']:.2f}"
+                    f"  teacher share {r['teacher_share']:.2f}, fallbacks {r['fallback_share']:.2f}"
                     if name.startswith("cascade")
                     else ""
                 )

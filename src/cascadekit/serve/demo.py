@@ -36,6 +36,7 @@ __all__ = [
     "DEMO_INPUT",
     "TEXT_INPUT",
     "TEXT_MAX_BYTES",
+    "TEXT_STAGE_TIMEOUT",
     "TEXT_TARGET",
     "DemoChoice",
     "choose_router",
@@ -52,6 +53,9 @@ DEMO_INPUT = TensorSpec("image", ("UINT8", "FP32"), (-1, 28, 28), value_range=(0
 TEXT_INPUT = TensorSpec("text", ("BYTES",), (-1,))
 #: Longest text the text demo takes, in UTF-8 bytes (its encoders read 128 tokens at most).
 TEXT_MAX_BYTES = 4096
+#: Seconds the text demo's teacher may take before a request falls back to the student: an
+#: MPNet-base batch of 64 tweets takes seconds on a small CPU, far beyond the image demo's 1 s.
+TEXT_STAGE_TIMEOUT = 30.0
 #: The text demo's calibration target: an accuracy drop of at most 0.5 point against the
 #: teacher with probability 0.9. Its calibrate split has 750 tweets, on which two encoders can
 #: look equally accurate and differ by points on new tweets, so the point estimate that the

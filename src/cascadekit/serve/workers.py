@@ -240,11 +240,14 @@ class ServeSpec:
         if self.config_file is not None:
             served, config = load_config(self.config_file)
         else:
-            from .demo import fashion_mnist_model, tweet_sentiment_model
+            from .demo import TEXT_STAGE_TIMEOUT, fashion_mnist_model, tweet_sentiment_model
 
-            build = tweet_sentiment_model if self.demo == "text" else fashion_mnist_model
-            served = build(reduced=self.reduced, teacher_only=self.teacher_only)
-            config = ServeConfig()
+            if self.demo == "text":
+                served = tweet_sentiment_model(reduced=self.reduced, teacher_only=self.teacher_only)
+                config = ServeConfig(stage_timeout=TEXT_STAGE_TIMEOUT)
+            else:
+                served = fashion_mnist_model(reduced=self.reduced, teacher_only=self.teacher_only)
+                config = ServeConfig()
         config = with_overrides(
             config, host=self.host, port=self.port, torch_threads=self.torch_threads
         )
