@@ -363,7 +363,7 @@ def test_decode_errors_say_what_to_send() -> None:
     with pytest.raises(BadRequestError, match="FP16, which has no typed contents field"):
         decode_infer_request(half)
     half.inputs[0].datatype = "FP8"
-    with pytest.raises(BadRequestError, match="datatype of input 'x' to be one of BOOL"):
+    with pytest.raises(BadRequestError, match="'datatype' of input 'x' to be one of BOOL"):
         decode_infer_request(half)
     half.inputs[0].datatype = "FP16"
     half.inputs[0].shape[0] = -2

@@ -454,6 +454,54 @@ def decode_binary(
     return arr.reshape(shape)
 
 
+def check_input_header(
+    name: str,
+    datatype: Any,
+    shape: Any,
+    specs: Sequence[TensorSpec] = (),
+    max_batch: int | None = None,
+) -> tuple[str, tuple[int, ...]]:
+    """Check one input's header before its data is read: a known datatype, a valid shape, the
+    model's input spec (when ``specs`` has one named ``name``) and at most ``max_batch`` rows.
+
+    Shared by the JSON/binary REST codec and the gRPC one, so both refuse the same requests with
+    the same messages.
+
+    Returns
+    -------
+    (str, tuple of int)
+        The datatype and the shape.
+
+    Raises
+    ------
+    BadRequestError
+
+    Examples
+    --------
+    >>> check_input_header("x", "FP32", [2, 3])
+    ('FP32', (2, 3))
+    >>> check_input_header("x", "FP32", [9, 3], max_batch=8)
+    Traceback (most recent call last):
+    ...
+    cascadekit.oip.errors.BadRequestError: Expected at most 8 inputs per request; got 9. ...
+    """
+    if datatype not in DATATYPES:
+        raise BadRequestError(
+            f"Expected the 'datatype' of input {name!r} to be one of "
+            f"{', '.join(DATATYPES)}; got {datatype!r}."
+        )
+    checked = check_shape(shape, f"input {name!r}")
+    for spec in specs:
+        if spec.name == name:
+            spec.check_header(datatype, checked)
+    if max_batch is not None and checked and checked[0] > max_batch:
+        raise BadRequestError(
+            f"Expected at most {max_batch} inputs per request; got {checked[0]}. Split the "
+            "batch into several requests."
+        )
+    return str(datatype), checked
+
+
 def parse_infer_request(
     body: bytes,
     header_length: int | str | None = None,
@@ -546,21 +594,9 @@ def parse_infer_request(
         if name in seen:
             raise BadRequestError(f"Input {name!r} appears twice; send each input once.")
         seen.add(name)
-        datatype = t.get("datatype")
-        if datatype not in DATATYPES:
-            raise BadRequestError(
-                f"Expected the 'datatype' of input {name!r} to be one of "
-                f"{', '.join(DATATYPES)}; got {datatype!r}."
-            )
-        shape = check_shape(t.get("shape"), f"input {name!r}")
-        for spec in specs:
-            if spec.name == name:
-                spec.check_header(datatype, shape)
-        if max_batch is not None and shape and shape[0] > max_batch:
-            raise BadRequestError(
-                f"Expected at most {max_batch} inputs per request; got {shape[0]}. Split the "
-                "batch into several requests."
-            )
+        datatype, shape = check_input_header(
+            name, t.get("datatype"), t.get("shape"), specs, max_batch
+        )
         tparams = _check_parameters(t.get("parameters"), f"the parameters of input {name!r}")
         size = tparams.get("binary_data_size")
         if size is not None:

@@ -35,7 +35,7 @@ from numpy.typing import NDArray
 
 from .._optional import require
 from ..errors import UnknownNameError
-from .decode import check_shape, decode_binary, element_count
+from .decode import check_input_header, decode_binary, element_count
 from .errors import BadRequestError
 from .grpc_predict_v2_descriptor import SERIALIZED
 from .tensors import (
@@ -234,21 +234,7 @@ def decode_infer_request(
         if name in seen:
             raise BadRequestError(f"Input {name!r} appears twice; send each input once.")
         seen.add(name)
-        datatype = t.datatype
-        if datatype not in DATATYPES:
-            raise BadRequestError(
-                f"Expected the datatype of input {name!r} to be one of {', '.join(DATATYPES)}; "
-                f"got {datatype!r}."
-            )
-        shape = check_shape(list(t.shape), f"input {name!r}")
-        for spec in specs:
-            if spec.name == name:
-                spec.check_header(datatype, shape)
-        if max_batch is not None and shape and shape[0] > max_batch:
-            raise BadRequestError(
-                f"Expected at most {max_batch} inputs per request; got {shape[0]}. Split the "
-                "batch into several requests."
-            )
+        datatype, shape = check_input_header(name, t.datatype, list(t.shape), specs, max_batch)
         tparams = decode_parameters(t.parameters, f"the parameters of input {name!r}")
         if raw:
             if t.HasField("contents") and t.contents.ListFields():
