@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import inspect
 import json
 import logging
 import mmap
@@ -371,11 +370,7 @@ def run_workers(spec: ServeSpec, workers: int, *, log_level: str = "info") -> No
         )
         sock = ucfg.bind_socket()
         try:
-            if "target" in inspect.signature(Multiprocess.__init__).parameters:  # uvicorn < 0.38
-                server = uvicorn.Server(ucfg)
-                Supervisor(ucfg, target=server.run, sockets=[sock]).run()  # type: ignore[call-arg,unused-ignore]
-            else:
-                Supervisor(ucfg, sockets=[sock]).run()
+            Supervisor(ucfg, sockets=[sock]).run()
         finally:
             sock.close()
     finally:
