@@ -272,78 +272,46 @@ def run_loop(
     Raises :class:`TrainingError` as soon as a loss is not finite.
     """
     with deterministic(torch, random_state, threads):
-        return _loop(
-            torch,
-            model,
-            x,
-            n,
-            loss_fn,
-            epochs=epochs,
-            batch_size=batch_size,
-            lr=lr,
-            weight_decay=weight_decay,
-            random_state=random_state,
-            progress=progress,
-            desc=desc,
-            schedule=schedule,
+        opt = torch.optim.Adam(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
+        steps_per_epoch = (n + batch_size - 1) // batch_size
+        total = int(epochs) * steps_per_epoch
+        sched = (
+            torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(lr), total_steps=total)
+            if schedule == "onecycle"
+            else None
         )
-
-
-def _loop(
-    torch: Any,
-    model: Any,
-    x: Any,
-    n: int,
-    loss_fn: Callable[[Any, Any], Any],
-    *,
-    epochs: int,
-    batch_size: int,
-    lr: float,
-    weight_decay: float,
-    random_state: int,
-    progress: ProgressFn | None,
-    desc: str,
-    schedule: str,
-) -> list[float]:
-    opt = torch.optim.Adam(model.parameters(), lr=float(lr), weight_decay=float(weight_decay))
-    steps_per_epoch = (n + batch_size - 1) // batch_size
-    total = int(epochs) * steps_per_epoch
-    sched = (
-        torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=float(lr), total_steps=total)
-        if schedule == "onecycle"
-        else None
-    )
-    gen = torch.Generator().manual_seed(int(random_state))
-    every = max(1, steps_per_epoch // 10)
-    losses: list[float] = []
-    step = 0
-    for epoch in range(int(epochs)):
-        model.train()
-        order = torch.randperm(n, generator=gen)
-        total_loss = 0.0
-        for start in range(0, n, batch_size):
-            idx = order[start : start + batch_size]
-            opt.zero_grad(set_to_none=True)
-            out = model(model_input(torch, x[idx]))
-            loss = loss_fn(out, idx)
-            value = float(loss.detach())
-            if not np.isfinite(value):
-                raise TrainingError(
-                    f"The {desc} loss became {value} at epoch {epoch + 1}, step {step + 1} of "
-                    f"{total}; expected a finite loss. Lower the learning rate (lr={lr:g}) or "
-                    "check the inputs and teacher logits for extreme values. Nothing was cached."
-                )
-            loss.backward()
-            opt.step()
-            if sched is not None:
-                sched.step()
-            total_loss += value * int(idx.shape[0])
-            step += 1
-            if progress is not None and (step % every == 0 or step == total):
-                progress(f"{desc} (epoch {epoch + 1}/{epochs})", step / total)
-        losses.append(total_loss / n)
-    model.eval()
-    return losses
+        gen = torch.Generator().manual_seed(int(random_state))
+        every = max(1, steps_per_epoch // 10)
+        losses: list[float] = []
+        step = 0
+        for epoch in range(int(epochs)):
+            model.train()
+            order = torch.randperm(n, generator=gen)
+            total_loss = 0.0
+            for start in range(0, n, batch_size):
+                idx = order[start : start + batch_size]
+                opt.zero_grad(set_to_none=True)
+                out = model(model_input(torch, x[idx]))
+                loss = loss_fn(out, idx)
+                value = float(loss.detach())
+                if not np.isfinite(value):
+                    raise TrainingError(
+                        f"The {desc} loss became {value} at epoch {epoch + 1}, step {step + 1} "
+                        f"of {total}; expected a finite loss. Lower the learning rate "
+                        f"(lr={lr:g}) or check the inputs and teacher logits for extreme values. "
+                        "Nothing was cached."
+                    )
+                loss.backward()
+                opt.step()
+                if sched is not None:
+                    sched.step()
+                total_loss += value * int(idx.shape[0])
+                step += 1
+                if progress is not None and (step % every == 0 or step == total):
+                    progress(f"{desc} (epoch {epoch + 1}/{epochs})", step / total)
+            losses.append(total_loss / n)
+        model.eval()
+        return losses
 
 
 def train_cached(
